@@ -1,0 +1,40 @@
+"""What every CLI command shares: the loaded config and how to reach Kafka."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mailferry.config import MailferryConfig, load_config
+from mailferry.errors import SetupError
+from mailferry.kafka.embedded import EmbeddedBroker
+
+
+@dataclass
+class CliContext:
+    config_path: Path | None
+    _config: MailferryConfig | None = field(default=None, repr=False)
+
+    @property
+    def config(self) -> MailferryConfig:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    def embedded_broker(self) -> EmbeddedBroker:
+        config = self.config
+        return EmbeddedBroker(config.kafka.embedded, config.kafka_state_dir)
+
+    def bootstrap_servers(self) -> list[str]:
+        """The configured cluster, or the running embedded broker's address."""
+        kafka = self.config.kafka
+        if kafka.bootstrap_servers:
+            return list(kafka.bootstrap_servers)
+        broker = self.embedded_broker()
+        state = broker.running_state()
+        if state is None:
+            raise SetupError(
+                "no Kafka is configured and the embedded broker is not running: "
+                "start it with `mailferry kafka start` (or use `mailferry run`)"
+            )
+        return [state.address]

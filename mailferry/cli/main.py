@@ -1,0 +1,33 @@
+"""The ``mailferry`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from mailferry.cli import config_cmd, kafka_cmd, topics_cmd
+from mailferry.cli.context import CliContext
+
+app = typer.Typer(
+    name="mailferry",
+    help="POP3/IMAP to Microsoft Exchange over a Kafka pipeline.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None, "-c", "--config", envvar="MAILFERRY_CONFIG",
+        help="TOML config; without it, the built-in defaults with the embedded broker",
+    ),
+) -> None:
+    ctx.obj = CliContext(config)
+
+
+app.add_typer(kafka_cmd.app, name="kafka")
+app.add_typer(topics_cmd.app, name="topics")
+app.add_typer(config_cmd.app, name="config")

@@ -1,0 +1,52 @@
+"""Load and validate a TOML config; every problem names the file, the line and the field."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from mailferry.config.locate import LineIndex, format_loc
+from mailferry.config.models import MailferryConfig
+from mailferry.errors import ConfigError
+
+_FRIENDLY = {
+    "extra_forbidden": "unknown key",
+    "missing": "required field is missing",
+}
+
+
+def load_config(path: Path | str | None, *, check_secrets: bool = True) -> MailferryConfig:
+    """The config in ``path``, or the built-in defaults (embedded Kafka) when ``path`` is None."""
+    if path is None:
+        return MailferryConfig()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    return parse_config(text, source=str(path), check_secrets=check_secrets)
+
+
+def parse_config(text: str, *, source: str = "<config>", check_secrets: bool = True) -> MailferryConfig:
+    try:
+        data: dict[str, Any] = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    allow_plain = data.get("allow_plaintext_secrets", False) is True
+    context = {"allow_plaintext_secrets": allow_plain, "check_secrets": check_secrets}
+    try:
+        return MailferryConfig.model_validate(data, context=context)
+    except ValidationError as exc:
+        index = LineIndex(text)
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = error["loc"]
+            line = index.line_of(loc)
+            where = f"{source}:{line}" if line is not None else source
+            message = _FRIENDLY.get(error["type"], error["msg"])
+            problems.append(f"{where}: {format_loc(loc, index)}: {message}")
+        summary = f"{source}: {len(problems)} problem(s) in the configuration"
+        raise ConfigError(summary + "\n" + "\n".join(problems), problems=problems) from None

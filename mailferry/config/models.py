@@ -1,0 +1,131 @@
+"""The root of the configuration: one TOML file describes a whole deployment."""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from mailferry.config.kafka import KafkaConfig, Strict
+from mailferry.config.rules import RuleSet
+from mailferry.config.sources import Source
+from mailferry.config.targets import Target
+from mailferry.config.types import ByteSize, Duration, SecretRef
+
+
+def default_state_dir() -> Path:
+    """``$MAILFERRY_STATE_DIR``, else ``$XDG_STATE_HOME/mailferry``, else ``~/.local/state/mailferry``."""
+    explicit = os.environ.get("MAILFERRY_STATE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_STATE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
+    return base / "mailferry"
+
+
+class Tenant(Strict):
+    id: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    accepted_domains: list[str] = Field(min_length=1)
+    default_mailbox: str = Field(description="postmaster: gets what nothing else resolves")
+    default_target: str = Field(description="name of one of this tenant's targets")
+    aliases: dict[str, str] = Field(default_factory=dict, description="alias -> primary address")
+    address_map: dict[str, str] = Field(default_factory=dict, description="external -> internal")
+    plus_addressing: Literal["strip", "keep"] = "strip"
+    fetch_concurrency: int = Field(10, ge=1)
+    delivery_concurrency: int = Field(8, ge=1)
+    sources: list[Source] = Field(default_factory=list)
+    targets: list[Target] = Field(min_length=1)
+    rules: RuleSet = RuleSet()
+
+    @model_validator(mode="after")
+    def _references(self) -> Tenant:
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise ValueError("target names must be unique within a tenant")
+        if self.default_target not in names:
+            raise ValueError(f"default_target {self.default_target!r} is not one of {names}")
+        ids = [s.id for s in self.sources]
+        if len(set(ids)) != len(ids):
+            raise ValueError("source ids must be unique within a tenant")
+        self.__dict__["accepted_domains"] = [d.lower().rstrip(".") for d in self.accepted_domains]
+        return self
+
+    def target(self, name: str | None = None) -> Target:
+        wanted = name or self.default_target
+        for target in self.targets:
+            if target.name == wanted:
+                return target
+        raise KeyError(wanted)
+
+
+class BlobStoreConfig(Strict):
+    """Where messages above the inline threshold live; topics carry a reference."""
+
+    kind: Literal["local"] = "local"
+    path: Path | None = Field(None, description="default: <state_dir>/blobs")
+    inline_threshold: ByteSize = 512 * 1024
+
+
+class RetryConfig(Strict):
+    tiers: list[Duration] = Field(
+        default_factory=lambda: [
+            timedelta(minutes=1), timedelta(minutes=10), timedelta(hours=1), timedelta(hours=6)
+        ],
+        min_length=1,
+    )
+    horizon: Duration = timedelta(days=3)
+
+
+class StreamConfig(Strict):
+    dedup_window: Duration = timedelta(days=30)
+    max_received_hops: int = Field(50, ge=1)
+    data_dir: Path | None = Field(None, description="default: <state_dir>/stream")
+    web_port: int = Field(6066, ge=0, le=65535)
+    app_id: str = "mailferry-stream"
+    directory_cache_ttl: Duration = timedelta(hours=1)
+
+
+class MetricsConfig(Strict):
+    port: int | None = Field(None, ge=0, le=65535, description="Prometheus endpoint; None: off")
+
+
+class MailferryConfig(Strict):
+    allow_plaintext_secrets: bool = False
+    state_dir: Path = Field(default_factory=default_state_dir)
+    kafka: KafkaConfig = KafkaConfig()
+    blob_store: BlobStoreConfig = BlobStoreConfig()
+    retry: RetryConfig = RetryConfig()
+    stream: StreamConfig = StreamConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    tenants: list[Tenant] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_tenants(self) -> MailferryConfig:
+        ids = [t.id for t in self.tenants]
+        if len(set(ids)) != len(ids):
+            raise ValueError("tenant ids must be unique")
+        return self
+
+    def tenant(self, tenant_id: str) -> Tenant:
+        for tenant in self.tenants:
+            if tenant.id == tenant_id:
+                return tenant
+        raise KeyError(tenant_id)
+
+    @property
+    def kafka_state_dir(self) -> Path:
+        return self.kafka.embedded.state_dir or self.state_dir / "kafka"
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.blob_store.path or self.state_dir / "blobs"
+
+    @property
+    def stream_data_dir(self) -> Path:
+        return self.stream.data_dir or self.state_dir / "stream"
+
+
+__all__ = ["MailferryConfig", "SecretRef", "Tenant"]

@@ -1,0 +1,65 @@
+"""Delivery targets: where resolved mail is written (EWS, Graph, SMTP, Maildir)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from mailferry.config.kafka import Strict
+from mailferry.config.types import ByteSize, Duration, SecretRef
+
+
+class TargetBase(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    concurrency: int = Field(8, ge=1, description="parallel deliveries for this target")
+    timeout: Duration = timedelta(seconds=120)
+    max_message_size: ByteSize | None = None
+
+
+class EwsTarget(TargetBase):
+    kind: Literal["ews"]
+    endpoint: str | None = Field(None, description="EWS URL; None: autodiscover once")
+    version: str | None = Field(None, description="e.g. 'Exchange2016'; None: detected once")
+    auth: Literal["basic", "ntlm", "oauth2"] = "ntlm"
+    username: str | None = None
+    password: SecretRef | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: SecretRef | None = None
+    token_url: str | None = None
+    impersonation: bool = True
+    ca_file: Path | None = None
+    verify_tls: bool = True
+
+
+class GraphTarget(TargetBase):
+    kind: Literal["graph"]
+    mode: Literal["import-mime", "json"] = "import-mime"
+    base_url: str = "https://graph.microsoft.com"
+    token_url: str | None = None
+    tenant_id: str
+    client_id: str
+    client_secret: SecretRef
+    concurrency: int = Field(4, ge=1, le=4, description="Graph allows 4 concurrent per mailbox")
+
+
+class SmtpTarget(TargetBase):
+    kind: Literal["smtp"]
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    tls: Literal["starttls", "implicit", "none"] = "starttls"
+    ca_file: Path | None = None
+    username: str | None = None
+    password: SecretRef | None = None
+    mail_from: str | None = Field(None, description="envelope sender; None keeps the message's")
+
+
+class MaildirTarget(TargetBase):
+    kind: Literal["maildir"]
+    path: Path
+
+
+Target = Annotated[EwsTarget | GraphTarget | SmtpTarget | MaildirTarget, Field(discriminator="kind")]

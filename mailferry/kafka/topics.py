@@ -1,0 +1,78 @@
+"""The topic layout of the brief: logical names, full names under a prefix, default settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from mailferry.config.kafka import KafkaConfig, TopicSettings
+
+MAILBOXES = "mailboxes"
+FETCH_STATE = "fetch-state"
+RAW = "raw"
+DELIVER = "deliver"
+DLT = "deliver.dlt"
+AUDIT = "audit"
+DELIVERY_LEDGER = "deliver.ledger"
+
+
+def retry_topic(tier: int) -> str:
+    """Logical name of retry tier ``tier`` (0-based): ``deliver.retry.0``, ..."""
+    return f"deliver.retry.{tier}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    logical: str
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+
+
+_DAY_MS = 24 * 3600 * 1000
+# cleanup policy and default retention per topic type (ms; -1 keeps forever)
+_DEFAULTS: dict[str, tuple[str, int | None]] = {
+    MAILBOXES: ("compact", None),
+    FETCH_STATE: ("compact", None),
+    DELIVERY_LEDGER: ("compact", None),
+    RAW: ("delete", 90 * _DAY_MS),
+    DELIVER: ("delete", 7 * _DAY_MS),
+    DLT: ("delete", 90 * _DAY_MS),
+    AUDIT: ("delete", 365 * _DAY_MS),
+}
+_RETRY_RETENTION_MS = 7 * _DAY_MS
+
+
+def full_name(kafka: KafkaConfig, logical: str) -> str:
+    return f"{kafka.topic_prefix}.{logical}"
+
+
+def logical_topics(retry_tiers: int) -> list[str]:
+    return [*_DEFAULTS, *(retry_topic(i) for i in range(retry_tiers))]
+
+
+def topic_specs(kafka: KafkaConfig, retry_tiers: int) -> list[TopicSpec]:
+    """Every topic the pipeline needs, with config overrides applied."""
+    specs = []
+    for logical in logical_topics(retry_tiers):
+        cleanup, retention_ms = _DEFAULTS.get(logical, ("delete", _RETRY_RETENTION_MS))
+        settings: TopicSettings = kafka.topics.overrides.get(logical, kafka.topics.defaults)
+        if settings.retention is not None:
+            retention_ms = int(settings.retention / timedelta(milliseconds=1))
+        config = {
+            "cleanup.policy": cleanup,
+            "max.message.bytes": str(settings.max_message_bytes),
+        }
+        if retention_ms is not None and cleanup == "delete":
+            config["retention.ms"] = str(retention_ms)
+        specs.append(
+            TopicSpec(
+                logical=logical,
+                name=full_name(kafka, logical),
+                partitions=settings.partitions,
+                replication_factor=settings.replication_factor,
+                config=config,
+            )
+        )
+    return specs

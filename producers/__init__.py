@@ -1,0 +1,1 @@
+"""Fetch producers: POP3 and IMAP mailboxes into ``mailferry.raw``."""

@@ -1,0 +1,1 @@
+"""The stream app (faust-streaming): recipient resolution, rules, deduplication, loop guard."""
