@@ -1,0 +1,56 @@
+"""The interface every delivery target implements.
+
+Small on purpose: deliver one message into one mailbox, say whether it is already there,
+check credentials once at start-up. Each target translates its own library's errors into
+``TransientError`` / ``AmbiguousOutcomeError`` / ``PermanentError`` / ``TenantError`` in one
+table of its own; the worker decides retry, dead letter or pause from the type alone.
+Targets are synchronous (exchangelib is); the worker runs them in bounded thread pools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import BinaryIO, Protocol
+
+
+@dataclass(frozen=True)
+class DeliveryItem:
+    """One message for one mailbox, as the worker hands it to a target."""
+
+    tenant: str
+    mailbox: str  # the resolved recipient, primary SMTP address
+    dedup_key: str
+    message_id: str | None
+    size: int
+    sha256: str
+    open_message: Callable[[], BinaryIO]  # the raw RFC 5322 bytes, streamed
+    received_at: datetime | None = None  # delivery time to show in the mailbox
+    add_headers: tuple[tuple[str, str], ...] = field(default=())  # prepended, trace header first
+
+    def message_bytes(self) -> bytes:
+        """The whole message with ``add_headers`` prepended (for APIs that take it whole)."""
+        with self.open_message() as handle:
+            body = handle.read()
+        prefix = b"".join(f"{n}: {v}\r\n".encode() for n, v in self.add_headers)
+        return prefix + body
+
+
+class DeliveryTarget(Protocol):
+    name: str
+    max_message_size: int | None
+
+    def check_credentials(self) -> None:
+        """Fail fast at start-up; raises ``TenantError`` when the account cannot log in."""
+        ...
+
+    def deliver(self, item: DeliveryItem) -> None:
+        """Write the message into ``item.mailbox``; raises a classified MailferryError."""
+        ...
+
+    def already_delivered(self, item: DeliveryItem) -> bool | None:
+        """After an ambiguous failure: is it there already? None when the target cannot tell."""
+        ...
+
+    def close(self) -> None: ...

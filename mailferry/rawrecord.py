@@ -1,0 +1,81 @@
+"""Building ``mailferry.raw`` records: bytes inline up to a threshold, else a blob reference.
+
+Fetchers and ``mailferry import`` both produce raw records; this is the one place that
+decides inline versus blob store, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from mailferry.blobstore import LocalBlobStore
+from mailferry.schemas.codec import RAW_MESSAGE, Record, codec
+
+
+@dataclass(frozen=True)
+class RawSource:
+    tenant: str
+    mailbox_id: str
+    source_kind: str  # pop3 | imap | import
+    folder: str | None = None
+    source_uid: str | None = None
+
+
+def raw_key(tenant: str, mailbox_id: str) -> bytes:
+    return f"{tenant}/{mailbox_id}".encode()
+
+
+def build_raw_record(
+    source: RawSource,
+    message: bytes | Iterable[bytes],
+    *,
+    blobs: LocalBlobStore,
+    inline_threshold: int,
+    headers_only: bool = False,
+    envelope_recipients: Iterable[str] = (),
+    fetched_at: datetime | None = None,
+) -> tuple[bytes, Record]:
+    """(key, record) for one message. ``message`` may be chunks, so a large one never
+    has to be held whole: chunks go straight to the blob store."""
+    if isinstance(message, bytes | bytearray | memoryview):
+        data = bytes(message)
+        if len(data) <= inline_threshold:
+            inline: bytes | None = data
+            blob_ref = None
+            sha = hashlib.sha256(data).hexdigest()
+            size = len(data)
+        else:
+            blob_ref, size = blobs.put_chunks([data])
+            inline, sha = None, blob_ref.removeprefix("sha256:")
+    else:
+        blob_ref, size = blobs.put_chunks(message)
+        sha = blob_ref.removeprefix("sha256:")
+        inline = None
+        if size <= inline_threshold:
+            inline = blobs.read(blob_ref)
+            blobs.delete(blob_ref)
+            blob_ref = None
+    record: Record = {
+        "tenant": source.tenant,
+        "mailbox_id": source.mailbox_id,
+        "source_kind": source.source_kind,
+        "folder": source.folder,
+        "source_uid": source.source_uid,
+        "size": size,
+        "sha256": sha,
+        "fetched_at": fetched_at or datetime.now(UTC),
+        "inline": inline,
+        "blob_ref": blob_ref,
+        "envelope_recipients": list(envelope_recipients),
+        "headers_only": headers_only,
+        "replay_of": None,
+        "bypass_dedup": False,
+    }
+    return raw_key(source.tenant, source.mailbox_id), record
+
+
+def encode_raw(record: Record) -> bytes:
+    return codec(RAW_MESSAGE).encode(record)
