@@ -14,8 +14,19 @@ from typing import Literal
 from mailferry.schemas.codec import AUDIT_EVENT, Record, codec
 
 EventName = Literal[
-    "fetched", "duplicate", "routed", "delivered", "retried", "dead-lettered",
-    "source-deleted", "skipped", "error", "imported", "replayed", "paused", "resumed",
+    "fetched",
+    "duplicate",
+    "routed",
+    "delivered",
+    "retried",
+    "dead-lettered",
+    "source-deleted",
+    "skipped",
+    "error",
+    "imported",
+    "replayed",
+    "paused",
+    "resumed",
 ]
 Stage = Literal["fetch", "stream", "deliver", "import", "replay", "dlq"]
 

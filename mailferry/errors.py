@@ -77,9 +77,7 @@ class TenantError(PermanentError):
 
     reason_code = "tenant"
 
-    def __init__(
-        self, message: str, *, tenant: str | None = None, reason_code: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, tenant: str | None = None, reason_code: str | None = None) -> None:
         super().__init__(message, reason_code=reason_code)
         self.tenant = tenant
 

@@ -14,6 +14,14 @@ from mailferry.schemas.codec import (
 )
 
 __all__ = [
-    "AUDIT_EVENT", "DEAD_LETTER", "DELIVERY", "FETCH_STATE", "MAILBOX_CONFIG", "RAW_MESSAGE",
-    "SCHEMA_NAMES", "Codec", "UnknownSchemaError", "codec",
+    "AUDIT_EVENT",
+    "DEAD_LETTER",
+    "DELIVERY",
+    "FETCH_STATE",
+    "MAILBOX_CONFIG",
+    "RAW_MESSAGE",
+    "SCHEMA_NAMES",
+    "Codec",
+    "UnknownSchemaError",
+    "codec",
 ]

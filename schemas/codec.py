@@ -70,9 +70,7 @@ class Codec:
                 f"{self.name}: unknown writer schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}"
             )
         reader = None if writer is self.schema else self.schema
-        result: Record = fastavro.schemaless_reader(
-            io.BytesIO(data[HEADER_SIZE:]), writer, reader
-        )
+        result: Record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), writer, reader)
         return result
 
 

@@ -27,6 +27,4 @@ def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def kafka_config(kafka_broker: str) -> KafkaConfig:
     """A KafkaConfig pointing at the session broker with a topic prefix of its own per test."""
-    return KafkaConfig(
-        bootstrap_servers=[kafka_broker], topic_prefix=f"t{uuid.uuid4().hex[:10]}"
-    )
+    return KafkaConfig(bootstrap_servers=[kafka_broker], topic_prefix=f"t{uuid.uuid4().hex[:10]}")

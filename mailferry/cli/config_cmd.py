@@ -16,9 +16,7 @@ app = typer.Typer(help="Configuration files.", no_args_is_help=True)
 @cli_errors
 def validate(
     file: Path = typer.Argument(..., help="the TOML file to check"),
-    check_secrets: bool = typer.Option(
-        True, help="also check that every env:/file: secret can be read here"
-    ),
+    check_secrets: bool = typer.Option(True, help="also check that every env:/file: secret can be read here"),
 ) -> None:
     """Print every problem with file, line and field; exit non-zero when there is one."""
     config = load_config(file, check_secrets=check_secrets)

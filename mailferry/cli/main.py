@@ -21,7 +21,10 @@ app = typer.Typer(
 def main(
     ctx: typer.Context,
     config: Path | None = typer.Option(
-        None, "-c", "--config", envvar="MAILFERRY_CONFIG",
+        None,
+        "-c",
+        "--config",
+        envvar="MAILFERRY_CONFIG",
         help="TOML config; without it, the built-in defaults with the embedded broker",
     ),
 ) -> None:

@@ -42,5 +42,7 @@ def list_topics(ctx: typer.Context) -> None:
     config = cli.config
     for spec in topic_specs(config.kafka, len(config.retry.tiers)):
         settings = " ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
-        console.print(f"{spec.name}  partitions={spec.partitions} rf={spec.replication_factor} {settings}",
-                      highlight=False)
+        console.print(
+            f"{spec.name}  partitions={spec.partitions} rf={spec.replication_factor} {settings}",
+            highlight=False,
+        )

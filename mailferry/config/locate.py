@@ -15,7 +15,9 @@ from collections.abc import Sequence
 Path = tuple[str | int, ...]
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
-_KEY = re.compile(r'^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\'))*)\s*=')
+_KEY = re.compile(
+    r'^\s*((?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|"[^"]*"|\'[^\']*\'))*)\s*='
+)
 _INLINE_KEY = re.compile(r'[{,]\s*([A-Za-z0-9_-]+|"[^"]*")\s*=')
 
 
@@ -64,7 +66,7 @@ class LineIndex:
             if key:
                 path = (*current, *_split_key(key.group(1)))
                 self._record(path, number)
-                rest = line[key.end():]
+                rest = line[key.end() :]
                 for inline in _INLINE_KEY.finditer(rest):
                     self._record((*path, inline.group(1).strip('"')), number)
                 depth = max(0, rest.count("[") - rest.count("]"))
@@ -89,8 +91,11 @@ def format_loc(loc: Sequence[str | int], index: LineIndex | None = None) -> str:
         candidate = (*path, component)
         if index is not None and candidate not in index._prefixes and isinstance(component, str):
             # a union tag ('pop3', 'function-after[...]') or a key absent from the file
-            if component in ("pop3", "imap", "ews", "graph", "smtp", "maildir", "password",
-                             "oauth2", "oauth2-command") or "[" in component:
+            if (
+                component
+                in ("pop3", "imap", "ews", "graph", "smtp", "maildir", "password", "oauth2", "oauth2-command")
+                or "[" in component
+            ):
                 continue
         path = candidate
         out += f"[{component}]" if isinstance(component, int) else (f".{component}" if out else component)

@@ -72,7 +72,10 @@ class BlobStoreConfig(Strict):
 class RetryConfig(Strict):
     tiers: list[Duration] = Field(
         default_factory=lambda: [
-            timedelta(minutes=1), timedelta(minutes=10), timedelta(hours=1), timedelta(hours=6)
+            timedelta(minutes=1),
+            timedelta(minutes=10),
+            timedelta(hours=1),
+            timedelta(hours=6),
         ],
         min_length=1,
     )

@@ -12,7 +12,12 @@ from mailferry.config.kafka import Strict
 from mailferry.config.types import ByteSize, Duration, SecretRef
 
 DEFAULT_ENVELOPE_HEADERS = (
-    "Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "X-RCPT-TO", "Received",
+    "Delivered-To",
+    "X-Original-To",
+    "Envelope-To",
+    "X-Envelope-To",
+    "X-RCPT-TO",
+    "Received",
 )
 
 
@@ -41,9 +46,7 @@ class OAuth2Command(Strict):
     command: list[str] = Field(min_length=1)
 
 
-SourceAuth = Annotated[
-    PasswordAuth | OAuth2ClientCredentials | OAuth2Command, Field(discriminator="kind")
-]
+SourceAuth = Annotated[PasswordAuth | OAuth2ClientCredentials | OAuth2Command, Field(discriminator="kind")]
 
 
 class SourceBase(Strict):
@@ -81,8 +84,10 @@ class SourceBase(Strict):
     def _mode_fields(self) -> SourceBase:
         if self.mode == "personal" and not self.deliver_to:
             raise ValueError("a personal mailbox needs deliver_to")
-        if self.tls == "none" and isinstance(self.auth, PasswordAuth) and not (
-            self.allow_plaintext_login or self.auth.apop
+        if (
+            self.tls == "none"
+            and isinstance(self.auth, PasswordAuth)
+            and not (self.allow_plaintext_login or self.auth.apop)
         ):
             raise ValueError(
                 "tls = 'none' would send the password in clear; set allow_plaintext_login = true "

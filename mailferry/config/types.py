@@ -15,8 +15,14 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {
-    "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2, "gb": 1000**3,
-    "gib": 1024**3, None: 1,
+    "b": 1,
+    "kb": 1000,
+    "kib": 1024,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "gb": 1000**3,
+    "gib": 1024**3,
+    None: 1,
 }
 
 
@@ -33,7 +39,8 @@ def parse_duration(value: Any) -> timedelta:
         if match:
             return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
     raise PydanticCustomError(
-        "duration", "expected a duration such as '30s', '10m', '3d', got {value!r}",
+        "duration",
+        "expected a duration such as '30s', '10m', '3d', got {value!r}",
         {"value": value},
     )
 
@@ -48,7 +55,8 @@ def parse_size(value: Any) -> int:
             unit = match.group(2).lower() if match.group(2) else None
             return int(float(match.group(1)) * _SIZE_UNITS[unit])
     raise PydanticCustomError(
-        "size", "expected a size such as '512KiB', '25MB' or bytes, got {value!r}",
+        "size",
+        "expected a size such as '512KiB', '25MB' or bytes, got {value!r}",
         {"value": value},
     )
 
@@ -116,7 +124,8 @@ class SecretRef:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, SecretRef) and (self.reference, self._plain) == (
-            other.reference, other._plain,
+            other.reference,
+            other._plain,
         )
 
     def __hash__(self) -> int:

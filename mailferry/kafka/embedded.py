@@ -67,8 +67,14 @@ def fetch_jars(version: str, *, quiet: bool = True) -> Path:
     partial = target.with_name("libs.partial")
     shutil.rmtree(partial, ignore_errors=True)
     command = [
-        mvn, "-B", "-f", str(work / "pom.xml"), f"-Dkafka.version={version}",
-        "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={partial}",
+        mvn,
+        "-B",
+        "-f",
+        str(work / "pom.xml"),
+        f"-Dkafka.version={version}",
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
+        f"-DoutputDirectory={partial}",
     ]
     if quiet:
         command.insert(1, "-q")
@@ -213,23 +219,42 @@ class EmbeddedBroker:
         log_config = self.home / "log4j2.properties"
         log_config.write_text(_asset("log4j2.properties"), encoding="utf-8")
         jvm = [
-            java, f"-Xmx{self.settings.heap}", f"-Xms{self.settings.heap}",
-            "-XX:+UseG1GC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log_config}", f"-Dkafka.logs.dir={self.logs_dir}",
-            "-cp", f"{libs}/*",
+            java,
+            f"-Xmx{self.settings.heap}",
+            f"-Xms{self.settings.heap}",
+            "-XX:+UseG1GC",
+            "-XX:TieredStopAtLevel=1",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j2.configurationFile={log_config}",
+            f"-Dkafka.logs.dir={self.logs_dir}",
+            "-cp",
+            f"{libs}/*",
         ]
         if not formatted:
             result = subprocess.run(
-                [*jvm, "kafka.tools.StorageTool", "format", "-t", state.cluster_id,
-                 "-c", str(self.properties), "--standalone", "--ignore-formatted"],
-                capture_output=True, text=True, check=False,
+                [
+                    *jvm,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    state.cluster_id,
+                    "-c",
+                    str(self.properties),
+                    "--standalone",
+                    "--ignore-formatted",
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if result.returncode != 0:
                 raise SetupError(f"formatting the Kafka storage failed:\n{result.stdout}{result.stderr}")
         stdout = (self.logs_dir / "stdout.log").open("ab")
         process = subprocess.Popen(
             [*jvm, "kafka.Kafka", str(self.properties)],
-            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         stdout.close()
@@ -301,7 +326,8 @@ def metadata_ok(address: str, timeout_ms: int = 2000) -> bool:
 
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=[address], request_timeout_ms=timeout_ms,
+            bootstrap_servers=[address],
+            request_timeout_ms=timeout_ms,
             connections_max_idle_ms=10_000,
         )
     except (KafkaError, OSError, ValueError):
