@@ -32,23 +32,20 @@ class EnsureReport:
 
 
 def _describe_configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    """The non-default settings of each topic (kafka-python 3 answers per resource type)."""
     if not names:
         return {}
     resources = [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
-    result: dict[str, dict[str, str]] = {}
-    for response in admin.describe_configs(resources):
-        for resource in response.resources:
-            name = resource[3]
-            entries = resource[4]
-            result[name] = {entry[0]: entry[1] for entry in entries}
-    return result
+    answer = admin.describe_configs(resources)
+    topics = answer.get("topic", {}) if isinstance(answer, dict) else {}
+    return {name: {key: entry["value"] for key, entry in entries.items()} for name, entries in topics.items()}
 
 
 def partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for topic in admin.describe_topics(names):
         if topic.get("error_code", 0) == 0:
-            counts[topic["topic"]] = len(topic["partitions"])
+            counts[topic.get("name") or topic["topic"]] = len(topic["partitions"])
     return counts
 
 
@@ -75,9 +72,9 @@ def ensure_topics(admin: KafkaAdminClient, specs: list[TopicSpec]) -> EnsureRepo
         drift = {k: v for k, v in spec.config.items() if current.get(k) != v}
         changed = False
         if drift:
-            # AlterConfigs replaces a topic's whole override set: send every managed key.
-            resource = ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=dict(spec.config))
-            admin.alter_configs([resource])
+            # incremental: only the drifted keys change, other overrides stay as they are
+            resource = ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=drift)
+            admin.alter_configs([resource], incremental=True)
             report.altered.extend(
                 f"{spec.name} {k}: {current.get(k)} -> {v}" for k, v in sorted(drift.items())
             )
