@@ -70,7 +70,9 @@ class Codec:
                 f"{self.name}: unknown writer schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}"
             )
         reader = None if writer is self.schema else self.schema
-        result: Record = fastavro.schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), writer, reader)
+        result = fastavro.schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), writer, reader)
+        if not isinstance(result, dict):
+            raise UnknownSchemaError(f"{self.name}: decoded to {type(result).__name__}, not a record")
         return result
 
 

@@ -1,1 +1,4 @@
-"""Files of the embedded Kafka broker (pom, server template, log config), installed as ``mailferry.kafka.assets``."""
+"""Files of the embedded Kafka broker (pom, server template, log config).
+
+Installed as ``mailferry.kafka.assets``.
+"""

@@ -47,6 +47,6 @@ def parse_config(text: str, *, source: str = "<config>", check_secrets: bool = T
             line = index.line_of(loc)
             where = f"{source}:{line}" if line is not None else source
             message = _FRIENDLY.get(error["type"], error["msg"])
-            problems.append(f"{where}: {format_loc(loc, index)}: {message}")
+            problems.append(f"{where}: {format_loc(loc)}: {message}")
         summary = f"{source}: {len(problems)} problem(s) in the configuration"
         raise ConfigError(summary + "\n" + "\n".join(problems), problems=problems) from None

@@ -83,20 +83,28 @@ class LineIndex:
         return best
 
 
-def format_loc(loc: Sequence[str | int], index: LineIndex | None = None) -> str:
-    """``tenants[0].sources[1].host``, leaving out the union tags pydantic adds."""
+_UNION_TAGS = frozenset(
+    {"pop3", "imap", "ews", "graph", "smtp", "maildir", "password", "oauth2", "oauth2-command"}
+)
+
+
+def format_loc(loc: Sequence[str | int]) -> str:
+    """``tenants[0].sources[1].host``, leaving out the union tags pydantic inserts.
+
+    A tag is a discriminator value ('pop3', 'password') or a validator name
+    ('function-after[...]'); it never ends the path, which tells it apart from a key.
+    """
     out = ""
     path: Path = ()
-    for component in loc:
+    last = len(loc) - 1
+    for position, component in enumerate(loc):
         candidate = (*path, component)
-        if index is not None and candidate not in index._prefixes and isinstance(component, str):
-            # a union tag ('pop3', 'function-after[...]') or a key absent from the file
-            if (
-                component
-                in ("pop3", "imap", "ews", "graph", "smtp", "maildir", "password", "oauth2", "oauth2-command")
-                or "[" in component
-            ):
-                continue
+        is_tag = isinstance(component, str) and (component in _UNION_TAGS or "[" in component)
+        if is_tag and position < last:
+            continue
         path = candidate
-        out += f"[{component}]" if isinstance(component, int) else (f".{component}" if out else component)
+        if isinstance(component, int):
+            out += f"[{component}]"
+        else:
+            out += f".{component}" if out else component
     return out or "(top level)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import sys
 from datetime import UTC, datetime
@@ -65,7 +66,7 @@ def test_current_schema_is_released(name: str) -> None:
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
 def test_each_version_reads_its_predecessors(name: str) -> None:
     versions = [schema for _, schema in history(name)] + [expanded(name)]
-    for older, newer in zip(versions, versions[1:], strict=False):
+    for older, newer in itertools.pairwise(versions):
         assert compatible(newer, older)
 
 
