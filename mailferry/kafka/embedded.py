@@ -273,7 +273,7 @@ class EmbeddedBroker:
                 )
             if metadata_ok(state.address):
                 return
-            time.sleep(0.3)
+            time.sleep(0.1)
         self._kill(process.pid, signal.SIGKILL)
         raise SetupError(
             f"the embedded Kafka broker did not answer within "
@@ -324,6 +324,12 @@ def metadata_ok(address: str, timeout_ms: int = 2000) -> bool:
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 
+    host, _, port = address.rpartition(":")
+    try:
+        # a closed port answers at once; the admin client would retry until its timeout
+        socket.create_connection((host, int(port)), timeout=timeout_ms / 1000).close()
+    except OSError:
+        return False
     try:
         admin = KafkaAdminClient(
             bootstrap_servers=[address],
