@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mailferry.cli import config_cmd, kafka_cmd, run_cmd, topics_cmd
+from mailferry.cli import config_cmd, import_cmd, kafka_cmd, run_cmd, topics_cmd
 from mailferry.cli.context import CliContext
 
 app = typer.Typer(
@@ -35,3 +35,4 @@ app.add_typer(kafka_cmd.app, name="kafka")
 app.add_typer(topics_cmd.app, name="topics")
 app.add_typer(config_cmd.app, name="config")
 app.command("run")(run_cmd.run)
+app.add_typer(import_cmd.app, name="import")

@@ -1,0 +1,100 @@
+"""``mailferry import`` publishes to the real broker and resumes where it stopped."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer
+from mailferry.schemas import RAW_MESSAGE, codec
+from typer.testing import CliRunner
+
+from mailferry.cli.main import app
+from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.topics import RAW, full_name, topic_specs
+
+pytestmark = pytest.mark.integration
+
+
+def _mbox(count: int, start: int = 0) -> bytes:
+    return b"".join(
+        b"From sender@example.org Mon Nov  2 10:00:00 2026\n"
+        + f"Message-ID: <{i}@import.test>\nSubject: message {i}\n\nbody {i}\n\n".encode()
+        for i in range(start, start + count)
+    )
+
+
+def _config(tmp_path: Path, kafka: KafkaConfig) -> Path:
+    path = tmp_path / "mailferry.toml"
+    path.write_text(
+        f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
+        f'[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\ntopic_prefix = "{kafka.topic_prefix}"\n'
+        '[blob_store]\ninline_threshold = "1KiB"\n'
+        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
+        'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
+        '[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "/tmp/unused"\n'
+        '[[tenants.sources]]\nid = "history"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
+        'username = "u"\nauth = { kind = "password", password = "x" }\ntls = "none"\n'
+        'allow_plaintext_login = true\ndeliver_to = "alice@acme.example"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def _raw_records(kafka: KafkaConfig) -> list[dict[str, object]]:
+    consumer = KafkaConsumer(
+        full_name(kafka, RAW),
+        bootstrap_servers=kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    records = [codec(RAW_MESSAGE).decode(m.value) for m in consumer]
+    consumer.close()
+    return records
+
+
+def test_import_mbox_then_resume_only_the_new_part(tmp_path: Path, kafka_config: KafkaConfig) -> None:
+    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    ensure_topics(admin, topic_specs(kafka_config, 4))
+    admin.close()
+    config = _config(tmp_path, kafka_config)
+    archive = tmp_path / "archive.mbox"
+    big_body = b"x" * 4000
+    archive.write_bytes(
+        _mbox(3) + b"From s@example.org Mon Nov  2 10:00:00 2026\nSubject: big\n\n" + big_body + b"\n"
+    )
+    runner = CliRunner()
+    args = ["-c", str(config), "import", "mbox", str(archive), "--tenant", "acme", "--mailbox", "history"]
+
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "imported 4 messages" in first.output
+    records = _raw_records(kafka_config)
+    assert len(records) == 4
+    assert all(r["tenant"] == "acme" and r["source_kind"] == "import" for r in records)
+    assert records[0]["inline"] is not None and b"Message-ID: <0@import.test>\r\n" in records[0]["inline"]
+    assert records[3]["inline"] is None and str(records[3]["blob_ref"]).startswith("sha256:")
+
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "imported 0 messages" in again.output
+    assert len(_raw_records(kafka_config)) == 4
+
+    with archive.open("ab") as handle:
+        handle.write(b"\n" + _mbox(2, start=10))
+    grown = runner.invoke(app, args)
+    assert "imported 2 messages" in grown.output, grown.output
+    subjects = [bytes(r["inline"] or b"") for r in _raw_records(kafka_config)][4:]
+    assert [s.split(b"\r\n")[1] for s in subjects] == [b"Subject: message 10", b"Subject: message 11"]
+
+
+def test_import_refuses_unknown_tenant_and_mailbox(tmp_path: Path, kafka_config: KafkaConfig) -> None:
+    config = _config(tmp_path, kafka_config)
+    archive = tmp_path / "a.mbox"
+    archive.write_bytes(_mbox(1))
+    runner = CliRunner()
+    unknown = runner.invoke(app, ["-c", str(config), "import", "mbox", str(archive), "-t", "nope", "-m", "x"])
+    assert unknown.exit_code == 2 and "tenant 'nope' is not in the configuration" in unknown.output
+    nobox = runner.invoke(app, ["-c", str(config), "import", "mbox", str(archive), "-t", "acme", "-m", "x"])
+    assert nobox.exit_code == 2 and "mailbox 'x' is not a source of tenant 'acme'" in nobox.output
