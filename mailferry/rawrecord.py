@@ -73,6 +73,7 @@ def build_raw_record(
         "headers_only": headers_only,
         "replay_of": None,
         "bypass_dedup": False,
+        "target_override": None,
     }
     return raw_key(source.tenant, source.mailbox_id), record
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from mailferry.cli import config_cmd, import_cmd, kafka_cmd, run_cmd, topics_cmd
+from mailferry.cli import audit_cmd, config_cmd, import_cmd, kafka_cmd, replay_cmd, run_cmd, topics_cmd
 from mailferry.cli.context import CliContext
 
 app = typer.Typer(
@@ -36,3 +36,5 @@ app.add_typer(topics_cmd.app, name="topics")
 app.add_typer(config_cmd.app, name="config")
 app.command("run")(run_cmd.run)
 app.add_typer(import_cmd.app, name="import")
+app.add_typer(audit_cmd.app, name="audit")
+app.command("replay")(replay_cmd.replay_cmd)
