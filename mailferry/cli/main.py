@@ -6,7 +6,16 @@ from pathlib import Path
 
 import typer
 
-from mailferry.cli import audit_cmd, config_cmd, import_cmd, kafka_cmd, replay_cmd, run_cmd, topics_cmd
+from mailferry.cli import (
+    audit_cmd,
+    config_cmd,
+    import_cmd,
+    kafka_cmd,
+    replay_cmd,
+    run_cmd,
+    status_cmd,
+    topics_cmd,
+)
 from mailferry.cli.context import CliContext
 
 app = typer.Typer(
@@ -38,3 +47,4 @@ app.command("run")(run_cmd.run)
 app.add_typer(import_cmd.app, name="import")
 app.add_typer(audit_cmd.app, name="audit")
 app.command("replay")(replay_cmd.replay_cmd)
+app.command("status")(status_cmd.status_cmd)
