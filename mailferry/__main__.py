@@ -1,0 +1,5 @@
+"""``python -m mailferry``: the same as the ``mailferry`` command."""
+
+from mailferry.cli.main import app
+
+app()

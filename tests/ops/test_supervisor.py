@@ -1,0 +1,56 @@
+"""The supervisor restarts a role that dies and stops every role cleanly."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from mailferry.supervisor import Role, Supervisor
+
+SLEEPER = [
+    sys.executable,
+    "-c",
+    "import signal, sys, time\n"
+    "signal.signal(signal.SIGTERM, lambda *a: (print('clean stop', flush=True), sys.exit(0)))\n"
+    "time.sleep(60)",
+]
+CRASHER = [sys.executable, "-c", "print('boom: cannot reach the server', flush=True); raise SystemExit(3)"]
+
+
+def test_a_dead_role_is_reported_and_restarted(tmp_path: Path) -> None:
+    messages: list[str] = []
+    steady, flaky = Role("steady", SLEEPER), Role("flaky", CRASHER)
+    supervisor = Supervisor([steady, flaky], log_dir=tmp_path, report=messages.append, max_backoff=0.2)
+    supervisor.start()
+    deadline = time.monotonic() + 20
+    while flaky.restarts < 2 and time.monotonic() < deadline:
+        supervisor.check()
+        time.sleep(0.05)
+    supervisor.stop(timeout=10)
+    assert flaky.restarts >= 2 and flaky.exits[:2] == [3, 3]
+    assert steady.restarts == 0
+    assert any("flaky exited with code 3" in m and "boom: cannot reach the server" in m for m in messages)
+    assert any(m.startswith("restarted flaky") for m in messages)
+    assert "stopped steady" in messages
+    assert "clean stop" in (tmp_path / "steady.log").read_text()
+
+
+def test_a_role_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
+    stubborn = Role(
+        "stubborn",
+        [
+            sys.executable,
+            "-c",
+            "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+            "print('ready', flush=True)\ntime.sleep(60)",
+        ],
+    )
+    messages: list[str] = []
+    supervisor = Supervisor([stubborn], log_dir=tmp_path, report=messages.append)
+    supervisor.start()
+    while "ready" not in (tmp_path / "stubborn.log").read_text():
+        time.sleep(0.05)
+    supervisor.stop(timeout=0.5)
+    assert messages[-1].startswith("killed stubborn: it did not stop within")
+    assert stubborn.process is not None and stubborn.process.poll() is not None
