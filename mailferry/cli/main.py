@@ -17,6 +17,9 @@ from mailferry.cli import (
     topics_cmd,
 )
 from mailferry.cli.context import CliContext
+from mailferry.consumers import cli as deliver_cli
+from mailferry.producers import cli as fetch_cli
+from mailferry.streams import cli as stream_cli
 
 app = typer.Typer(
     name="mailferry",
@@ -48,3 +51,6 @@ app.add_typer(import_cmd.app, name="import")
 app.add_typer(audit_cmd.app, name="audit")
 app.command("replay")(replay_cmd.replay_cmd)
 app.command("status")(status_cmd.status_cmd)
+
+for stage in (fetch_cli, stream_cli, deliver_cli):
+    stage.register(app)
