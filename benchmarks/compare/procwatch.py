@@ -142,6 +142,11 @@ class Watched:
             if label:
                 sample.label = label
 
+    def cpu_now(self) -> dict[int, tuple[str, float]]:
+        """CPU seconds so far of every process in the tree, for measuring a window of a long run."""
+        self._sample_once()
+        return {pid: (s.label, s.cpu_s) for pid, s in self.samples.items()}
+
     def _sample_loop(self) -> None:
         while not self._stop.is_set():
             self._sample_once()

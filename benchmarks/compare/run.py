@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         if "a" in only:
             results.append(runners.drain(corpus, work))
             results.append(runners.poplib_loop(corpus, work))
+            results.append(runners.sink_limit(corpus, work, sink))
         if "b" in only:
             results.append(runners.fetchmail(corpus, work, sink))
         if "c" in only:

@@ -67,6 +67,27 @@ def poplib_loop(corpus: Corpus, work: Path) -> Result:
     return pop_client(corpus, work, "poplib", "a. poplib loop")
 
 
+def sink_limit(corpus: Corpus, work: Path, sink: SmtpSink) -> Result:
+    """The ceiling of every SMTP row: the corpus pushed from disk into the sink with smtplib."""
+    sink.reset()
+    log = work / "smtp_push.log"
+    measured = run_to_end(
+        [sys.executable, str(HERE / "smtp_push.py"), str(sink.port), str(corpus.folder)], log=log
+    )
+    delivered = len({a.bench_id for a in sink.arrivals()})
+    note = "" if measured.exit_code == 0 else f"exit {measured.exit_code}, see {log}"
+    return Result(
+        "a. SMTP sink limit (smtplib)",
+        corpus.messages,
+        delivered,
+        corpus.total_bytes,
+        measured.wall_s,
+        measured.cpu_s,
+        measured.peak_rss_mb,
+        note=note,
+    )
+
+
 def fetchmail(corpus: Corpus, work: Path, sink: SmtpSink) -> Result:
     def body(server: DovecotServer) -> Result:
         sink.reset()
