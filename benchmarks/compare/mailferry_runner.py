@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mailferry_config
-from corpus import DOMAIN, ENVELOPE_HEADER, GLOBAL_MAILBOX
+from latency import LatencyResult, drip, sink_arrivals, summarise, wait_until, warmup_message
 from procwatch import Watched
 from results import Result
 from sink import SmtpSink
@@ -43,15 +43,6 @@ def not_runnable_reason() -> str | None:
     return None
 
 
-def warmup_message(user: str) -> bytes:
-    envelope = f"{ENVELOPE_HEADER}: user0000@{DOMAIN}\n" if user == GLOBAL_MAILBOX else ""
-    to = "user0000" if user == GLOBAL_MAILBOX else user
-    return (
-        f"{envelope}From: bench <bench@partner.example>\nTo: {to}@{DOMAIN}\nSubject: warm-up\n"
-        f"Message-ID: <warmup-{user}@partner.example>\nX-Bench-Id: warmup-{user}\n\nwarm-up\n"
-    ).encode()
-
-
 @dataclass
 class Running:
     server: DovecotServer
@@ -59,7 +50,7 @@ class Running:
     state_dir: Path
 
     def stop(self) -> int:
-        self.watched.signal(signal.SIGTERM)
+        self.watched.send(signal.SIGTERM)
         measurement = self.watched.wait(timeout=90)
         self.server.remove()
         return measurement.exit_code
@@ -211,9 +202,18 @@ def _wait_distinct(sink: SmtpSink, count: int, timeout: float) -> bool:
     return False
 
 
-def latency(work: Path) -> None:
+def latency(corpus: Corpus, work: Path, sink: SmtpSink, rate: float, seconds: float) -> LatencyResult:
+    name = "d. mailferry → SMTP"
     reason = not_runnable_reason()
-    print(f"latency scenario: {reason or 'not implemented yet'}")
+    if reason:
+        return summarise(name, {}, {}, note=reason)
+    running = start(corpus.mailboxes, work, "latency", mailferry_config.smtp_target(sink.port), sink)
+    try:
+        sent = drip(running.server, corpus.mailboxes, rate, seconds, seed=corpus.spec.seed)
+        wait_until(lambda: all(key in sink_arrivals(sink) for key in sent), 60, poll=0.5)
+        return summarise(name, sent, sink_arrivals(sink))
+    finally:
+        running.stop()
 
 
 def scale(work: Path) -> None:

@@ -21,21 +21,25 @@ MAILDIR_USER = "nobody"
 
 
 def fetchmail_argv(
-    corpus: Corpus, pop3_port: int, smtp_port: int, home: Path
+    corpus: Corpus, pop3_port: int, smtp_port: int, home: Path, daemon: int | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """One poll statement for the server, one user clause per mailbox; delivery over SMTP."""
+    """One poll statement for the server, one user clause per mailbox; delivery over SMTP.
+
+    With ``daemon`` (seconds) fetchmail keeps polling and fetches only what it has not seen
+    (by UIDL, kept in its id file) instead of everything once."""
     home.mkdir(parents=True, exist_ok=True)
     lines = [
         "set no bouncemail",
         "set no syslog",
         f"poll 127.0.0.1 service {pop3_port} proto pop3 auth password",
-        f'    envelope "{ENVELOPE_HEADER}" localdomains {DOMAIN} no dns',
+        f'    envelope "{ENVELOPE_HEADER}" localdomains {DOMAIN} no dns' + (" uidl" if daemon else ""),
     ]
     for user in corpus.mailboxes:
         target = "to * here" if user == GLOBAL_MAILBOX else f'is "{user}" here'
         lines += [
             f'  user "{user}" there with password "{Corpus.password(user)}" {target}',
-            f'    smtphost "127.0.0.1/{smtp_port}" smtpaddress {DOMAIN} sslproto "" keep fetchall',
+            f'    smtphost "127.0.0.1/{smtp_port}" smtpaddress {DOMAIN} sslproto "" keep'
+            + ("" if daemon else " fetchall"),
         ]
     rc = home / "fetchmailrc"
     rc.write_text("\n".join(lines) + "\n")
@@ -50,6 +54,7 @@ def fetchmail_argv(
         str(home / "fetchids"),
         "--pidfile",
         str(home / "fetchmail.pid"),
+        *(["--daemon", str(daemon)] if daemon else []),
     ]
     return argv, {**os.environ, "HOME": str(home)}
 
@@ -63,8 +68,13 @@ def make_maildir(path: Path) -> Path:
     return path
 
 
-def getmail_argv(corpus: Corpus, pop3_port: int, maildir: Path, home: Path) -> list[str]:
-    """One rc file per mailbox, all given to one getmail run; everything into one Maildir."""
+def getmail_argv(
+    corpus: Corpus, pop3_port: int, maildir: Path, home: Path, follow: bool = False
+) -> list[str]:
+    """One rc file per mailbox, all given to one getmail run; everything into one Maildir.
+
+    With ``follow`` getmail fetches only messages it has not seen (its oldmail files), for a
+    loop that runs it again and again."""
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     argv = ["getmail", "--getmaildir", str(home), "--quiet"]
@@ -91,7 +101,7 @@ def getmail_argv(corpus: Corpus, pop3_port: int, maildir: Path, home: Path) -> l
                     f"user = {MAILDIR_USER}",
                     "",
                     "[options]",
-                    "read_all = true",
+                    f"read_all = {'false' if follow else 'true'}",
                     "delete = false",
                     "verbose = 0",
                     "message_log_syslog = false",

@@ -158,9 +158,14 @@ class Watched:
             return False
         return os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
 
-    def signal(self, sig: int = signal.SIGTERM) -> None:
+    def send(self, sig: int = signal.SIGTERM) -> None:
         if self.running():
             os.kill(self.pid, sig)
+
+    def signal_group(self, sig: int = signal.SIGTERM) -> None:
+        """Signal the child's whole process group (a shell loop and what it runs)."""
+        if self.running():
+            os.killpg(self.pid, sig)
 
     def wait(self, timeout: float | None = None, *, wall_end: float | None = None) -> Measurement:
         """Reap the child (killing its group after ``timeout``); wall time ends at ``wall_end``

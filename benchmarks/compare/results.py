@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from latency import LatencyResult
 from rich.console import Console
 from rich.table import Table
 
@@ -86,6 +87,17 @@ def peer_ratios(results: list[Result]) -> list[str]:
         for peer in peers:
             lines.append(f"{ours.name} / {peer.name}: {_ratio(ours.mb_per_s, peer.mb_per_s)}x")
     return lines
+
+
+def print_latency(results: list[LatencyResult], title: str) -> None:
+    table = Table(title=title)
+    for column in ("client", "arrived", "p50 s", "p99 s", "max s", "note"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        table.add_row(
+            r.name, f"{r.arrived}/{r.sent}", f"{r.p50_s:.2f}", f"{r.p99_s:.2f}", f"{r.max_s:.2f}", r.note
+        )
+    Console(width=200).print(table)
 
 
 def print_report(results: list[Result], title: str) -> None:

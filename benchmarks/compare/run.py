@@ -22,9 +22,10 @@ from pathlib import Path
 
 import runners
 from corpus import CorpusSpec
-from results import Result, print_report
+from latency import LatencyResult
+from results import Result, print_latency, print_report
 from sink import SmtpSink
-from source import materialise
+from source import Corpus, materialise
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -45,11 +46,36 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="where the generated corpus is kept between runs",
     )
     parser.add_argument("--latency", action="store_true", help="also run the drip (latency) scenario")
+    parser.add_argument("--drip-rate", type=float, default=2.0, help="latency: messages a second")
+    parser.add_argument("--drip-seconds", type=float, default=30.0, help="latency: how long to drip")
     parser.add_argument("--scale", action="store_true", help="also run the 1,000-mailbox scenario")
     args = parser.parse_args(argv)
     if args.smoke:
         args.mailboxes, args.messages = 2, 12
     return args
+
+
+def run_latency(args: argparse.Namespace, corpus: Corpus, work: Path, only: set[str]) -> None:
+    import latency_peers
+
+    sink = SmtpSink().start()
+    measured: list[LatencyResult] = []
+    try:
+        if "b" in only:
+            measured.append(latency_peers.fetchmail(corpus, work, sink, args.drip_rate, args.drip_seconds))
+        if "c" in only:
+            measured.append(latency_peers.getmail(corpus, work, args.drip_rate, args.drip_seconds))
+        if "d" in only:
+            import mailferry_runner
+
+            measured.append(mailferry_runner.latency(corpus, work, sink, args.drip_rate, args.drip_seconds))
+    finally:
+        sink.stop()
+    print_latency(
+        measured,
+        f"latency, {args.drip_rate:g} msg/s for {args.drip_seconds:g} s over "
+        f"{len(corpus.mailboxes)} mailboxes, 1 s polling: source arrival to delivery",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,10 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         f"throughput, {corpus.messages} messages / {corpus.total_bytes / 1e6:.1f} MB, "
         f"one run each, fresh Dovecot per run",
     )
-    if args.latency and "d" in only:
-        import mailferry_runner
-
-        mailferry_runner.latency(work)
+    if args.latency:
+        run_latency(args, corpus, work, only)
     if args.scale and "d" in only:
         import mailferry_runner
 
