@@ -2,8 +2,54 @@
 
 from __future__ import annotations
 
+import logging
+import signal
+import threading
+from datetime import timedelta
+from types import FrameType
+
 import typer
+
+from mailferry.cli.context import CliContext
+from mailferry.cli.output import cli_errors, console
+
+
+@cli_errors
+def deliver_cmd(
+    ctx: typer.Context,
+    group: str | None = typer.Option(None, help="consumer group (default: <topic prefix>.deliver)"),
+    credential_retry: float = typer.Option(30.0, help="seconds between credential checks of a paused tenant"),
+    verbose: bool = typer.Option(False, "-v", "--verbose", help="log every decision"),
+) -> None:
+    """The delivery role: deliver topic and retry tiers into the recipients' mailboxes.
+
+    SIGTERM or Ctrl-C stops it cleanly: running deliveries finish and their offsets are
+    committed; nothing is lost or written twice.
+    """
+    from mailferry.consumers.worker import DeliveryWorker
+
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s deliver %(levelname)s %(name)s: %(message)s",
+    )
+    cli: CliContext = ctx.obj
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
+    worker = DeliveryWorker(
+        cli.config,
+        cli.bootstrap_servers(),
+        group_id=group,
+        credential_retry=timedelta(seconds=credential_retry),
+    )
+    console.print(f"delivering from {worker.deliver_topic} and {len(worker.tier_topics)} retry tiers")
+    worker.run(stop)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands (the ``deliver`` role and its tools) to ``app``."""
+    app.command("deliver")(deliver_cmd)

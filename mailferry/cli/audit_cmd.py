@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -33,6 +34,10 @@ def trace_cmd(
     if not events:
         console.print(f"no audit events for {message}", highlight=False)
         raise typer.Exit(1)
+    console.print(trace_table(message, events))
+
+
+def trace_table(message: str, events: list[dict[str, Any]]) -> Table:
     table = Table(title=f"audit trace of {message}", show_lines=False)
     for column in ("at", "stage", "event", "tenant/mailbox", "recipient", "details"):
         table.add_column(column, overflow="fold")
@@ -46,4 +51,4 @@ def trace_cmd(
             event.get("recipient") or "-",
             details,
         )
-    console.print(table)
+    return table

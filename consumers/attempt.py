@@ -1,0 +1,164 @@
+"""One delivery attempt, run in a target's thread pool: ledger, target, decision, outcome.
+
+Returns only after the outcome is durable in Kafka (or raises ``OutcomeNotRecorded``, in
+which case the offset must not be committed). A tenant-wide error is returned, not
+recorded: the worker keeps the record and pauses the tenant.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from io import BytesIO
+from typing import BinaryIO
+
+from mailferry.consumers import metrics
+from mailferry.consumers.ledger import ledger_key
+from mailferry.consumers.outcomes import Job, OutcomeWriter
+from mailferry.consumers.retry_policy import DeadLetter, PauseTenant, Retry, decide
+from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+
+from mailferry.blobstore import LocalBlobStore
+from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError
+
+log = logging.getLogger(__name__)
+
+
+class OutcomeNotRecordedError(Exception):
+    """The attempt's outcome could not be made durable; its offset must stay uncommitted."""
+
+
+@dataclass(frozen=True)
+class Delivered:
+    pass
+
+
+@dataclass(frozen=True)
+class Paused:
+    target: str
+    error: TenantError
+
+
+Result = Delivered | Paused
+
+
+@dataclass(frozen=True)
+class Policy:
+    tiers: list[timedelta]
+    horizon: timedelta
+
+
+def delivery_item(delivery: dict[str, object], blobs: LocalBlobStore) -> DeliveryItem:
+    inline = delivery.get("inline")
+    blob_ref = delivery.get("blob_ref")
+
+    def open_message() -> BinaryIO:
+        if isinstance(inline, bytes):
+            return BytesIO(inline)
+        if isinstance(blob_ref, str):
+            return blobs.open(blob_ref)
+        raise PermanentError(
+            "delivery carries neither inline bytes nor a blob reference", reason_code="empty"
+        )
+
+    headers = delivery.get("add_headers") or []
+    assert isinstance(headers, list)
+    return DeliveryItem(
+        tenant=str(delivery["tenant"]),
+        mailbox=str(delivery["recipient"]),
+        dedup_key=str(delivery["dedup_key"]),
+        message_id=delivery.get("message_id") if isinstance(delivery.get("message_id"), str) else None,  # type: ignore[arg-type]
+        size=int(delivery["size"]),  # type: ignore[call-overload]
+        sha256=str(delivery["sha256"]),
+        open_message=open_message,
+        add_headers=tuple((str(h["name"]), str(h["value"])) for h in headers),
+    )
+
+
+def attempt(
+    job: Job,
+    target: DeliveryTarget,
+    target_name: str,
+    *,
+    writer: OutcomeWriter,
+    blobs: LocalBlobStore,
+    policy: Policy,
+) -> Result:
+    delivery = job.delivery
+    key = ledger_key(
+        str(delivery["tenant"]), target_name, str(delivery["recipient"]), str(delivery["dedup_key"])
+    )
+    with writer.ledger.claim(key):
+        return _attempt(job, key, target, target_name, writer=writer, blobs=blobs, policy=policy)
+
+
+def _attempt(
+    job: Job,
+    key: bytes,
+    target: DeliveryTarget,
+    target_name: str,
+    *,
+    writer: OutcomeWriter,
+    blobs: LocalBlobStore,
+    policy: Policy,
+) -> Result:
+    delivery = job.delivery
+    tenant = str(delivery["tenant"])
+    started = time.monotonic()
+    try:
+        if writer.ledger.contains(key):
+            writer.skipped(job, target_name)
+            metrics.outcome(tenant, target_name, "skipped")
+            return Delivered()
+        error: BaseException | None = None
+        checked = False
+        try:
+            item = delivery_item(delivery, blobs)
+            if job.history.ambiguous and target.already_delivered(item):
+                checked = True
+            else:
+                target.deliver(item)
+        except AmbiguousOutcomeError as exc:
+            error = exc
+            if _safe_check(target, item):
+                checked, error = True, None
+        except TenantError as exc:
+            return Paused(target_name, exc)
+        except Exception as exc:
+            error = exc
+        if error is None:
+            writer.delivered(job, key, target_name, checked=checked)
+            metrics.outcome(tenant, target_name, "delivered", time.monotonic() - started)
+            return Delivered()
+        decision = decide(
+            error,
+            job.history,
+            now=datetime.now(UTC),
+            tiers=policy.tiers,
+            horizon=policy.horizon,
+            origin=job.origin,
+        )
+        if isinstance(decision, Retry):
+            writer.retry(job, decision, error)
+            metrics.outcome(tenant, target_name, "retried")
+        elif isinstance(decision, DeadLetter):
+            writer.dead_letter(job, decision, error)
+            metrics.outcome(tenant, target_name, "dead-lettered")
+        elif isinstance(decision, PauseTenant):  # pragma: no cover - TenantError is caught above
+            raise AssertionError("tenant errors are returned, not decided")
+        return Delivered()
+    except TenantError as exc:
+        return Paused(target_name, exc)
+    except Exception as exc:
+        log.exception("delivery %s: outcome not recorded", delivery.get("delivery_id"))
+        raise OutcomeNotRecordedError(str(exc)) from exc
+
+
+def _safe_check(target: DeliveryTarget, item: DeliveryItem) -> bool:
+    try:
+        return target.already_delivered(item) is True
+    except Exception as exc:
+        log.warning("already_delivered check failed for %s: %s", item.mailbox, exc)
+        return False

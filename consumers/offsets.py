@@ -1,0 +1,79 @@
+"""Which offset of each partition may be committed, when records finish out of order.
+
+Records of one partition are handed to several thread pools and finish in any order; an
+offset may be committed only when every record before it has its outcome recorded
+(at-least-once). Pure bookkeeping, no Kafka.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class PartitionOffsets:
+    position: int | None = None  # next offset to dispatch (None: nothing seen yet)
+    in_flight: set[int] = field(default_factory=set)
+    committed: int | None = None
+
+    def commit_point(self) -> int | None:
+        """The offset to commit (the first one whose outcome is not recorded yet)."""
+        if self.in_flight:
+            return min(self.in_flight)
+        return self.position
+
+
+class OffsetTracker:
+    """Per (topic, partition): dispatched, finished, and what was last committed."""
+
+    def __init__(self) -> None:
+        self._parts: dict[tuple[str, int], PartitionOffsets] = {}
+
+    def dispatched(self, topic: str, partition: int, offset: int) -> None:
+        part = self._parts.setdefault((topic, partition), PartitionOffsets())
+        part.in_flight.add(offset)
+        part.position = offset + 1
+
+    def skipped(self, topic: str, partition: int, offset: int) -> None:
+        """A record needing no work (undecodable and dead-lettered inline, say)."""
+        part = self._parts.setdefault((topic, partition), PartitionOffsets())
+        part.position = offset + 1
+
+    def rewound(self, topic: str, partition: int, offset: int) -> None:
+        """The consumer seeks back to ``offset`` (a retry record not due yet)."""
+        part = self._parts.setdefault((topic, partition), PartitionOffsets())
+        part.position = offset
+
+    def finished(self, topic: str, partition: int, offset: int) -> None:
+        part = self._parts.get((topic, partition))
+        if part is not None:
+            part.in_flight.discard(offset)
+
+    def is_tracked(self, topic: str, partition: int) -> bool:
+        return (topic, partition) in self._parts
+
+    def in_flight(self, topic: str | None = None, partition: int | None = None) -> int:
+        return sum(
+            len(p.in_flight)
+            for (t, n), p in self._parts.items()
+            if (topic is None or t == topic) and (partition is None or n == partition)
+        )
+
+    def to_commit(self) -> dict[tuple[str, int], int]:
+        """Commit points that moved since the last call to ``committed``."""
+        out = {}
+        for key, part in self._parts.items():
+            point = part.commit_point()
+            if point is not None and point != part.committed:
+                out[key] = point
+        return out
+
+    def committed(self, points: dict[tuple[str, int], int]) -> None:
+        for key, point in points.items():
+            if key in self._parts:
+                self._parts[key].committed = point
+
+    def forget(self, keys: list[tuple[str, int]]) -> None:
+        """Partitions taken away by a rebalance; their late outcomes are ignored."""
+        for key in keys:
+            self._parts.pop(key, None)

@@ -1,0 +1,179 @@
+"""Recording what happened to a delivery, durably, before its offset may be committed.
+
+Each method returns only after Kafka acknowledged every record it wrote (ledger entry,
+retry record, dead letter, audit event): the worker commits an offset after that, which
+is what makes the pipeline at-least-once without losing a message between stages.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from kafka import KafkaProducer
+from kafka.producer.future import FutureRecordMetadata
+from mailferry.consumers.ledger import Ledger
+from mailferry.consumers.retry_policy import DeadLetter, History, Retry
+from mailferry.schemas.codec import DEAD_LETTER, Record, codec
+
+from mailferry.audit import EventName, audit_event
+from mailferry.config import MailferryConfig
+from mailferry.errors import TransientError
+from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic
+
+ACK_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Job:
+    """One consumed record and what the worker knows about it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    delivery: Record
+    history: History
+
+    @property
+    def origin(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
+
+
+class OutcomeWriter:
+    def __init__(self, config: MailferryConfig, producer: KafkaProducer, ledger: Ledger) -> None:
+        self.producer = producer
+        self.ledger = ledger
+        self.audit_topic = full_name(config.kafka, AUDIT)
+        self.dlt_topic = full_name(config.kafka, DLT)
+        self._kafka = config.kafka
+
+    def delivered(self, job: Job, ledger_key: bytes, target: str, *, checked: bool = False) -> None:
+        self.ledger.record(ledger_key, job.delivery["delivery_id"], timeout_s=ACK_TIMEOUT_S)
+        details = {"target": target, "attempts": str(job.history.attempts + 1)}
+        if checked:
+            details["found"] = "already in the mailbox after an ambiguous outcome"
+        self._wait([self._audit("delivered", job, details)])
+
+    def skipped(self, job: Job, target: str) -> None:
+        self._wait([self._audit("skipped", job, {"target": target, "reason": "already in the ledger"})])
+
+    def retry(self, job: Job, decision: Retry, error: BaseException) -> None:
+        topic = full_name(self._kafka, retry_topic(decision.tier))
+        headers = decision.history.to_headers(decision.due_at, _reason(error))
+        futures = [self.producer.send(topic, key=job.key, value=job.value, headers=headers)]
+        futures.append(
+            self._audit(
+                "retried",
+                job,
+                {
+                    "tier": str(decision.tier),
+                    "due_at": decision.due_at.isoformat(),
+                    "attempts": str(decision.history.attempts),
+                    "reason": _reason(error),
+                    "error": _text(error),
+                },
+            )
+        )
+        self._wait(futures)
+
+    def dead_letter(self, job: Job, decision: DeadLetter, error: BaseException) -> str:
+        history = decision.history
+        origin = history.origin or job.origin
+        now = datetime.now(UTC)
+        record: Record = {
+            "dead_letter_id": uuid.uuid4().hex,
+            "stage": "deliver",
+            "tenant": job.delivery["tenant"],
+            "error_class": decision.error_class,
+            "reason_code": decision.reason_code,
+            "error_message": _text(error),
+            "attempts": history.attempts,
+            "origin_topic": origin[0],
+            "origin_partition": origin[1],
+            "origin_offset": origin[2],
+            "failed_at": now,
+            "first_failed_at": history.first_failed_at,
+            "delivery": job.delivery,
+            "raw": None,
+        }
+        value = codec(DEAD_LETTER).encode(record)
+        futures = [self.producer.send(self.dlt_topic, key=job.key, value=value)]
+        futures.append(
+            self._audit(
+                "dead-lettered",
+                job,
+                {
+                    "dead_letter_id": record["dead_letter_id"],
+                    "error_class": decision.error_class,
+                    "reason": decision.reason_code,
+                    "error": _text(error),
+                    "attempts": str(history.attempts),
+                },
+            )
+        )
+        self._wait(futures)
+        return str(record["dead_letter_id"])
+
+    def undecodable(
+        self, topic: str, partition: int, offset: int, key: bytes | None, error: BaseException
+    ) -> None:
+        """A record no codec can read: dead-lettered with its origin so a person can find it."""
+        tenant = (key or b"").decode("utf-8", "replace").partition("/")[0] or "unknown"
+        record: Record = {
+            "dead_letter_id": uuid.uuid4().hex,
+            "stage": "deliver",
+            "tenant": tenant,
+            "error_class": "malformed-message",
+            "reason_code": _reason(error),
+            "error_message": _text(error),
+            "attempts": 0,
+            "origin_topic": topic,
+            "origin_partition": partition,
+            "origin_offset": offset,
+            "failed_at": datetime.now(UTC),
+            "first_failed_at": None,
+            "delivery": None,
+            "raw": None,
+        }
+        self._wait([self.producer.send(self.dlt_topic, key=key, value=codec(DEAD_LETTER).encode(record))])
+
+    def tenant_event(self, event: EventName, tenant: str, details: dict[str, str]) -> None:
+        key, value = audit_event(event, stage="deliver", tenant=tenant, details=details)
+        self._wait([self.producer.send(self.audit_topic, key=key, value=value)])
+
+    def _audit(self, event: EventName, job: Job, details: dict[str, str]) -> FutureRecordMetadata:
+        delivery = job.delivery
+        key, value = audit_event(
+            event,
+            stage="deliver",
+            tenant=delivery["tenant"],
+            mailbox_id=delivery["mailbox_id"],
+            message_id=delivery["message_id"],
+            sha256=delivery["sha256"],
+            dedup_key=delivery["dedup_key"],
+            recipient=delivery["recipient"],
+            details={"delivery_id": delivery["delivery_id"], **details},
+        )
+        return self.producer.send(self.audit_topic, key=key, value=value)
+
+    @staticmethod
+    def _wait(futures: list[FutureRecordMetadata]) -> None:
+        for future in futures:
+            try:
+                future.get(timeout=ACK_TIMEOUT_S)
+            except Exception as exc:
+                raise TransientError(
+                    f"Kafka did not acknowledge an outcome: {exc}", reason_code="kafka"
+                ) from exc
+
+
+def _reason(error: BaseException) -> str:
+    return str(getattr(error, "reason_code", None) or type(error).__name__)
+
+
+def _text(error: BaseException) -> str:
+    return (str(error) or type(error).__name__)[:2000]

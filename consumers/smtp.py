@@ -1,0 +1,248 @@
+"""SMTP target: inject into an Exchange receive connector (or any MTA).
+
+Keeps Exchange's transport rules and anti-spam in the path. The message goes out unchanged
+apart from mailferry's trace header(s), RCPT TO the resolved recipient, over STARTTLS
+verified against the system CAs or ``ca_file``. DATA is streamed line by line (with dot
+stuffing), so a 150 MB message never sits in memory whole. Each pool thread keeps its own
+connection and reuses it for the next message.
+
+Error table: 4xx → transient, 5xx → permanent, authentication or TLS failures →
+tenant-wide, a lost connection after the final dot → ambiguous (the server may have
+queued it; SMTP gives no way to ask, so ``already_delivered`` answers None).
+"""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+import threading
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from email.utils import getaddresses
+from typing import BinaryIO
+
+from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+
+from mailferry.config import Tenant
+from mailferry.config.targets import SmtpTarget
+from mailferry.errors import (
+    AmbiguousOutcomeError,
+    MailferryError,
+    PermanentError,
+    TenantError,
+    TransientError,
+)
+
+LINE_LIMIT = 64 * 1024
+SEND_BUFFER = 256 * 1024
+HEADER_LIMIT = 1024 * 1024
+
+
+class SmtpDelivery:
+    def __init__(self, config: SmtpTarget, password: str | None) -> None:
+        self.name = config.name
+        self.max_message_size = config.max_message_size
+        self.config = config
+        self._password = password
+        self._local = threading.local()
+        self._all: list[smtplib.SMTP] = []
+        self._lock = threading.Lock()
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _tls_context(self) -> ssl.SSLContext:
+        cafile = str(self.config.ca_file) if self.config.ca_file else None
+        return ssl.create_default_context(cafile=cafile)
+
+    def _open(self) -> smtplib.SMTP:
+        cfg = self.config
+        timeout = cfg.timeout.total_seconds()
+        try:
+            conn: smtplib.SMTP
+            if cfg.tls == "implicit":
+                conn = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=timeout, context=self._tls_context())
+            else:
+                conn = smtplib.SMTP(cfg.host, cfg.port, timeout=timeout)
+            conn.ehlo()
+            if cfg.tls == "starttls":
+                conn.starttls(context=self._tls_context())
+                conn.ehlo()
+            if cfg.username:
+                conn.login(cfg.username, self._password or "")
+        except Exception as exc:
+            raise classify(exc, phase="connect") from exc
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+        """This thread's connection and whether it was used before (it may have gone stale)."""
+        conn: smtplib.SMTP | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn, True
+        conn = self._open()
+        self._local.conn = conn
+        return conn, False
+
+    def _drop(self) -> None:
+        conn: smtplib.SMTP | None = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is None:
+            return
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+    # -- the interface ----------------------------------------------------------------------
+
+    def check_credentials(self) -> None:
+        conn = self._open()
+        with self._lock:
+            self._all.remove(conn)
+        try:
+            conn.quit()
+        except (smtplib.SMTPException, OSError):
+            conn.close()
+
+    def deliver(self, item: DeliveryItem) -> None:
+        size = item.size + sum(len(n) + len(v) + 4 for n, v in item.add_headers)
+        if self.max_message_size is not None and size > self.max_message_size:
+            raise PermanentError(
+                f"message of {size} bytes is over this target's limit of {self.max_message_size}",
+                reason_code="message-too-large",
+            )
+        sender = self.config.mail_from if self.config.mail_from is not None else envelope_sender(item)
+        conn, reused = self._connection()
+        phase = "mail"
+        try:
+            options = [f"SIZE={size}"] if conn.has_extn("size") else []
+            try:
+                code, text = conn.mail(sender, options)
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                if not reused:
+                    raise
+                self._drop()  # the server closed an idle connection: one fresh try
+                conn, _ = self._connection()
+                code, text = conn.mail(sender, options)
+            if code != 250:
+                raise smtplib.SMTPSenderRefused(code, text, sender)
+            phase = "rcpt"
+            code, text = conn.rcpt(item.mailbox)
+            if code not in (250, 251):
+                raise smtplib.SMTPResponseException(code, text)
+            phase = "data"
+            code, text = conn.docmd("DATA")
+            if code != 354:
+                raise smtplib.SMTPDataError(code, text)
+            with item.open_message() as source:
+                _send_data(conn, item.add_headers, source)
+            phase = "after-dot"
+            code, text = conn.getreply()
+            if code != 250:
+                raise smtplib.SMTPDataError(code, text)
+        except Exception as exc:
+            self._drop()
+            raise classify(exc, phase=phase, recipient=item.mailbox) from exc
+
+    def already_delivered(self, item: DeliveryItem) -> bool | None:
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.quit()
+            except (smtplib.SMTPException, OSError):
+                conn.close()
+
+
+def _send_data(conn: smtplib.SMTP, add_headers: tuple[tuple[str, str], ...], source: BinaryIO) -> None:
+    """The message as SMTP DATA: CRLF line ends, leading dots doubled, final dot."""
+    buffer = bytearray()
+    for name, value in add_headers:
+        buffer += f"{name}: {value}\r\n".encode()
+    at_line_start = True
+    while line := source.readline(LINE_LIMIT):
+        complete = line.endswith(b"\n")
+        if complete:
+            line = line.rstrip(b"\r\n")
+        if at_line_start and line.startswith(b"."):
+            buffer += b"."
+        buffer += line
+        if complete:
+            buffer += b"\r\n"
+        at_line_start = complete
+        if len(buffer) >= SEND_BUFFER:
+            conn.send(bytes(buffer))
+            buffer.clear()
+    if not at_line_start:
+        buffer += b"\r\n"
+    buffer += b".\r\n"
+    conn.send(bytes(buffer))
+
+
+def envelope_sender(item: DeliveryItem) -> str:
+    """Return-Path, else Sender, else From of the message; empty (the null sender) if none."""
+    head = bytearray()
+    with item.open_message() as source:
+        while len(head) < HEADER_LIMIT:
+            line = source.readline(LINE_LIMIT)
+            if not line or line in (b"\r\n", b"\n"):
+                break
+            head += line
+    headers = BytesHeaderParser(policy=compat32).parsebytes(bytes(head))
+    for name in ("Return-Path", "Sender", "From"):
+        value = headers.get(name)
+        if value:
+            addresses = [addr for _, addr in getaddresses([str(value)]) if addr]
+            if addresses:
+                return addresses[0]
+    return ""
+
+
+def classify(exc: BaseException, *, phase: str, recipient: str | None = None) -> MailferryError:
+    """The error table of this target."""
+    if isinstance(exc, MailferryError):
+        return exc
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return TenantError(f"SMTP login refused: {_reply(exc)}", reason_code="bad-credentials")
+    if isinstance(exc, smtplib.SMTPNotSupportedError):
+        return TenantError(f"SMTP server: {exc}", reason_code="starttls-unavailable")
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TenantError(
+            f"SMTP TLS certificate not trusted: {exc.verify_message}", reason_code="tls-untrusted"
+        )
+    if isinstance(exc, smtplib.SMTPResponseException):
+        code = exc.smtp_code
+        text = f"SMTP {phase} {code} {_reply(exc)}"
+        if 400 <= code < 500:
+            return TransientError(text, reason_code=f"smtp-{code}")
+        reason = "recipient-refused" if phase == "rcpt" else f"smtp-{code}"
+        if code == 552 or (code == 554 and "size" in text.lower()):
+            reason = "message-too-large"
+        return PermanentError(
+            text + (f" (recipient {recipient})" if phase == "rcpt" else ""), reason_code=reason
+        )
+    if phase == "after-dot" and isinstance(exc, smtplib.SMTPServerDisconnected | OSError):
+        return AmbiguousOutcomeError(f"SMTP connection lost after the message was sent: {exc}")
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return TransientError(f"SMTP {phase}: timed out", reason_code="timeout")
+    if isinstance(exc, smtplib.SMTPException | OSError):
+        return TransientError(f"SMTP {phase}: {exc}", reason_code="connection")
+    return TransientError(f"SMTP {phase}: {type(exc).__name__}: {exc}", reason_code="unclassified")
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    text = exc.smtp_error
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
+def create(tenant: Tenant, target: SmtpTarget) -> DeliveryTarget:
+    password = target.password.reveal() if target.password is not None else None
+    return SmtpDelivery(target, password)

@@ -1,0 +1,361 @@
+"""The ``mailferry deliver`` role: from the deliver topic and its retry tiers into mailboxes.
+
+One consumer thread polls the deliver topic and every retry tier and hands each record to
+the thread pool of its (tenant, target), sized by the target's ``concurrency``: one slow
+or failing mailbox server never holds up the others. Offsets are committed only up to the
+first record whose outcome is not durable yet (at-least-once; the ledger makes the
+replay harmless). A retry-tier partition whose head record is not due is paused and
+sought back to it, and resumed when it is due, so nothing sleeps per record. A tenant-wide
+error (bad credentials) parks that tenant's records in memory, uncommitted, and checks the
+credentials again every ``credential_retry`` until they work.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.structs import OffsetAndMetadata
+from mailferry.consumers import metrics
+from mailferry.consumers.attempt import Delivered, Paused, Policy, Result, attempt
+from mailferry.consumers.ledger import Ledger
+from mailferry.consumers.offsets import OffsetTracker
+from mailferry.consumers.outcomes import Job, OutcomeWriter
+from mailferry.consumers.registry import TargetRegistry
+from mailferry.consumers.retry_policy import DeadLetter, History, due_at
+from mailferry.consumers.tenants import TenantPauses
+from mailferry.schemas.codec import DELIVERY, codec
+
+from mailferry.blobstore import LocalBlobStore
+from mailferry.config import MailferryConfig
+from mailferry.errors import MailferryError, PermanentError, TenantError
+from mailferry.kafka.clients import consumer_settings, producer_settings
+from mailferry.kafka.topics import DELIVER, full_name, retry_topic
+from mailferry.status import write_snapshot
+
+log = logging.getLogger(__name__)
+Done = tuple[Job, str, "Future[Result]"]
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        config: MailferryConfig,
+        servers: list[str],
+        *,
+        group_id: str | None = None,
+        credential_retry: timedelta = timedelta(seconds=30),
+        max_in_flight: int = 2000,
+        status_every_s: float = 5.0,
+    ) -> None:
+        self.config = config
+        self.servers = servers
+        self.group_id = group_id or f"{config.kafka.topic_prefix}.deliver"
+        self.deliver_topic = full_name(config.kafka, DELIVER)
+        self.tier_topics = [full_name(config.kafka, retry_topic(i)) for i in range(len(config.retry.tiers))]
+        self.max_in_flight = max_in_flight
+        self.status_every_s = status_every_s
+        self.policy = Policy(list(config.retry.tiers), config.retry.horizon)
+        self.registry = TargetRegistry(config)
+        self.blobs = LocalBlobStore(config.blob_dir)
+        self.tracker = OffsetTracker()
+        self.pauses = TenantPauses(credential_retry)
+        self._done: queue.Queue[Done] = queue.Queue()
+        self._pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
+        self._running = 0
+        self._tier_waits: dict[TopicPartition, datetime] = {}
+        self._paused_now: set[TopicPartition] = set()
+        self._last_status = 0.0
+        limit = config.blob_store.inline_threshold * 2 + 1024 * 1024
+        self.producer = KafkaProducer(**producer_settings(config.kafka, servers, max_request_size=limit))
+        self.ledger = Ledger(config.kafka, servers, self.producer)
+        self.writer = OutcomeWriter(config, self.producer, self.ledger)
+        self.consumer: KafkaConsumer | None = None
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, *, until: Any = None) -> None:
+        """Deliver until ``stop`` is set (or ``until(worker)`` is true), then finish cleanly."""
+        metrics.serve(self.config.metrics.port)
+        self.ledger.load()
+        self._check_targets_at_start()
+        settings = consumer_settings(self.config.kafka, self.servers, self.group_id)
+        self.consumer = KafkaConsumer(**settings, max_poll_records=500)
+        self.consumer.subscribe([self.deliver_topic, *self.tier_topics], listener=_Rebalance(self))
+        try:
+            while not stop.is_set() and not (until is not None and until(self)):
+                self._step()
+            self._finish()
+        finally:
+            self.close()
+
+    def abandon(self) -> None:
+        """Stop without committing anything more: what a crash looks like to Kafka."""
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+            self.consumer = None
+        self.close()
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=False)
+        self._pools.clear()
+        self.registry.close()
+        self.ledger.close()
+        self.producer.close(timeout=10)
+        if self.consumer is not None:
+            self.consumer.close(autocommit=False)
+            self.consumer = None
+
+    def _check_targets_at_start(self) -> None:
+        for tenant in self.config.tenants:
+            for target in tenant.targets:
+                try:
+                    self.registry.get(tenant.id, target.name).check_credentials()
+                except MailferryError as exc:
+                    if _is_tenant_error(exc):
+                        self._pause(tenant.id, target.name, exc)
+                    else:
+                        log.warning("target %s/%s not usable yet: %s", tenant.id, target.name, exc)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def _step(self) -> None:
+        assert self.consumer is not None
+        self._sync_pauses()
+        if self._running >= self.max_in_flight:
+            self._collect(block_s=0.2)
+        else:
+            batch = self.consumer.poll(timeout_ms=200)
+            for tp, records in batch.items():
+                for record in records:
+                    if not self._take(tp, record):
+                        break
+            self._collect(block_s=0.0)
+        self._check_paused_tenants()
+        self._commit()
+        self._status()
+
+    def _take(self, tp: TopicPartition, record: Any) -> bool:
+        """Dispatch one record; False when the rest of this partition's batch must wait."""
+        headers = list(record.headers or [])
+        if tp.topic != self.deliver_topic:
+            due = due_at(headers)
+            if due is not None and due > datetime.now(UTC):
+                assert self.consumer is not None
+                self.consumer.seek(tp, record.offset)
+                self.tracker.rewound(tp.topic, tp.partition, record.offset)
+                self._tier_waits[tp] = due
+                self._sync_pauses()
+                return False
+        history = History.from_headers(headers)
+        try:
+            delivery = codec(DELIVERY).decode(record.value)
+        except PermanentError as exc:
+            self._dead_letter_undecodable(tp, record, history, exc)
+            return True
+        job = Job(tp.topic, tp.partition, record.offset, record.key, record.value, headers, delivery, history)
+        self.tracker.dispatched(tp.topic, tp.partition, record.offset)
+        self._dispatch(job)
+        return True
+
+    def _dispatch(self, job: Job) -> None:
+        tenant = str(job.delivery["tenant"])
+        try:
+            _tenant, target_name = self.registry.resolve(tenant, job.delivery.get("target") or None)
+        except PermanentError as exc:
+            self._dead_letter_now(job, exc)
+            return
+        if self.pauses.is_paused(tenant):
+            self.pauses.park(tenant, job, target_name)
+            return
+        key = (tenant, target_name)
+        pool = self._pools.get(key)
+        if pool is None:
+            workers = self.registry.concurrency(tenant, target_name)
+            pool = ThreadPoolExecutor(
+                max_workers=workers, thread_name_prefix=f"deliver-{tenant}-{target_name}"
+            )
+            self._pools[key] = pool
+        future = pool.submit(self._attempt, job, target_name)
+        self._running += 1
+        metrics.IN_FLIGHT.set(self._running)
+        done = self._done
+
+        def report(finished: Future[Result]) -> None:
+            done.put((job, target_name, finished))
+
+        future.add_done_callback(report)
+
+    def _attempt(self, job: Job, target_name: str) -> Result:
+        target = self.registry.get(str(job.delivery["tenant"]), target_name)
+        return attempt(job, target, target_name, writer=self.writer, blobs=self.blobs, policy=self.policy)
+
+    def _collect(self, block_s: float) -> None:
+        """Apply finished attempts (main thread only: the consumer is not thread-safe)."""
+        timeout = block_s
+        while True:
+            try:
+                job, target_name, future = (
+                    self._done.get(timeout=timeout) if timeout else self._done.get_nowait()
+                )
+            except queue.Empty:
+                return
+            timeout = 0.0
+            self._running -= 1
+            metrics.IN_FLIGHT.set(self._running)
+            result = future.result()  # OutcomeNotRecordedError stops the worker, offset uncommitted
+            if isinstance(result, Paused):
+                if self.tracker.is_tracked(job.topic, job.partition):
+                    self._pause(str(job.delivery["tenant"]), target_name, result.error)
+                    self.pauses.park(str(job.delivery["tenant"]), job, target_name)
+                continue
+            assert isinstance(result, Delivered)
+            self.tracker.finished(job.topic, job.partition, job.offset)
+
+    # -- tenants ----------------------------------------------------------------------------
+
+    def _pause(self, tenant: str, target_name: str, error: MailferryError) -> None:
+        if self.pauses.pause(tenant, target_name, error):
+            log.error("tenant %s paused: %s (%s)", tenant, error, error.reason_code)
+            metrics.PAUSED_TENANTS.set(len(self.pauses.paused()))
+            self.writer.tenant_event(
+                "paused", tenant, {"target": target_name, "reason": error.reason_code, "error": str(error)}
+            )
+            self._status(force=True)
+
+    def _check_paused_tenants(self) -> None:
+        for tenant, targets in self.pauses.due_checks():
+            failed: MailferryError | None = None
+            for target_name in targets:
+                try:
+                    self.registry.get(tenant, target_name).check_credentials()
+                except MailferryError as exc:
+                    failed = exc
+                    break
+            if failed is not None and _is_tenant_error(failed):
+                self.pauses.checked(tenant, failed)
+                continue
+            parked = self.pauses.resume(tenant)
+            log.warning("tenant %s resumed; %d parked deliveries continue", tenant, len(parked))
+            metrics.PAUSED_TENANTS.set(len(self.pauses.paused()))
+            self.writer.tenant_event("resumed", tenant, {"parked": str(len(parked))})
+            for job, _target in parked:
+                if self.tracker.is_tracked(job.topic, job.partition):
+                    self._dispatch(job)
+            self._status(force=True)
+
+    # -- dead letters outside the pools -----------------------------------------------------
+
+    def _dead_letter_now(self, job: Job, error: PermanentError) -> None:
+        decision = DeadLetter("permanent", error.reason_code, _failed_once(job.history, job.origin))
+        self.writer.dead_letter(job, decision, error)
+        self.tracker.finished(job.topic, job.partition, job.offset)
+        metrics.outcome(str(job.delivery["tenant"]), str(job.delivery.get("target") or "?"), "dead-lettered")
+
+    def _dead_letter_undecodable(
+        self, tp: TopicPartition, record: Any, history: History, error: PermanentError
+    ) -> None:
+        log.error("%s/%d@%d: undecodable delivery record (%s)", tp.topic, tp.partition, record.offset, error)
+        self.writer.undecodable(tp.topic, tp.partition, record.offset, record.key, error)
+        self.tracker.skipped(tp.topic, tp.partition, record.offset)
+
+    # -- offsets, pauses, status ------------------------------------------------------------
+
+    def _commit(self) -> None:
+        if self.consumer is None:
+            return
+        points = self.tracker.to_commit()
+        if not points:
+            return
+        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in points.items()}
+        self.consumer.commit(offsets)
+        self.tracker.committed(points)
+
+    def _sync_pauses(self) -> None:
+        assert self.consumer is not None
+        now = datetime.now(UTC)
+        for tp, due in list(self._tier_waits.items()):
+            if due <= now:
+                del self._tier_waits[tp]
+        assigned = self.consumer.assignment()
+        wanted = {tp for tp in self._tier_waits if tp in assigned}
+        wanted |= {tp for tp in self.pauses.held_partitions() if tp in assigned}
+        if wanted - self._paused_now:
+            self.consumer.pause(*(wanted - self._paused_now))
+        if self._paused_now - wanted:
+            self.consumer.resume(*(self._paused_now - wanted))
+        self._paused_now = wanted
+
+    def revoked(self, partitions: list[TopicPartition]) -> None:
+        """Before a rebalance takes partitions away: let running attempts finish, commit."""
+        deadline = time.monotonic() + 30
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        while time.monotonic() < deadline and any(
+            self.tracker.in_flight(t, p) > self.pauses.parked_in(t, p) for t, p in keys
+        ):
+            self._collect(block_s=0.2)
+        self._commit()
+        self.tracker.forget(keys)
+        self.pauses.drop_partitions(keys)
+        for tp in partitions:
+            self._tier_waits.pop(tp, None)
+            self._paused_now.discard(tp)
+
+    def _finish(self) -> None:
+        """Clean stop: wait for running attempts (bounded by target timeouts), commit."""
+        deadline = time.monotonic() + 150
+        while self._running > 0 and time.monotonic() < deadline:
+            self._collect(block_s=0.5)
+        self._commit()
+        self._status(force=True)
+
+    def _status(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_status < self.status_every_s:
+            return
+        self._last_status = now
+        payload = {
+            "group": self.group_id,
+            "in_flight": self._running,
+            "ledger_entries": len(self.ledger),
+            "paused_tenants": self.pauses.snapshot(),
+            "retry_waits": {
+                f"{tp.topic}/{tp.partition}": due.isoformat() for tp, due in self._tier_waits.items()
+            },
+        }
+        try:
+            write_snapshot(self.config.state_dir, "deliver", payload)
+        except OSError as exc:
+            log.warning("status snapshot not written: %s", exc)
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: DeliveryWorker) -> None:
+        self.worker = worker
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.worker.revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+def _is_tenant_error(error: BaseException) -> bool:
+    return isinstance(error, TenantError)
+
+
+def _failed_once(history: History, origin: tuple[str, int, int]) -> History:
+    return History(
+        attempts=history.attempts + 1,
+        first_failed_at=history.first_failed_at or datetime.now(UTC),
+        origin=history.origin or origin,
+        ambiguous=history.ambiguous,
+    )

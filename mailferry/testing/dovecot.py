@@ -1,0 +1,274 @@
+"""A real Dovecot (POP3 + IMAP, plain and TLS) started on loopback for tests, demos and benchmarks.
+
+The fetch producers are tested against the real server rather than a fake so that the quirks
+that matter (UIDL formats, PIPELINING, STARTTLS, UIDVALIDITY, maildir moves) are Dovecot's, not
+ours. The server runs in the foreground as a child process with its own configuration, state
+and Maildirs under one folder; nothing outside that folder is touched apart from granting the
+``dovecot`` user search (``o+x``) permission on the folder's ancestors, without which it cannot
+reach the Maildirs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import pwd
+import shutil
+import socket
+import stat
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from mailferry.errors import SetupError
+from mailferry.testing.certs import make_test_pki
+
+DOVECOT = "/usr/sbin/dovecot"
+DOVEADM = "/usr/bin/doveadm"
+
+_CONF = """\
+protocols = pop3 imap
+listen = 127.0.0.1
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/dovecot.log
+info_log_path = {root}/dovecot.log
+default_internal_user = dovecot
+default_login_user = dovenull
+first_valid_uid = 1
+disable_plaintext_auth = no
+auth_mechanisms = plain login apop
+mail_location = maildir:{root}/mail/%u
+mail_max_userip_connections = 1000
+pop3_uidl_format = %08Xu%08Xv
+ssl = yes
+ssl_cert = <{cert}
+ssl_key = <{key}
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN {root}/users/%u
+}}
+userdb {{
+  driver = static
+  args = uid=dovecot gid=dovecot home={root}/mail/%u
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = {pop3s}
+    ssl = yes
+  }}
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = {imaps}
+    ssl = yes
+  }}
+}}
+"""
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket()
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _grant_search(path: Path) -> None:
+    """Let other users (the ``dovecot`` user) traverse ``path`` and its ancestors."""
+    for folder in [path, *path.parents]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+class DovecotServer:
+    """One Dovecot instance under ``root``; use ``start()``/``stop()`` or ``with``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.pop3_port = self.pop3s_port = self.imap_port = self.imaps_port = 0
+        self.ca_file = self.root / "pki" / "ca.pem"
+        self.conf_file = self.root / "dovecot.conf"
+        self.log_file = self.root / "dovecot.log"
+        self._users: dict[str, str] = {}
+        self._process: subprocess.Popen[bytes] | None = None
+        self._seq = 0
+        self._uid = pwd.getpwnam("dovecot").pw_uid
+        self._gid = grp.getgrnam("dovecot").gr_gid
+
+    # -- life cycle -------------------------------------------------------------------------
+    def start(self, timeout: float = 15.0) -> DovecotServer:
+        """Write the configuration, start Dovecot, return once all four listeners accept."""
+        if os.geteuid() != 0:
+            raise SetupError("the test Dovecot must be started as root")
+        self.root.mkdir(parents=True, exist_ok=True)
+        _grant_search(self.root)
+        mail = self.root / "mail"
+        mail.mkdir(exist_ok=True)
+        os.chown(mail, self._uid, self._gid)
+        pki = make_test_pki(self.root / "pki")
+        for user in self._users:
+            self._write_passwd(user)
+        last_error = ""
+        for _attempt in range(3):
+            self.pop3_port, self.pop3s_port, self.imap_port, self.imaps_port = _free_ports(4)
+            self.conf_file.write_text(
+                _CONF.format(
+                    root=self.root,
+                    cert=pki.cert_file,
+                    key=pki.key_file,
+                    pop3=self.pop3_port,
+                    pop3s=self.pop3s_port,
+                    imap=self.imap_port,
+                    imaps=self.imaps_port,
+                )
+            )
+            self._process = subprocess.Popen(
+                [DOVECOT, "-F", "-c", str(self.conf_file)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            if self._wait_ready(timeout):
+                return self
+            last_error = self._reap()
+        raise SetupError(f"Dovecot did not start: {last_error}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        assert self._process is not None
+        deadline = time.monotonic() + timeout
+        pending = [self.pop3_port, self.pop3s_port, self.imap_port, self.imaps_port]
+        while pending and time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                return False
+            try:
+                with socket.create_connection(("127.0.0.1", pending[0]), timeout=1):
+                    pending.pop(0)
+            except OSError:
+                time.sleep(0.05)
+        return not pending
+
+    def _reap(self) -> str:
+        assert self._process is not None
+        if self._process.poll() is None:
+            self._process.terminate()
+        _, err = self._process.communicate(timeout=10)
+        self._process = None
+        log = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
+        return (err.decode(errors="replace") + log).strip()
+
+    def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
+        if self._process is None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait(timeout=10)
+        if self._process.stderr is not None:
+            self._process.stderr.close()
+        self._process = None
+
+    def __enter__(self) -> DovecotServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- users and mail ---------------------------------------------------------------------
+    def _write_passwd(self, user: str) -> None:
+        """One passwd file per user: Dovecot rechecks a known file at most once a second,
+        so a user added just after another one's login would otherwise be refused."""
+        folder = self.root / "users"
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".{user}.tmp"
+        tmp.write_text(f"{user}:{{PLAIN}}{self._users[user]}::::::\n")
+        tmp.chmod(0o644)
+        tmp.rename(folder / user)
+
+    def add_user(self, name: str, password: str) -> None:
+        """Add a user (re-passwording takes effect only after Dovecot's once-a-second recheck)."""
+        if ":" in name or ":" in password or "\n" in name + password:
+            raise ValueError("user names and passwords may not contain ':' or newlines")
+        if "/" in name or name.startswith("."):
+            raise ValueError("user names may not contain '/' or start with '.'")
+        self._users[name] = password
+        self._write_passwd(name)
+        self._maildir(name, "INBOX")
+
+    def _maildir(self, user: str, folder: str) -> Path:
+        base = self.root / "mail" / user
+        path = base if folder.upper() == "INBOX" else base / f".{folder.replace('/', '.')}"
+        for sub in ("", "cur", "new", "tmp"):
+            target = path / sub if sub else path
+            if not target.exists():
+                target.mkdir(parents=True)
+                os.chown(target, self._uid, self._gid)
+        if path != base:
+            marker = path / "maildirfolder"
+            if not marker.exists():
+                marker.touch()
+                os.chown(marker, self._uid, self._gid)
+        return path
+
+    def seed(self, user: str, messages: list[bytes], folder: str = "INBOX") -> None:
+        """Deliver ``messages`` into the user's Maildir ``new/`` as Dovecot's own user."""
+        path = self._maildir(user, folder)
+        for message in messages:
+            self._seq += 1
+            name = f"{int(time.time())}.M{self._seq}P{os.getpid()}Q{uuid.uuid4().hex[:8]}.mailferry"
+            tmp = path / "tmp" / name
+            tmp.write_bytes(message)
+            os.chown(tmp, self._uid, self._gid)
+            tmp.rename(path / "new" / name)
+
+    def message_count(self, user: str, folder: str = "INBOX") -> int:
+        """How many messages are left on the server (files in ``new/`` and ``cur/``).
+
+        Messages flagged deleted but not yet expunged still count: they are still there.
+        """
+        path = self._maildir(user, folder)
+        return sum(1 for sub in ("new", "cur") for entry in (path / sub).iterdir() if entry.is_file())
+
+    def _doveadm(self, *args: str) -> str:
+        result = subprocess.run(
+            [DOVEADM, "-c", str(self.conf_file), *args], capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise SetupError(f"doveadm {' '.join(args)}: {result.stderr.strip()}")
+        return result.stdout
+
+    def uidvalidity(self, user: str, folder: str = "INBOX") -> int:
+        out = self._doveadm("mailbox", "status", "-u", user, "uidvalidity", folder)
+        return int(out.strip().split("=", 1)[1])
+
+    def change_uidvalidity(self, user: str, folder: str = "INBOX") -> int:
+        """Give the folder a new UIDVALIDITY (as a server restore would); returns the new value."""
+        new = self.uidvalidity(user, folder) + 1
+        self._doveadm("mailbox", "update", "-u", user, "--uid-validity", str(new), folder)
+        return new
+
+    def remove(self) -> None:
+        """Stop and delete everything under ``root``."""
+        self.stop()
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.root)

@@ -1,0 +1,48 @@
+"""What a fetch pass needs from its worker, and what it reports back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from mailferry.producers.access import TokenProvider
+from mailferry.producers.publish import Publisher
+
+from mailferry.blobstore import LocalBlobStore
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class FetchContext:
+    publisher: Publisher
+    blobs: LocalBlobStore
+    inline_threshold: int
+    tokens: TokenProvider = field(default_factory=TokenProvider)
+    confirm_timeout: float = 60.0
+    now: Callable[[], datetime] = _utcnow
+
+
+@dataclass
+class PassResult:
+    """Counts of one pass, for the worker status and the tests."""
+
+    fetched: int = 0
+    bytes: int = 0
+    deleted: int = 0
+    moved: int = 0
+    skipped: int = 0
+    errors: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, other: PassResult) -> None:
+        self.fetched += other.fetched
+        self.bytes += other.bytes
+        self.deleted += other.deleted
+        self.moved += other.moved
+        self.skipped += other.skipped
+        self.errors += other.errors
+        self.notes += other.notes

@@ -1,0 +1,261 @@
+"""One IMAP pass: per folder, fetch UIDs above the cursor, publish, then apply the after-fetch action.
+
+A UIDVALIDITY change (the server renumbered the folder, e.g. after a restore) is detected by
+comparing with the cursor in the fetch state. The folder is then read again in full, but a
+message whose SHA-256 is already known from the old numbering is not published again: only
+its state moves to the new numbering. Nothing is refetched into the pipeline silently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from mailferry.producers.access import classify
+from mailferry.producers.context import FetchContext, PassResult
+from mailferry.producers.imap_session import ImapSession
+from mailferry.producers.ingest import prepare, publish
+from mailferry.producers.publish import Batch
+from mailferry.producers.state import CURSOR, MailboxState, cursor_key, imap_key, state_record
+
+from mailferry.config.sources import ImapSource
+from mailferry.rawrecord import RawSource
+
+log = logging.getLogger(__name__)
+GROUP_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Step:
+    uid: int
+    size: int
+    action: str  # fetch | stream | headers | skip
+
+
+def plan_folder(
+    uids: list[int], sizes: dict[int, int], source: ImapSource, inline_threshold: int
+) -> list[Step]:
+    """The new messages of a folder in UID order: how to take each, within the per-pass cap."""
+    steps: list[Step] = []
+    for uid in sorted(uids):
+        if source.max_messages_per_pass is not None and len(steps) >= source.max_messages_per_pass:
+            break
+        size = sizes.get(uid, 0)
+        if source.max_message_size is not None and size > source.max_message_size:
+            action = "headers" if source.oversize_action == "headers-notice" else "skip"
+        else:
+            action = "stream" if size > inline_threshold else "fetch"
+        steps.append(Step(uid, size, action))
+    return steps
+
+
+def imap_pass(source: ImapSource, tenant: str, state: MailboxState, ctx: FetchContext) -> PassResult:
+    """Run one pass over every folder; raises a classified ``MailferryError`` on failure."""
+    try:
+        session = ImapSession(source, ctx.tokens)
+    except Exception as exc:
+        raise classify(exc, source.id) from exc
+    try:
+        result = PassResult()
+        for folder in source.folders:
+            result.add(FolderPass(session, folder, tenant, state, ctx).run())
+        session.logout()
+        return result
+    except Exception as exc:
+        session.close()
+        raise classify(exc, source.id) from exc
+
+
+@dataclass
+class FolderPass:
+    session: ImapSession
+    folder: str
+    tenant: str
+    state: MailboxState
+    ctx: FetchContext
+    result: PassResult = field(default_factory=PassResult)
+    known_sha: set[str] = field(default_factory=set)
+    fetched: list[int] = field(default_factory=list)
+    handled_upto: int = 0
+    uidvalidity: int = 0
+
+    @property
+    def source(self) -> ImapSource:
+        return self.session.source
+
+    def run(self) -> PassResult:
+        uidvalidity, _exists = self.session.select(self.folder)
+        self.uidvalidity = uidvalidity
+        now = self.ctx.now()
+        cursor = self.state.cursor(self.folder)
+        known = self.state.imap(self.folder)
+        batch = self.ctx.publisher.batch(self.state)
+        stale = {k: r for k, r in known.items() if k[0] != uidvalidity}
+        if (cursor is not None and cursor["uidvalidity"] != uidvalidity) or stale:
+            old = cursor["uidvalidity"] if cursor is not None else None
+            note = f"{self.folder}: UIDVALIDITY changed from {old} to {uidvalidity}; rereading by content"
+            log.warning("source %s: %s", self.source.id, note)
+            self.result.notes.append(note)
+            self.known_sha = {r["sha256"] for r in stale.values() if r["sha256"]}
+            for v, uid in stale:
+                batch.state(imap_key(self.tenant, self.source.id, self.folder, v, uid), None)
+            new_uids = self.session.search_uids("ALL")
+        else:
+            last = cursor["uid"] if cursor is not None else 0
+            self.handled_upto = last
+            new_uids = [u for u in self.session.search_uids(f"UID {last + 1}:*") if u > last]
+        pending = [uid for (v, uid), r in known.items() if v == uidvalidity and r["status"] == "fetched"]
+        steps = plan_folder(new_uids, self.session.sizes(new_uids), self.source, self.ctx.inline_threshold)
+        try:
+            self._take(batch, steps, now)
+        finally:
+            if steps or stale or cursor is None:
+                batch.state(
+                    cursor_key(self.tenant, self.source.id, self.folder),
+                    state_record(
+                        self.tenant,
+                        self.source.id,
+                        CURSOR,
+                        first_seen_at=cursor["first_seen_at"] if cursor else now,
+                        folder=self.folder,
+                        uidvalidity=uidvalidity,
+                        uid=self.handled_upto,
+                    ),
+                )
+            batch.confirm(self.ctx.confirm_timeout)
+        self._after_fetch(sorted(set(pending + self.fetched)), now)
+        return self.result
+
+    def _raw_source(self, uid: int) -> RawSource:
+        return RawSource(self.tenant, self.source.id, "imap", self.folder, f"{self.uidvalidity}/{uid}")
+
+    def _take(self, batch: Batch, steps: list[Step], now: datetime) -> None:
+        group: list[Step] = []
+        for index, step in enumerate(steps):
+            if step.action == "fetch":
+                group.append(step)
+                following = steps[index + 1] if index + 1 < len(steps) else None
+                if (
+                    following is None
+                    or following.action != "fetch"
+                    or sum(s.size for s in group) + following.size > GROUP_BYTES
+                ):
+                    bodies = self.session.bodies([s.uid for s in group])
+                    for item in group:
+                        if item.uid in bodies:
+                            self._one(batch, item.uid, bodies[item.uid], now)
+                        self.handled_upto = item.uid
+                    group = []
+            elif step.action == "stream":
+                self._one(batch, step.uid, self.session.stream(step.uid, step.size), now)
+                self.handled_upto = step.uid
+            elif step.action == "headers":
+                self._headers_notice(batch, step, now)
+                self.handled_upto = step.uid
+            else:
+                self._skip(batch, step, now, "oversize")
+                self.handled_upto = step.uid
+
+    def _key(self, uid: int) -> str:
+        return imap_key(self.tenant, self.source.id, self.folder, self.uidvalidity, uid)
+
+    def _one(self, batch: Batch, uid: int, message: bytes | Iterable[bytes], now: datetime) -> None:
+        raw = self._raw_source(uid)
+        done = prepare(raw, message, blobs=self.ctx.blobs, inline_threshold=self.ctx.inline_threshold)
+        sha = done.record["sha256"]
+        if sha in self.known_sha:
+            batch.audit(
+                "skipped",
+                message_id=done.message_id,
+                sha256=sha,
+                details={"reason": "already-fetched-before-uidvalidity-change", "uid": raw.source_uid or ""},
+            )
+            self.result.skipped += 1
+        else:
+            publish(batch, raw, done)
+            self.result.fetched += 1
+            self.result.bytes += done.record["size"]
+        batch.state(
+            self._key(uid),
+            state_record(
+                self.tenant,
+                self.source.id,
+                "fetched",
+                first_seen_at=now,
+                folder=self.folder,
+                uidvalidity=self.uidvalidity,
+                uid=uid,
+                sha256=sha,
+                detail=done.message_id,
+            ),
+        )
+        self.fetched.append(uid)
+
+    def _headers_notice(self, batch: Batch, step: Step, now: datetime) -> None:
+        raw = self._raw_source(step.uid)
+        head = self.session.headers(step.uid)
+        done = prepare(
+            raw, head, blobs=self.ctx.blobs, inline_threshold=self.ctx.inline_threshold, headers_only=True
+        )
+        publish(batch, raw, done)
+        self._skip(batch, step, now, "oversize-headers-notice", message_id=done.message_id)
+
+    def _skip(
+        self, batch: Batch, step: Step, now: datetime, reason: str, message_id: str | None = None
+    ) -> None:
+        batch.audit(
+            "skipped",
+            message_id=message_id,
+            details={"reason": reason, "uid": f"{self.uidvalidity}/{step.uid}", "size": str(step.size)},
+        )
+        batch.state(
+            self._key(step.uid),
+            state_record(
+                self.tenant,
+                self.source.id,
+                "skipped",
+                first_seen_at=now,
+                folder=self.folder,
+                uidvalidity=self.uidvalidity,
+                uid=step.uid,
+                detail=reason,
+            ),
+        )
+        self.result.skipped += 1
+
+    def _after_fetch(self, uids: list[int], now: datetime) -> None:
+        """Apply the configured action to messages Kafka already holds, then record it."""
+        action = self.source.after_fetch
+        if not uids or action == "none":
+            return
+        if action == "delete":
+            self.session.store(uids, r"(\Deleted)")
+            self.session.expunge(uids)
+        elif action == "move":
+            assert self.source.move_to is not None
+            self.session.move(uids, self.source.move_to)
+        else:
+            self.session.store(uids, r"(\Seen)")
+        batch = self.ctx.publisher.batch(self.state)
+        known = self.state.imap(self.folder)
+        for uid in uids:
+            entry = known.get((self.uidvalidity, uid))
+            if entry is None:
+                continue
+            if action == "seen":
+                batch.state(self._key(uid), {**entry, "status": "seen", "updated_at": now})
+                continue
+            batch.state(self._key(uid), None)
+            batch.audit(
+                "source-deleted",
+                message_id=entry["detail"],
+                sha256=entry["sha256"],
+                details={"uid": f"{self.uidvalidity}/{uid}", "folder": self.folder, "action": action},
+            )
+            if action == "move":
+                self.result.moved += 1
+            else:
+                self.result.deleted += 1
+        batch.confirm(self.ctx.confirm_timeout)

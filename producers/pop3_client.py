@@ -1,0 +1,203 @@
+"""A pipelining POP3 client on a plain (or TLS) socket, reading in large blocks.
+
+Hand-written on purpose: ``poplib`` sends one command, waits for the reply and reads it line
+by line; on loopback against Dovecot that reaches about 14% of what the server can send (brief
+§6). Dovecot announces PIPELINING, so this client keeps a window of RETR commands in flight and
+reads replies in 256 KiB blocks, unstuffing whole lines at a time (``pop3_wire.DotUnstuffer``).
+Large messages are yielded as chunks, never held whole.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import socket
+import ssl
+from collections.abc import Iterable, Iterator
+from typing import Literal
+
+from mailferry.producers.pop3_wire import DotUnstuffer, Pop3ProtocolError, check_status
+
+READ_SIZE = 256 * 1024
+MAX_LINE = 64 * 1024
+WINDOW = 64
+
+TlsMode = Literal["implicit", "starttls", "none"]
+
+
+class Pop3Client:
+    """One POP3 session. Not thread-safe; one pass of one mailbox owns it."""
+
+    def __init__(self, sock: socket.socket, host: str) -> None:
+        self._sock = sock
+        self._host = host
+        self._buf = b""
+        self.greeting = b""
+        self.secure = isinstance(sock, ssl.SSLSocket)
+        self.capabilities: dict[str, list[str]] = {}
+
+    @classmethod
+    def connect(
+        cls, host: str, port: int, *, tls: TlsMode, context: ssl.SSLContext, timeout: float
+    ) -> Pop3Client:
+        """Connect, read the greeting and, for ``starttls``, upgrade with STLS before anything else."""
+        sock = socket.create_connection((host, port), timeout=timeout)
+        try:
+            if tls == "implicit":
+                sock = context.wrap_socket(sock, server_hostname=host)
+            client = cls(sock, host)
+            client.greeting = check_status(client.readline())
+            client.capabilities = client.capa()
+            if tls == "starttls":
+                client.stls(context)
+                client.capabilities = client.capa()
+            return client
+        except BaseException:
+            sock.close()
+            raise
+
+    # -- reading ------------------------------------------------------------------------------
+    def _recv(self) -> bytes:
+        data = self._sock.recv(READ_SIZE)
+        if not data:
+            raise Pop3ProtocolError("connection closed by the server")
+        return data
+
+    def readline(self) -> bytes:
+        while True:
+            end = self._buf.find(b"\r\n")
+            if end >= 0:
+                line, self._buf = self._buf[: end + 2], self._buf[end + 2 :]
+                return line
+            if len(self._buf) > MAX_LINE:
+                raise Pop3ProtocolError("reply line longer than 64 KiB")
+            self._buf += self._recv()
+
+    def _body_chunks(self) -> Iterator[bytes]:
+        """The unstuffed body of the multi-line reply whose status line was just read."""
+        unstuffer = DotUnstuffer()
+        data, self._buf = self._buf, b""
+        while True:
+            out = unstuffer.feed(data)
+            if out:
+                yield out
+            if unstuffer.done:
+                self._buf = unstuffer.rest
+                return
+            data = self._recv()
+
+    def _body(self) -> bytes:
+        return b"".join(self._body_chunks())
+
+    # -- commands -----------------------------------------------------------------------------
+    def send(self, *lines: str) -> None:
+        self._sock.sendall("".join(f"{line}\r\n" for line in lines).encode())
+
+    def command(self, line: str) -> bytes:
+        self.send(line)
+        return check_status(self.readline())
+
+    def multiline(self, line: str) -> list[bytes]:
+        self.command(line)
+        return self._body().split(b"\r\n")[:-1]
+
+    def capa(self) -> dict[str, list[str]]:
+        try:
+            lines = self.multiline("CAPA")
+        except Exception:
+            return {}
+        caps: dict[str, list[str]] = {}
+        for raw in lines:
+            words = raw.decode("ascii", "replace").split()
+            if words:
+                caps[words[0].upper()] = words[1:]
+        return caps
+
+    @property
+    def pipelining(self) -> bool:
+        return "PIPELINING" in self.capabilities
+
+    def stls(self, context: ssl.SSLContext) -> None:
+        if "STLS" not in self.capabilities:
+            raise Pop3ProtocolError("the server does not offer STLS")
+        self.command("STLS")
+        if self._buf:
+            raise Pop3ProtocolError("data after the STLS reply (possible injection)")
+        self._sock = context.wrap_socket(self._sock, server_hostname=self._host)
+        self.secure = True
+
+    # -- authentication -----------------------------------------------------------------------
+    def login_user(self, user: str, password: str) -> None:
+        self.command(f"USER {user}")
+        self.command(f"PASS {password}")
+
+    def login_apop(self, user: str, password: str) -> None:
+        match = re.search(rb"<[^>]+>", self.greeting)
+        if match is None:
+            raise Pop3ProtocolError("the server offers no APOP timestamp in its greeting")
+        digest = hashlib.md5(match.group(0) + password.encode()).hexdigest()
+        self.command(f"APOP {user} {digest}")
+
+    def login_sasl(self, mechanism: str, initial_response: bytes) -> None:
+        """SASL with an initial response (RFC 5034); an error challenge is answered with '*'."""
+        encoded = base64.b64encode(initial_response).decode()
+        self.send(f"AUTH {mechanism} {encoded}")
+        line = self.readline()
+        if line.startswith(b"+ ") or line == b"+\r\n":
+            self.send("*" if mechanism == "OAUTHBEARER" else "")
+            line = self.readline()
+        check_status(line)
+
+    # -- transaction state --------------------------------------------------------------------
+    def uidl(self) -> list[bytes]:
+        return self.multiline("UIDL")
+
+    def list(self) -> list[bytes]:
+        return self.multiline("LIST")
+
+    def top(self, number: int, lines: int = 0) -> bytes:
+        self.command(f"TOP {number} {lines}")
+        return self._body()
+
+    def retrieve(self, numbers: Iterable[int]) -> Iterator[tuple[int, Iterator[bytes]]]:
+        """``(number, chunks)`` per message, RETRs pipelined when the server allows it.
+
+        The caller must consume each ``chunks`` before asking for the next message; breaking
+        off leaves replies in flight, so the session must then be dropped (``close``).
+        """
+        pending = list(numbers)
+        window = WINDOW if self.pipelining else 1
+        sent = 0
+        for index, number in enumerate(pending):
+            if sent < len(pending) and sent - index <= window // 2:
+                batch = pending[sent : index + window]
+                self.send(*(f"RETR {n}" for n in batch))
+                sent += len(batch)
+            check_status(self.readline())
+            chunks = self._body_chunks()
+            yield number, chunks
+            for _ in chunks:  # whatever the caller left unread
+                pass
+
+    def delete(self, numbers: Iterable[int]) -> None:
+        wanted = list(numbers)
+        window = WINDOW if self.pipelining else 1
+        for start in range(0, len(wanted), window):
+            batch = wanted[start : start + window]
+            self.send(*(f"DELE {n}" for n in batch))
+            for _ in batch:
+                check_status(self.readline())
+
+    def quit(self) -> None:
+        """QUIT: the server applies the deletions only when it answers +OK to this."""
+        try:
+            self.command("QUIT")
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self._sock.close()
+        except OSError:
+            pass

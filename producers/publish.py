@@ -1,0 +1,144 @@
+"""Everything a fetch pass sends to Kafka, and the one wait that makes deletion safe.
+
+A pass sends its raw records, fetch-state records and audit events without waiting, then
+calls ``confirm``: only when every future resolved does the pass touch the source. The
+producer is idempotent with ``acks=all`` (``mailferry.kafka.clients``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from kafka.producer.future import FutureRecordMetadata
+from mailferry.producers.state import MailboxState, encode_state, partition_of
+from mailferry.schemas.codec import Record
+
+from mailferry.audit import EventName, audit_event
+from mailferry.audit_trace import normalise_message_id
+from mailferry.config import MailferryConfig
+from mailferry.errors import TransientError
+from mailferry.kafka.clients import producer_settings
+from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name
+from mailferry.rawrecord import encode_raw, raw_key
+
+
+def make_producer(config: MailferryConfig, servers: list[str], **overrides: Any) -> KafkaProducer:
+    threshold = config.blob_store.inline_threshold
+    settings = producer_settings(config.kafka, servers, max_request_size=threshold * 2 + 65536)
+    settings.setdefault("delivery_timeout_ms", 60_000)
+    settings.setdefault("request_timeout_ms", 20_000)
+    return KafkaProducer(**(settings | overrides))
+
+
+class Batch:
+    """The sends of one pass (or one step of it) that must all be acknowledged together."""
+
+    def __init__(self, publisher: Publisher, state: MailboxState) -> None:
+        self._publisher = publisher
+        self._state = state
+        self._futures: list[FutureRecordMetadata] = []
+        self._state_updates: list[tuple[str, Record | None]] = []
+
+    @property
+    def tenant(self) -> str:
+        return self._state.tenant
+
+    @property
+    def mailbox(self) -> str:
+        return self._state.mailbox
+
+    def raw(self, record: Record) -> None:
+        p = self._publisher
+        key = raw_key(record["tenant"], record["mailbox_id"])
+        self._futures.append(p.producer.send(p.raw_topic, key=key, value=encode_raw(record)))
+
+    def state(self, key: str, record: Record | None) -> None:
+        """A fetch-state record (``None``: forget the message).
+
+        Held back until ``confirm`` has seen every raw record acknowledged: a state record
+        saying "fetched" must never reach Kafka for a raw record that did not.
+        """
+        self._state_updates.append((key, record))
+
+    def _send_states(self) -> None:
+        p = self._publisher
+        partition = partition_of(raw_key(self.tenant, self.mailbox), p.state_partitions())
+        for key, record in self._state_updates:
+            value = encode_state(record) if record is not None else None
+            self._futures.append(
+                p.producer.send(p.state_topic, key=key.encode(), value=value, partition=partition)
+            )
+
+    def audit(
+        self,
+        event: EventName,
+        *,
+        message_id: str | None = None,
+        sha256: str | None = None,
+        details: dict[str, str] | None = None,
+    ) -> None:
+        p = self._publisher
+        key, value = audit_event(
+            event,
+            stage="fetch",
+            tenant=self.tenant,
+            mailbox_id=self.mailbox,
+            message_id=normalise_message_id(message_id) if message_id else None,
+            sha256=sha256,
+            details=details,
+        )
+        self._futures.append(p.producer.send(p.audit_topic, key=key, value=value))
+
+    def confirm(self, timeout: float = 60.0) -> None:
+        """Wait for every raw record and audit event, then write and wait for the state records.
+
+        Raises ``TransientError`` if Kafka did not acknowledge something; the local state is
+        updated only when everything was.
+        """
+        self._wait(timeout)
+        if self._state_updates:
+            self._send_states()
+            self._wait(timeout)
+        for key, record in self._state_updates:
+            self._state.apply(key, record)
+        self._state_updates.clear()
+
+    def _wait(self, timeout: float) -> None:
+        if not self._futures:
+            return
+        try:
+            self._publisher.producer.flush(timeout=timeout)
+            for future in self._futures:
+                future.get(timeout=timeout)
+        except KafkaError as exc:
+            self._state_updates.clear()
+            raise TransientError(f"Kafka did not acknowledge the pass's records: {exc}") from exc
+        finally:
+            self._futures.clear()
+
+
+class Publisher:
+    """Shared by all passes of a worker (kafka-python's producer is thread-safe)."""
+
+    def __init__(self, config: MailferryConfig, producer: KafkaProducer) -> None:
+        self.producer = producer
+        self.raw_topic = full_name(config.kafka, RAW)
+        self.state_topic = full_name(config.kafka, FETCH_STATE)
+        self.audit_topic = full_name(config.kafka, AUDIT)
+        self._state_partitions: int | None = None
+
+    def state_partitions(self) -> int:
+        if self._state_partitions is None:
+            partitions = self.producer.partitions_for(self.state_topic)
+            if not partitions:
+                raise TransientError(f"topic {self.state_topic} has no partitions (yet)")
+            self._state_partitions = len(partitions)
+        return self._state_partitions
+
+    def batch(self, state: MailboxState) -> Batch:
+        return Batch(self, state)
+
+    def close(self, timeout: float = 30.0) -> None:
+        self.producer.close(timeout=timeout)

@@ -1,0 +1,176 @@
+"""Shared pieces of the delivery tests: a config on the session broker, records in, a worker."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from mailferry.consumers.worker import DeliveryWorker
+from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, codec
+
+from mailferry.config import MailferryConfig, parse_config
+from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.topics import AUDIT, DELIVER, DLT, full_name, topic_specs
+
+
+def make_config(
+    tmp_path: Path,
+    kafka: KafkaConfig,
+    targets: str,
+    *,
+    tiers: str = '["1s", "2s"]',
+    horizon: str = "1h",
+    tenants: tuple[str, ...] = ("acme",),
+) -> MailferryConfig:
+    """A config whose every tenant has the given ``[[tenants.targets]]`` TOML (first is default)."""
+    default = targets.split('name = "', 1)[1].split('"', 1)[0]
+    text = (
+        f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
+        f'[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\ntopic_prefix = "{kafka.topic_prefix}"\n'
+        f"[kafka.topics.defaults]\npartitions = 3\n"
+        f'[retry]\ntiers = {tiers}\nhorizon = "{horizon}"\n'
+    )
+    for tenant in tenants:
+        text += (
+            f'[[tenants]]\nid = "{tenant}"\naccepted_domains = ["{tenant}.example"]\n'
+            f'default_mailbox = "postmaster@{tenant}.example"\ndefault_target = "{default}"\n'
+            + targets.replace("[[targets]]", "[[tenants.targets]]")
+        )
+    config = parse_config(text)
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    try:
+        ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
+    finally:
+        admin.close()
+    return config
+
+
+def delivery_record(
+    recipient: str,
+    body: bytes,
+    *,
+    tenant: str = "acme",
+    target: str = "",
+    dedup_key: str | None = None,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    import hashlib
+
+    return {
+        "delivery_id": uuid.uuid4().hex,
+        "tenant": tenant,
+        "recipient": recipient,
+        "target": target,
+        "dedup_key": dedup_key or f"{tenant}/{recipient}/{hashlib.sha256(body).hexdigest()}",
+        "message_id": message_id,
+        "mailbox_id": "catchall",
+        "size": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "inline": body,
+        "blob_ref": None,
+        "reasons": [{"kind": "envelope", "detail": "Delivered-To"}],
+        "flags": [],
+        "add_headers": [{"name": "X-Mailferry-Trace", "value": f"{tenant}; test"}],
+        "raw_origin": None,
+        "routed_at": datetime.now(UTC),
+    }
+
+
+def sample_message(index: int, recipient: str) -> bytes:
+    return (
+        f"From: sender@example.org\r\nTo: {recipient}\r\nSubject: test {index}\r\n"
+        f"Message-ID: <{index}.{uuid.uuid4().hex[:8]}@test>\r\n\r\nbody {index}\r\n"
+    ).encode()
+
+
+def publish(config: MailferryConfig, records: list[dict[str, Any]], topic: str = DELIVER) -> None:
+    producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all")
+    for record in records:
+        key = f"{record['tenant']}/{record['recipient']}".encode()
+        producer.send(full_name(config.kafka, topic), key=key, value=codec(DELIVERY).encode(record))
+    producer.flush()
+    producer.close()
+
+
+def read_topic(config: MailferryConfig, logical: str, timeout_ms: int = 3000) -> list[Any]:
+    consumer = KafkaConsumer(
+        full_name(config.kafka, logical),
+        bootstrap_servers=config.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=timeout_ms,
+    )
+    records = list(consumer)
+    consumer.close()
+    return records
+
+
+def dead_letters(config: MailferryConfig) -> list[dict[str, Any]]:
+    return [codec(DEAD_LETTER).decode(r.value) for r in read_topic(config, DLT)]
+
+
+def audit_events(config: MailferryConfig) -> list[dict[str, Any]]:
+    return [codec(AUDIT_EVENT).decode(r.value) for r in read_topic(config, AUDIT)]
+
+
+class RunningWorker:
+    """A worker in a thread of the test process, stopped like SIGTERM would stop it."""
+
+    def __init__(self, worker: DeliveryWorker) -> None:
+        self.worker = worker
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.worker.run(self.stop)
+        except BaseException as exc:
+            self.error = exc
+
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise self.error
+            if condition():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"condition not met within {timeout}s")
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=120)
+        if self.error is not None:
+            raise self.error
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., RunningWorker]]:
+    running: list[RunningWorker] = []
+
+    def start(config: MailferryConfig, **options: Any) -> RunningWorker:
+        worker = DeliveryWorker(config, list(config.kafka.bootstrap_servers), **options)
+        handle = RunningWorker(worker)
+        handle.thread.start()
+        running.append(handle)
+        return handle
+
+    yield start
+    for handle in running:
+        handle.stop.set()
+        handle.thread.join(timeout=60)
+
+
+def maildir_files(root: Path, mailbox: str) -> list[Path]:
+    from mailferry.consumers.maildir import mailbox_dirname
+
+    box = root / mailbox_dirname(mailbox)
+    return sorted(p for sub in ("new", "cur") for p in (box / sub).glob("*") if p.is_file())

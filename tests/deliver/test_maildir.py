@@ -1,0 +1,91 @@
+"""Maildir target: atomic, one file per (mailbox, dedup key), errors classified."""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+from pathlib import Path
+
+import pytest
+from mailferry.consumers.maildir import MaildirDelivery, _classify, mailbox_dirname, message_filename
+from mailferry.consumers.target import DeliveryItem
+
+from mailferry.errors import PermanentError, TenantError, TransientError
+
+
+def _item(mailbox: str, dedup: str, body: bytes = b"Subject: hi\r\n\r\nbody\r\n") -> DeliveryItem:
+    return DeliveryItem(
+        tenant="acme",
+        mailbox=mailbox,
+        dedup_key=dedup,
+        message_id="<1@x>",
+        size=len(body),
+        sha256="0" * 64,
+        open_message=lambda: io.BytesIO(body),
+        add_headers=(("X-Mailferry-Trace", "acme; 1"),),
+    )
+
+
+def test_mailbox_dirname_is_safe_and_stable() -> None:
+    assert mailbox_dirname("Alice@Acme.Example") == "alice@acme.example"
+    assert mailbox_dirname(".hidden@x") == "%2Ehidden@x"
+    assert mailbox_dirname("a/b@x") == "a%2Fb@x"
+    assert "/" not in mailbox_dirname("../../etc@x")
+    assert not mailbox_dirname("../../etc@x").startswith(".")
+
+
+def test_deliver_writes_once_into_new_with_trace_header(tmp_path: Path) -> None:
+    target = MaildirDelivery("archive", tmp_path)
+    item = _item("bob@acme.example", "k1")
+    assert target.already_delivered(item) is False
+    target.deliver(item)
+    target.deliver(item)
+    box = tmp_path / "bob@acme.example"
+    files = list((box / "new").iterdir())
+    assert [f.name for f in files] == [message_filename("k1")]
+    assert files[0].read_bytes() == b"X-Mailferry-Trace: acme; 1\r\nSubject: hi\r\n\r\nbody\r\n"
+    assert list((box / "tmp").iterdir()) == []
+    assert target.already_delivered(item) is True
+    target.deliver(_item("bob@acme.example", "k2"))
+    assert len(list((box / "new").iterdir())) == 2
+
+
+def test_a_message_a_reader_moved_to_cur_is_not_written_again(tmp_path: Path) -> None:
+    target = MaildirDelivery("archive", tmp_path)
+    item = _item("bob@acme.example", "k1")
+    target.deliver(item)
+    box = tmp_path / "bob@acme.example"
+    name = message_filename("k1")
+    os.rename(box / "new" / name, box / "cur" / f"{name}:2,S")
+    assert target.already_delivered(item) is True
+    target.deliver(item)
+    assert list((box / "new").iterdir()) == []
+
+
+def test_over_the_size_limit_is_permanent(tmp_path: Path) -> None:
+    target = MaildirDelivery("archive", tmp_path, max_message_size=10)
+    with pytest.raises(PermanentError) as caught:
+        target.deliver(_item("bob@acme.example", "k1"))
+    assert caught.value.reason_code == "message-too-large"
+
+
+@pytest.mark.parametrize(
+    ("code", "kind", "reason"),
+    [
+        (errno.EACCES, TenantError, "permission-denied"),
+        (errno.EROFS, TenantError, "permission-denied"),
+        (errno.ENOSPC, TransientError, "disk-full"),
+        (errno.EIO, TransientError, "io-error"),
+    ],
+)
+def test_error_table(code: int, kind: type[Exception], reason: str) -> None:
+    error = _classify(OSError(code, os.strerror(code)), Path("/x"))
+    assert type(error) is kind
+    assert getattr(error, "reason_code", None) == reason
+
+
+def test_a_file_where_the_folder_should_be_is_retried_not_lost(tmp_path: Path) -> None:
+    (tmp_path / "ro").write_text("a file where a folder should be")
+    with pytest.raises(TransientError):
+        MaildirDelivery("archive", tmp_path / "ro").deliver(_item("bob@acme.example", "k1"))

@@ -1,0 +1,76 @@
+"""Shared pieces of the fetch tests: a config around a Dovecot, topics, reading them back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer
+from mailferry.producers.context import FetchContext
+from mailferry.producers.publish import Publisher, make_producer
+from mailferry.schemas import AUDIT_EVENT, RAW_MESSAGE, codec
+
+from mailferry.blobstore import LocalBlobStore
+from mailferry.config import MailferryConfig
+from mailferry.config.kafka import KafkaConfig
+from mailferry.config.loader import parse_config
+from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
+
+
+def make_config(
+    tmp_path: Path, kafka: KafkaConfig, sources_toml: str, *, threshold: str = "64KiB"
+) -> MailferryConfig:
+    text = (
+        f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
+        f'[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\ntopic_prefix = "{kafka.topic_prefix}"\n'
+        f"[kafka.topics.defaults]\npartitions = 2\n"
+        f'[blob_store]\ninline_threshold = "{threshold}"\n'
+        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
+        'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
+        '[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "/tmp/unused"\n' + sources_toml
+    )
+    config = parse_config(text, check_secrets=False)
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    try:
+        ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
+    finally:
+        admin.close()
+    return config
+
+
+def make_context(config: MailferryConfig, **producer_overrides: Any) -> FetchContext:
+    producer = make_producer(config, list(config.kafka.bootstrap_servers), **producer_overrides)
+    return FetchContext(
+        publisher=Publisher(config, producer),
+        blobs=LocalBlobStore(config.blob_dir),
+        inline_threshold=config.blob_store.inline_threshold,
+        confirm_timeout=20.0,
+    )
+
+
+def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list[dict[str, Any]]:
+    schema = {RAW: RAW_MESSAGE, AUDIT: AUDIT_EVENT}[logical]
+    consumer = KafkaConsumer(
+        full_name(kafka, logical),
+        bootstrap_servers=kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=timeout_ms,
+    )
+    try:
+        return [codec(schema).decode(m.value) for m in consumer]
+    finally:
+        consumer.close()
+
+
+def message_bytes(record: dict[str, Any], blobs: LocalBlobStore) -> bytes:
+    if record["inline"] is not None:
+        data: bytes = record["inline"]
+        return data
+    return blobs.read(record["blob_ref"])
+
+
+def sample(n: int, size: int = 0) -> bytes:
+    """A message with a Message-ID, a dot-stuffing trap and an optional padding body."""
+    body = b"line one\r\n.starts with a dot\r\n..two dots\r\n" + b"x" * size
+    return f"Message-ID: <m{n}@fetch.test>\r\nSubject: message {n}\r\n\r\n".encode() + body + b"\r\n"
