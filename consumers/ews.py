@@ -1,0 +1,129 @@
+"""EWS delivery target (exchangelib): one received, unread item in the recipient's Inbox.
+
+CreateItem with ``MessageDisposition=SaveOnly`` from the raw MIME, PR_MESSAGE_FLAGS = 1 (not
+a draft), PR_MESSAGE_DELIVERY_TIME from the message, IsRead = false, through one service
+account that impersonates each mailbox (on-premises NTLM/basic, or app-only OAuth2 for
+Exchange Online). Aliases are resolved to the primary address first: impersonating an
+alias fails. exchangelib is synchronous; the worker calls ``deliver`` from a bounded thread
+pool and this class is safe to share between those threads.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from exchangelib import EWSDateTime
+from exchangelib.items import SAVE_ONLY
+from mailferry.consumers.ews_connect import EwsConnection
+from mailferry.consumers.ews_directory import EwsDirectory, ews_resolver
+from mailferry.consumers.ews_errors import classify
+from mailferry.consumers.ews_items import (
+    MESSAGE_FLAGS_DELIVERED,
+    InboxMessage,
+    delivery_time,
+    internet_message_id,
+    read_head,
+)
+from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+
+from mailferry.config.models import Tenant
+from mailferry.config.targets import EwsTarget
+from mailferry.errors import MailferryError, PermanentError, TenantError
+
+log = logging.getLogger(__name__)
+
+
+class EwsDeliveryTarget:
+    """``DeliveryTarget`` writing through Exchange Web Services."""
+
+    def __init__(self, tenant: Tenant, target: EwsTarget) -> None:
+        self.name = target.name
+        self.max_message_size = target.max_message_size
+        self.tenant = tenant
+        self.connection = EwsConnection(tenant, target)
+        self.directory = EwsDirectory(ews_resolver(lambda: self.connection.protocol), tenant=tenant.id)
+        self._aliases = {k.lower(): v for k, v in tenant.aliases.items()}
+
+    def primary_address(self, address: str) -> str:
+        """The mailbox's primary SMTP address; PermanentError when no mailbox has ``address``."""
+        mapped = self._aliases.get(address.lower(), address)
+        primary = self.directory.lookup(mapped)
+        if primary is None:
+            raise PermanentError(
+                f"no mailbox has the address {address} (EWS ResolveNames, exact match)",
+                reason_code="no-such-mailbox",
+            )
+        return primary
+
+    def check_credentials(self) -> None:
+        """Log in, detect the version once, and impersonate the default mailbox: fail fast."""
+        try:
+            _ = self.connection.protocol.version
+            primary = self.primary_address(self.tenant.default_mailbox)
+            _ = self.connection.account(primary).inbox
+        except PermanentError as exc:
+            if isinstance(exc, TenantError):
+                raise
+            raise TenantError(
+                f"start-up check of {self.name} failed for the default mailbox: {exc.message}",
+                tenant=self.tenant.id,
+                reason_code=exc.reason_code,
+            ) from exc
+        except MailferryError:
+            raise
+        except Exception as exc:
+            error = classify(exc, write=False, tenant=self.tenant.id)
+            if isinstance(error, PermanentError) and not isinstance(error, TenantError):
+                error = TenantError(error.message, tenant=self.tenant.id, reason_code=error.reason_code)
+            raise error from exc
+
+    def deliver(self, item: DeliveryItem) -> None:
+        if self.max_message_size is not None and item.size > self.max_message_size:
+            raise PermanentError(
+                f"message of {item.size} bytes is over the {self.max_message_size}-byte limit of {self.name}",
+                reason_code="size-exceeded",
+            )
+        head = read_head(item)
+        primary = self.primary_address(item.mailbox)
+        try:
+            account = self.connection.account(primary)
+            inbox = account.inbox
+        except Exception as exc:
+            raise classify(exc, write=False, tenant=self.tenant.id) from exc
+        message = InboxMessage(
+            account=account,
+            folder=inbox,
+            mime_content=item.message_bytes(),
+            is_read=False,
+            mf_message_flags=MESSAGE_FLAGS_DELIVERED,
+            mf_delivery_time=EWSDateTime.from_datetime(delivery_time(item, head)),
+        )
+        try:
+            results = account.bulk_create(folder=inbox, items=[message], message_disposition=SAVE_ONLY)
+        except Exception as exc:
+            raise classify(exc, write=True, tenant=self.tenant.id) from exc
+        for result in results:
+            if isinstance(result, BaseException):
+                raise classify(result, write=True, tenant=self.tenant.id) from result
+        log.debug("delivered %s to %s via EWS", item.dedup_key, primary)
+
+    def already_delivered(self, item: DeliveryItem) -> bool | None:
+        """FindItem on InternetMessageId in the Inbox; None when the message has no Message-ID."""
+        message_id = internet_message_id(item, read_head(item))
+        if message_id is None:
+            return None
+        try:
+            inbox = self.connection.account(self.primary_address(item.mailbox)).inbox
+            return bool(inbox.filter(message_id=message_id).only("id").exists())
+        except MailferryError:
+            raise
+        except Exception as exc:
+            raise classify(exc, write=False, tenant=self.tenant.id) from exc
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def create(tenant: Tenant, target: EwsTarget) -> DeliveryTarget:
+    """The EWS target of ``tenant`` named by ``target`` (no network I/O until used)."""
+    return EwsDeliveryTarget(tenant, target)

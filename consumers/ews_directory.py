@@ -1,0 +1,130 @@
+"""Directory look-up through EWS ResolveNames (``mailferry.directory.Directory``).
+
+Two traps of ResolveNames shape this module: without the ``smtp:`` prefix it matches only
+primary addresses, and its match is a *prefix* match (``smtp:bob@ex`` finds
+``bob@example.com``). So every look-up uses the prefix and then keeps only an exact match
+on the primary address or one of the contact's listed addresses. Answers (also "no such
+mailbox") are cached with a time to live, since recipient resolution asks per message.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from exchangelib.errors import ErrorNameResolutionNoResults
+from mailferry.consumers.ews_errors import classify
+
+
+def exact_match(address: str, resolutions: Iterable[Any]) -> str | None:
+    """Primary SMTP address of the resolution that is exactly ``address``, else None.
+
+    ``resolutions`` are what exchangelib returns with full contact data: (Mailbox, Contact)
+    pairs, or an exception instance when nothing matched.
+    """
+    wanted = address.strip().lower()
+    for resolution in resolutions:
+        if isinstance(resolution, BaseException):
+            continue
+        mailbox, contact = resolution if isinstance(resolution, tuple) else (resolution, None)
+        primary = getattr(mailbox, "email_address", None)
+        if not primary or getattr(mailbox, "routing_type", "SMTP") not in (None, "SMTP"):
+            continue
+        known = {primary.lower()}
+        for entry in getattr(contact, "email_addresses", None) or []:
+            email = (entry.email or "").strip()
+            if email.lower().startswith("smtp:"):
+                email = email[5:]
+            known.add(email.lower())
+        if wanted in known:
+            return str(primary)
+    return None
+
+
+class _TtlCache:
+    def __init__(self, max_entries: int) -> None:
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
+        self._max = max_entries
+
+    def get(self, key: str, now: float) -> tuple[bool, str | None]:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None or hit[0] < now:
+                return False, None
+            self._entries.move_to_end(key)
+            return True, hit[1]
+
+    def put(self, key: str, value: str | None, expires: float) -> None:
+        with self._lock:
+            self._entries[key] = (expires, value)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+
+
+class EwsDirectory:
+    """Cached ResolveNames; thread-safe. Raises classified errors (TransientError, TenantError)."""
+
+    def __init__(
+        self,
+        resolve: Callable[[str], list[Any]],
+        *,
+        tenant: str | None = None,
+        ttl: float = 3600.0,
+        negative_ttl: float = 300.0,
+        max_entries: int = 100_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._resolve = resolve
+        self._tenant = tenant
+        self._ttl = ttl
+        self._negative_ttl = negative_ttl
+        self._cache = _TtlCache(max_entries)
+        self._clock = clock
+        self._pending_lock = threading.Lock()
+        self._pending: dict[str, threading.Lock] = {}
+        self.lookups = 0  # requests sent to the server, for tests and status
+
+    def lookup(self, address: str) -> str | None:
+        key = address.strip().lower()
+        hit, value = self._cache.get(key, self._clock())
+        if hit:
+            return value
+        # One request per address even when many threads miss at once (a burst to one mailbox).
+        with self._pending_lock:
+            key_lock = self._pending.setdefault(key, threading.Lock())
+        with key_lock:
+            hit, value = self._cache.get(key, self._clock())
+            if hit:
+                return value
+            try:
+                return self._ask(key)
+            finally:
+                with self._pending_lock:
+                    self._pending.pop(key, None)
+
+    def _ask(self, key: str) -> str | None:
+        now = self._clock()
+        self.lookups += 1
+        try:
+            resolutions = self._resolve(f"smtp:{key}")
+        except ErrorNameResolutionNoResults:
+            resolutions = []
+        except Exception as exc:
+            raise classify(exc, write=False, tenant=self._tenant) from exc
+        primary = exact_match(key, resolutions)
+        self._cache.put(key, primary, now + (self._ttl if primary else self._negative_ttl))
+        return primary
+
+
+def ews_resolver(protocol_of: Callable[[], Any]) -> Callable[[str], list[Any]]:
+    """ResolveNames with full contact data (the aliases are listed only there)."""
+
+    def resolve(entry: str) -> list[Any]:
+        return list(protocol_of().resolve_names([entry], return_full_contact_data=True))
+
+    return resolve

@@ -1,0 +1,93 @@
+"""Fixtures: the project's EWS EMULATOR (not Microsoft Exchange) and an EWS target pointing at it."""
+
+from __future__ import annotations
+
+import io
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from mailferry.consumers.target import DeliveryItem
+
+from mailferry.config.models import Tenant
+from mailferry.config.targets import EwsTarget
+from mailferry.config.types import SecretRef
+from mailferry.testing.ews_emulator.server import EwsEmulator
+
+SERVICE_USER = "svc-mailferry"
+SERVICE_PASSWORD = "correct horse"
+
+
+@pytest.fixture
+def emulator() -> Iterator[EwsEmulator]:
+    emu = EwsEmulator().start()
+    emu.add_account(SERVICE_USER, SERVICE_PASSWORD)
+    emu.add_mailbox("postmaster@contoso.example")
+    emu.add_mailbox("alice@contoso.example", aliases=("a.smith@contoso.example", "sales@contoso.example"))
+    emu.add_mailbox("alice.jones@contoso.example")
+    emu.add_mailbox("bob@contoso.example")
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def make_tenant(emulator: EwsEmulator, **target_fields: Any) -> tuple[Tenant, EwsTarget]:
+    fields: dict[str, Any] = {
+        "name": "exchange",
+        "kind": "ews",
+        "endpoint": emulator.url,
+        "version": "Exchange2016",
+        "auth": "basic",
+        "username": SERVICE_USER,
+        "password": SecretRef.plaintext(SERVICE_PASSWORD),
+        "timeout": timedelta(seconds=5),
+    }
+    fields.update(target_fields)
+    target = EwsTarget(**fields)
+    tenant = Tenant(
+        id="contoso",
+        accepted_domains=["contoso.example"],
+        default_mailbox="postmaster@contoso.example",
+        default_target="exchange",
+        aliases={"info@contoso.example": "bob@contoso.example"},
+        targets=[target],
+    )
+    return tenant, target
+
+
+def message(
+    message_id: str | None = None, *, received: str | None = None, body: bytes = b"Hello.\r\n"
+) -> bytes:
+    mid = message_id or f"<{uuid.uuid4().hex}@sender.example>"
+    lines = [
+        f"Received: from mx.isp.example by pop.isp.example; {received or 'Tue, 03 Mar 2026 10:20:30 +0100'}",
+        "From: Carol <carol@sender.example>",
+        "To: alice@contoso.example",
+        "Subject: quarterly figures",
+        "Date: Tue, 03 Mar 2026 10:19:00 +0100",
+        f"Message-ID: {mid}",
+        "MIME-Version: 1.0",
+        "Content-Type: text/plain; charset=utf-8",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+@pytest.fixture
+def item_for() -> Callable[..., DeliveryItem]:
+    def build(mailbox: str, data: bytes | None = None, **kwargs: Any) -> DeliveryItem:
+        raw = data if data is not None else message()
+        return DeliveryItem(
+            tenant="contoso",
+            mailbox=mailbox,
+            dedup_key=uuid.uuid4().hex,
+            message_id=None,
+            size=len(raw),
+            sha256="0" * 64,
+            open_message=lambda: io.BytesIO(raw),
+            **kwargs,
+        )
+
+    return build
