@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import requests.exceptions
 from exchangelib import errors as ews
+from oauthlib.oauth2.rfc6749 import errors as oauth  # type: ignore[import-untyped]
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from mailferry.errors import (
@@ -39,6 +40,10 @@ _TIMEOUT_AFTER_SEND = Rule(
 TABLE: tuple[tuple[type[BaseException], Rule], ...] = (
     # tenant-wide: pause the tenant, do not retry or dead-letter each message
     (ews.UnauthorizedError, Rule(TenantError, "bad-credentials", "the service account cannot log in")),
+    (oauth.InvalidClientError, Rule(TenantError, "bad-credentials", "client id or secret refused")),
+    (oauth.UnauthorizedClientError, Rule(TenantError, "bad-credentials", "the app may not get tokens")),
+    (oauth.TokenExpiredError, Rule(TransientError, "token-expired", "the access token expired mid-request")),
+    (oauth.OAuth2Error, Rule(TenantError, "oauth-refused", "the token endpoint refused the app")),
     (
         ews.ErrorImpersonateUserDenied,
         Rule(TenantError, "impersonation-denied", "impersonation is not allowed"),

@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from mailferry.testing.ews_emulator.faults import Fault, FaultScript, ScriptedFault
+from mailferry.testing.ews_emulator.oauth import TokenIssuer
 from mailferry.testing.ews_emulator.operations import OPERATIONS, Context, single_error, unsupported
 from mailferry.testing.ews_emulator.soap import EwsFault, ItemError, Request, envelope, fault, parse_request
 from mailferry.testing.ews_emulator.store import Store, StoredItem
@@ -66,6 +67,7 @@ class EwsEmulator:
         self.faults = FaultScript()
         self._accounts: dict[str, _Account] = {}
         self._tokens: dict[str, str] = {}  # bearer token -> account user
+        self.oauth = TokenIssuer("https://outlook.office365.com")
         self._lock = threading.Lock()
         self._in_flight = 0
         self.requests: dict[str, int] = {}  # operation -> count, for tests and benchmarks
@@ -84,6 +86,13 @@ class EwsEmulator:
     def add_token(self, token: str, user: str) -> None:
         """Accept ``Authorization: Bearer <token>`` as ``user`` (an account added before)."""
         self._tokens[token] = user.lower()
+
+    def add_app(self, client_id: str, secret: str, tenant: str, user: str) -> None:
+        """An app registration whose client-credentials tokens act as account ``user``."""
+        self.oauth.add_app(client_id, secret, tenant, principal=user.lower())
+
+    def token_url(self, tenant: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{tenant}/oauth2/v2.0/token"
 
     def add_mailbox(self, address: str, aliases: tuple[str, ...] | list[str] = ()) -> None:
         self.store.add_mailbox(address, tuple(aliases))
@@ -149,7 +158,7 @@ class EwsEmulator:
             account = self._accounts.get(user.lower())
             return account if account is not None and account.password == password else None
         if scheme.lower() == "bearer":
-            owner = self._tokens.get(value.strip())
+            owner = self._tokens.get(value.strip()) or self.oauth.principal(value.strip())
             return self._accounts.get(owner) if owner else None
         return None
 
@@ -222,6 +231,10 @@ class _Handler(BaseHTTPRequestHandler):
         emulator = self.emulator
         length = int(self.headers.get("Content-Length") or 0)
         data = self.rfile.read(length)
+        token = emulator.oauth.handle(self.path, self.headers.get("Authorization"), data)
+        if token is not None:
+            self._reply(token[0], token[1], "application/json")
+            return
         if self.path.split("?")[0].lower() != EWS_PATH.lower():
             self._reply(404, b"not found\n", "text/plain")
             return
