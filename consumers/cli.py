@@ -52,4 +52,7 @@ def deliver_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands (the ``deliver`` role and its tools) to ``app``."""
+    from mailferry.consumers.dlq_cli import dlq_app
+
     app.command("deliver")(deliver_cmd)
+    app.add_typer(dlq_app, name="dlq")

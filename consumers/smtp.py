@@ -28,6 +28,7 @@ from mailferry.config import Tenant
 from mailferry.config.targets import SmtpTarget
 from mailferry.errors import (
     AmbiguousOutcomeError,
+    ConfigError,
     MailferryError,
     PermanentError,
     TenantError,
@@ -40,11 +41,10 @@ HEADER_LIMIT = 1024 * 1024
 
 
 class SmtpDelivery:
-    def __init__(self, config: SmtpTarget, password: str | None) -> None:
+    def __init__(self, config: SmtpTarget) -> None:
         self.name = config.name
         self.max_message_size = config.max_message_size
         self.config = config
-        self._password = password
         self._local = threading.local()
         self._all: list[smtplib.SMTP] = []
         self._lock = threading.Lock()
@@ -69,7 +69,9 @@ class SmtpDelivery:
                 conn.starttls(context=self._tls_context())
                 conn.ehlo()
             if cfg.username:
-                conn.login(cfg.username, self._password or "")
+                # read at each login: a fixed secret file resumes a paused tenant
+                password = cfg.password.reveal() if cfg.password is not None else ""
+                conn.login(cfg.username, password)
         except Exception as exc:
             raise classify(exc, phase="connect") from exc
         with self._lock:
@@ -208,6 +210,8 @@ def envelope_sender(item: DeliveryItem) -> str:
 
 def classify(exc: BaseException, *, phase: str, recipient: str | None = None) -> MailferryError:
     """The error table of this target."""
+    if isinstance(exc, ConfigError):  # the password's secret cannot be read: every message fails
+        return TenantError(str(exc), reason_code="secret-unavailable")
     if isinstance(exc, MailferryError):
         return exc
     if isinstance(exc, smtplib.SMTPAuthenticationError):
@@ -244,5 +248,4 @@ def _reply(exc: smtplib.SMTPResponseException) -> str:
 
 
 def create(tenant: Tenant, target: SmtpTarget) -> DeliveryTarget:
-    password = target.password.reveal() if target.password is not None else None
-    return SmtpDelivery(target, password)
+    return SmtpDelivery(target)

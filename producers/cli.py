@@ -2,8 +2,69 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
 import typer
+
+from mailferry.cli.context import CliContext
+from mailferry.cli.output import cli_errors, console
+
+mailboxes_app = typer.Typer(help="The mailbox configs fetch workers poll.", no_args_is_help=True)
+
+
+@mailboxes_app.command("sync")
+@cli_errors
+def sync_cmd(
+    ctx: typer.Context,
+    config: Path | None = typer.Argument(None, help="config file (default: the global -c)"),
+) -> None:
+    """Publish every configured source to the compacted mailboxes topic; removed ones get tombstones."""
+    from mailferry.producers.mailboxes import sync_mailboxes
+
+    cli: CliContext = ctx.obj
+    if config is not None:
+        cli = CliContext(config)
+    report = sync_mailboxes(cli.config, cli.bootstrap_servers())
+    for line in report.lines():
+        console.print(line, highlight=False)
+    console.print(
+        f"{len(report.published)} published, {len(report.unchanged)} unchanged, "
+        f"{len(report.removed)} removed",
+        highlight=False,
+    )
+
+
+@cli_errors
+def fetch_cmd(
+    ctx: typer.Context,
+    threads: int = typer.Option(64, help="passes running at once in this worker (all tenants)"),
+    status_every: float = typer.Option(5.0, help="seconds between status snapshots"),
+) -> None:
+    """Fetch worker: poll the mailboxes of the partitions Kafka assigns to this process.
+
+    Stops cleanly on SIGTERM/SIGINT: running passes finish (and their deletions are safe),
+    then the worker leaves the group so another one takes its mailboxes over.
+    """
+    from mailferry.producers.worker import FetchWorker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli: CliContext = ctx.obj
+    worker = FetchWorker(cli.config, cli.bootstrap_servers(), threads=threads, status_every=status_every)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await worker.run(stop)
+
+    asyncio.run(main())
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands (the ``fetch`` role and its tools) to ``app``."""
+    app.add_typer(mailboxes_app, name="mailboxes")
+    app.command("fetch")(fetch_cmd)

@@ -27,6 +27,7 @@ DEFAULT_PORTS = {"implicit": 993, "starttls": 143, "none": 143}
 PART_SIZE = 4 * 1024 * 1024
 _UID = re.compile(rb"UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+_ITEM = re.compile(rb"^\d+ \(")
 _TEMPORARY = ("[UNAVAILABLE]", "[INUSE]", "[LIMIT]")
 
 
@@ -82,7 +83,7 @@ def parse_fetch(data: list[object]) -> list[FetchedItem]:
         elif isinstance(part, bytes):
             if current_head is not None:
                 close(part)
-            elif b"FETCH" in part:
+            elif _ITEM.match(part):
                 current_head, current_body = part, None
                 close(b"")
     close(b"")

@@ -8,6 +8,9 @@ worker that takes a mailbox over reads one partition, not the whole topic.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +21,7 @@ from mailferry.schemas.codec import FETCH_STATE as FETCH_STATE_SCHEMA
 from mailferry.schemas.codec import Record, codec
 
 from mailferry.config.kafka import KafkaConfig
+from mailferry.errors import TransientError
 from mailferry.kafka.clients import common_settings
 from mailferry.kafka.topics import FETCH_STATE, full_name
 from mailferry.rawrecord import raw_key
@@ -109,35 +113,108 @@ def encode_state(record: Record) -> bytes:
     return codec(FETCH_STATE_SCHEMA).encode(record)
 
 
+def _read(
+    kafka: KafkaConfig,
+    servers: list[str],
+    partitions: Callable[[int], set[int]],
+    states: dict[tuple[str, str], MailboxState],
+    *,
+    accept_new: bool,
+    timeout: float,
+) -> None:
+    topic = full_name(kafka, FETCH_STATE)
+    consumer = KafkaConsumer(**common_settings(kafka, servers), enable_auto_commit=False)
+    try:
+        available = consumer.partitions_for_topic(topic)
+        if not available:
+            return
+        wanted = [TopicPartition(topic, p) for p in sorted(partitions(len(available)))]
+        consumer.assign(wanted)
+        consumer.seek_to_beginning(*wanted)
+        ends = consumer.end_offsets(wanted)
+        deadline = time.monotonic() + timeout
+        while any(consumer.position(tp) < end for tp, end in ends.items()):
+            if time.monotonic() > deadline:
+                raise TransientError(f"reading {topic} took longer than {timeout:.0f} s")
+            for records in consumer.poll(timeout_ms=500).values():
+                for rec in records:
+                    key = rec.key.decode()
+                    tenant, _, rest = key.partition("/")
+                    mailbox = (tenant, rest.split("/", 1)[0])
+                    state = states.get(mailbox)
+                    if state is None and accept_new:
+                        state = states[mailbox] = MailboxState(*mailbox)
+                    if state is not None:
+                        state.apply(key, decode_state(rec.value) if rec.value is not None else None)
+    finally:
+        consumer.close()
+
+
 def load_states(
     kafka: KafkaConfig, servers: list[str], mailboxes: list[tuple[str, str]], timeout: float = 60.0
 ) -> dict[tuple[str, str], MailboxState]:
     """Read the fetch state of ``mailboxes`` ((tenant, mailbox) pairs) up to the current end."""
     states = {m: MailboxState(*m) for m in mailboxes}
-    if not mailboxes:
-        return states
-    topic = full_name(kafka, FETCH_STATE)
-    consumer = KafkaConsumer(**common_settings(kafka, servers), enable_auto_commit=False)
+    if mailboxes:
+        _read(
+            kafka,
+            servers,
+            lambda n: {partition_of(raw_key(t, m), n) for t, m in mailboxes},
+            states,
+            accept_new=False,
+            timeout=timeout,
+        )
+    return states
+
+
+class StateCache:
+    """Fetch state for a worker: a whole partition is read the first time one of its mailboxes
+    needs it, so taking over many mailboxes costs one read per partition, not per mailbox."""
+
+    def __init__(self, kafka: KafkaConfig, servers: list[str], timeout: float = 120.0) -> None:
+        self._kafka = kafka
+        self._servers = servers
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._states: dict[tuple[str, str], MailboxState] = {}
+        self._loaded: set[int] = set()
+        self._partitions = 0
+
+    def get(self, tenant: str, mailbox: str) -> MailboxState:
+        with self._lock:
+            state = self._states.get((tenant, mailbox))
+            if state is not None:
+                return state
+            if not self._partitions:
+                self._partitions = _partition_count(self._kafka, self._servers)
+            partition = partition_of(raw_key(tenant, mailbox), self._partitions)
+            if partition not in self._loaded:
+                _read(
+                    self._kafka,
+                    self._servers,
+                    lambda _n: {partition},
+                    self._states,
+                    accept_new=True,
+                    timeout=self._timeout,
+                )
+                self._loaded.add(partition)
+            return self._states.setdefault((tenant, mailbox), MailboxState(tenant, mailbox))
+
+    def forget(self, mailboxes: list[tuple[str, str]]) -> None:
+        """Drop what another worker may now change (after a rebalance took these away)."""
+        with self._lock:
+            for mailbox in mailboxes:
+                self._states.pop(mailbox, None)
+                if self._partitions:
+                    self._loaded.discard(partition_of(raw_key(*mailbox), self._partitions))
+
+
+def _partition_count(kafka: KafkaConfig, servers: list[str]) -> int:
+    consumer = KafkaConsumer(**common_settings(kafka, servers))
     try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            return states
-        wanted = {TopicPartition(topic, partition_of(raw_key(t, m), len(partitions))) for t, m in mailboxes}
-        consumer.assign(list(wanted))
-        consumer.seek_to_beginning(*wanted)
-        ends = consumer.end_offsets(list(wanted))
-        deadline = datetime.now(UTC).timestamp() + timeout
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            if datetime.now(UTC).timestamp() > deadline:
-                raise TimeoutError(f"reading {topic} took longer than {timeout:.0f} s")
-            for records in consumer.poll(timeout_ms=500).values():
-                for rec in records:
-                    key = rec.key.decode()
-                    tenant, _, rest = key.partition("/")
-                    mailbox = rest.split("/", 1)[0]
-                    state = states.get((tenant, mailbox))
-                    if state is not None:
-                        state.apply(key, decode_state(rec.value) if rec.value is not None else None)
+        partitions = consumer.partitions_for_topic(full_name(kafka, FETCH_STATE))
     finally:
         consumer.close()
-    return states
+    if not partitions:
+        raise TransientError(f"topic {full_name(kafka, FETCH_STATE)} does not exist (yet)")
+    return len(partitions)

@@ -93,10 +93,12 @@ def sink_arrivals(sink: SmtpSink) -> dict[str, float]:
 
 
 class MaildirWatcher:
-    """Notes when each message file shows up in a Maildir (its mtime: when it was written)."""
+    """Notes when each message file shows up in a Maildir (its mtime: when it was written);
+    with ``nested``, in every Maildir one level below (one per recipient)."""
 
-    def __init__(self, maildir: Path, interval: float = 0.05) -> None:
+    def __init__(self, maildir: Path, interval: float = 0.05, nested: bool = False) -> None:
         self.maildir = maildir
+        self.nested = nested
         self.interval = interval
         self.seen: dict[str, float] = {}
         self._names: set[str] = set()
@@ -113,9 +115,13 @@ class MaildirWatcher:
         self._scan()
         return dict(self.seen)
 
+    def _folders(self) -> list[Path]:
+        boxes = [p for p in self.maildir.iterdir() if p.is_dir()] if self.nested else [self.maildir]
+        return [box / sub for box in boxes for sub in ("new", "cur") if (box / sub).is_dir()]
+
     def _scan(self) -> None:
-        for sub in ("new", "cur"):
-            for entry in (self.maildir / sub).iterdir():
+        for folder in self._folders():
+            for entry in folder.iterdir():
                 if entry.name in self._names:
                     continue
                 try:

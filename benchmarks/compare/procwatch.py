@@ -62,7 +62,7 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def _tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
     children = _children_map()
     found, stack = [], [root]
     while stack:
@@ -72,7 +72,7 @@ def _tree(root: int) -> list[int]:
     return found
 
 
-def _read(pid: int) -> tuple[str, float, int] | None:
+def read_process(pid: int) -> tuple[str, float, int] | None:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         status = Path(f"/proc/{pid}/status").read_text()
@@ -131,8 +131,8 @@ class Watched:
         return self._proc.pid
 
     def _sample_once(self) -> None:
-        for pid in _tree(self.pid):
-            read = _read(pid)
+        for pid in process_tree(self.pid):
+            read = read_process(pid)
             if read is None:
                 continue
             label, cpu, hwm = read

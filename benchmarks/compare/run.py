@@ -48,7 +48,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--latency", action="store_true", help="also run the drip (latency) scenario")
     parser.add_argument("--drip-rate", type=float, default=2.0, help="latency: messages a second")
     parser.add_argument("--drip-seconds", type=float, default=30.0, help="latency: how long to drip")
-    parser.add_argument("--scale", action="store_true", help="also run the 1,000-mailbox scenario")
+    parser.add_argument("--scale", action="store_true", help="also run the many-mailbox scenario")
+    parser.add_argument("--scale-mailboxes", type=int, default=1000)
+    parser.add_argument("--scale-interval", type=float, default=10.0, help="scale: poll interval, seconds")
+    parser.add_argument("--scale-seconds", type=float, default=60.0, help="scale: measured window")
     args = parser.parse_args(argv)
     if args.smoke:
         args.mailboxes, args.messages = 2, 12
@@ -120,10 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.latency:
         run_latency(args, corpus, work, only)
-    if args.scale and "d" in only:
-        import mailferry_runner
+    if args.scale:
+        import scale
 
-        mailferry_runner.scale(work)
+        scale.run(
+            work, mailboxes=args.scale_mailboxes, interval=args.scale_interval, seconds=args.scale_seconds
+        )
     return 0 if all(r.complete or not r.runnable for r in results) else 1
 
 

@@ -1,7 +1,7 @@
-"""What the SMTP sink itself can take: the corpus sent straight from disk with smtplib.
+"""A plain Python SMTP client: the corpus sent straight from disk to the sink with smtplib.
 
-Run as a child process by the benchmark, so the sink's ceiling is measured like every client;
-a client that delivers over SMTP cannot be faster than this row.
+Run as a child process by the benchmark and measured like every client: a reference for what
+the sink and a simple Python client reach together on this machine.
 
 Usage: python smtp_push.py SMTP_PORT CORPUS_FOLDER (every mailbox folder in it, in name order)
 """

@@ -47,6 +47,9 @@ class Tenant(Strict):
             raise ValueError("target names must be unique within a tenant")
         if self.default_target not in names:
             raise ValueError(f"default_target {self.default_target!r} is not one of {names}")
+        for rule in self.rules.rules:
+            if rule.target is not None and rule.target not in names:
+                raise ValueError(f"rule {rule.id!r}: target {rule.target!r} is not one of {names}")
         ids = [s.id for s in self.sources]
         if len(set(ids)) != len(ids):
             raise ValueError("source ids must be unique within a tenant")

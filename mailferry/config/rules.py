@@ -49,6 +49,9 @@ class Rule(Strict):
     to: list[str] = Field(default_factory=list, description="deliver-to / copy-to addresses")
     header_name: str | None = None
     header_value: str | None = None
+    target: str | None = Field(
+        None, description="deliver-to / copy-to: deliver with this target of the tenant, not its default"
+    )
     sources: list[str] = Field(default_factory=list, description="limit to these source ids")
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ DELIVER = "deliver"
 DLT = "deliver.dlt"
 AUDIT = "audit"
 DELIVERY_LEDGER = "deliver.ledger"
+DLT_STATE = "deliver.dlt.state"  # per dead letter: requeued / discarded (compacted)
 
 
 def retry_topic(tier: int) -> str:
@@ -36,6 +37,7 @@ _DEFAULTS: dict[str, tuple[str, int | None]] = {
     MAILBOXES: ("compact", None),
     FETCH_STATE: ("compact", None),
     DELIVERY_LEDGER: ("compact", None),
+    DLT_STATE: ("compact", None),
     RAW: ("delete", 90 * _DAY_MS),
     DELIVER: ("delete", 7 * _DAY_MS),
     DLT: ("delete", 90 * _DAY_MS),

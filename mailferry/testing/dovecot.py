@@ -2,10 +2,11 @@
 
 The fetch producers are tested against the real server rather than a fake so that the quirks
 that matter (UIDL formats, PIPELINING, STARTTLS, UIDVALIDITY, maildir moves) are Dovecot's, not
-ours. The server runs in the foreground as a child process with its own configuration, state
-and Maildirs under one folder; nothing outside that folder is touched apart from granting the
-``dovecot`` user search (``o+x``) permission on the folder's ancestors, without which it cannot
-reach the Maildirs.
+ours. The server runs in the foreground as a child process with its configuration, test CA and
+log under ``root``. What Dovecot's unprivileged processes must reach (sockets, passwd files,
+Maildirs) lives in a private ``/tmp/mailferry-dovecot-*`` folder instead, linked as
+``root/mail``: test folders such as pytest's sit under a ``0700`` parent (which pytest resets
+whenever any session starts), and the ``dovecot`` user could not traverse it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import os
 import pwd
 import shutil
 import socket
-import stat
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -32,8 +33,8 @@ DOVEADM = "/usr/bin/doveadm"
 _CONF = """\
 protocols = pop3 imap
 listen = 127.0.0.1
-base_dir = {root}/run
-state_dir = {root}/state
+base_dir = {runtime}/run
+state_dir = {runtime}/state
 log_path = {root}/dovecot.log
 info_log_path = {root}/dovecot.log
 default_internal_user = dovecot
@@ -41,7 +42,7 @@ default_login_user = dovenull
 first_valid_uid = 1
 disable_plaintext_auth = no
 auth_mechanisms = plain login apop
-mail_location = maildir:{root}/mail/%u
+mail_location = maildir:{runtime}/mail/%u
 mail_max_userip_connections = 1000
 pop3_uidl_format = %08Xu%08Xv
 ssl = yes
@@ -49,11 +50,11 @@ ssl_cert = <{cert}
 ssl_key = <{key}
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN {root}/users/%u
+  args = scheme=PLAIN {runtime}/users/%u
 }}
 userdb {{
   driver = static
-  args = uid=dovecot gid=dovecot home={root}/mail/%u
+  args = uid=dovecot gid=dovecot home={runtime}/mail/%u
 }}
 service pop3-login {{
   inet_listener pop3 {{
@@ -89,14 +90,6 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _grant_search(path: Path) -> None:
-    """Let other users (the ``dovecot`` user) traverse ``path`` and its ancestors."""
-    for folder in [path, *path.parents]:
-        mode = folder.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            folder.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
-
-
 class DovecotServer:
     """One Dovecot instance under ``root``; use ``start()``/``stop()`` or ``with``."""
 
@@ -106,6 +99,8 @@ class DovecotServer:
         self.ca_file = self.root / "pki" / "ca.pem"
         self.conf_file = self.root / "dovecot.conf"
         self.log_file = self.root / "dovecot.log"
+        self.runtime = Path(tempfile.mkdtemp(prefix="mailferry-dovecot-"))
+        self.runtime.chmod(0o711)
         self._users: dict[str, str] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._seq = 0
@@ -118,10 +113,12 @@ class DovecotServer:
         if os.geteuid() != 0:
             raise SetupError("the test Dovecot must be started as root")
         self.root.mkdir(parents=True, exist_ok=True)
-        _grant_search(self.root)
-        mail = self.root / "mail"
+        mail = self.runtime / "mail"
         mail.mkdir(exist_ok=True)
         os.chown(mail, self._uid, self._gid)
+        link = self.root / "mail"
+        if not link.is_symlink():
+            link.symlink_to(mail)
         pki = make_test_pki(self.root / "pki")
         for user in self._users:
             self._write_passwd(user)
@@ -131,6 +128,7 @@ class DovecotServer:
             self.conf_file.write_text(
                 _CONF.format(
                     root=self.root,
+                    runtime=self.runtime,
                     cert=pki.cert_file,
                     key=pki.key_file,
                     pop3=self.pop3_port,
@@ -198,7 +196,7 @@ class DovecotServer:
     def _write_passwd(self, user: str) -> None:
         """One passwd file per user: Dovecot rechecks a known file at most once a second,
         so a user added just after another one's login would otherwise be refused."""
-        folder = self.root / "users"
+        folder = self.runtime / "users"
         folder.mkdir(exist_ok=True)
         tmp = folder / f".{user}.tmp"
         tmp.write_text(f"{user}:{{PLAIN}}{self._users[user]}::::::\n")
@@ -216,7 +214,7 @@ class DovecotServer:
         self._maildir(name, "INBOX")
 
     def _maildir(self, user: str, folder: str) -> Path:
-        base = self.root / "mail" / user
+        base = self.runtime / "mail" / user
         path = base if folder.upper() == "INBOX" else base / f".{folder.replace('/', '.')}"
         for sub in ("", "cur", "new", "tmp"):
             target = path / sub if sub else path
@@ -268,7 +266,8 @@ class DovecotServer:
         return new
 
     def remove(self) -> None:
-        """Stop and delete everything under ``root``."""
+        """Stop and delete everything under ``root`` and the private runtime folder."""
         self.stop()
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(self.root)
+        for folder in (self.root, self.runtime):
+            with contextlib.suppress(FileNotFoundError):
+                shutil.rmtree(folder)

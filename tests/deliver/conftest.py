@@ -30,7 +30,11 @@ def make_config(
     horizon: str = "1h",
     tenants: tuple[str, ...] = ("acme",),
 ) -> MailferryConfig:
-    """A config whose every tenant has the given ``[[tenants.targets]]`` TOML (first is default)."""
+    """A config whose every tenant has the given ``[[targets]]`` TOML (first is default).
+
+    ``{tenant}`` in the targets is replaced by each tenant's id; the TOML is also written to
+    ``tmp_path / "mailferry.toml"`` for the CLI.
+    """
     default = targets.split('name = "', 1)[1].split('"', 1)[0]
     text = (
         f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
@@ -42,8 +46,9 @@ def make_config(
         text += (
             f'[[tenants]]\nid = "{tenant}"\naccepted_domains = ["{tenant}.example"]\n'
             f'default_mailbox = "postmaster@{tenant}.example"\ndefault_target = "{default}"\n'
-            + targets.replace("[[targets]]", "[[tenants.targets]]")
+            + targets.replace("[[targets]]", "[[tenants.targets]]").replace("{tenant}", tenant)
         )
+    (tmp_path / "mailferry.toml").write_text(text, encoding="utf-8")
     config = parse_config(text)
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
     try:
@@ -112,12 +117,12 @@ def read_topic(config: MailferryConfig, logical: str, timeout_ms: int = 3000) ->
     return records
 
 
-def dead_letters(config: MailferryConfig) -> list[dict[str, Any]]:
-    return [codec(DEAD_LETTER).decode(r.value) for r in read_topic(config, DLT)]
+def dead_letters(config: MailferryConfig, timeout_ms: int = 1000) -> list[dict[str, Any]]:
+    return [codec(DEAD_LETTER).decode(r.value) for r in read_topic(config, DLT, timeout_ms)]
 
 
-def audit_events(config: MailferryConfig) -> list[dict[str, Any]]:
-    return [codec(AUDIT_EVENT).decode(r.value) for r in read_topic(config, AUDIT)]
+def audit_events(config: MailferryConfig, timeout_ms: int = 3000) -> list[dict[str, Any]]:
+    return [codec(AUDIT_EVENT).decode(r.value) for r in read_topic(config, AUDIT, timeout_ms)]
 
 
 class RunningWorker:

@@ -17,4 +17,4 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DovecotServer]
     try:
         yield server
     finally:
-        server.stop()
+        server.remove()

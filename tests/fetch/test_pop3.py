@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from mailferry.producers.access import PlaintextLoginRefusedError
+from mailferry.producers.context import FetchContext
 from mailferry.producers.pop3_fetch import pop3_pass
 from mailferry.producers.state import MailboxState, load_states
 
 from mailferry.config.kafka import KafkaConfig
+from mailferry.config.sources import Pop3Source
+from mailferry.errors import ConfigError, TransientError
 from mailferry.kafka.topics import AUDIT, RAW
+from mailferry.testing.certs import make_test_pki
 from mailferry.testing.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
+from tests.fetch.netfaults import CuttingProxy, FakePop3Server
 
 pytestmark = pytest.mark.integration
 
@@ -47,4 +54,158 @@ def test_pop3s_fetches_publishes_then_deletes(
     assert events.count("fetched") == 6 and events.count("source-deleted") == 6
     reloaded = load_states(kafka_config, list(kafka_config.bootstrap_servers), [("acme", "p-basic")])
     assert {r["status"] for r in reloaded[("acme", "p-basic")].pop3().values()} == {"deleted"}
+    ctx.publisher.close()
+
+
+def _setup(
+    dovecot: DovecotServer,
+    kafka: KafkaConfig,
+    tmp_path: Path,
+    user: str,
+    messages: list[bytes],
+    *,
+    tls: str = "implicit",
+    extra: str = "",
+) -> tuple[Pop3Source, FetchContext, MailboxState]:
+    dovecot.add_user(user, "pw")
+    dovecot.seed(user, messages)
+    config = make_config(tmp_path, kafka, _source(dovecot, user, tls=tls, extra=extra))
+    source = config.tenants[0].sources[0]
+    assert isinstance(source, Pop3Source)
+    return source, make_context(config), MailboxState("acme", user)
+
+
+def test_stls_and_apop(dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path) -> None:
+    source, ctx, state = _setup(dovecot, kafka_config, tmp_path, "p-stls", [sample(1)], tls="starttls")
+    assert pop3_pass(source, "acme", state, ctx).fetched == 1
+    apop = source.model_copy(update={"auth": source.auth.model_copy(update={"apop": True})})
+    dovecot.seed("p-stls", [sample(2)])
+    assert pop3_pass(apop, "acme", state, ctx).fetched == 1
+    assert dovecot.message_count("p-stls") == 0
+    ctx.publisher.close()
+
+
+def test_wrong_ca_is_refused_and_nothing_is_touched(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    source, ctx, state = _setup(dovecot, kafka_config, tmp_path, "p-ca", [sample(1)])
+    other = make_test_pki(tmp_path / "other-ca")
+    wrong = source.model_copy(update={"ca_file": other.ca_file})
+    with pytest.raises(TransientError) as info:
+        pop3_pass(wrong, "acme", state, ctx)
+    assert info.value.reason_code == "tls"
+    assert dovecot.message_count("p-ca") == 1 and read_topic(kafka_config, RAW, 1000) == []
+    ctx.publisher.close()
+
+
+def test_plaintext_login_needs_explicit_permission(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="allow_plaintext_login"):
+        make_config(tmp_path, kafka_config, _source(dovecot, "p-plain", tls="none"))
+    source, ctx, state = _setup(
+        dovecot,
+        kafka_config,
+        tmp_path,
+        "p-plain",
+        [sample(1)],
+        tls="none",
+        extra="allow_plaintext_login = true\n",
+    )
+    assert pop3_pass(source, "acme", state, ctx).fetched == 1
+    # a config that slipped past validation is still refused at login time
+    unsafe = source.model_copy(update={"allow_plaintext_login": False})
+    dovecot.seed("p-plain", [sample(2)])
+    with pytest.raises(PlaintextLoginRefusedError):
+        pop3_pass(unsafe, "acme", state, ctx)
+    assert dovecot.message_count("p-plain") == 1
+    ctx.publisher.close()
+
+
+def test_leave_on_server_then_delete_after_days(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    extra = 'leave_on_server = true\ndelete_after = "3d"\n'
+    source, ctx, state = _setup(
+        dovecot, kafka_config, tmp_path, "p-leave", [sample(1), sample(2)], extra=extra
+    )
+    start = datetime.now(UTC)
+    ctx.now = lambda: start
+    assert pop3_pass(source, "acme", state, ctx).fetched == 2
+    dovecot.seed("p-leave", [sample(3)])
+    ctx.now = lambda: start + timedelta(days=2)
+    second = pop3_pass(source, "acme", state, ctx)
+    assert (second.fetched, second.deleted) == (1, 0)
+    assert dovecot.message_count("p-leave") == 3
+    ctx.now = lambda: start + timedelta(days=3, hours=1)
+    third = pop3_pass(source, "acme", state, ctx)
+    assert (third.fetched, third.deleted) == (0, 2)  # the third message is only one day old
+    assert dovecot.message_count("p-leave") == 1
+    assert len(read_topic(kafka_config, RAW)) == 3
+    ctx.publisher.close()
+
+
+def test_oversize_skip_and_headers_notice(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    extra = 'max_message_size = "2KiB"\noversize_action = "headers-notice"\n'
+    big, small = sample(1, size=10_000), sample(2)
+    source, ctx, state = _setup(dovecot, kafka_config, tmp_path, "p-size", [big, small], extra=extra)
+    result = pop3_pass(source, "acme", state, ctx)
+    assert (result.fetched, result.skipped, result.deleted) == (1, 1, 1)
+    raw = {r["headers_only"]: r for r in read_topic(kafka_config, RAW)}
+    assert raw[True]["inline"] == big[: big.index(b"\r\n\r\n") + 4]
+    assert raw[False]["inline"] == small
+    assert dovecot.message_count("p-size") == 1  # the oversize message stays at the source
+    assert pop3_pass(source, "acme", state, ctx).skipped == 0  # reported once, not every pass
+    ctx.publisher.close()
+
+
+def test_connection_cut_mid_retr_loses_nothing_and_deletes_nothing(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    messages = [sample(i, size=30_000) for i in range(6)]
+    source, ctx, state = _setup(dovecot, kafka_config, tmp_path, "p-cut", messages)
+    proxy = CuttingProxy(dovecot.pop3s_port, cut_after=100_000)
+    try:
+        via_proxy = source.model_copy(update={"port": proxy.port})
+        with pytest.raises(TransientError):
+            pop3_pass(via_proxy, "acme", state, ctx)
+        assert proxy.cuts == 1
+        assert dovecot.message_count("p-cut") == 6
+        partial = len(read_topic(kafka_config, RAW, 1000))
+        assert 0 < partial < 6  # what arrived whole before the cut is published and remembered
+    finally:
+        proxy.close()
+    result = pop3_pass(source, "acme", state, ctx)
+    assert result.fetched == 6 - partial and result.deleted == 6
+    raw = read_topic(kafka_config, RAW)
+    assert sorted(message_bytes(r, ctx.blobs) for r in raw) == sorted(messages)  # each exactly once
+    ctx.publisher.close()
+
+
+def test_malformed_uidl_line_skips_that_message_only(kafka_config: KafkaConfig, tmp_path: Path) -> None:
+    replies = {
+        "UIDL": b"+OK\r\n1 uid-one\r\n2 bad id with spaces\r\n3 uid-three\r\n.\r\n",
+        "LIST": b"+OK\r\n1 20\r\n2 20\r\n3 20\r\n.\r\n",
+        "RETR 1": b"+OK\r\n" + sample(1) + b".\r\n",
+        "RETR 3": b"+OK\r\n" + sample(3) + b".\r\n",
+    }
+    server = FakePop3Server(replies)
+    toml = (
+        '[[tenants.sources]]\nid = "fake"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
+        f'port = {server.port}\ntls = "none"\nallow_plaintext_login = true\nusername = "u"\n'
+        'auth = { kind = "password", password = "pw" }\ndeliver_to = "alice@acme.example"\n'
+    )
+    config = make_config(tmp_path, kafka_config, toml)
+    source = config.tenants[0].sources[0]
+    assert isinstance(source, Pop3Source)
+    ctx = make_context(config)
+    result = pop3_pass(source, "acme", MailboxState("acme", "fake"), ctx)
+    assert (result.fetched, result.errors) == (2, 1)
+    assert sorted(server.deleted) == [1, 3] and "RETR 2" not in server.commands
+    errors = [e for e in read_topic(kafka_config, AUDIT) if e["event"] == "error"]
+    assert errors[0]["details"]["reason"] == "malformed-uidl"
+    assert errors[0]["details"]["line"] == "2 bad id with spaces"
+    server.close()
     ctx.publisher.close()

@@ -1,0 +1,203 @@
+"""The dead-letter topic as a person works with it: list, show, requeue, discard.
+
+The DLT itself is append-only; what happened to each dead letter since (requeued to
+which target, discarded) is a record keyed by its id in the compacted
+``deliver.dlt.state`` topic, so every operator's ``dlq list`` agrees and a dead letter
+is never requeued twice by accident. Requeue puts the original delivery back on the
+deliver topic (optionally for another target of the tenant) with no retry history: it
+starts fresh. A dead letter of the stream stage (a raw message) goes back to the raw topic.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import KafkaProducer
+from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, Record, UnknownSchemaError, codec
+
+from mailferry.audit import audit_event
+from mailferry.config import MailferryConfig
+from mailferry.errors import ConfigError
+from mailferry.kafka.clients import producer_settings
+from mailferry.kafka.scan import scan_topic
+from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name
+from mailferry.rawrecord import encode_raw, raw_key
+
+
+@dataclass(frozen=True)
+class Filter:
+    ids: frozenset[str] = frozenset()
+    tenant: str | None = None
+    error_class: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    include_done: bool = False  # also dead letters already requeued or discarded
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(self.ids or self.tenant or self.error_class or self.since or self.until)
+
+
+@dataclass
+class DeadLetterEntry:
+    record: Record
+    partition: int
+    offset: int
+    status: str = "dead"  # dead | requeued | discarded
+    status_detail: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return str(self.record["dead_letter_id"])
+
+    def summary(self) -> dict[str, Any]:
+        delivery = self.record.get("delivery") or {}
+        return {
+            "id": self.id,
+            "failed_at": self.record["failed_at"].isoformat(),
+            "tenant": self.record["tenant"],
+            "recipient": delivery.get("recipient"),
+            "target": delivery.get("target"),
+            "error_class": self.record["error_class"],
+            "reason": self.record["reason_code"],
+            "attempts": self.record["attempts"],
+            "status": self.status,
+        }
+
+
+class DeadLetterQueue:
+    def __init__(self, config: MailferryConfig, servers: list[str]) -> None:
+        self.config = config
+        self.servers = servers
+        self.dlt_topic = full_name(config.kafka, DLT)
+        self.state_topic = full_name(config.kafka, DLT_STATE)
+
+    def states(self) -> dict[str, dict[str, str]]:
+        """The latest state record of every dead letter that has one."""
+        states: dict[str, dict[str, str]] = {}
+        for message in scan_topic(self.config.kafka, self.servers, self.state_topic):
+            if message.key is None:
+                continue
+            key = message.key.decode()
+            if message.value is None:
+                states.pop(key, None)
+                continue
+            try:
+                states[key] = json.loads(message.value)
+            except ValueError:
+                continue
+        return states
+
+    def find(self, wanted: Filter) -> list[DeadLetterEntry]:
+        states = self.states()
+        found = []
+        for message in scan_topic(
+            self.config.kafka, self.servers, self.dlt_topic, since=wanted.since, until=wanted.until
+        ):
+            try:
+                record = codec(DEAD_LETTER).decode(message.value)
+            except UnknownSchemaError:
+                continue
+            entry = DeadLetterEntry(record, message.partition, message.offset)
+            state = states.get(entry.id)
+            if state is not None:
+                entry.status = state.get("status", "dead")
+                entry.status_detail = state
+            if _matches(entry, wanted):
+                found.append(entry)
+        found.sort(key=lambda e: e.record["failed_at"])
+        return found
+
+    def requeue(self, entries: Iterable[DeadLetterEntry], *, target: str | None = None) -> int:
+        """Put each dead letter's message back into the pipeline; returns how many."""
+        entries = list(entries)
+        if target is not None:
+            for entry in entries:
+                _check_target(self.config, str(entry.record["tenant"]), target)
+        producer = self._producer()
+        count = 0
+        try:
+            deliver_topic, raw_topic = (
+                full_name(self.config.kafka, DELIVER),
+                full_name(self.config.kafka, RAW),
+            )
+            for entry in entries:
+                delivery, raw = entry.record.get("delivery"), entry.record.get("raw")
+                if delivery is not None:
+                    if target is not None:
+                        delivery = {**delivery, "target": target}
+                    key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
+                    producer.send(deliver_topic, key=key, value=codec(DELIVERY).encode(delivery))
+                elif raw is not None:
+                    if target is not None:
+                        raw = {**raw, "target_override": target}
+                    producer.send(
+                        raw_topic, key=raw_key(raw["tenant"], raw["mailbox_id"]), value=encode_raw(raw)
+                    )
+                else:
+                    continue
+                self._state(producer, entry, "requeued", {"target": target or ""})
+                count += 1
+            producer.flush()
+        finally:
+            producer.close()
+        return count
+
+    def discard(self, entries: Iterable[DeadLetterEntry], *, note: str = "") -> int:
+        producer = self._producer()
+        count = 0
+        try:
+            for entry in entries:
+                self._state(producer, entry, "discarded", {"note": note})
+                count += 1
+            producer.flush()
+        finally:
+            producer.close()
+        return count
+
+    def _state(
+        self, producer: KafkaProducer, entry: DeadLetterEntry, status: str, extra: dict[str, str]
+    ) -> None:
+        value = {
+            "status": status,
+            "at": datetime.now(UTC).isoformat(),
+            **{k: v for k, v in extra.items() if v},
+        }
+        producer.send(self.state_topic, key=entry.id.encode(), value=json.dumps(value).encode())
+        delivery = entry.record.get("delivery") or {}
+        key, event = audit_event(
+            "retried" if status == "requeued" else "skipped",
+            stage="dlq",
+            tenant=str(entry.record["tenant"]),
+            message_id=delivery.get("message_id"),
+            sha256=delivery.get("sha256"),
+            dedup_key=delivery.get("dedup_key"),
+            recipient=delivery.get("recipient"),
+            details={"dead_letter_id": entry.id, "action": status, **extra},
+        )
+        producer.send(full_name(self.config.kafka, AUDIT), key=key, value=event)
+
+    def _producer(self) -> KafkaProducer:
+        limit = self.config.blob_store.inline_threshold * 2 + 1024 * 1024
+        return KafkaProducer(**producer_settings(self.config.kafka, self.servers, max_request_size=limit))
+
+
+def _matches(entry: DeadLetterEntry, wanted: Filter) -> bool:
+    if wanted.ids and entry.id not in wanted.ids:
+        return False
+    if not wanted.include_done and not wanted.ids and entry.status != "dead":
+        return False
+    if wanted.tenant and entry.record["tenant"] != wanted.tenant:
+        return False
+    return not (wanted.error_class and entry.record["error_class"] != wanted.error_class)
+
+
+def _check_target(config: MailferryConfig, tenant_id: str, target: str) -> None:
+    try:
+        config.tenant(tenant_id).target(target)
+    except KeyError:
+        raise ConfigError(f"tenant {tenant_id!r} has no target {target!r}") from None

@@ -1,0 +1,134 @@
+"""The ``mailferry.mailboxes`` topic: every configured source as one compacted record.
+
+Fetch workers learn what to poll from this topic, not from their own config file, so that
+Kafka's consumer-group assignment decides which worker polls which mailbox. Secrets travel as
+references (``env:…``, ``file:…``); a clear-text secret only where the config file itself
+allows clear-text secrets, and the worker accepts it only under the same setting.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaProducer
+from mailferry.schemas.codec import MAILBOX_CONFIG, Record, codec
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from mailferry.config import MailferryConfig
+from mailferry.config.sources import Source
+from mailferry.config.types import SecretRef
+from mailferry.errors import ConfigError, TransientError
+from mailferry.kafka.clients import producer_settings
+from mailferry.kafka.scan import scan_topic
+from mailferry.kafka.topics import MAILBOXES, full_name
+from mailferry.rawrecord import raw_key
+
+_SOURCE = TypeAdapter(Source)
+
+
+def _wire(value: Any) -> Any:
+    if isinstance(value, SecretRef):
+        return value.to_wire()
+    if isinstance(value, BaseModel):
+        return {name: _wire(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g}s"
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_wire(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _wire(v) for k, v in value.items()}
+    return value
+
+
+def source_json(source: Source) -> str:
+    """The source as JSON that ``parse_source`` reads back; secrets as references."""
+    return json.dumps(_wire(source), sort_keys=True, separators=(",", ":"))
+
+
+def parse_source(config_json: str, *, allow_plaintext_secrets: bool) -> Source:
+    try:
+        return _SOURCE.validate_json(
+            config_json, context={"allow_plaintext_secrets": allow_plaintext_secrets}
+        )
+    except ValidationError as exc:
+        raise ConfigError(f"mailbox config from Kafka does not validate: {exc}") from exc
+
+
+def mailbox_record(tenant: str, source: Source) -> Record:
+    text = source_json(source)
+    return {
+        "tenant": tenant,
+        "mailbox_id": source.id,
+        "kind": source.kind,
+        "mode": source.mode,
+        "config_json": text,
+        "config_sha256": hashlib.sha256(text.encode()).hexdigest(),
+        "updated_at": datetime.now(UTC),
+    }
+
+
+@dataclass
+class SyncReport:
+    published: list[str]
+    unchanged: list[str]
+    removed: list[str]
+
+    def lines(self) -> list[str]:
+        return [
+            *(f"published {key}" for key in self.published),
+            *(f"unchanged {key}" for key in self.unchanged),
+            *(f"removed   {key} (tombstone)" for key in self.removed),
+        ]
+
+
+def current_mailboxes(config: MailferryConfig, servers: list[str]) -> dict[str, str]:
+    """``{key: config_sha256}`` of what the topic says now (tombstoned keys left out)."""
+    current: dict[str, str] = {}
+    decoder = codec(MAILBOX_CONFIG)
+    for rec in scan_topic(config.kafka, servers, full_name(config.kafka, MAILBOXES)):
+        key = rec.key.decode()
+        if rec.value is None:
+            current.pop(key, None)
+        else:
+            current[key] = decoder.decode(rec.value)["config_sha256"]
+    return current
+
+
+def sync_mailboxes(config: MailferryConfig, servers: list[str]) -> SyncReport:
+    """Publish changed sources, tombstone removed ones; wait until Kafka acknowledged all."""
+    topic = full_name(config.kafka, MAILBOXES)
+    existing = current_mailboxes(config, servers)
+    producer = KafkaProducer(**producer_settings(config.kafka, servers, max_request_size=1024 * 1024))
+    report = SyncReport([], [], [])
+    futures = []
+    try:
+        wanted: set[str] = set()
+        for tenant in config.tenants:
+            for source in tenant.sources:
+                record = mailbox_record(tenant.id, source)
+                key = raw_key(tenant.id, source.id)
+                wanted.add(key.decode())
+                if existing.get(key.decode()) == record["config_sha256"]:
+                    report.unchanged.append(key.decode())
+                    continue
+                futures.append(producer.send(topic, key=key, value=codec(MAILBOX_CONFIG).encode(record)))
+                report.published.append(key.decode())
+        for key_text in sorted(set(existing) - wanted):
+            futures.append(producer.send(topic, key=key_text.encode(), value=None))
+            report.removed.append(key_text)
+        producer.flush(timeout=60)
+        for future in futures:
+            try:
+                future.get(timeout=60)
+            except Exception as exc:
+                raise TransientError(f"Kafka did not acknowledge the mailbox configs: {exc}") from exc
+    finally:
+        producer.close(timeout=10)
+    return report

@@ -1,0 +1,198 @@
+"""The asyncio scheduler of a fetch worker: one loop per mailbox, passes run in threads.
+
+Guarantees: a mailbox never has two passes at once (one loop each, stopped only between
+passes); a tenant never has more passes running than its ``fetch_concurrency``; connection
+problems back off exponentially; bad credentials (or any permanent error) stop that mailbox
+with a clear status instead of hammering the server. Everything else keeps polling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from mailferry.producers.context import PassResult
+
+from mailferry.config.sources import Source
+from mailferry.errors import MailferryError, PermanentError, TransientError
+
+log = logging.getLogger(__name__)
+
+PassFn = Callable[[str, Source], PassResult]
+"""Runs one pass of (tenant, source) synchronously; raises ``MailferryError``."""
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base: float = 2.0
+    factor: float = 2.0
+    maximum: float = 600.0
+    jitter: float = 0.1
+
+    def delay(self, failures: int, hint: float | None = None) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (>= 1)."""
+        raw = min(self.maximum, self.base * self.factor ** max(0, failures - 1))
+        raw = max(raw, hint or 0.0)
+        return raw * (1 + random.uniform(0, self.jitter))
+
+
+def next_interval(interval: float, jitter_fraction: float = 0.1) -> float:
+    """The poll interval with jitter so that many mailboxes do not poll in lock-step."""
+    return interval * (1 + random.uniform(-jitter_fraction, jitter_fraction))
+
+
+@dataclass
+class MailboxStatus:
+    tenant: str
+    mailbox: str
+    kind: str
+    state: str = "starting"  # starting | idle | polling | backoff | stopped | disabled
+    passes: int = 0
+    fetched: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    errors: int = 0
+    failures: int = 0
+    last_pass_at: float | None = None
+    last_ok_at: float | None = None
+    last_error: str | None = None
+    reason_code: str | None = None
+    next_pass_at: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("tenant", "mailbox")}
+
+
+class MailboxLoop:
+    """Polls one mailbox until told to stop; stop takes effect between passes."""
+
+    def __init__(self, scheduler: Scheduler, tenant: str, source: Source, config_hash: str) -> None:
+        self.scheduler = scheduler
+        self.tenant = tenant
+        self.source = source
+        self.config_hash = config_hash
+        self.status = MailboxStatus(tenant, source.id, source.kind)
+        self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"fetch {tenant}/{source.id}")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        await asyncio.shield(self.task)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _sleep(self, seconds: float) -> None:
+        self.status.next_pass_at = time.time() + seconds
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _run(self) -> None:
+        if not self.source.enabled:
+            self.status.state = "disabled"
+            return
+        await self._sleep(random.uniform(0, min(1.0, self.source.poll_interval.total_seconds())))
+        while not self._stop.is_set():
+            delay = await self._one_pass()
+            if delay is None or self._stop.is_set():
+                return
+            await self._sleep(delay)
+
+    async def _one_pass(self) -> float | None:
+        """Run a pass; the delay until the next one, or None when the mailbox must stop."""
+        status = self.status
+        async with self.scheduler.tenant_slot(self.tenant):
+            if self._stop.is_set():
+                return None
+            status.state = "polling"
+            status.last_pass_at = time.time()
+            loop = asyncio.get_running_loop()
+            try:
+                result = await loop.run_in_executor(
+                    self.scheduler.executor, self.scheduler.pass_fn, self.tenant, self.source
+                )
+            except PermanentError as exc:
+                status.state, status.last_error, status.reason_code = "stopped", str(exc), exc.reason_code
+                status.errors += 1
+                log.error("mailbox %s/%s stopped: %s", self.tenant, self.source.id, exc)
+                return None
+            except Exception as exc:
+                error = exc if isinstance(exc, MailferryError) else TransientError(repr(exc))
+                status.failures += 1
+                status.errors += 1
+                status.last_error, status.reason_code = str(error), error.reason_code
+                status.state = "backoff"
+                hint = error.retry_after if isinstance(error, TransientError) else None
+                log.warning("mailbox %s/%s: %s", self.tenant, self.source.id, error)
+                return self.scheduler.backoff.delay(status.failures, hint)
+        status.passes += 1
+        status.failures = 0
+        status.last_ok_at = time.time()
+        status.last_error = status.reason_code = None
+        status.fetched += result.fetched
+        status.deleted += result.deleted + result.moved
+        status.skipped += result.skipped
+        status.errors += result.errors
+        status.notes = (status.notes + result.notes)[-5:]
+        status.state = "idle"
+        return next_interval(self.source.poll_interval.total_seconds())
+
+
+class Scheduler:
+    """The mailbox loops of one worker, keyed ``tenant/mailbox``."""
+
+    def __init__(
+        self,
+        pass_fn: PassFn,
+        tenant_limits: dict[str, int],
+        *,
+        threads: int = 64,
+        backoff: Backoff | None = None,
+        default_limit: int = 10,
+    ) -> None:
+        self.pass_fn = pass_fn
+        self.backoff = backoff or Backoff()
+        self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fetch")
+        self._limits = tenant_limits
+        self._default_limit = default_limit
+        self._slots: dict[str, asyncio.Semaphore] = {}
+        self.loops: dict[str, MailboxLoop] = {}
+
+    def tenant_slot(self, tenant: str) -> asyncio.Semaphore:
+        if tenant not in self._slots:
+            self._slots[tenant] = asyncio.Semaphore(self._limits.get(tenant, self._default_limit))
+        return self._slots[tenant]
+
+    async def upsert(self, tenant: str, source: Source, config_hash: str) -> None:
+        """Start polling a mailbox, or restart it (between passes) when its config changed."""
+        key = f"{tenant}/{source.id}"
+        current = self.loops.get(key)
+        if current is not None:
+            if current.config_hash == config_hash:
+                return  # a stopped mailbox starts again only with a changed config
+            await current.stop()
+        self.loops[key] = MailboxLoop(self, tenant, source, config_hash)
+
+    async def remove(self, keys: list[str]) -> None:
+        """Stop these mailboxes and wait for their running passes to end."""
+        loops = [self.loops.pop(key) for key in keys if key in self.loops]
+        await asyncio.gather(*(loop.stop() for loop in loops))
+
+    async def stop_all(self) -> None:
+        await self.remove(list(self.loops))
+        self.executor.shutdown(wait=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {key: loop.status.snapshot() for key, loop in sorted(self.loops.items())}

@@ -1,0 +1,188 @@
+"""The ``mailferry fetch`` role: a consumer-group member on ``mailferry.mailboxes``.
+
+The partitions Kafka assigns to this worker define the mailboxes it polls. On a rebalance the
+revoke callback stops the affected mailboxes and waits for their running passes before it
+returns, and Kafka's (eager) protocol hands the partitions to another worker only after that,
+so no mailbox is ever polled by two workers at once. A worker that dies is replaced after the
+group's session timeout. Shutdown stops every pass first and leaves the group last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from mailferry.producers.context import FetchContext, PassResult
+from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.mailboxes import parse_source
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.publish import Publisher, make_producer
+from mailferry.producers.scheduler import Scheduler
+from mailferry.producers.state import StateCache
+from mailferry.schemas.codec import MAILBOX_CONFIG, codec
+
+from mailferry.blobstore import LocalBlobStore
+from mailferry.config import MailferryConfig
+from mailferry.config.sources import ImapSource, Pop3Source, Source
+from mailferry.errors import ConfigError
+from mailferry.kafka.clients import consumer_settings
+from mailferry.kafka.topics import MAILBOXES, full_name
+from mailferry.status import write_snapshot
+
+log = logging.getLogger(__name__)
+
+
+def group_id(config: MailferryConfig) -> str:
+    return f"{config.kafka.topic_prefix}.fetch"
+
+
+class FetchWorker:
+    def __init__(
+        self,
+        config: MailferryConfig,
+        servers: list[str],
+        *,
+        threads: int = 64,
+        status_every: float = 5.0,
+        session_timeout_ms: int = 10_000,
+    ) -> None:
+        self.config = config
+        self.servers = servers
+        self.status_every = status_every
+        self.session_timeout_ms = session_timeout_ms
+        self.states = StateCache(config.kafka, servers)
+        self.publisher = Publisher(config, make_producer(config, servers))
+        self.context = FetchContext(
+            publisher=self.publisher,
+            blobs=LocalBlobStore(config.blob_dir),
+            inline_threshold=config.blob_store.inline_threshold,
+        )
+        limits = {t.id: t.fetch_concurrency for t in config.tenants}
+        self.scheduler = Scheduler(self.run_pass, limits, threads=threads)
+        self.assigned: set[int] = set()
+        self.partition_of: dict[str, int] = {}
+        self.closing = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def run_pass(self, tenant: str, source: Source) -> PassResult:
+        """One pass of one mailbox (in a scheduler thread)."""
+        state = self.states.get(tenant, source.id)
+        if isinstance(source, Pop3Source):
+            return pop3_pass(source, tenant, state, self.context)
+        assert isinstance(source, ImapSource)
+        return imap_pass(source, tenant, state, self.context)
+
+    # -- called from the consumer thread, run on the event loop -----------------------------
+    async def on_assigned(self, partitions: set[int]) -> None:
+        self.assigned |= partitions
+        log.info("fetch worker assigned mailbox partitions %s", sorted(partitions))
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        keys = [k for k, p in self.partition_of.items() if p in partitions]
+        await self.scheduler.remove(keys)
+        for key in keys:
+            self.partition_of.pop(key, None)
+        self.states.forget([tuple(k.split("/", 1)) for k in keys])  # type: ignore[misc]
+        self.assigned -= partitions
+
+    async def on_record(self, partition: int, key: bytes | None, value: bytes | None) -> None:
+        if self.closing or key is None:
+            return
+        name = key.decode()
+        if value is None:
+            await self.scheduler.remove([name])
+            self.partition_of.pop(name, None)
+            return
+        record = codec(MAILBOX_CONFIG).decode(value)
+        try:
+            source = parse_source(
+                record["config_json"], allow_plaintext_secrets=self.config.allow_plaintext_secrets
+            )
+        except ConfigError as exc:
+            log.error("mailbox %s: %s", name, exc)
+            return
+        self.partition_of[name] = partition
+        await self.scheduler.upsert(record["tenant"], source, record["config_sha256"])
+
+    # -- life cycle ---------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        self.loop = asyncio.get_running_loop()
+        members = _Membership(self)
+        members.start()
+        try:
+            while not stop.is_set() and members.is_alive():
+                self.write_status()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.status_every)
+        finally:
+            self.closing = True
+            await self.scheduler.stop_all()
+            members.stopping.set()
+            await asyncio.to_thread(members.join, 30)
+            self.publisher.close()
+            self.write_status(final=True)
+        if members.error is not None:
+            raise members.error
+
+    def write_status(self, final: bool = False) -> None:
+        write_snapshot(
+            self.config.state_dir,
+            "fetch",
+            {
+                "state": "stopped" if final else "running",
+                "assigned_partitions": sorted(self.assigned),
+                "mailboxes": self.scheduler.snapshot(),
+            },
+        )
+
+
+class _Membership(threading.Thread):
+    """Owns the kafka-python consumer (not thread-safe) and forwards events to the loop."""
+
+    def __init__(self, worker: FetchWorker) -> None:
+        super().__init__(name="fetch-membership", daemon=True)
+        self.worker = worker
+        self.stopping = threading.Event()
+        self.error: BaseException | None = None
+
+    def call(self, coro: Coroutine[Any, Any, None]) -> None:
+        assert self.worker.loop is not None
+        asyncio.run_coroutine_threadsafe(coro, self.worker.loop).result()
+
+    def run(self) -> None:
+        worker = self.worker
+        settings = consumer_settings(worker.config.kafka, worker.servers, group_id(worker.config))
+        consumer = KafkaConsumer(
+            **settings,
+            session_timeout_ms=worker.session_timeout_ms,
+            heartbeat_interval_ms=max(1000, worker.session_timeout_ms // 4),
+            max_poll_interval_ms=600_000,
+        )
+        membership = self
+
+        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+            def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+                membership.call(worker.on_revoked({tp.partition for tp in revoked}))
+
+            def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+                if assigned:
+                    consumer.seek_to_beginning(*assigned)
+                membership.call(worker.on_assigned({tp.partition for tp in assigned}))
+
+        try:
+            consumer.subscribe([full_name(worker.config.kafka, MAILBOXES)], listener=Listener())
+            while not self.stopping.is_set():
+                for tp, records in consumer.poll(timeout_ms=500).items():
+                    for rec in records:
+                        self.call(worker.on_record(tp.partition, rec.key, rec.value))
+        except BaseException as exc:
+            self.error = exc
+            log.exception("fetch worker membership failed")
+        finally:
+            consumer.close(autocommit=False)

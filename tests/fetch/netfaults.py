@@ -1,0 +1,109 @@
+"""Network faults on loopback: a proxy that cuts the stream, a scripted fake POP3 server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable
+
+
+class CuttingProxy:
+    """Forwards 127.0.0.1:<port> to a target port; closes both sides once the server has sent
+    ``cut_after`` bytes to the client (``None``: never)."""
+
+    def __init__(self, target_port: int, cut_after: int | None) -> None:
+        self.target_port = target_port
+        self.cut_after = cut_after
+        self.cuts = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.cut_after), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
+        sent = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if limit is not None and sent + len(data) >= limit:
+                    dst.sendall(data[: limit - sent])
+                    self.cuts += 1
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+
+class FakePop3Server:
+    """A minimal POP3 server on loopback answering from a dict of canned replies.
+
+    ``replies`` maps a command (``"UIDL"``, ``"RETR 1"`` ...) to the full reply bytes;
+    ``DELE n`` is recorded in ``deleted`` and ``QUIT`` commits nothing (it is a fake).
+    """
+
+    def __init__(self, replies: dict[str, bytes], on_command: Callable[[str], None] | None = None) -> None:
+        self.replies = replies
+        self.on_command = on_command
+        self.deleted: list[int] = []
+        self.commands: list[str] = []
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
+
+    def _session(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        conn.sendall(b"+OK fake POP3 ready\r\n")
+        try:
+            for raw in reader:
+                command = raw.decode().strip()
+                self.commands.append(command)
+                verb = command.split(" ")[0].upper()
+                if verb in ("USER", "PASS"):
+                    conn.sendall(b"+OK\r\n")
+                elif verb == "CAPA":
+                    conn.sendall(b"+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n")
+                elif verb == "DELE":
+                    self.deleted.append(int(command.split()[1]))
+                    conn.sendall(b"+OK\r\n")
+                elif verb == "QUIT":
+                    conn.sendall(b"+OK bye\r\n")
+                    break
+                else:
+                    conn.sendall(self.replies.get(command, b"-ERR unknown\r\n"))
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._listener.close()

@@ -1,0 +1,114 @@
+"""The fetch role end to end: mailboxes sync, a worker process polling via the consumer group."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from mailferry.producers.mailboxes import current_mailboxes, sync_mailboxes
+
+from mailferry.config.kafka import KafkaConfig
+from mailferry.config.loader import load_config
+from mailferry.kafka.topics import RAW
+from mailferry.testing.dovecot import DovecotServer
+from tests.fetch.helpers import make_config, read_topic, sample
+
+pytestmark = pytest.mark.integration
+
+
+def _write_config(tmp_path: Path, kafka: KafkaConfig, dovecot: DovecotServer, prefix: str) -> Path:
+    sources = (
+        f'[[tenants.sources]]\nid = "{prefix}-pop"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
+        f'port = {dovecot.pop3s_port}\ntls = "implicit"\nca_file = "{dovecot.ca_file}"\n'
+        f'username = "{prefix}-pop"\nauth = {{ kind = "password", password = "pw" }}\n'
+        'deliver_to = "alice@acme.example"\npoll_interval = "1s"\n'
+        f'[[tenants.sources]]\nid = "{prefix}-imap"\nkind = "imap"\nmode = "global"\nhost = "127.0.0.1"\n'
+        f'port = {dovecot.imap_port}\ntls = "starttls"\nca_file = "{dovecot.ca_file}"\n'
+        f'username = "{prefix}-imap"\nauth = {{ kind = "password", password = "pw" }}\npoll_interval = "1s"\n'
+        f'[[tenants.sources]]\nid = "{prefix}-bad"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
+        f'port = {dovecot.pop3s_port}\ntls = "implicit"\nca_file = "{dovecot.ca_file}"\n'
+        f'username = "{prefix}-pop"\nauth = {{ kind = "password", password = "wrong" }}\n'
+        'deliver_to = "alice@acme.example"\npoll_interval = "1s"\n'
+    )
+    make_config(tmp_path, kafka, sources)  # writes the file and creates the topics
+    return tmp_path / "mailferry.toml"
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start_worker(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailferry", "-c", str(config_path), "fetch", "--status-every", "0.5"],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def snapshots(state_dir: Path) -> list[dict[str, object]]:
+    out = []
+    for path in (state_dir / "status").glob("fetch-*.json"):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue
+    return out
+
+
+def test_sync_then_worker_fetches_both_kinds_and_stops_bad_credentials(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    dovecot.add_user("w1-pop", "pw")
+    dovecot.add_user("w1-imap", "pw")
+    dovecot.seed("w1-pop", [sample(i) for i in range(3)])
+    dovecot.seed("w1-imap", [sample(i) for i in range(10, 14)])
+    path = _write_config(tmp_path, kafka_config, dovecot, "w1")
+    config = load_config(path)
+    servers = list(kafka_config.bootstrap_servers)
+
+    report = sync_mailboxes(config, servers)
+    assert len(report.published) == 3
+    assert sync_mailboxes(config, servers).unchanged == report.published
+
+    worker = start_worker(path, tmp_path / "worker.log")
+    try:
+        _wait(lambda: dovecot.message_count("w1-pop") + dovecot.message_count("w1-imap") == 0, 60, "fetch")
+        _wait(lambda: len(read_topic(kafka_config, RAW, 1000)) == 7, 30, "7 raw records")
+
+        def bad_stopped() -> bool:
+            for snap in snapshots(config.state_dir):
+                box = snap.get("mailboxes", {}).get("acme/w1-bad")  # type: ignore[union-attr]
+                if box and box["state"] == "stopped":
+                    assert box["reason_code"] == "bad-credentials"
+                    return True
+            return False
+
+        _wait(bad_stopped, 30, "the bad mailbox to stop")
+        dovecot.seed("w1-pop", [sample(20)])
+        _wait(lambda: dovecot.message_count("w1-pop") == 0, 30, "the next poll")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=60)
+    assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    assert len(read_topic(kafka_config, RAW)) == 8
+    final = [s for s in snapshots(config.state_dir) if s.get("state") == "stopped"]
+    assert final, "the worker writes a final status on exit"
+
+    # removing a source from the config tombstones it
+    text = path.read_text()
+    path.write_text(text[: text.index('[[tenants.sources]]\nid = "w1-bad"')])
+    removed = sync_mailboxes(load_config(path), servers)
+    assert removed.removed == ["acme/w1-bad"]
+    assert "acme/w1-bad" not in current_mailboxes(load_config(path), servers)
