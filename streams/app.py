@@ -131,7 +131,7 @@ class StreamApp:
         self.deliver_topic = self.app.topic(full_name(self.kafka, DELIVER))
         self.dlt_topic = self.app.topic(full_name(self.kafka, DLT))
         self.audit_topic = self.app.topic(full_name(self.kafka, AUDIT))
-        self.table = self.app.Table(DEDUP_TABLE, default=None, partitions=self.partitions)
+        self.table = self.app.Table(DEDUP_TABLE, default=None, partitions=self.partitions, key_type=bytes)
         self.app.agent(self.raw_topic, name="route")(self._route_agent)
         self.app.agent(self.dedup_topic, name="dedup")(self._dedup_agent)
 
