@@ -15,7 +15,7 @@ import logging
 from exchangelib import EWSDateTime
 from exchangelib.items import SAVE_ONLY
 from mailferry.consumers.ews_connect import EwsConnection
-from mailferry.consumers.ews_directory import EwsDirectory, ews_resolver
+from mailferry.consumers.ews_directory import CachedDirectory, ews_lookup
 from mailferry.consumers.ews_errors import classify
 from mailferry.consumers.ews_items import (
     MESSAGE_FLAGS_DELIVERED,
@@ -41,7 +41,7 @@ class EwsDeliveryTarget:
         self.max_message_size = target.max_message_size
         self.tenant = tenant
         self.connection = EwsConnection(tenant, target)
-        self.directory = EwsDirectory(ews_resolver(lambda: self.connection.protocol), tenant=tenant.id)
+        self.directory = CachedDirectory(ews_lookup(lambda: self.connection.protocol, tenant=tenant.id))
         self._aliases = {k.lower(): v for k, v in tenant.aliases.items()}
 
     def primary_address(self, address: str) -> str:

@@ -66,21 +66,24 @@ class _TtlCache:
                 self._entries.popitem(last=False)
 
 
-class EwsDirectory:
-    """Cached ResolveNames; thread-safe. Raises classified errors (TransientError, TenantError)."""
+class CachedDirectory:
+    """A ``Directory`` over any exact-match look-up, with a TTL cache; thread-safe.
+
+    ``ask`` sends one request and returns the primary address or None; it raises classified
+    errors (TransientError when the directory cannot be asked now, TenantError on bad
+    credentials). The Graph target uses the same cache with its own ``ask``.
+    """
 
     def __init__(
         self,
-        resolve: Callable[[str], list[Any]],
+        ask: Callable[[str], str | None],
         *,
-        tenant: str | None = None,
         ttl: float = 3600.0,
         negative_ttl: float = 300.0,
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._resolve = resolve
-        self._tenant = tenant
+        self._ask_server = ask
         self._ttl = ttl
         self._negative_ttl = negative_ttl
         self._cache = _TtlCache(max_entries)
@@ -102,29 +105,29 @@ class EwsDirectory:
             if hit:
                 return value
             try:
-                return self._ask(key)
+                self.lookups += 1
+                primary = self._ask_server(key)
+                ttl = self._ttl if primary else self._negative_ttl
+                self._cache.put(key, primary, self._clock() + ttl)
+                return primary
             finally:
                 with self._pending_lock:
                     self._pending.pop(key, None)
 
-    def _ask(self, key: str) -> str | None:
-        now = self._clock()
-        self.lookups += 1
+
+def ews_lookup(protocol_of: Callable[[], Any], *, tenant: str | None = None) -> Callable[[str], str | None]:
+    """ResolveNames with the ``smtp:`` prefix and full contact data (the aliases are listed
+    only there), then the exact-match check."""
+
+    def ask(address: str) -> str | None:
         try:
-            resolutions = self._resolve(f"smtp:{key}")
+            resolutions = list(
+                protocol_of().resolve_names([f"smtp:{address}"], return_full_contact_data=True)
+            )
         except ErrorNameResolutionNoResults:
-            resolutions = []
+            return None
         except Exception as exc:
-            raise classify(exc, write=False, tenant=self._tenant) from exc
-        primary = exact_match(key, resolutions)
-        self._cache.put(key, primary, now + (self._ttl if primary else self._negative_ttl))
-        return primary
+            raise classify(exc, write=False, tenant=tenant) from exc
+        return exact_match(address, resolutions)
 
-
-def ews_resolver(protocol_of: Callable[[], Any]) -> Callable[[str], list[Any]]:
-    """ResolveNames with full contact data (the aliases are listed only there)."""
-
-    def resolve(entry: str) -> list[Any]:
-        return list(protocol_of().resolve_names([entry], return_full_contact_data=True))
-
-    return resolve
+    return ask

@@ -54,6 +54,7 @@ class DeliveryWorker:
         credential_retry: timedelta = timedelta(seconds=30),
         max_in_flight: int = 2000,
         status_every_s: float = 5.0,
+        registry: TargetRegistry | None = None,
     ) -> None:
         self.config = config
         self.servers = servers
@@ -63,7 +64,7 @@ class DeliveryWorker:
         self.max_in_flight = max_in_flight
         self.status_every_s = status_every_s
         self.policy = Policy(list(config.retry.tiers), config.retry.horizon)
-        self.registry = TargetRegistry(config)
+        self.registry = registry or TargetRegistry(config)
         self.blobs = LocalBlobStore(config.blob_dir)
         self.tracker = OffsetTracker()
         self.pauses = TenantPauses(credential_retry)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 _MESSAGE_ID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
 _BARE_ID = re.compile(r"^([^<>\s@]+@[^<>\s@]+)$")
@@ -54,15 +54,19 @@ class Sighting:
     mailbox_id: str
     delivery_id: str
 
-    def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+    def to_value(self) -> dict[str, Any]:
+        """The table value (the table's JSON serializer writes it to the changelog)."""
+        return asdict(self)
 
     @classmethod
-    def decode(cls, data: bytes | str | None) -> Sighting | None:
-        if data is None:
+    def from_value(cls, value: object) -> Sighting | None:
+        """Read a table value; an unreadable entry yields None so it cannot block delivery."""
+        if value is None:
             return None
         try:
-            fields = json.loads(data)
+            fields = json.loads(value) if isinstance(value, bytes | str) else value
+            if not isinstance(fields, dict):
+                return None
             return cls(
                 first_seen_ms=int(fields["first_seen_ms"]),
                 origin=str(fields["origin"]),
@@ -70,7 +74,7 @@ class Sighting:
                 delivery_id=str(fields["delivery_id"]),
             )
         except (ValueError, KeyError, TypeError):
-            return None  # an unreadable entry must not block delivery
+            return None
 
 
 Verdict = Literal["first", "reprocessed", "duplicate", "expired"]

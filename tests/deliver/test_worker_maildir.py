@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from kafka import KafkaAdminClient
+from mailferry.consumers.maildir import MaildirDelivery
+from mailferry.consumers.registry import TargetRegistry
+from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
+from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.errors import AmbiguousOutcomeError
+from mailferry.kafka.topics import DELIVER, full_name
 
 from .conftest import (
     RunningWorker,
     audit_events,
+    dead_letters,
     delivery_record,
     maildir_files,
     make_config,
@@ -57,3 +69,105 @@ def test_records_become_maildir_files_exactly_once(
     events = audit_events(config)
     assert sum(1 for e in events if e["event"] == "delivered") == 20
     assert sum(1 for e in events if e["event"] == "skipped") == 5
+
+
+def test_oversized_message_is_dead_lettered_and_the_rest_flows(
+    tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
+) -> None:
+    root = tmp_path / "maildirs"
+    config = make_config(
+        tmp_path,
+        kafka_config,
+        f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\nmax_message_size = "1KiB"\n',
+    )
+    big = delivery_record("big@acme.example", sample_message(0, "big") + b"x" * 4096)
+    small = [delivery_record(f"s{i}@acme.example", sample_message(i, "s")) for i in range(3)]
+    publish(config, [big, *small])
+    worker = start_worker(config)
+    worker.wait_for(
+        lambda: bool(dead_letters(config)) and all(maildir_files(root, r["recipient"]) for r in small)
+    )
+    worker.shutdown()
+    [letter] = dead_letters(config)
+    assert (letter["error_class"], letter["reason_code"]) == ("permanent", "message-too-large")
+    assert "over this target's limit" in letter["error_message"]
+    assert maildir_files(root, "big@acme.example") == []
+
+
+class _TimesOutAfterWriting(MaildirDelivery):
+    """A Maildir whose first write 'times out' after the file is in place (like EWS can)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__("archive", root)
+        self.writes = 0
+
+    def deliver(self, item: DeliveryItem) -> None:
+        self.writes += 1
+        super().deliver(item)
+        if self.writes == 1:
+            raise AmbiguousOutcomeError("timed out waiting for the answer")
+
+
+class _Registry(TargetRegistry):
+    def __init__(self, config: MailferryConfig, target: MaildirDelivery) -> None:
+        super().__init__(config)
+        self.target = target
+
+    def get(self, tenant_id: str, target_name: str | None) -> DeliveryTarget:
+        self.resolve(tenant_id, target_name)
+        return self.target
+
+
+def test_ambiguous_outcome_checks_the_mailbox_before_writing_again(
+    tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
+) -> None:
+    root = tmp_path / "maildirs"
+    config = make_config(
+        tmp_path, kafka_config, f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\n'
+    )
+    target = _TimesOutAfterWriting(root)
+    publish(config, [delivery_record("bob@acme.example", sample_message(1, "bob"))])
+    worker = start_worker(config, registry=_Registry(config, target))
+    worker.wait_for(lambda: any(e["event"] == "delivered" for e in audit_events(config, 1000)))
+    worker.shutdown()
+    [delivered] = [e for e in audit_events(config) if e["event"] == "delivered"]
+    assert "already in the mailbox" in delivered["details"]["found"]
+    assert target.writes == 1  # found by already_delivered, not written again
+    assert not [e for e in audit_events(config) if e["event"] == "retried"]
+    assert len(maildir_files(root, "bob@acme.example")) == 1
+
+
+def test_the_role_stops_cleanly_on_sigterm_with_offsets_committed(
+    tmp_path: Path, kafka_config: KafkaConfig
+) -> None:
+    root = tmp_path / "maildirs"
+    config = make_config(
+        tmp_path, kafka_config, f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\n'
+    )
+    records = [delivery_record(f"u{i}@acme.example", sample_message(i, "u")) for i in range(10)]
+    publish(config, records)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailferry", "-c", str(tmp_path / "mailferry.toml"), "deliver"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while (
+            time.monotonic() < deadline
+            and sum(len(maildir_files(root, r["recipient"])) for r in records) < 10
+        ):
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            time.sleep(0.3)
+        time.sleep(1.5)  # a commit round after the last outcome
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    group = f"{kafka_config.topic_prefix}.deliver"
+    committed = admin.list_group_offsets({group: None})[group]
+    admin.close()
+    deliver_topic = full_name(config.kafka, DELIVER)
+    assert sum(meta.offset for tp, meta in committed.items() if tp.topic == deliver_topic) == 10

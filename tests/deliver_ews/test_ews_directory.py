@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mailferry.consumers import ews
 from mailferry.consumers.ews import EwsDeliveryTarget
-from mailferry.consumers.ews_directory import EwsDirectory
+from mailferry.consumers.ews_directory import CachedDirectory, exact_match
 
 from mailferry.errors import TransientError
 from mailferry.testing.ews_emulator.faults import Fault
@@ -14,7 +14,7 @@ from mailferry.testing.ews_emulator.server import EwsEmulator
 from .conftest import make_tenant
 
 
-def directory_of(emulator: EwsEmulator) -> EwsDirectory:
+def directory_of(emulator: EwsEmulator) -> CachedDirectory:
     target = ews.create(*make_tenant(emulator))
     assert isinstance(target, EwsDeliveryTarget)
     return target.directory
@@ -54,17 +54,17 @@ def test_expired_entries_are_asked_again() -> None:
             self.email_address = address
             self.routing_type = "SMTP"
 
-    def resolve(entry: str) -> list[object]:
-        calls.append(entry)
-        return [(_Mailbox(a), c) for a, c in next(answers)]
+    def ask(address: str) -> str | None:
+        calls.append(address)
+        return exact_match(address, [(_Mailbox(a), c) for a, c in next(answers)])
 
-    directory = EwsDirectory(resolve, ttl=100, negative_ttl=10, clock=lambda: now[0])
+    directory = CachedDirectory(ask, ttl=100, negative_ttl=10, clock=lambda: now[0])
     assert directory.lookup("bob@x.example") is None
     now[0] = 5
     assert directory.lookup("bob@x.example") is None
     now[0] = 11
     assert directory.lookup("bob@x.example") == "bob@x.example"
-    assert calls == ["smtp:bob@x.example", "smtp:bob@x.example"]
+    assert calls == ["bob@x.example", "bob@x.example"]
 
 
 def test_busy_directory_is_transient(emulator: EwsEmulator) -> None:

@@ -19,17 +19,19 @@ from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
 
 
 def make_config(
-    tmp_path: Path, kafka: KafkaConfig, sources_toml: str, *, threshold: str = "64KiB"
+    tmp_path: Path, kafka: KafkaConfig, sources_toml: str, *, threshold: str = "64KiB", partitions: int = 2
 ) -> MailferryConfig:
+    """Parse (and write to ``tmp_path/mailferry.toml``) a one-tenant config; create its topics."""
     text = (
         f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
         f'[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\ntopic_prefix = "{kafka.topic_prefix}"\n'
-        f"[kafka.topics.defaults]\npartitions = 2\n"
+        f"[kafka.topics.defaults]\npartitions = {partitions}\n"
         f'[blob_store]\ninline_threshold = "{threshold}"\n'
         '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
         '[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "/tmp/unused"\n' + sources_toml
     )
+    (tmp_path / "mailferry.toml").write_text(text, encoding="utf-8")
     config = parse_config(text, check_secrets=False)
     admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
     try:

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
+import imaplib
+import ssl
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from mailferry.producers import imap_fetch, imap_session
+from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.imap_idle import idle_known, wait_for_mail
+from mailferry.producers.imap_session import quote
+from mailferry.producers.scheduler import Scheduler
 from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import ImapSource
+from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, RAW
 from mailferry.testing.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
+from tests.fetch.netfaults import CuttingProxy
 
 pytestmark = pytest.mark.integration
 
@@ -59,4 +71,175 @@ def test_imap_starttls_two_folders_fetch_then_delete(
     dovecot.seed("i-basic", [sample(7)])
     again = imap_pass(_imap(config), "acme", state, ctx)
     assert again.fetched == 1
+    ctx.publisher.close()
+
+
+def _setup(
+    dovecot: DovecotServer,
+    kafka: KafkaConfig,
+    tmp_path: Path,
+    user: str,
+    messages: list[bytes],
+    *,
+    tls: str = "starttls",
+    extra: str = "",
+) -> tuple[ImapSource, FetchContext, MailboxState]:
+    dovecot.add_user(user, "pw")
+    dovecot.seed(user, messages)
+    config = make_config(tmp_path, kafka, imap_source_toml(dovecot, user, tls=tls, extra=extra))
+    return _imap(config), make_context(config), MailboxState("acme", user)
+
+
+def _flags(dovecot: DovecotServer, user: str, folder: str = "INBOX") -> list[bytes]:
+    imap = imaplib.IMAP4_SSL(
+        "127.0.0.1", dovecot.imaps_port, ssl_context=ssl.create_default_context(cafile=str(dovecot.ca_file))
+    )
+    imap.login(user, "pw")
+    imap.select(quote(folder), readonly=True)
+    _, data = imap.fetch("1:*", "(FLAGS)")
+    imap.logout()
+    return [d for d in data if isinstance(d, bytes)]
+
+
+def test_imaps_move_and_large_message_in_ranges(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imap_session, "PART_SIZE", 100_000)
+    big = sample(1, size=450_000)
+    extra = 'after_fetch = "move"\nmove_to = "Fetched"\n'
+    source, ctx, state = _setup(
+        dovecot, kafka_config, tmp_path, "i-move", [big, sample(2)], tls="implicit", extra=extra
+    )
+    dovecot.seed("i-move", [], folder="Fetched")
+    result = imap_pass(source, "acme", state, ctx)
+    assert (result.fetched, result.moved) == (2, 2)
+    assert dovecot.message_count("i-move") == 0 and dovecot.message_count("i-move", "Fetched") == 2
+    raw = read_topic(kafka_config, RAW)
+    blob = [r for r in raw if r["blob_ref"]]
+    assert len(blob) == 1 and message_bytes(blob[0], ctx.blobs) == big
+    ctx.publisher.close()
+
+
+def test_mark_seen_and_nothing_keep_mail_and_fetch_once(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    source, ctx, state = _setup(
+        dovecot, kafka_config, tmp_path, "i-seen", [sample(1), sample(2)], extra='after_fetch = "seen"\n'
+    )
+    assert imap_pass(source, "acme", state, ctx).fetched == 2
+    assert dovecot.message_count("i-seen") == 2
+    assert all(b"\\Seen" in f for f in _flags(dovecot, "i-seen"))
+    assert imap_pass(source, "acme", state, ctx).fetched == 0
+    dovecot.add_user("i-none", "pw")
+    dovecot.seed("i-none", [sample(3)])
+    untouched = source.model_copy(update={"username": "i-none", "id": "i-none", "after_fetch": "none"})
+    other_state = MailboxState("acme", "i-none")
+    assert imap_pass(untouched, "acme", other_state, ctx).fetched == 1
+    assert imap_pass(untouched, "acme", other_state, ctx).fetched == 0
+    assert not any(b"\\Seen" in f for f in _flags(dovecot, "i-none"))
+    assert len(read_topic(kafka_config, RAW)) == 3
+    ctx.publisher.close()
+
+
+def test_uidvalidity_change_is_detected_and_does_not_republish(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    source, ctx, state = _setup(
+        dovecot, kafka_config, tmp_path, "i-uv", [sample(1), sample(2)], extra='after_fetch = "none"\n'
+    )
+    assert imap_pass(source, "acme", state, ctx).fetched == 2
+    new_validity = dovecot.change_uidvalidity("i-uv")
+    dovecot.seed("i-uv", [sample(3)])
+    result = imap_pass(source, "acme", state, ctx)
+    assert (result.fetched, result.skipped) == (1, 2)
+    assert any("UIDVALIDITY changed" in note for note in result.notes)
+    raw = read_topic(kafka_config, RAW)
+    assert sorted(message_bytes(r, ctx.blobs) for r in raw) == sorted([sample(1), sample(2), sample(3)])
+    cursor = state.cursor("INBOX")
+    assert cursor is not None and cursor["uidvalidity"] == new_validity
+    assert {v for v, _ in state.imap("INBOX")} == {new_validity}
+    assert imap_pass(source, "acme", state, ctx).fetched == 0
+    ctx.publisher.close()
+
+
+def test_size_limit_headers_notice(dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path) -> None:
+    extra = 'max_message_size = "4KiB"\noversize_action = "headers-notice"\n'
+    big = sample(1, size=20_000)
+    source, ctx, state = _setup(dovecot, kafka_config, tmp_path, "i-size", [big, sample(2)], extra=extra)
+    result = imap_pass(source, "acme", state, ctx)
+    assert (result.fetched, result.skipped, result.deleted) == (1, 1, 1)
+    notice = [r for r in read_topic(kafka_config, RAW) if r["headers_only"]]
+    assert notice[0]["inline"] == big[: big.index(b"\r\n\r\n") + 4]
+    assert dovecot.message_count("i-size") == 1
+    ctx.publisher.close()
+
+
+def test_connection_cut_mid_fetch_loses_nothing_and_deletes_nothing(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(imap_fetch, "GROUP_BYTES", 70_000)  # several FETCH commands per pass
+    messages = [sample(i, size=30_000) for i in range(6)]
+    source, ctx, state = _setup(dovecot, kafka_config, tmp_path, "i-cut", messages, tls="implicit")
+    proxy = CuttingProxy(dovecot.imaps_port, cut_after=120_000)
+    try:
+        with pytest.raises(TransientError):
+            imap_pass(source.model_copy(update={"port": proxy.port}), "acme", state, ctx)
+        assert proxy.cuts == 1
+    finally:
+        proxy.close()
+    assert dovecot.message_count("i-cut") == 6
+    partial = len(read_topic(kafka_config, RAW, 1000))
+    assert 0 < partial < 6
+    result = imap_pass(source, "acme", state, ctx)
+    assert result.fetched == 6 - partial and result.deleted == 6
+    raw = read_topic(kafka_config, RAW)
+    assert sorted(message_bytes(r, ctx.blobs) for r in raw) == sorted(messages)
+    ctx.publisher.close()
+
+
+def test_idle_wakes_up_on_new_mail_and_stops_on_request(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    source, ctx, _state = _setup(dovecot, kafka_config, tmp_path, "i-idle", [])
+    stop = threading.Event()
+    threading.Timer(1.0, lambda: dovecot.seed("i-idle", [sample(1)])).start()
+    started = time.monotonic()
+    assert wait_for_mail(source, ctx.tokens, 30, stop) is True
+    assert time.monotonic() - started < 10
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    assert wait_for_mail(source, ctx.tokens, 30, stop) is False
+    assert time.monotonic() - started < 5
+    ctx.publisher.close()
+
+
+async def test_scheduler_fetches_pushed_mail_long_before_the_poll_interval(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    source, ctx, state = _setup(
+        dovecot, kafka_config, tmp_path, "i-push", [sample(1)], extra='poll_interval = "5m"\n'
+    )
+    scheduler = Scheduler(
+        lambda tenant, src: imap_pass(src, tenant, state, ctx),  # type: ignore[arg-type]
+        {"acme": 2},
+        idle_fn=lambda tenant, src, timeout, stop: wait_for_mail(
+            src,  # type: ignore[arg-type]
+            ctx.tokens,
+            timeout,
+            stop,
+            idle_known(state, src),  # type: ignore[arg-type]
+        ),
+    )
+    await scheduler.upsert("acme", source, "v1")
+    status = scheduler.loops["acme/i-push"].status
+    deadline = time.monotonic() + 20
+    while status.state != "push-wait" and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert status.fetched == 1 and status.state == "push-wait"
+    dovecot.seed("i-push", [sample(2)])
+    while status.fetched < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert status.fetched == 2 and dovecot.message_count("i-push") == 0
+    await scheduler.stop_all()
+    assert status.passes == 2
     ctx.publisher.close()

@@ -36,18 +36,8 @@ def _write_config(tmp_path: Path, kafka: KafkaConfig, dovecot: DovecotServer, pr
         f'username = "{prefix}-pop"\nauth = {{ kind = "password", password = "wrong" }}\n'
         'deliver_to = "alice@acme.example"\npoll_interval = "1s"\n'
     )
-    config = make_config(tmp_path, kafka, sources)  # also creates the topics
-    path = tmp_path / "mailferry.toml"
-    text = (
-        f'state_dir = "{config.state_dir}"\nallow_plaintext_secrets = true\n'
-        f'[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\ntopic_prefix = "{kafka.topic_prefix}"\n'
-        '[kafka.topics.defaults]\npartitions = 2\n[blob_store]\ninline_threshold = "64KiB"\n'
-        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
-        'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
-        '[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "/tmp/unused"\n' + sources
-    )
-    path.write_text(text)
-    return path
+    make_config(tmp_path, kafka, sources)  # writes the file and creates the topics
+    return tmp_path / "mailferry.toml"
 
 
 def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:

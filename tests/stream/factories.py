@@ -62,8 +62,11 @@ def tenant(**overrides: Any) -> Tenant:
     return Tenant.model_validate(base)
 
 
-def config(**stream: Any) -> MailferryConfig:
-    return MailferryConfig.model_validate({"tenants": [tenant().model_dump(mode="json")], "stream": stream})
+def config(state_dir: str | None = None, **stream: Any) -> MailferryConfig:
+    document: dict[str, Any] = {"tenants": [tenant().model_dump(mode="json")], "stream": stream}
+    if state_dir is not None:
+        document["state_dir"] = state_dir
+    return MailferryConfig.model_validate(document)
 
 
 def message(*headers: tuple[str, str], body: str = "Hello\r\n") -> bytes:

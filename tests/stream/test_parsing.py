@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from mailferry.streams.addresses import addresses_in, normalise_address, received_for, strip_plus
 from mailferry.streams.dedup import Sighting, decide, dedup_key, normalise_message_id
@@ -140,9 +142,11 @@ def test_decide(previous: Sighting | None, now: int, origin: str, verdict: str) 
 
 
 def test_sighting_round_trip_and_damage() -> None:
-    assert Sighting.decode(FIRST.encode()) == FIRST
-    assert Sighting.decode(b"not json") is None
-    assert Sighting.decode(None) is None
+    assert Sighting.from_value(FIRST.to_value()) == FIRST
+    assert Sighting.from_value(json.dumps(FIRST.to_value()).encode()) == FIRST
+    assert Sighting.from_value(b"not json") is None
+    assert Sighting.from_value({"first_seen_ms": 1}) is None
+    assert Sighting.from_value(None) is None
 
 
 @pytest.mark.parametrize(

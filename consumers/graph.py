@@ -1,0 +1,157 @@
+"""Microsoft Graph delivery target, for Exchange Online after EWS is switched off.
+
+Two modes, chosen per target in the config:
+
+* ``import-mime`` (Graph beta ``mailFolders/inbox/importMime``): the MIME as it is, stored
+  as a received, non-draft item. Full fidelity; needs Mail-Advanced.ReadWrite.All.
+* ``json`` (v1.0 ``mailFolders/inbox/messages``): the message converted to a Graph
+  ``message`` with PR_MESSAGE_FLAGS = 1 (else it is a draft), the delivery time (0x0E06) and
+  the sent time (0x0039); lossy, see docs/targets.md. Bodies over Graph's 4 MB request limit
+  are refused rather than half-delivered.
+
+Graph allows 4 concurrent requests per mailbox: a per-mailbox semaphore keeps this target
+under it whatever the worker's pool size; a 429 still becomes a TransientError carrying
+Retry-After. Aliases are resolved to the primary address first (users by proxyAddresses).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from urllib.parse import quote
+
+from mailferry.consumers.ews_directory import CachedDirectory
+from mailferry.consumers.ews_items import delivery_time, internet_message_id, read_head
+from mailferry.consumers.graph_client import GraphClient
+from mailferry.consumers.graph_json import MAX_REQUEST, to_graph_message
+from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+
+from mailferry.config.models import Tenant
+from mailferry.config.targets import GraphTarget
+from mailferry.errors import PermanentError, TenantError
+
+MAILBOX_CONCURRENCY = 4
+
+
+def graph_lookup(client: GraphClient) -> Callable[[str], str | None]:
+    """The user whose proxyAddresses hold exactly ``smtp:<address>``; its primary ``mail``."""
+
+    def ask(address: str) -> str | None:
+        escaped = address.replace("'", "''")
+        answer = client.request(
+            "GET",
+            "/v1.0/users",
+            write=False,
+            params={
+                "$filter": f"proxyAddresses/any(p:p eq 'smtp:{escaped}')",
+                "$select": "mail,proxyAddresses",
+            },
+        )
+        for user in answer.get("value", []):
+            proxies = {str(p).lower() for p in user.get("proxyAddresses", [])}
+            if f"smtp:{address.lower()}" in proxies and user.get("mail"):
+                return str(user["mail"])
+        return None
+
+    return ask
+
+
+class GraphDeliveryTarget:
+    """``DeliveryTarget`` writing through Microsoft Graph; safe to share between threads."""
+
+    def __init__(self, tenant: Tenant, target: GraphTarget) -> None:
+        self.name = target.name
+        self.max_message_size = target.max_message_size
+        self.mode = target.mode
+        self.tenant = tenant
+        self.client = GraphClient(target, tenant=tenant.id)
+        self.directory = CachedDirectory(graph_lookup(self.client))
+        self._aliases = {k.lower(): v for k, v in tenant.aliases.items()}
+        self._slots_lock = threading.Lock()
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
+
+    @contextmanager
+    def _mailbox_slot(self, mailbox: str) -> Iterator[None]:
+        with self._slots_lock:
+            slot = self._slots.setdefault(mailbox.lower(), threading.BoundedSemaphore(MAILBOX_CONCURRENCY))
+        with slot:
+            yield
+
+    def primary_address(self, address: str) -> str:
+        primary = self.directory.lookup(self._aliases.get(address.lower(), address))
+        if primary is None:
+            raise PermanentError(
+                f"no mailbox has the address {address} (Graph users by proxyAddresses)",
+                reason_code="no-such-mailbox",
+            )
+        return primary
+
+    def _inbox(self, mailbox: str) -> str:
+        return f"/users/{quote(mailbox, safe='@')}/mailFolders/inbox"
+
+    def check_credentials(self) -> None:
+        """Get a token and read the default mailbox's Inbox: fail fast on credentials and rights."""
+        try:
+            primary = self.primary_address(self.tenant.default_mailbox)
+            with self._mailbox_slot(primary):
+                self.client.request(
+                    "GET", f"/v1.0{self._inbox(primary)}/messages", write=False, params={"$top": "1"}
+                )
+        except TenantError:
+            raise
+        except PermanentError as exc:
+            raise TenantError(
+                f"start-up check of {self.name} failed for the default mailbox: {exc.message}",
+                tenant=self.tenant.id,
+                reason_code=exc.reason_code,
+            ) from exc
+
+    def deliver(self, item: DeliveryItem) -> None:
+        if self.max_message_size is not None and item.size > self.max_message_size:
+            raise PermanentError(
+                f"message of {item.size} bytes is over the {self.max_message_size}-byte limit of {self.name}",
+                reason_code="size-exceeded",
+            )
+        primary = self.primary_address(item.mailbox)
+        raw = item.message_bytes()
+        if self.mode == "import-mime":
+            path, body, kind = f"/beta{self._inbox(primary)}/importMime", base64.b64encode(raw), "text/plain"
+        else:
+            message = to_graph_message(raw, delivered=delivery_time(item, read_head(item)))
+            body, kind = json.dumps(message).encode(), "application/json"
+            if len(body) > MAX_REQUEST:
+                raise PermanentError(
+                    f"as JSON the message is {len(body)} bytes, over Graph's 4 MB request limit; "
+                    "deliver it with the import-mime mode",
+                    reason_code="size-exceeded",
+                )
+            path = f"/v1.0{self._inbox(primary)}/messages"
+        with self._mailbox_slot(primary):
+            self.client.request("POST", path, write=True, content=body, content_type=kind)
+
+    def already_delivered(self, item: DeliveryItem) -> bool | None:
+        """Filter the Inbox on internetMessageId; None when the message has no Message-ID."""
+        message_id = internet_message_id(item, read_head(item))
+        if message_id is None:
+            return None
+        primary = self.primary_address(item.mailbox)
+        escaped = message_id.replace("'", "''")
+        with self._mailbox_slot(primary):
+            answer = self.client.request(
+                "GET",
+                f"/v1.0{self._inbox(primary)}/messages",
+                write=False,
+                params={"$filter": f"internetMessageId eq '{escaped}'", "$select": "id", "$top": "1"},
+            )
+        return bool(answer.get("value"))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def create(tenant: Tenant, target: GraphTarget) -> DeliveryTarget:
+    """The Graph target of ``tenant`` named by ``target`` (no network I/O until used)."""
+    return GraphDeliveryTarget(tenant, target)

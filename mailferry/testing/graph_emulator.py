@@ -1,0 +1,444 @@
+"""GRAPH EMULATOR — not Microsoft Graph.
+
+A loopback stand-in for the few Microsoft Graph mail calls mailferry makes, for tests and
+demos: the client-credentials token endpoint, ``importMime`` (beta) and JSON message
+creation (v1.0) in a mailbox folder, the ``internetMessageId`` filter, and the user
+look-up by proxy address. Strict where Graph is strict (Content-Type, known JSON members,
+``x-`` internet headers only, extended-property id syntax, primary address in the path),
+with Graph's throttling (4 concurrent requests per mailbox, 429 + Retry-After) and faults on
+demand. It keeps what was created per mailbox so tests can read it back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from email.parser import BytesHeaderParser
+from email.policy import compat32
+from enum import StrEnum
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from mailferry.testing.ews_emulator.oauth import TokenIssuer
+
+log = logging.getLogger("mailferry.testing.graph_emulator")
+SERVER_HEADER = "GRAPH-EMULATOR (not Microsoft Graph)"
+MAILBOX_CONCURRENCY = 4
+JSON_MEMBERS = frozenset(
+    {
+        *("subject", "body", "from", "sender", "toRecipients", "ccRecipients", "bccRecipients"),
+        *("replyTo", "internetMessageId", "internetMessageHeaders", "isRead", "importance"),
+        *("attachments", "singleValueExtendedProperties"),
+    }
+)
+EXTENDED_ID = re.compile(r"^(Integer|SystemTime|String|Boolean) 0x[0-9A-Fa-f]{4}$")
+_FOLDER = r"/users/(?P<user>[^/]+)/mailFolders/(?P<folder>[^/]+)"
+ROUTES = [
+    ("importMime", "POST", re.compile(rf"^/beta{_FOLDER}/importMime$")),
+    ("createMessage", "POST", re.compile(rf"^/v1\.0{_FOLDER}/messages$")),
+    ("listMessages", "GET", re.compile(rf"^/v1\.0{_FOLDER}/messages$")),
+    ("users", "GET", re.compile(r"^/v1\.0/users$")),
+]
+MESSAGE_FILTER = re.compile(r"^internetMessageId eq '(?P<value>(?:[^']|'')*)'$")
+PROXY_FILTER = re.compile(r"^proxyAddresses/any\((?P<v>\w+):(?P=v) eq '(?P<value>(?:[^']|'')*)'\)$")
+
+
+class GraphFault(StrEnum):
+    THROTTLED = "throttled"  # 429 with Retry-After
+    UNAVAILABLE = "unavailable"  # 503 with Retry-After
+    UNAUTHORIZED = "unauthorized"  # 401 InvalidAuthenticationToken
+    FORBIDDEN = "forbidden"  # 403 ErrorAccessDenied
+    NO_SUCH_MAILBOX = "no-such-mailbox"  # 404 ErrorInvalidUser
+    SIZE_EXCEEDED = "size-exceeded"  # 413
+    MIME_INVALID = "mime-invalid"  # 400 ErrorMimeContentConversionFailed
+    QUOTA_EXCEEDED = "quota-exceeded"  # 507 ErrorQuotaExceeded
+    SLOW = "slow"  # wait, then answer normally
+    TIMEOUT_AFTER_STORE = "timeout-after-store"  # do the work, then wait before answering
+
+
+_FAULT_ANSWERS: dict[GraphFault, tuple[int, str, str]] = {
+    GraphFault.THROTTLED: (429, "ApplicationThrottled", "Application is over its MailboxConcurrency limit."),
+    GraphFault.UNAVAILABLE: (503, "ServiceUnavailable", "The service is temporarily unavailable."),
+    GraphFault.UNAUTHORIZED: (
+        401,
+        "InvalidAuthenticationToken",
+        "Access token has expired or is not yet valid.",
+    ),
+    GraphFault.FORBIDDEN: (403, "ErrorAccessDenied", "Access is denied. Check credentials and try again."),
+    GraphFault.NO_SUCH_MAILBOX: (404, "ErrorInvalidUser", "The requested user is invalid."),
+    GraphFault.SIZE_EXCEEDED: (413, "ErrorMessageSizeExceeded", "The message exceeds the maximum size."),
+    GraphFault.MIME_INVALID: (
+        400,
+        "ErrorMimeContentConversionFailed",
+        "The MIME content could not be converted.",
+    ),
+    GraphFault.QUOTA_EXCEEDED: (507, "ErrorQuotaExceeded", "The mailbox is over its quota."),
+}
+
+
+@dataclass
+class _Scripted:
+    fault: GraphFault
+    remaining: int
+    operation: str | None
+    delay: float
+    retry_after: int
+
+
+@dataclass(frozen=True)
+class GraphItem:
+    id: str
+    mailbox: str
+    folder: str
+    mode: str  # "import-mime" or "json"
+    mime: bytes | None  # the imported MIME, byte for byte (import-mime)
+    message: dict[str, Any]  # the JSON a client posted (json)
+    is_read: bool
+    is_draft: bool
+    internet_message_id: str | None
+    extended: dict[str, str] = field(default_factory=dict)
+
+
+class _Reply(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.text, self.headers = status, code, message, headers or {}
+
+
+class GraphEmulator:
+    """GRAPH EMULATOR — not Microsoft Graph. ``start()`` serves on 127.0.0.1, a free port."""
+
+    def __init__(self, *, max_message_size: int = 35 * 1024 * 1024, throttle_retry_after: int = 1) -> None:
+        self.max_message_size = max_message_size
+        self.throttle_retry_after = throttle_retry_after
+        self.oauth = TokenIssuer("https://graph.microsoft.com")
+        self._roles: dict[str, frozenset[str]] = {}  # client id -> application permissions
+        self._mailboxes: dict[str, tuple[str, tuple[str, ...]]] = {}  # primary lower -> (primary, aliases)
+        self._items: dict[str, list[GraphItem]] = {}
+        self._in_flight: dict[str, int] = {}
+        self._faults: list[_Scripted] = []
+        self._lock = threading.Lock()
+        self.requests: dict[str, int] = {}
+        self.throttled = 0
+        self._httpd: ThreadingHTTPServer | None = None
+
+    def add_app(
+        self,
+        client_id: str,
+        secret: str,
+        tenant: str,
+        roles: tuple[str, ...] = ("Mail.ReadWrite", "Mail-Advanced.ReadWrite.All", "User.Read.All"),
+    ) -> None:
+        self.oauth.add_app(client_id, secret, tenant, principal=client_id)
+        self._roles[client_id] = frozenset(roles)
+
+    def add_mailbox(self, address: str, aliases: tuple[str, ...] | list[str] = ()) -> None:
+        with self._lock:
+            self._mailboxes[address.lower()] = (address, tuple(aliases))
+            self._items.setdefault(address.lower(), [])
+
+    def items(self, address: str) -> list[GraphItem]:
+        with self._lock:
+            return list(self._items[address.lower()])
+
+    def inject(
+        self,
+        fault: GraphFault | str,
+        count: int = 1,
+        *,
+        operation: str | None = None,
+        delay: float = 5.0,
+        retry_after: int = 2,
+    ) -> None:
+        with self._lock:
+            self._faults.append(_Scripted(GraphFault(fault), count, operation, delay, retry_after))
+
+    def token_url(self, tenant: str) -> str:
+        return f"{self.base_url}/{tenant}/oauth2/v2.0/token"
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None, "start() the emulator first"
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def start(self) -> GraphEmulator:
+        handler = type("Handler", (_Handler,), {"emulator": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, name="graph-emulator", daemon=True).start()
+        log.info("GRAPH EMULATOR (not Microsoft Graph) listening on %s", self.base_url)
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> GraphEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- request handling --------------------------------------------------------------------
+
+    def take_fault(self, operation: str) -> _Scripted | None:
+        with self._lock:
+            for scripted in self._faults:
+                if scripted.operation in (None, operation):
+                    scripted.remaining -= 1
+                    if scripted.remaining <= 0:
+                        self._faults.remove(scripted)
+                    return scripted
+        return None
+
+    def mailbox(self, user: str) -> str:
+        """The primary address the path names; aliases are not user ids in Graph."""
+        with self._lock:
+            found = self._mailboxes.get(unquote(user).lower())
+        if found is None:
+            raise _Reply(404, "ErrorInvalidUser", f"The requested user '{unquote(user)}' is invalid.")
+        return found[0]
+
+    def enter(self, mailbox: str) -> None:
+        with self._lock:
+            if self._in_flight.get(mailbox, 0) >= MAILBOX_CONCURRENCY:
+                self.throttled += 1
+                raise _Reply(
+                    429,
+                    "ApplicationThrottled",
+                    "Application is over its MailboxConcurrency limit.",
+                    {"Retry-After": str(self.throttle_retry_after)},
+                )
+            self._in_flight[mailbox] = self._in_flight.get(mailbox, 0) + 1
+
+    def leave(self, mailbox: str) -> None:
+        with self._lock:
+            self._in_flight[mailbox] -= 1
+
+    def store(self, item: GraphItem) -> None:
+        with self._lock:
+            self._items[item.mailbox.lower()].append(item)
+
+    def find(self, mailbox: str, folder: str, message_id: str | None) -> list[GraphItem]:
+        with self._lock:
+            return [
+                i
+                for i in self._items[mailbox.lower()]
+                if i.folder == folder and (message_id is None or i.internet_message_id == message_id)
+            ]
+
+    def users_with_proxy(self, proxy: str) -> list[dict[str, Any]]:
+        wanted = proxy.lower()
+        with self._lock:
+            boxes = list(self._mailboxes.values())
+        found = []
+        for primary, aliases in boxes:
+            proxies = [f"SMTP:{primary}", *(f"smtp:{a}" for a in aliases)]
+            if wanted in (p.lower() for p in proxies):
+                found.append(
+                    {
+                        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, primary)),
+                        "mail": primary,
+                        "userPrincipalName": primary,
+                        "proxyAddresses": proxies,
+                    }
+                )
+        return found
+
+
+def _import_mime(emulator: GraphEmulator, mailbox: str, folder: str, headers: Any, body: bytes) -> GraphItem:
+    if not (headers.get("Content-Type") or "").startswith("text/plain"):
+        raise _Reply(415, "UnsupportedMediaType", "importMime takes base64 MIME as text/plain")
+    try:
+        mime = base64.b64decode(body, validate=True)
+    except binascii.Error:
+        raise _Reply(400, "ErrorMimeContentInvalidBase64String", "The MIME content is not base64.") from None
+    if len(mime) > emulator.max_message_size:
+        raise _Reply(413, "ErrorMessageSizeExceeded", "The message exceeds the maximum supported size.")
+    head = BytesHeaderParser(policy=compat32).parsebytes(mime, headersonly=True)
+    if not head.keys():
+        raise _Reply(400, "ErrorMimeContentConversionFailed", "The MIME content could not be converted.")
+    message_id = head.get("Message-ID")
+    return GraphItem(
+        str(uuid.uuid4()),
+        mailbox,
+        folder,
+        "import-mime",
+        mime,
+        {},
+        False,
+        False,
+        str(message_id).strip() if message_id else None,
+    )
+
+
+def _create_json(emulator: GraphEmulator, mailbox: str, folder: str, headers: Any, body: bytes) -> GraphItem:
+    if not (headers.get("Content-Type") or "").startswith("application/json"):
+        raise _Reply(415, "UnsupportedMediaType", "messages take application/json")
+    if len(body) > 4 * 1024 * 1024:
+        raise _Reply(413, "RequestEntityTooLarge", "The request body is over the 4 MB limit.")
+    try:
+        message = json.loads(body)
+    except ValueError:
+        raise _Reply(400, "RequestBodyRead", "The request body is not JSON.") from None
+    unknown = set(message) - JSON_MEMBERS if isinstance(message, dict) else {"<not an object>"}
+    if unknown:
+        raise _Reply(400, "RequestBodyRead", f"Unknown members {sorted(unknown)} on microsoft.graph.message.")
+    for header in message.get("internetMessageHeaders", []):
+        if not str(header.get("name", "")).lower().startswith("x-"):
+            raise _Reply(400, "InvalidInternetMessageHeader", "Only x- headers may be set on a message.")
+    extended = {}
+    for prop in message.get("singleValueExtendedProperties", []):
+        if not EXTENDED_ID.match(str(prop.get("id", ""))) or not isinstance(prop.get("value"), str):
+            raise _Reply(400, "ErrorInvalidExtendedPropertyValue", f"Bad extended property {prop!r}.")
+        kind, tag = prop["id"].split()
+        extended[f"{kind} 0x{int(tag, 16):04X}"] = prop["value"]
+    flags = int(extended.get("Integer 0x0E07", "9"))
+    return GraphItem(
+        str(uuid.uuid4()),
+        mailbox,
+        folder,
+        "json",
+        None,
+        message,
+        bool(message.get("isRead", False)),
+        bool(flags & 0x8),
+        message.get("internetMessageId"),
+        extended,
+    )
+
+
+PERMISSIONS = {"importMime": "Mail-Advanced.ReadWrite.All", "users": "User.Read.All"}
+
+
+def _route_of(method: str, path: str) -> tuple[str, re.Match[str]]:
+    for operation, verb, pattern in ROUTES:
+        match = pattern.match(path)
+        if match and verb == method:
+            return operation, match
+    raise _Reply(400, "BadRequest", f"{method} {path} is not emulated by the GRAPH EMULATOR")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: GraphEmulator
+    protocol_version = "HTTP/1.1"
+
+    def version_string(self) -> str:
+        return SERVER_HEADER
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("GRAPH EMULATOR: " + format, *args)
+
+    def do_GET(self) -> None:
+        self._serve("GET")
+
+    def do_POST(self) -> None:
+        self._serve("POST")
+
+    def _serve(self, method: str) -> None:
+        emulator = self.emulator
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        url = urlsplit(self.path)
+        token = emulator.oauth.handle(url.path, self.headers.get("Authorization"), body)
+        if token is not None:
+            self._reply(token[0], token[1])
+            return
+        try:
+            self._reply(*self._route(method, url.path, parse_qs(url.query), body))
+        except _Reply as reply:
+            error = {"error": {"code": reply.code, "message": reply.text}}
+            self._reply(reply.status, json.dumps(error).encode(), reply.headers)
+
+    def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, bytes]:
+        emulator = self.emulator
+        operation, match = _route_of(method, path)
+        with emulator._lock:
+            emulator.requests[operation] = emulator.requests.get(operation, 0) + 1
+        auth = self.headers.get("Authorization") or ""
+        client = emulator.oauth.principal(auth[7:]) if auth.startswith("Bearer ") else None
+        if client is None:
+            raise _Reply(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+        scripted = emulator.take_fault(operation)
+        if scripted and scripted.fault not in (GraphFault.SLOW, GraphFault.TIMEOUT_AFTER_STORE):
+            status, code, text = _FAULT_ANSWERS[scripted.fault]
+            raise _Reply(
+                status, code, text, {"Retry-After": str(scripted.retry_after)} if status in (429, 503) else {}
+            )
+        needed = PERMISSIONS.get(operation, "Mail.ReadWrite")
+        if needed not in emulator._roles.get(client, frozenset()):
+            raise _Reply(403, "ErrorAccessDenied", f"Access is denied: the app lacks {needed}.")
+        if operation == "users":
+            proxy = PROXY_FILTER.match((query.get("$filter") or [""])[0])
+            if proxy is None:
+                raise _Reply(
+                    400, "Request_UnsupportedQuery", "The emulator filters users on proxyAddresses only."
+                )
+            return 200, json.dumps(
+                {"value": emulator.users_with_proxy(proxy["value"].replace("''", "'"))}
+            ).encode()
+        mailbox = emulator.mailbox(match["user"])
+        folder = match["folder"].lower()
+        if folder != "inbox":
+            raise _Reply(404, "ErrorItemNotFound", "The emulator has the inbox folder only.")
+        emulator.enter(mailbox)
+        try:
+            if scripted and scripted.fault is GraphFault.SLOW:
+                time.sleep(scripted.delay)
+            result = self._mail(operation, mailbox, folder, query, body)
+        finally:
+            emulator.leave(mailbox)
+        if scripted and scripted.fault is GraphFault.TIMEOUT_AFTER_STORE:
+            time.sleep(scripted.delay)
+        return result
+
+    def _mail(
+        self, operation: str, mailbox: str, folder: str, query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, bytes]:
+        emulator = self.emulator
+        if operation == "listMessages":
+            wanted = None
+            if "$filter" in query:
+                match = MESSAGE_FILTER.match(query["$filter"][0])
+                if match is None:
+                    raise _Reply(
+                        400, "ErrorInvalidUrlQueryFilter", "Filter on internetMessageId eq '...' only."
+                    )
+                wanted = match["value"].replace("''", "'")
+            top = int((query.get("$top") or ["10"])[0])
+            found = emulator.find(mailbox, folder, wanted)[:top]
+            return 200, json.dumps(
+                {"value": [{"id": i.id, "internetMessageId": i.internet_message_id} for i in found]}
+            ).encode()
+        build = _import_mime if operation == "importMime" else _create_json
+        item = build(emulator, mailbox, folder, self.headers, body)
+        emulator.store(item)
+        answer = {
+            "id": item.id,
+            "isDraft": item.is_draft,
+            "isRead": item.is_read,
+            "internetMessageId": item.internet_message_id,
+            "parentFolderId": folder,
+        }
+        return 201, json.dumps(answer).encode()
+
+    def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("GRAPH EMULATOR: client went away before the answer")

@@ -1,0 +1,355 @@
+"""The Faust application: raw records in, one delivery per (message, recipient) out.
+
+Two agents:
+
+1. ``route`` reads ``<prefix>.raw``, runs the pure router and re-keys each delivery
+   candidate by its dedup key onto ``<prefix>.stream.dedup`` (or straight to
+   ``<prefix>.deliver`` for replays with ``bypass_dedup``). Messages that cannot go on are
+   dead-lettered on ``<prefix>.deliver.dlt`` with stage ``stream`` and their reason.
+2. ``dedup`` reads the re-keyed topic, which is co-partitioned with the ``dedup`` table
+   (same key, same partition count), drops what was already seen inside the window and
+   emits the rest to ``<prefix>.deliver`` keyed by tenant/recipient.
+
+Every outgoing record is sent through Faust's attachments, i.e. produced before the offset
+of the event that caused it is committed: at-least-once, with duplicates caught by the
+table and, after a crash, by idempotent delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
+from mailferry.streams.dedup import Sighting, decide
+from mailferry.streams.directory_cache import CachedDirectory
+from mailferry.streams.records import dead_letter, routed_details
+from mailferry.streams.router import Candidate, DirectoryFor, Rejected, no_directory, route_raw
+
+from mailferry.audit import audit_event
+from mailferry.blobstore import LocalBlobStore
+from mailferry.config.models import MailferryConfig, Tenant
+from mailferry.directory import Directory
+from mailferry.errors import PermanentError, TransientError
+from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name
+
+log = logging.getLogger(__name__)
+
+DEDUP_TOPIC = "stream.dedup"
+DEDUP_TABLE = "dedup"
+TRANSIENT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+def store_url() -> str:
+    """RocksDB when its bindings (rocksdict) are installed, else memory (rebuilt from the changelog)."""
+    return "rocksdb://" if importlib.util.find_spec("rocksdict") else "memory://"
+
+
+def app_id(config: MailferryConfig) -> str:
+    """The consumer group and changelog prefix: one per deployment prefix."""
+    return f"{config.kafka.topic_prefix}.{config.stream.app_id}"
+
+
+@dataclass
+class Counters:
+    routed: int = 0
+    duplicates: int = 0
+    reprocessed: int = 0
+    dead_lettered: int = 0
+    dropped_by_rule: int = 0
+    transient_retries: int = 0
+    last_error: str | None = None
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+
+class StreamApp:
+    """Builds the Faust app for one deployment; ``app`` is what the worker runs."""
+
+    def __init__(
+        self,
+        config: MailferryConfig,
+        servers: list[str],
+        *,
+        directory_for: DirectoryFor = no_directory,
+        clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        store: str | None = None,
+    ) -> None:
+        self.config = config
+        self.kafka = config.kafka
+        self.blobs = LocalBlobStore(config.blob_dir)
+        self.clock_ms = clock_ms
+        self.window_ms = int(config.stream.dedup_window.total_seconds() * 1000)
+        self.counters = Counters()
+        self.store = store or store_url()
+        self._directories: dict[str, Directory | None] = {}
+        self._directory_for = directory_for
+        settings = self.kafka.topics.overrides.get(DEDUP_TOPIC, self.kafka.topics.defaults)
+        self.partitions = settings.partitions
+        max_bytes = max(
+            s.max_message_bytes for s in [self.kafka.topics.defaults, *self.kafka.topics.overrides.values()]
+        )
+        web_port = config.stream.web_port
+        self.app = faust.App(
+            app_id(config),
+            broker=";".join(f"kafka://{s}" for s in servers),
+            broker_credentials=_credentials(config),
+            store=self.store,
+            datadir=str(config.stream_data_dir / app_id(config)),
+            web_enabled=web_port != 0,
+            web_port=web_port or 6066,
+            web_host="127.0.0.1",
+            web_bind="127.0.0.1",
+            key_serializer="raw",
+            value_serializer="raw",
+            topic_partitions=self.partitions,
+            topic_replication_factor=settings.replication_factor,
+            topic_disable_leader=True,
+            producer_acks=-1,
+            producer_max_request_size=max_bytes,
+            consumer_auto_offset_reset="earliest",
+            consumer_max_fetch_size=max_bytes,
+            broker_commit_every=500,
+            broker_commit_interval=1.0,
+            table_standby_replicas=0,
+            processing_guarantee="at_least_once",
+        )
+        self.raw_topic = self.app.topic(full_name(self.kafka, RAW))
+        self.dedup_topic = self.app.topic(
+            full_name(self.kafka, DEDUP_TOPIC),
+            partitions=self.partitions,
+            replicas=settings.replication_factor,
+            internal=True,
+            config={"max.message.bytes": str(max_bytes)},
+        )
+        self.deliver_topic = self.app.topic(full_name(self.kafka, DELIVER))
+        self.dlt_topic = self.app.topic(full_name(self.kafka, DLT))
+        self.audit_topic = self.app.topic(full_name(self.kafka, AUDIT))
+        # compact keeps the latest sighting per key; delete drops sightings older than the
+        # window plus a day, which can no longer make anything a duplicate
+        retention_ms = self.window_ms + 24 * 3600 * 1000
+        self.table = self.app.Table(
+            DEDUP_TABLE,
+            default=None,
+            partitions=self.partitions,
+            key_type=bytes,
+            extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)},
+        )
+        self.app.agent(self.raw_topic, name="route")(self._route_agent)
+        self.app.agent(self.dedup_topic, name="dedup")(self._dedup_agent)
+
+    def directory(self, tenant: Tenant) -> Directory | None:
+        if tenant.id not in self._directories:
+            inner = self._directory_for(tenant)
+            ttl = self.config.stream.directory_cache_ttl.total_seconds()
+            self._directories[tenant.id] = CachedDirectory(inner, ttl) if inner is not None else None
+        return self._directories[tenant.id]
+
+    # -- route: raw -> candidates ---------------------------------------------------------
+
+    async def _route_agent(self, stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            message = event.message
+            origin = f"{message.topic}/{message.partition}/{message.offset}"
+            try:
+                await self._route_one(event.key, event.value, origin, message)
+            except Exception as exc:  # never stop on one message: dead-letter it instead
+                log.exception("stream: unexpected error on %s", origin)
+                self.counters.last_error = f"{type(exc).__name__}: {exc}"
+                await self._dead_letter(
+                    event.key,
+                    _decoded(RAW_MESSAGE, event.value),
+                    message,
+                    Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}"),
+                )
+            yield None
+
+    async def _route_one(self, key: bytes | None, value: bytes, origin: str, message: Any) -> None:
+        try:
+            raw = codec(RAW_MESSAGE).decode(value)
+        except PermanentError as exc:
+            await self._dead_letter(
+                key, None, message, Rejected("malformed-message", exc.reason_code, exc.message)
+            )
+            return
+        for delay in (*TRANSIENT_BACKOFF, None):
+            try:
+                outcome = route_raw(
+                    raw,
+                    config=self.config,
+                    blobs=self.blobs,
+                    origin=origin,
+                    now=datetime.now(UTC),
+                    directory_for=self.directory,
+                )
+                break
+            except TransientError as exc:
+                if delay is None:
+                    raise
+                self.counters.transient_retries += 1
+                log.warning(
+                    "stream: %s, retrying %s in %.0f s", exc, origin, max(delay, exc.retry_after or 0)
+                )
+                await asyncio.sleep(max(delay, exc.retry_after or 0))
+        if isinstance(outcome, Rejected):
+            await self._dead_letter(key, raw, message, outcome)
+            return
+        if outcome.resolution.dropped_by is not None:
+            self.counters.dropped_by_rule += 1
+            await self._audit(
+                "skipped",
+                raw["tenant"],
+                mailbox_id=raw["mailbox_id"],
+                message_id=outcome.message_id,
+                sha256=raw["sha256"],
+                details={"rule": outcome.resolution.dropped_by, "origin": origin},
+            )
+            return
+        for candidate in outcome.candidates:
+            if candidate.bypass_dedup:
+                await self._emit(candidate, {"dedup": "bypassed"})
+            else:
+                await self.dedup_topic.send(
+                    key=candidate.dedup_key.encode(), value=codec(DELIVERY).encode(candidate.delivery)
+                )
+
+    # -- dedup: candidates -> deliveries --------------------------------------------------
+
+    async def _dedup_agent(self, stream: Any) -> AsyncIterator[None]:
+        async for event in stream.events():
+            try:
+                await self._dedup_one(event.key, event.value)
+            except Exception as exc:
+                message = event.message
+                log.exception("stream: unexpected error in dedup at %s/%s", message.partition, message.offset)
+                self.counters.last_error = f"{type(exc).__name__}: {exc}"
+                await self._dead_letter(
+                    event.key,
+                    None,
+                    message,
+                    Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}"),
+                    delivery=_decoded(DELIVERY, event.value),
+                )
+            yield None
+
+    async def _dedup_one(self, key: bytes, value: bytes) -> None:
+        delivery = codec(DELIVERY).decode(value)
+        now_ms = self.clock_ms()
+        origin = delivery["raw_origin"] or ""
+        previous = Sighting.from_value(self.table.get(key))
+        verdict = decide(previous, now_ms=now_ms, window_ms=self.window_ms, origin=origin)
+        if verdict == "duplicate" and previous is not None:
+            self.counters.duplicates += 1
+            await self._audit(
+                "duplicate",
+                delivery["tenant"],
+                mailbox_id=delivery["mailbox_id"],
+                message_id=delivery["message_id"],
+                sha256=delivery["sha256"],
+                dedup_key=delivery["dedup_key"],
+                recipient=delivery["recipient"],
+                details={
+                    "first_seen_at": datetime.fromtimestamp(previous.first_seen_ms / 1000, UTC).isoformat(),
+                    "first_origin": previous.origin,
+                    "first_mailbox_id": previous.mailbox_id,
+                    "first_delivery_id": previous.delivery_id,
+                    "origin": origin,
+                },
+            )
+            return
+        if verdict == "reprocessed":
+            self.counters.reprocessed += 1
+        else:
+            sighting = Sighting(now_ms, origin, delivery["mailbox_id"], delivery["delivery_id"])
+            self.table[key] = sighting.to_value()
+        await self._emit(Candidate(delivery["dedup_key"], delivery, False), {"dedup": verdict})
+
+    # -- outputs --------------------------------------------------------------------------
+
+    async def _emit(self, candidate: Candidate, extra: dict[str, str]) -> None:
+        delivery = candidate.delivery
+        key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
+        await self.deliver_topic.send(key=key, value=codec(DELIVERY).encode(delivery))
+        self.counters.routed += 1
+        await self._audit(
+            "routed",
+            delivery["tenant"],
+            mailbox_id=delivery["mailbox_id"],
+            message_id=delivery["message_id"],
+            sha256=delivery["sha256"],
+            dedup_key=delivery["dedup_key"],
+            recipient=delivery["recipient"],
+            details=routed_details(delivery) | extra,
+        )
+
+    async def _dead_letter(
+        self,
+        key: bytes | None,
+        raw: dict[str, Any] | None,
+        message: Any,
+        why: Rejected,
+        *,
+        delivery: dict[str, Any] | None = None,
+    ) -> None:
+        self.counters.dead_lettered += 1
+        record, tenant = dead_letter(
+            key, raw, message.topic, message.partition, message.offset, why, delivery=delivery
+        )
+        await self.dlt_topic.send(key=key, value=record)
+        await self._audit(
+            "dead-lettered",
+            tenant,
+            mailbox_id=raw["mailbox_id"] if raw else None,
+            sha256=raw["sha256"] if raw else None,
+            details={
+                "error_class": why.error_class,
+                "reason_code": why.reason_code,
+                "error_message": why.message[:500],
+                "origin": f"{message.topic}/{message.partition}/{message.offset}",
+            },
+        )
+
+    async def _audit(self, event: Any, tenant: str, **kwargs: Any) -> None:
+        key, value = audit_event(event, stage="stream", tenant=tenant, **kwargs)
+        await self.audit_topic.send(key=key, value=value)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "app_id": app_id(self.config),
+            "store": self.store.removesuffix("://"),
+            "data_dir": str(self.config.stream_data_dir / app_id(self.config)),
+            "partitions": self.partitions,
+            "dedup_window_s": self.window_ms // 1000,
+            "counters": self.counters.__dict__,
+        }
+
+
+def _decoded(schema: str, value: bytes) -> dict[str, Any] | None:
+    """The record in ``value``, or None when it cannot be decoded (for dead letters)."""
+    try:
+        return codec(schema).decode(value)
+    except Exception:
+        return None
+
+
+def _credentials(config: MailferryConfig) -> Any:
+    kafka = config.kafka
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=kafka.sasl_username,
+        password=kafka.sasl_password.reveal() if kafka.sasl_password else None,
+        ssl_context=context if kafka.security_protocol == "SASL_SSL" else None,
+        mechanism=kafka.sasl_mechanism,
+    )

@@ -1,0 +1,64 @@
+"""The stream app's outgoing records that are not deliveries: dead letters and audit details."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from mailferry.schemas.codec import DEAD_LETTER, Record, codec
+from mailferry.streams.router import Rejected
+
+MAX_DETAIL = 1000
+
+
+def dead_letter(
+    key: bytes | None,
+    raw: Record | None,
+    topic: str,
+    partition: int,
+    offset: int,
+    why: Rejected,
+    *,
+    delivery: Record | None = None,
+    now: datetime | None = None,
+) -> tuple[bytes, str]:
+    """(Avro ``dead_letter`` value, tenant) for a raw record the stream cannot route.
+
+    The raw record travels inside the dead letter (its bytes inline or its blob reference),
+    so ``mailferry dlq requeue`` can put it back and nothing is lost. An undecodable record
+    has no tenant of its own: the one in its key (``tenant/mailbox``) is used.
+    """
+    if raw is None and delivery is not None:
+        tenant: str = delivery["tenant"]
+    else:
+        tenant = raw["tenant"] if raw else (key or b"unknown").decode("utf-8", "replace").partition("/")[0]
+    record: Record = {
+        "dead_letter_id": uuid.uuid4().hex,
+        "stage": "stream",
+        "tenant": tenant or "unknown",
+        "error_class": why.error_class,
+        "reason_code": why.reason_code,
+        "error_message": why.message[:MAX_DETAIL],
+        "attempts": 0,
+        "origin_topic": topic,
+        "origin_partition": partition,
+        "origin_offset": offset,
+        "failed_at": now or datetime.now(UTC),
+        "first_failed_at": None,
+        "delivery": delivery,
+        "raw": raw,
+    }
+    return codec(DEAD_LETTER).encode(record), tenant or "unknown"
+
+
+def routed_details(delivery: dict[str, Any]) -> dict[str, str]:
+    """Audit details of a ``routed`` event: why this recipient, with which target and flags."""
+    reasons = "; ".join(f"{r['kind']}:{r['detail']}" for r in delivery["reasons"])
+    return {
+        "reasons": reasons[:MAX_DETAIL],
+        "target": delivery["target"],
+        "flags": ",".join(delivery["flags"]),
+        "delivery_id": delivery["delivery_id"],
+        "origin": delivery["raw_origin"] or "",
+    }

@@ -1,0 +1,63 @@
+"""Running the stream app as the ``mailferry stream`` role.
+
+The Faust worker owns the event loop and the signals: SIGTERM and SIGINT stop it
+gracefully, which flushes the producer and commits the offsets of what was processed.
+The topics are ensured first (idempotent), so the role also works on its own, outside
+``mailferry run``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from kafka import KafkaAdminClient
+from mailferry.streams.app import StreamApp
+
+from mailferry.config.models import MailferryConfig
+from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import common_settings
+from mailferry.kafka.topics import topic_specs
+from mailferry.status import write_snapshot
+
+ROLE = "stream"
+SNAPSHOT_EVERY = 5.0
+
+
+def prepare_topics(config: MailferryConfig, servers: list[str]) -> None:
+    admin = KafkaAdminClient(**common_settings(config.kafka, servers))
+    try:
+        ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
+    finally:
+        admin.close()
+
+
+def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = "warning") -> None:
+    """Run the worker until a signal stops it (raises SystemExit with the worker's code)."""
+    prepare_topics(config, servers)
+    config.stream_data_dir.mkdir(parents=True, exist_ok=True)
+    stream = StreamApp(config, servers)
+
+    def snapshot(state: str) -> None:
+        payload: dict[str, Any] = {"state": state, **stream.status()}
+        write_snapshot(config.state_dir, ROLE, payload)
+
+    async def _snapshot() -> None:
+        snapshot("running")
+
+    stream.app.timer(SNAPSHOT_EVERY)(_snapshot)
+
+    logging.getLogger("mailferry").setLevel(log_level.upper())
+    worker = faust.Worker(
+        stream.app,
+        loglevel=log_level,
+        quiet=True,
+        redirect_stdouts=False,
+        workdir=str(config.stream_data_dir),
+    )
+    snapshot("starting")
+    try:
+        worker.execute_from_commandline()
+    finally:
+        snapshot("stopped")

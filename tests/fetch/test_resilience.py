@@ -1,0 +1,127 @@
+"""Failures around the fetcher: Kafka going away mid-poll, a fetch worker killed."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mailferry.producers.mailboxes import sync_mailboxes
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.state import MailboxState
+
+from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
+from mailferry.config.loader import load_config
+from mailferry.config.sources import Pop3Source
+from mailferry.errors import TransientError
+from mailferry.kafka.embedded import EmbeddedBroker
+from mailferry.kafka.topics import RAW
+from mailferry.testing.dovecot import DovecotServer
+from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
+from tests.fetch.test_worker import _wait, snapshots, start_worker
+
+pytestmark = pytest.mark.integration
+
+
+def _pop3_toml(dovecot: DovecotServer, user: str) -> str:
+    return (
+        f'[[tenants.sources]]\nid = "{user}"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
+        f'port = {dovecot.pop3s_port}\ntls = "implicit"\nca_file = "{dovecot.ca_file}"\nusername = "{user}"\n'
+        'auth = { kind = "password", password = "pw" }\ndeliver_to = "alice@acme.example"\n'
+        'poll_interval = "1s"\n'
+    )
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
+    """A second broker this test may stop and start (the session broker stays up)."""
+    broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), tmp_path / "kafka")
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_broker_down_during_a_poll_deletes_nothing_and_resumes(
+    dovecot: DovecotServer, own_broker: EmbeddedBroker, tmp_path: Path
+) -> None:
+    kafka = KafkaConfig(bootstrap_servers=[own_broker.address], topic_prefix="down")
+    dovecot.add_user("r-down", "pw")
+    config = make_config(tmp_path, kafka, _pop3_toml(dovecot, "r-down"))
+    source = config.tenants[0].sources[0]
+    assert isinstance(source, Pop3Source)
+    ctx = make_context(
+        config, delivery_timeout_ms=5000, request_timeout_ms=2000, max_block_ms=4000, linger_ms=5
+    )
+    ctx.confirm_timeout = 10
+    state = MailboxState("acme", "r-down")
+    dovecot.seed("r-down", [sample(0)])
+    assert pop3_pass(source, "acme", state, ctx).fetched == 1
+
+    dovecot.seed("r-down", [sample(i) for i in range(1, 4)])
+    own_broker.stop()
+    with pytest.raises(TransientError):
+        pop3_pass(source, "acme", state, ctx)
+    assert dovecot.message_count("r-down") == 3
+
+    own_broker.start()
+    result = pop3_pass(source, "acme", state, ctx)
+    assert result.deleted == 3 and dovecot.message_count("r-down") == 0
+    raw = read_topic(kafka, RAW)
+    assert {message_bytes(r, ctx.blobs) for r in raw} == {sample(i) for i in range(4)}
+    ctx.publisher.close()
+
+
+def test_two_workers_one_killed_the_other_takes_over(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    users = [f"r-w{i}" for i in range(6)]
+    for user in users:
+        dovecot.add_user(user, "pw")
+    make_config(tmp_path, kafka_config, "".join(_pop3_toml(dovecot, u) for u in users), partitions=6)
+    path = tmp_path / "mailferry.toml"
+    config = load_config(path)
+    sync_mailboxes(config, list(kafka_config.bootstrap_servers))
+    first = start_worker(path, tmp_path / "a.log")
+    second = start_worker(path, tmp_path / "b.log")
+    workers = {first.pid: first, second.pid: second}
+    try:
+
+        def owners() -> dict[int, set[str]]:
+            found: dict[int, set[str]] = {}
+            for snap in snapshots(config.state_dir):
+                pid = snap["pid"]
+                if pid in workers and workers[pid].poll() is None and snap.get("state") == "running":
+                    found[pid] = set(snap["mailboxes"])  # type: ignore[arg-type]
+            return found
+
+        _wait(lambda: len(owners()) == 2 and sum(len(v) for v in owners().values()) == 6, 60, "both workers")
+        split = owners()
+        assert not set.intersection(*split.values())  # no mailbox in two workers
+        for index, user in enumerate(users):
+            dovecot.seed(user, [sample(index)])
+        _wait(lambda: all(dovecot.message_count(u) == 0 for u in users), 60, "first round")
+
+        victim_pid = max(split, key=lambda pid: len(split[pid]))
+        survivor_pid = next(pid for pid in workers if pid != victim_pid)
+        workers[victim_pid].send_signal(signal.SIGKILL)
+        workers[victim_pid].wait(timeout=10)
+        orphaned = [key.split("/")[1] for key in split[victim_pid]]
+        assert orphaned
+        for index, user in enumerate(orphaned):
+            dovecot.seed(user, [sample(100 + index)])
+        started = time.monotonic()
+        _wait(lambda: all(dovecot.message_count(u) == 0 for u in orphaned), 90, "take-over")
+        assert time.monotonic() - started < 90
+        assert owners()[survivor_pid] == {f"acme/{u}" for u in users}
+    finally:
+        for process in workers.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+    raw = read_topic(kafka_config, RAW)
+    uids = [(r["mailbox_id"], r["source_uid"]) for r in raw]
+    assert len(uids) == len(set(uids)) == 6 + len(orphaned)  # nothing fetched twice, nothing lost
