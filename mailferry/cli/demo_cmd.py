@@ -46,6 +46,8 @@ def demo_cmd(
     holds duplicates, a Bcc-only message, one without Message-ID and a large attachment.
     """
     root = root or default_state_dir() / "demo"
+    if not console.is_terminal:
+        console.width = max(console.width, 160)  # a log or CI page: do not fold the tables
     reset(root)
     env = DemoEnvironment(root)
     cli: CliContext | None = None
