@@ -1,8 +1,9 @@
 """One delivery attempt, run in a target's thread pool: ledger, target, decision, outcome.
 
-Returns only after the outcome is durable in Kafka (or raises ``OutcomeNotRecorded``, in
-which case the offset must not be committed). A tenant-wide error is returned, not
-recorded: the worker keeps the record and pauses the tenant.
+Returns the Kafka sends that record the outcome; the worker commits the offset once they
+are acknowledged (``OutcomeNotRecordedError``, or a failed send, means it must not be).
+A tenant-wide error is returned, not recorded: the worker keeps the record and pauses
+the tenant.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import BinaryIO
 
 from mailferry.consumers import metrics
 from mailferry.consumers.ledger import ledger_key
-from mailferry.consumers.outcomes import Job, OutcomeWriter
-from mailferry.consumers.retry_policy import DeadLetter, PauseTenant, Retry, decide
+from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
+from mailferry.consumers.retry_policy import DeadLetter, Retry, decide
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
 from mailferry.blobstore import LocalBlobStore
@@ -31,8 +32,10 @@ class OutcomeNotRecordedError(Exception):
 
 
 @dataclass(frozen=True)
-class Delivered:
-    pass
+class Settled:
+    """The outcome is recorded once ``pending`` (Kafka send futures) are acknowledged."""
+
+    pending: Pending
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ class Paused:
     error: TenantError
 
 
-Result = Delivered | Paused
+Result = Settled | Paused
 
 
 @dataclass(frozen=True)
@@ -109,9 +112,9 @@ def _attempt(
     started = time.monotonic()
     try:
         if writer.ledger.contains(key):
-            writer.skipped(job, target_name)
+            pending = writer.skipped(job, target_name)
             metrics.outcome(tenant, target_name, "skipped")
-            return Delivered()
+            return Settled(pending)
         error: BaseException | None = None
         checked = False
         try:
@@ -129,9 +132,9 @@ def _attempt(
         except Exception as exc:
             error = exc
         if error is None:
-            writer.delivered(job, key, target_name, checked=checked)
+            pending = writer.delivered(job, key, target_name, checked=checked)
             metrics.outcome(tenant, target_name, "delivered", time.monotonic() - started)
-            return Delivered()
+            return Settled(pending)
         decision = decide(
             error,
             job.history,
@@ -141,14 +144,14 @@ def _attempt(
             origin=job.origin,
         )
         if isinstance(decision, Retry):
-            writer.retry(job, decision, error)
+            pending = writer.retry(job, decision, error)
             metrics.outcome(tenant, target_name, "retried")
         elif isinstance(decision, DeadLetter):
-            writer.dead_letter(job, decision, error)
+            pending = writer.dead_letter(job, decision, error)
             metrics.outcome(tenant, target_name, "dead-lettered")
-        elif isinstance(decision, PauseTenant):  # pragma: no cover - TenantError is caught above
-            raise AssertionError("tenant errors are returned, not decided")
-        return Delivered()
+        else:  # pragma: no cover - TenantError is caught above
+            raise AssertionError(f"unexpected decision {decision}")
+        return Settled(pending)
     except TenantError as exc:
         return Paused(target_name, exc)
     except Exception as exc:

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.producer.future import FutureRecordMetadata
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
@@ -115,16 +116,13 @@ class Ledger:
         with self._lock:
             return _digest(key) in self._seen
 
-    def record(self, key: bytes, delivery_id: str, timeout_s: float = 60.0) -> None:
-        """Write one entry and wait for Kafka's acknowledgement."""
+    def record(self, key: bytes, delivery_id: str) -> FutureRecordMetadata:
+        """Send one entry; the caller waits for the acknowledgement before committing."""
         value = json.dumps({"delivery_id": delivery_id, "at": datetime.now(UTC).isoformat()}).encode()
         future = self._producer.send(self.topic, key=key, value=value)
         with self._lock:
             self._seen.add(_digest(key))
-        try:
-            future.get(timeout=timeout_s)
-        except Exception as exc:
-            raise TransientError(f"ledger write not acknowledged: {exc}", reason_code="kafka") from exc
+        return future
 
     def __len__(self) -> int:
         with self._lock:

@@ -1,8 +1,10 @@
 """Recording what happened to a delivery, durably, before its offset may be committed.
 
-Each method returns only after Kafka acknowledged every record it wrote (ledger entry,
-retry record, dead letter, audit event): the worker commits an offset after that, which
-is what makes the pipeline at-least-once without losing a message between stages.
+The per-record methods return the send futures of every record they wrote (ledger entry,
+retry record, dead letter, audit event); the worker commits an offset only after all of
+them are acknowledged, which is what makes the pipeline at-least-once without losing a
+message between stages. Waiting happens in the worker's main loop, not in the target's
+threads, so a thread is free for the next message while Kafka acknowledges the last one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic
 
 ACK_TIMEOUT_S = 60.0
+Pending = list[FutureRecordMetadata]
 
 
 @dataclass(frozen=True)
@@ -51,17 +54,17 @@ class OutcomeWriter:
         self.dlt_topic = full_name(config.kafka, DLT)
         self._kafka = config.kafka
 
-    def delivered(self, job: Job, ledger_key: bytes, target: str, *, checked: bool = False) -> None:
-        self.ledger.record(ledger_key, job.delivery["delivery_id"], timeout_s=ACK_TIMEOUT_S)
+    def delivered(self, job: Job, ledger_key: bytes, target: str, *, checked: bool = False) -> Pending:
+        ledger = self.ledger.record(ledger_key, job.delivery["delivery_id"])
         details = {"target": target, "attempts": str(job.history.attempts + 1)}
         if checked:
             details["found"] = "already in the mailbox after an ambiguous outcome"
-        self._wait([self._audit("delivered", job, details)])
+        return [ledger, self._audit("delivered", job, details)]
 
-    def skipped(self, job: Job, target: str) -> None:
-        self._wait([self._audit("skipped", job, {"target": target, "reason": "already in the ledger"})])
+    def skipped(self, job: Job, target: str) -> Pending:
+        return [self._audit("skipped", job, {"target": target, "reason": "already in the ledger"})]
 
-    def retry(self, job: Job, decision: Retry, error: BaseException) -> None:
+    def retry(self, job: Job, decision: Retry, error: BaseException) -> Pending:
         topic = full_name(self._kafka, retry_topic(decision.tier))
         headers = decision.history.to_headers(decision.due_at, _reason(error))
         futures = [self.producer.send(topic, key=job.key, value=job.value, headers=headers)]
@@ -78,9 +81,9 @@ class OutcomeWriter:
                 },
             )
         )
-        self._wait(futures)
+        return futures
 
-    def dead_letter(self, job: Job, decision: DeadLetter, error: BaseException) -> str:
+    def dead_letter(self, job: Job, decision: DeadLetter, error: BaseException) -> Pending:
         history = decision.history
         origin = history.origin or job.origin
         now = datetime.now(UTC)
@@ -115,8 +118,7 @@ class OutcomeWriter:
                 },
             )
         )
-        self._wait(futures)
-        return str(record["dead_letter_id"])
+        return futures
 
     def undecodable(
         self, topic: str, partition: int, offset: int, key: bytes | None, error: BaseException
@@ -139,11 +141,11 @@ class OutcomeWriter:
             "delivery": None,
             "raw": None,
         }
-        self._wait([self.producer.send(self.dlt_topic, key=key, value=codec(DEAD_LETTER).encode(record))])
+        self.wait([self.producer.send(self.dlt_topic, key=key, value=codec(DEAD_LETTER).encode(record))])
 
     def tenant_event(self, event: EventName, tenant: str, details: dict[str, str]) -> None:
         key, value = audit_event(event, stage="deliver", tenant=tenant, details=details)
-        self._wait([self.producer.send(self.audit_topic, key=key, value=value)])
+        self.wait([self.producer.send(self.audit_topic, key=key, value=value)])
 
     def _audit(self, event: EventName, job: Job, details: dict[str, str]) -> FutureRecordMetadata:
         delivery = job.delivery
@@ -161,7 +163,8 @@ class OutcomeWriter:
         return self.producer.send(self.audit_topic, key=key, value=value)
 
     @staticmethod
-    def _wait(futures: list[FutureRecordMetadata]) -> None:
+    def wait(futures: Pending) -> None:
+        """Block until Kafka acknowledged ``futures`` (for the rare outcomes of the main loop)."""
         for future in futures:
             try:
                 future.get(timeout=ACK_TIMEOUT_S)

@@ -16,6 +16,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,10 +25,10 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 from mailferry.consumers import metrics
-from mailferry.consumers.attempt import Delivered, Paused, Policy, Result, attempt
+from mailferry.consumers.attempt import OutcomeNotRecordedError, Paused, Policy, Result, Settled, attempt
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.offsets import OffsetTracker
-from mailferry.consumers.outcomes import Job, OutcomeWriter
+from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
 from mailferry.consumers.registry import TargetRegistry
 from mailferry.consumers.retry_policy import DeadLetter, History, due_at
 from mailferry.consumers.tenants import TenantPauses
@@ -71,6 +72,7 @@ class DeliveryWorker:
         self._done: queue.Queue[Done] = queue.Queue()
         self._pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
         self._running = 0
+        self._awaiting: deque[tuple[Job, Pending]] = deque()
         self._tier_waits: dict[TopicPartition, datetime] = {}
         self._paused_now: set[TopicPartition] = set()
         self._last_status = 0.0
@@ -218,7 +220,20 @@ class DeliveryWorker:
                     self._pause(str(job.delivery["tenant"]), target_name, result.error)
                     self.pauses.park(str(job.delivery["tenant"]), job, target_name)
                 continue
-            assert isinstance(result, Delivered)
+            assert isinstance(result, Settled)
+            self._awaiting.append((job, result.pending))
+        self._settle()
+
+    def _settle(self) -> None:
+        """Finish the records whose outcome Kafka acknowledged, oldest first."""
+        while self._awaiting:
+            job, pending = self._awaiting[0]
+            if not all(f.is_done for f in pending):
+                return
+            self._awaiting.popleft()
+            failed = [f.exception for f in pending if f.failed()]
+            if failed:
+                raise OutcomeNotRecordedError(f"Kafka did not acknowledge an outcome: {failed[0]}")
             self.tracker.finished(job.topic, job.partition, job.offset)
 
     # -- tenants ----------------------------------------------------------------------------
@@ -257,15 +272,14 @@ class DeliveryWorker:
 
     def _dead_letter_now(self, job: Job, error: PermanentError) -> None:
         decision = DeadLetter("permanent", error.reason_code, _failed_once(job.history, job.origin))
-        self.writer.dead_letter(job, decision, error)
-        self.tracker.finished(job.topic, job.partition, job.offset)
+        self._awaiting.append((job, self.writer.dead_letter(job, decision, error)))
         metrics.outcome(str(job.delivery["tenant"]), str(job.delivery.get("target") or "?"), "dead-lettered")
 
     def _dead_letter_undecodable(
         self, tp: TopicPartition, record: Any, history: History, error: PermanentError
     ) -> None:
         log.error("%s/%d@%d: undecodable delivery record (%s)", tp.topic, tp.partition, record.offset, error)
-        self.writer.undecodable(tp.topic, tp.partition, record.offset, record.key, error)
+        self.writer.undecodable(tp.topic, tp.partition, record.offset, record.key, error)  # waits
         self.tracker.skipped(tp.topic, tp.partition, record.offset)
 
     # -- offsets, pauses, status ------------------------------------------------------------
@@ -303,8 +317,11 @@ class DeliveryWorker:
             self.tracker.in_flight(t, p) > self.pauses.parked_in(t, p) for t, p in keys
         ):
             self._collect(block_s=0.2)
+        self.producer.flush(timeout=60)
+        self._settle()
         self._commit()
         self.tracker.forget(keys)
+        self._awaiting = deque((j, p) for j, p in self._awaiting if (j.topic, j.partition) not in keys)
         self.pauses.drop_partitions(keys)
         for tp in partitions:
             self._tier_waits.pop(tp, None)
@@ -315,6 +332,8 @@ class DeliveryWorker:
         deadline = time.monotonic() + 150
         while self._running > 0 and time.monotonic() < deadline:
             self._collect(block_s=0.5)
+        self.producer.flush(timeout=60)
+        self._settle()
         self._commit()
         self._status(force=True)
 

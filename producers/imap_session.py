@@ -107,6 +107,7 @@ class ImapSession:
             if source.tls == "starttls":
                 conn.starttls(ssl_context=context)
             self.conn = conn
+            self.uidnext: int | None = None
             self.secure = isinstance(conn.sock, ssl.SSLSocket)
             self._login(port, tokens)
         except BaseException:
@@ -159,6 +160,8 @@ class ImapSession:
                 f"source {self.source.id}: no UIDVALIDITY for {folder}", reason_code="protocol"
             )
         exists = int(data[0]) if data and isinstance(data[0], bytes) and data[0].isdigit() else 0
+        _, uidnext = self.conn.response("UIDNEXT")
+        self.uidnext = int(uidnext[0]) if uidnext and isinstance(uidnext[0], bytes) else None
         return int(values[0]), exists
 
     def search_uids(self, criteria: str) -> list[int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,8 @@ log = logging.getLogger(__name__)
 
 PassFn = Callable[[str, Source], PassResult]
 """Runs one pass of (tenant, source) synchronously; raises ``MailferryError``."""
+IdleFn = Callable[[str, Source, float, threading.Event], bool]
+"""Waits (synchronously) up to the given seconds for the server to announce new mail."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class MailboxStatus:
     tenant: str
     mailbox: str
     kind: str
-    state: str = "starting"  # starting | idle | polling | backoff | stopped | disabled
+    state: str = "starting"  # starting | waiting | push-wait | polling | backoff | stopped | disabled
     passes: int = 0
     fetched: int = 0
     deleted: int = 0
@@ -65,6 +68,7 @@ class MailboxStatus:
     reason_code: str | None = None
     next_pass_at: float | None = None
     notes: list[str] = field(default_factory=list)
+    idle_broken: bool = False
 
     def snapshot(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("tenant", "mailbox")}
@@ -80,11 +84,13 @@ class MailboxLoop:
         self.config_hash = config_hash
         self.status = MailboxStatus(tenant, source.id, source.kind)
         self._stop = asyncio.Event()
+        self._stop_thread = threading.Event()
         self._wake = asyncio.Event()
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"fetch {tenant}/{source.id}")
 
     async def stop(self) -> None:
         self._stop.set()
+        self._stop_thread.set()
         self._wake.set()
         await asyncio.shield(self.task)
 
@@ -108,7 +114,29 @@ class MailboxLoop:
             delay = await self._one_pass()
             if delay is None or self._stop.is_set():
                 return
+            if self.status.state == "waiting" and getattr(self.source, "idle", False):
+                await self._idle(delay)
+            else:
+                await self._sleep(delay)
+
+    async def _idle(self, delay: float) -> None:
+        """IMAP IDLE until new mail or ``delay``; a plain sleep when IDLE is not possible."""
+        idle_fn = self.scheduler.idle_fn
+        if idle_fn is None or self.status.idle_broken:
             await self._sleep(delay)
+            return
+        started = time.monotonic()
+        self.status.next_pass_at = time.time() + delay
+        self.status.state = "push-wait"
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                self.scheduler.idle_executor, idle_fn, self.tenant, self.source, delay, self._stop_thread
+            )
+        except Exception as exc:
+            log.info("mailbox %s/%s: IDLE not used: %s", self.tenant, self.source.id, exc)
+            self.status.idle_broken = getattr(exc, "reason_code", "") == "idle-unsupported"
+            await self._sleep(max(0.0, delay - (time.monotonic() - started)))
 
     async def _one_pass(self) -> float | None:
         """Run a pass; the delay until the next one, or None when the mailbox must stop."""
@@ -146,7 +174,7 @@ class MailboxLoop:
         status.skipped += result.skipped
         status.errors += result.errors
         status.notes = (status.notes + result.notes)[-5:]
-        status.state = "idle"
+        status.state = "waiting"
         return next_interval(self.source.poll_interval.total_seconds())
 
 
@@ -161,8 +189,12 @@ class Scheduler:
         threads: int = 64,
         backoff: Backoff | None = None,
         default_limit: int = 10,
+        idle_fn: IdleFn | None = None,
+        idle_threads: int = 512,
     ) -> None:
         self.pass_fn = pass_fn
+        self.idle_fn = idle_fn
+        self.idle_executor = ThreadPoolExecutor(max_workers=idle_threads, thread_name_prefix="idle")
         self.backoff = backoff or Backoff()
         self.executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fetch")
         self._limits = tenant_limits
@@ -193,6 +225,7 @@ class Scheduler:
     async def stop_all(self) -> None:
         await self.remove(list(self.loops))
         self.executor.shutdown(wait=True)
+        self.idle_executor.shutdown(wait=True)
 
     def snapshot(self) -> dict[str, Any]:
         return {key: loop.status.snapshot() for key, loop in sorted(self.loops.items())}

@@ -20,6 +20,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from mailferry.producers.context import FetchContext, PassResult
 from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.imap_idle import idle_known, wait_for_mail
 from mailferry.producers.mailboxes import parse_source
 from mailferry.producers.pop3_fetch import pop3_pass
 from mailferry.producers.publish import Publisher, make_producer
@@ -64,7 +65,7 @@ class FetchWorker:
             inline_threshold=config.blob_store.inline_threshold,
         )
         limits = {t.id: t.fetch_concurrency for t in config.tenants}
-        self.scheduler = Scheduler(self.run_pass, limits, threads=threads)
+        self.scheduler = Scheduler(self.run_pass, limits, threads=threads, idle_fn=self.idle)
         self.assigned: set[int] = set()
         self.partition_of: dict[str, int] = {}
         self.closing = False
@@ -77,6 +78,13 @@ class FetchWorker:
             return pop3_pass(source, tenant, state, self.context)
         assert isinstance(source, ImapSource)
         return imap_pass(source, tenant, state, self.context)
+
+    def idle(self, tenant: str, source: Source, timeout: float, stop: threading.Event) -> bool:
+        """IMAP IDLE between passes (in a scheduler thread)."""
+        assert isinstance(source, ImapSource)
+        return wait_for_mail(
+            source, self.context.tokens, timeout, stop, idle_known(self.states.get(tenant, source.id), source)
+        )
 
     # -- called from the consumer thread, run on the event loop -----------------------------
     async def on_assigned(self, partitions: set[int]) -> None:

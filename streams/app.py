@@ -131,7 +131,16 @@ class StreamApp:
         self.deliver_topic = self.app.topic(full_name(self.kafka, DELIVER))
         self.dlt_topic = self.app.topic(full_name(self.kafka, DLT))
         self.audit_topic = self.app.topic(full_name(self.kafka, AUDIT))
-        self.table = self.app.Table(DEDUP_TABLE, default=None, partitions=self.partitions)
+        # compact keeps the latest sighting per key; delete drops sightings older than the
+        # window plus a day, which can no longer make anything a duplicate
+        retention_ms = self.window_ms + 24 * 3600 * 1000
+        self.table = self.app.Table(
+            DEDUP_TABLE,
+            default=None,
+            partitions=self.partitions,
+            key_type=bytes,
+            extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)},
+        )
         self.app.agent(self.raw_topic, name="route")(self._route_agent)
         self.app.agent(self.dedup_topic, name="dedup")(self._dedup_agent)
 
@@ -155,7 +164,7 @@ class StreamApp:
                 self.counters.last_error = f"{type(exc).__name__}: {exc}"
                 await self._dead_letter(
                     event.key,
-                    None,
+                    _decoded(RAW_MESSAGE, event.value),
                     message,
                     Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}"),
                 )
@@ -225,6 +234,7 @@ class StreamApp:
                     None,
                     message,
                     Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}"),
+                    delivery=_decoded(DELIVERY, event.value),
                 )
             yield None
 
@@ -279,10 +289,18 @@ class StreamApp:
         )
 
     async def _dead_letter(
-        self, key: bytes | None, raw: dict[str, Any] | None, message: Any, why: Rejected
+        self,
+        key: bytes | None,
+        raw: dict[str, Any] | None,
+        message: Any,
+        why: Rejected,
+        *,
+        delivery: dict[str, Any] | None = None,
     ) -> None:
         self.counters.dead_lettered += 1
-        record, tenant = dead_letter(key, raw, message.topic, message.partition, message.offset, why)
+        record, tenant = dead_letter(
+            key, raw, message.topic, message.partition, message.offset, why, delivery=delivery
+        )
         await self.dlt_topic.send(key=key, value=record)
         await self._audit(
             "dead-lettered",
@@ -310,6 +328,14 @@ class StreamApp:
             "dedup_window_s": self.window_ms // 1000,
             "counters": self.counters.__dict__,
         }
+
+
+def _decoded(schema: str, value: bytes) -> dict[str, Any] | None:
+    """The record in ``value``, or None when it cannot be decoded (for dead letters)."""
+    try:
+        return codec(schema).decode(value)
+    except Exception:
+        return None
 
 
 def _credentials(config: MailferryConfig) -> Any:

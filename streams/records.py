@@ -20,6 +20,7 @@ def dead_letter(
     offset: int,
     why: Rejected,
     *,
+    delivery: Record | None = None,
     now: datetime | None = None,
 ) -> tuple[bytes, str]:
     """(Avro ``dead_letter`` value, tenant) for a raw record the stream cannot route.
@@ -28,7 +29,10 @@ def dead_letter(
     so ``mailferry dlq requeue`` can put it back and nothing is lost. An undecodable record
     has no tenant of its own: the one in its key (``tenant/mailbox``) is used.
     """
-    tenant = raw["tenant"] if raw else (key or b"unknown").decode("utf-8", "replace").partition("/")[0]
+    if raw is None and delivery is not None:
+        tenant: str = delivery["tenant"]
+    else:
+        tenant = raw["tenant"] if raw else (key or b"unknown").decode("utf-8", "replace").partition("/")[0]
     record: Record = {
         "dead_letter_id": uuid.uuid4().hex,
         "stage": "stream",
@@ -42,7 +46,7 @@ def dead_letter(
         "origin_offset": offset,
         "failed_at": now or datetime.now(UTC),
         "first_failed_at": None,
-        "delivery": None,
+        "delivery": delivery,
         "raw": raw,
     }
     return codec(DEAD_LETTER).encode(record), tenant or "unknown"

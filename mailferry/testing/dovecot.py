@@ -41,15 +41,16 @@ default_internal_user = dovecot
 default_login_user = dovenull
 first_valid_uid = 1
 disable_plaintext_auth = no
-auth_mechanisms = plain login apop
+auth_mechanisms = {mechanisms}
 mail_location = maildir:{runtime}/mail/%u
 mail_max_userip_connections = 1000
 pop3_uidl_format = %08Xu%08Xv
 ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
-passdb {{
+{oauth2_passdb}passdb {{
   driver = passwd-file
+  mechanisms = plain login apop none
   args = scheme=PLAIN {runtime}/users/%u
 }}
 userdb {{
@@ -77,6 +78,23 @@ service imap-login {{
 """
 
 
+_OAUTH2_PASSDB = """\
+passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {runtime}/oauth2.conf.ext
+}}
+"""
+_OAUTH2_CONF = """\
+introspection_url = {url}
+introspection_mode = post
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+"""
+
+
 def _free_ports(count: int) -> list[int]:
     sockets = []
     try:
@@ -93,8 +111,11 @@ def _free_ports(count: int) -> list[int]:
 class DovecotServer:
     """One Dovecot instance under ``root``; use ``start()``/``stop()`` or ``with``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, oauth2_introspection_url: str | None = None) -> None:
+        """``oauth2_introspection_url``: also accept XOAUTH2/OAUTHBEARER, checking each token by
+        POSTing ``token=…`` there (RFC 7662 style: ``{"active": true, "username": …}``)."""
         self.root = root.resolve()
+        self.oauth2_introspection_url = oauth2_introspection_url
         self.pop3_port = self.pop3s_port = self.imap_port = self.imaps_port = 0
         self.ca_file = self.root / "pki" / "ca.pem"
         self.conf_file = self.root / "dovecot.conf"
@@ -122,6 +143,13 @@ class DovecotServer:
         pki = make_test_pki(self.root / "pki")
         for user in self._users:
             self._write_passwd(user)
+        mechanisms, oauth2_passdb = "plain login apop", ""
+        if self.oauth2_introspection_url:
+            mechanisms += " xoauth2 oauthbearer"
+            oauth2_conf = self.runtime / "oauth2.conf.ext"
+            oauth2_conf.write_text(_OAUTH2_CONF.format(url=self.oauth2_introspection_url))
+            oauth2_conf.chmod(0o644)
+            oauth2_passdb = _OAUTH2_PASSDB.format(runtime=self.runtime)
         last_error = ""
         for _attempt in range(3):
             self.pop3_port, self.pop3s_port, self.imap_port, self.imaps_port = _free_ports(4)
@@ -129,6 +157,8 @@ class DovecotServer:
                 _CONF.format(
                     root=self.root,
                     runtime=self.runtime,
+                    mechanisms=mechanisms,
+                    oauth2_passdb=oauth2_passdb,
                     cert=pki.cert_file,
                     key=pki.key_file,
                     pop3=self.pop3_port,

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import imaplib
 import ssl
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from mailferry.producers import imap_fetch, imap_session
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.imap_idle import idle_known, wait_for_mail
 from mailferry.producers.imap_session import quote
+from mailferry.producers.scheduler import Scheduler
 from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import KafkaConfig
@@ -189,4 +194,52 @@ def test_connection_cut_mid_fetch_loses_nothing_and_deletes_nothing(
     assert result.fetched == 6 - partial and result.deleted == 6
     raw = read_topic(kafka_config, RAW)
     assert sorted(message_bytes(r, ctx.blobs) for r in raw) == sorted(messages)
+    ctx.publisher.close()
+
+
+def test_idle_wakes_up_on_new_mail_and_stops_on_request(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    source, ctx, _state = _setup(dovecot, kafka_config, tmp_path, "i-idle", [])
+    stop = threading.Event()
+    threading.Timer(1.0, lambda: dovecot.seed("i-idle", [sample(1)])).start()
+    started = time.monotonic()
+    assert wait_for_mail(source, ctx.tokens, 30, stop) is True
+    assert time.monotonic() - started < 10
+    threading.Timer(0.5, stop.set).start()
+    started = time.monotonic()
+    assert wait_for_mail(source, ctx.tokens, 30, stop) is False
+    assert time.monotonic() - started < 5
+    ctx.publisher.close()
+
+
+async def test_scheduler_fetches_pushed_mail_long_before_the_poll_interval(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    source, ctx, state = _setup(
+        dovecot, kafka_config, tmp_path, "i-push", [sample(1)], extra='poll_interval = "5m"\n'
+    )
+    scheduler = Scheduler(
+        lambda tenant, src: imap_pass(src, tenant, state, ctx),  # type: ignore[arg-type]
+        {"acme": 2},
+        idle_fn=lambda tenant, src, timeout, stop: wait_for_mail(
+            src,  # type: ignore[arg-type]
+            ctx.tokens,
+            timeout,
+            stop,
+            idle_known(state, src),  # type: ignore[arg-type]
+        ),
+    )
+    await scheduler.upsert("acme", source, "v1")
+    status = scheduler.loops["acme/i-push"].status
+    deadline = time.monotonic() + 20
+    while status.state != "push-wait" and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert status.fetched == 1 and status.state == "push-wait"
+    dovecot.seed("i-push", [sample(2)])
+    while status.fetched < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert status.fetched == 2 and dovecot.message_count("i-push") == 0
+    await scheduler.stop_all()
+    assert status.passes == 2
     ctx.publisher.close()

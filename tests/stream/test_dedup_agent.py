@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, codec
+from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
 from mailferry.streams.app import StreamApp
 from mailferry.streams.router import Routed, route_raw
 
@@ -40,10 +40,14 @@ def stream(tmp_path: Path, clock: Clock) -> Iterator[StreamApp]:
     app = StreamApp(cfg, ["127.0.0.1:1"], clock_ms=clock, store=STORE)
     app.deliver_topic = app.app.channel()  # type: ignore[assignment]
     app.audit_topic = app.app.channel()  # type: ignore[assignment]
+    app.dedup_topic = app.app.channel()  # type: ignore[assignment]
+    app.dlt_topic = app.app.channel()  # type: ignore[assignment]
     app.app.finalize()
     # a channel hands events to its subscribers (iterators) only
     app.delivered = app.deliver_topic.__aiter__()  # type: ignore[attr-defined]
     app.audited = app.audit_topic.__aiter__()  # type: ignore[attr-defined]
+    app.rekeyed = app.dedup_topic.__aiter__()  # type: ignore[attr-defined]
+    app.dead = app.dlt_topic.__aiter__()  # type: ignore[attr-defined]
     yield app
 
 
@@ -79,10 +83,106 @@ async def test_second_copy_is_dropped_with_first_sighting(stream: StreamApp) -> 
     first = candidates(stream, MEETING, "raw/0/1")
     second = candidates(stream, MEETING, "raw/3/7")
     await put_all(stream, first + second)
-    delivered = await drain(stream.delivered, DELIVERY)
+    delivered = await drain(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
     assert [d["raw_origin"] for d in delivered] == ["raw/0/1"]
-    events = await drain(stream.audited, AUDIT_EVENT)
+    events = await drain(stream.audited, AUDIT_EVENT)  # type: ignore[attr-defined]
     assert [e["event"] for e in events] == ["routed", "duplicate"]
     assert events[1]["details"]["first_origin"] == "raw/0/1"
     assert events[1]["details"]["first_seen_at"] == NOW.isoformat()
     assert events[1]["dedup_key"] == f"acme/bob@{DOMAIN}/<meet@x.example>"
+
+
+async def test_window_is_measured_from_the_first_sighting(stream: StreamApp, clock: Clock) -> None:
+    window = 30 * DAY_MS
+    start = clock.ms
+    steps = [
+        (start, "raw/0/1"),
+        (start + window - 1, "raw/0/2"),  # one millisecond inside the window: still a duplicate
+        (start + window, "raw/0/3"),  # a full window later: delivered again, remembered anew
+        (start + window + DAY_MS, "raw/0/4"),
+    ]
+    # one test context: entering another one clears the channels' queues
+    async with stream.app.agents["dedup"].test_context() as ctx:
+        for at, origin in steps:
+            clock.ms = at
+            (delivery,) = candidates(stream, MEETING, origin)
+            await ctx.put(codec(DELIVERY).encode(delivery), key=delivery["dedup_key"].encode())
+    delivered = await drain(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
+    assert [d["raw_origin"] for d in delivered] == ["raw/0/1", "raw/0/3"]
+    events = await drain(stream.audited, AUDIT_EVENT)  # type: ignore[attr-defined]
+    assert [e["event"] for e in events] == ["routed", "duplicate", "routed", "duplicate"]
+    assert events[3]["details"]["first_origin"] == "raw/0/3"
+
+
+async def test_reprocessing_the_same_raw_record_is_not_a_duplicate(stream: StreamApp) -> None:
+    copy = candidates(stream, MEETING, "raw/0/1")
+    await put_all(stream, copy + copy)
+    delivered = await drain(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
+    assert [d["delivery_id"] for d in delivered] == [copy[0]["delivery_id"]] * 2
+    events = await drain(stream.audited, AUDIT_EVENT)  # type: ignore[attr-defined]
+    assert [e["details"]["dedup"] for e in events] == ["first", "reprocessed"]
+
+
+async def test_same_message_id_to_two_recipients_reaches_both(stream: StreamApp) -> None:
+    to_bob = message(("Delivered-To", f"bob@{DOMAIN}"), ("Message-ID", "<meet@x.example>"))
+    to_carol = message(("Delivered-To", f"carol@{DOMAIN}"), ("Message-ID", "<meet@x.example>"))
+    await put_all(stream, candidates(stream, to_bob, "raw/0/1") + candidates(stream, to_carol, "raw/0/2"))
+    delivered = await drain(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
+    assert [d["recipient"] for d in delivered] == [f"bob@{DOMAIN}", f"carol@{DOMAIN}"]
+
+
+async def test_catch_all_and_personal_copy_reach_the_recipient_once(stream: StreamApp) -> None:
+    data = message(("Delivered-To", f"alice@{DOMAIN}"), ("Message-ID", "<both@x.example>"))
+    from_catchall = candidates(stream, data, "raw/0/1", mailbox="catchall")
+    from_personal = candidates(stream, data, "raw/1/1", mailbox="alice-private")
+    await put_all(stream, from_catchall + from_personal)
+    delivered = await drain(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
+    assert [(d["recipient"], d["mailbox_id"]) for d in delivered] == [(f"alice@{DOMAIN}", "catchall")]
+    events = await drain(stream.audited, AUDIT_EVENT)  # type: ignore[attr-defined]
+    assert events[1]["event"] == "duplicate" and events[1]["mailbox_id"] == "alice-private"
+    assert events[1]["details"]["first_mailbox_id"] == "catchall"
+
+
+async def route(stream: StreamApp, *values: bytes) -> None:
+    agent = stream.app.agents["route"]
+    async with agent.test_context() as ctx:
+        for value in values:
+            await ctx.put(value, key=b"acme/catchall")
+
+
+def raw_value(stream: StreamApp, data: bytes, **extra: object) -> bytes:
+    blobs = LocalBlobStore(stream.config.blob_dir)
+    _key, raw = build_raw_record(
+        RawSource("acme", "catchall", "pop3"), data, blobs=blobs, inline_threshold=1 << 20
+    )
+    raw.update(extra)
+    return codec(RAW_MESSAGE).encode(raw)
+
+
+async def test_route_rekeys_by_dedup_key_and_replays_bypass_the_table(stream: StreamApp) -> None:
+    two = message(("Envelope-To", f"bob@{DOMAIN}, carol@{DOMAIN}"), ("Message-ID", "<r@x.example>"))
+    await route(
+        stream, raw_value(stream, two), raw_value(stream, two, bypass_dedup=True, replay_of="raw/0/1")
+    )
+    rekeyed = []
+    while not stream.rekeyed.empty():  # type: ignore[attr-defined]
+        rekeyed.append((await stream.rekeyed.get()).key)  # type: ignore[attr-defined]
+    assert rekeyed == [
+        f"acme/bob@{DOMAIN}/<r@x.example>".encode(),
+        f"acme/carol@{DOMAIN}/<r@x.example>".encode(),
+    ]
+    delivered = await drain(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
+    assert [d["recipient"] for d in delivered] == [f"bob@{DOMAIN}", f"carol@{DOMAIN}"]
+    events = await drain(stream.audited, AUDIT_EVENT)  # type: ignore[attr-defined]
+    assert {e["details"]["dedup"] for e in events} == {"bypassed"}
+
+
+async def test_route_dead_letters_bad_records_and_keeps_going(stream: StreamApp) -> None:
+    good = message(("Delivered-To", f"bob@{DOMAIN}"))
+    await route(stream, b"garbage", raw_value(stream, b"\r\nno headers"), raw_value(stream, good))
+    dead = await drain(stream.dead, DEAD_LETTER)  # type: ignore[attr-defined]
+    assert [(d["reason_code"], d["stage"], d["raw"] is None) for d in dead] == [
+        ("unknown-schema", "stream", True),
+        ("no-headers", "stream", False),
+    ]
+    assert not stream.rekeyed.empty()  # type: ignore[attr-defined]

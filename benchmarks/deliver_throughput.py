@@ -1,0 +1,225 @@
+"""Delivery worker throughput: Maildir and an SMTP sink, through the real worker and broker.
+
+Run: .venv/bin/python benchmarks/deliver_throughput.py [--messages 2000] [--size 5000]
+     [--mailboxes 50] [--concurrency 8]
+
+For each target an embedded broker (temporary folder) gets --messages delivery records on
+the deliver topic, then ``DeliveryWorker`` (the code behind ``mailferry deliver``) runs in
+this process until every message is in place. Reported per target:
+- direct: the target alone, called from a thread pool of the same size (no Kafka) — the
+  ceiling the worker is measured against;
+- worker: first to last delivery (steady rate) and from worker start (ledger load and
+  consumer-group join included); every delivery also writes a ledger entry and an audit
+  event and waits for Kafka's acknowledgement before its offset is committed.
+The SMTP sink is aiosmtpd on 127.0.0.1 without TLS (counts and drops messages).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from kafka import KafkaAdminClient, KafkaProducer
+from mailferry.consumers.maildir import mailbox_dirname
+from mailferry.consumers.registry import build_target
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.worker import DeliveryWorker
+from mailferry.schemas.codec import DELIVERY, codec
+from rich.console import Console
+from rich.table import Table
+
+from mailferry.config import MailferryConfig, parse_config
+from mailferry.config.kafka import EmbeddedKafka
+from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.embedded import EmbeddedBroker
+from mailferry.kafka.topics import DELIVER, full_name, topic_specs
+
+
+class CountingSink:
+    def __init__(self) -> None:
+        self.count = 0
+        self.lock = threading.Lock()
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.count += 1
+        return "250 queued"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def message(index: int, size: int) -> bytes:
+    head = (
+        f"From: sender@example.org\r\nTo: user{index}@acme.example\r\nSubject: bench {index}\r\n"
+        f"Message-ID: <{index}.{uuid.uuid4().hex}@bench>\r\n\r\n"
+    ).encode()
+    line = b"x" * 76 + b"\r\n"
+    return head + line * max(1, (size - len(head)) // len(line))
+
+
+def config_for(home: Path, address: str, target_toml: str) -> MailferryConfig:
+    text = (
+        f'state_dir = "{home / "state"}"\n[kafka]\nbootstrap_servers = ["{address}"]\n'
+        f'topic_prefix = "b{uuid.uuid4().hex[:8]}"\n'
+        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
+        'default_mailbox = "postmaster@acme.example"\ndefault_target = "t"\n' + target_toml
+    )
+    config = parse_config(text)
+    admin = KafkaAdminClient(bootstrap_servers=[address])
+    ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
+    admin.close()
+    return config
+
+
+def record(index: int, mailboxes: int, body: bytes) -> dict[str, Any]:
+    recipient = f"user{index % mailboxes}@acme.example"
+    return {
+        "delivery_id": uuid.uuid4().hex,
+        "tenant": "acme",
+        "recipient": recipient,
+        "target": "t",
+        "dedup_key": f"acme/{recipient}/{index}/{uuid.uuid4().hex}",
+        "message_id": None,
+        "mailbox_id": "bench",
+        "size": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "inline": body,
+        "blob_ref": None,
+        "reasons": [],
+        "flags": [],
+        "add_headers": [{"name": "X-Mailferry-Trace", "value": "acme; bench"}],
+        "raw_origin": None,
+        "routed_at": datetime.now(UTC),
+    }
+
+
+def direct_rate(config: MailferryConfig, records: list[dict[str, Any]], concurrency: int) -> float:
+    target = build_target(config.tenant("acme"), "t")
+
+    def one(rec: dict[str, Any]) -> None:
+        body = rec["inline"]
+        target.deliver(
+            DeliveryItem(
+                tenant="acme",
+                mailbox=rec["recipient"],
+                dedup_key="direct/" + rec["dedup_key"],
+                message_id=None,
+                size=len(body),
+                sha256=rec["sha256"],
+                open_message=lambda: io.BytesIO(body),
+                add_headers=(("X-Mailferry-Trace", "acme; bench"),),
+            )
+        )
+
+    began = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(one, records))
+    elapsed = time.perf_counter() - began
+    target.close()
+    return len(records) / elapsed
+
+
+def worker_rates(
+    config: MailferryConfig, records: list[dict[str, Any]], delivered: Callable[[], int]
+) -> tuple[float, float]:
+    producer = KafkaProducer(bootstrap_servers=list(config.kafka.bootstrap_servers), acks="all", linger_ms=5)
+    topic = full_name(config.kafka, DELIVER)
+    for rec in records:
+        key = f"acme/{rec['recipient']}".encode()
+        producer.send(topic, key=key, value=codec(DELIVERY).encode(rec))
+    producer.flush()
+    producer.close()
+    baseline = delivered()
+    worker = DeliveryWorker(config, list(config.kafka.bootstrap_servers))
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    began = time.perf_counter()
+    thread.start()
+    first = None
+    while delivered() - baseline < len(records):
+        if first is None and delivered() > baseline:
+            first = time.perf_counter()
+        if not thread.is_alive():
+            raise RuntimeError("the worker stopped early")
+        time.sleep(0.05)
+    last = time.perf_counter()
+    stop.set()
+    thread.join(timeout=120)
+    steady = (len(records) - 1) / (last - (first or began)) if len(records) > 1 else float("nan")
+    return steady, len(records) / (last - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--size", type=int, default=5000)
+    parser.add_argument("--mailboxes", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), home / "kafka")
+        address = broker.start().address
+        sink = CountingSink()
+        smtp_port = free_port()
+        controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
+        controller.start()
+        try:
+            maildir = home / "maildir"
+            scenarios: list[tuple[str, str, Callable[[], int]]] = [
+                (
+                    "maildir",
+                    f'[[tenants.targets]]\nname = "t"\nkind = "maildir"\npath = "{maildir}"\n'
+                    f"concurrency = {args.concurrency}\n",
+                    lambda: sum(
+                        1
+                        for i in range(args.mailboxes)
+                        for _ in (maildir / mailbox_dirname(f"user{i}@acme.example") / "new").glob("*")
+                    ),
+                ),
+                (
+                    "smtp (aiosmtpd sink)",
+                    f'[[tenants.targets]]\nname = "t"\nkind = "smtp"\nhost = "127.0.0.1"\nport = {smtp_port}\n'
+                    f'tls = "none"\nconcurrency = {args.concurrency}\n',
+                    lambda: sink.count,
+                ),
+            ]
+            for name, toml, delivered in scenarios:
+                config = config_for(home, address, toml)
+                records = [record(i, args.mailboxes, message(i, args.size)) for i in range(args.messages)]
+                direct = direct_rate(config, records, args.concurrency)
+                steady, total = worker_rates(config, records, delivered)
+                rows.append((name, direct, steady, total))
+        finally:
+            controller.stop()
+            broker.stop()
+    table = Table(
+        title=f"deliveries/s: {args.messages} messages of ~{args.size} B to {args.mailboxes} mailboxes, "
+        f"concurrency {args.concurrency}"
+    )
+    for column in ("target", "direct (no Kafka)", "worker steady", "worker incl. start", "worker/direct"):
+        table.add_column(column)
+    for name, direct, steady, total in rows:
+        table.add_row(name, f"{direct:.0f}", f"{steady:.0f}", f"{total:.0f}", f"{steady / direct:.0%}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

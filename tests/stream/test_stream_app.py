@@ -1,0 +1,246 @@
+"""The ``mailferry stream`` role on the real embedded broker: raw in, deliveries out.
+
+The worker runs as the real child process (``python -m mailferry stream``), is stopped with
+SIGTERM like ``mailferry run`` does, and restarted: once with its RocksDB folder, once
+without it, so the dedup table must come back from its changelog topic.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record, codec
+from mailferry.streams.app import app_id
+
+from mailferry.blobstore import LocalBlobStore
+from mailferry.config import load_config
+from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name, topic_specs
+from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+from mailferry.status import read_snapshots
+from mailferry.testing.sample_mail import catchall_mailbox, personal_mailbox
+
+pytestmark = pytest.mark.integration
+
+DOMAIN = "acme.example"
+ALICE = f"alice@{DOMAIN}"
+POSTMASTER = f"postmaster@{DOMAIN}"
+
+
+def _write_config(tmp_path: Path, kafka: KafkaConfig) -> Path:
+    path = tmp_path / "mailferry.toml"
+    source = (
+        'kind = "pop3"\nhost = "127.0.0.1"\nusername = "u"\ntls = "none"\nallow_plaintext_login = true\n'
+        'auth = { kind = "password", password = "x" }\n'
+    )
+    path.write_text(
+        f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
+        f"[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\n"
+        f'topic_prefix = "{kafka.topic_prefix}"\n'
+        "[kafka.topics.defaults]\npartitions = 2\n"
+        '[blob_store]\ninline_threshold = "256KiB"\n'
+        '[stream]\nweb_port = 0\ndedup_window = "30d"\nmax_received_hops = 20\n'
+        f'[[tenants]]\nid = "acme"\naccepted_domains = ["{DOMAIN}"]\n'
+        f'default_mailbox = "{POSTMASTER}"\ndefault_target = "box"\n'
+        '[[tenants.targets]]\nname = "box"\nkind = "maildir"\npath = "/tmp/unused"\n'
+        f'[[tenants.sources]]\nid = "catchall"\nmode = "global"\n{source}'
+        f'[[tenants.sources]]\nid = "alice-private"\nmode = "personal"\ndeliver_to = "{ALICE}"\n{source}',
+        encoding="utf-8",
+    )
+    return path
+
+
+class StreamRole:
+    """The stream role as a child process, the way ``mailferry run`` starts it."""
+
+    def __init__(self, config_path: Path, log: Path) -> None:
+        self.config_path = config_path
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        argv = [sys.executable, "-m", "mailferry", "-c", str(self.config_path), "stream"]
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self, timeout: float = 60) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"stream role ignored SIGTERM:\n{self.log.read_text()[-3000:]}") from None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+class Topics:
+    """Reads a topic from the start, keeping what it has seen, until a condition holds."""
+
+    def __init__(self, kafka: KafkaConfig, logical: str, schema: str) -> None:
+        self.schema = schema
+        self.consumer = KafkaConsumer(
+            full_name(kafka, logical),
+            bootstrap_servers=kafka.bootstrap_servers,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        self.records: list[tuple[bytes, Record]] = []
+
+    def wait(
+        self, until: Callable[[list[Record]], bool], role: StreamRole, timeout: float = 120
+    ) -> list[Record]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for batch in self.consumer.poll(timeout_ms=500).values():
+                self.records += [(m.key, codec(self.schema).decode(m.value)) for m in batch]
+            values = [r for _k, r in self.records]
+            if until(values):
+                return values
+            assert role.alive(), f"stream role died:\n{role.log.read_text()[-3000:]}"
+        raise AssertionError(f"timed out with {len(self.records)} records:\n{role.log.read_text()[-3000:]}")
+
+    def settle(self, seconds: float = 3.0) -> list[Record]:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for batch in self.consumer.poll(timeout_ms=300).values():
+                self.records += [(m.key, codec(self.schema).decode(m.value)) for m in batch]
+        return [r for _k, r in self.records]
+
+
+@pytest.fixture
+def setup(tmp_path: Path, kafka_config: KafkaConfig) -> Iterator[tuple[Path, StreamRole]]:
+    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    ensure_topics(admin, topic_specs(kafka_config.model_copy(update={}), 4))
+    admin.close()
+    config_path = _write_config(tmp_path, kafka_config)
+    role = StreamRole(config_path, tmp_path / "stream.log")
+    yield config_path, role
+    if role.alive():
+        role.stop()
+
+
+class Publisher:
+    def __init__(self, config_path: Path) -> None:
+        self.config = load_config(config_path)
+        self.blobs = LocalBlobStore(self.config.blob_dir)
+        self.producer = KafkaProducer(
+            bootstrap_servers=self.config.kafka.bootstrap_servers, acks="all", max_request_size=4 << 20
+        )
+        self.topic = full_name(self.config.kafka, RAW)
+
+    def raw(self, mailbox: str, data: bytes, **extra: object) -> str:
+        key, record = build_raw_record(
+            RawSource("acme", mailbox, "pop3"),
+            data,
+            blobs=self.blobs,
+            inline_threshold=self.config.blob_store.inline_threshold,
+        )
+        record.update(extra)
+        self.producer.send(self.topic, key=key, value=encode_raw(record)).get(30)
+        return str(record["sha256"])
+
+    def bytes_(self, key: bytes, value: bytes) -> None:
+        self.producer.send(self.topic, key=key, value=value).get(30)
+
+
+LOOP = (
+    b"X-Mailferry-Trace: tenant=acme; mailbox=catchall; key=k\r\nDelivered-To: bob@acme.example\r\n"
+    b"Message-ID: <loop@x.example>\r\n\r\nbody\r\n"
+)
+HOPS = b"".join(b"Received: from a by b; Mon, 2 Nov 2026 10:00:00 +0000\r\n" for _ in range(25)) + b"\r\nx"
+SHARED = (
+    b"Delivered-To: alice@acme.example\r\nMessage-ID: <both-ways@partner.example>\r\n"
+    b"Subject: fetched twice\r\n\r\nsame message from the catch-all and from Alice's own mailbox\r\n"
+)
+
+
+def test_stream_role_end_to_end_with_restarts(
+    setup: tuple[Path, StreamRole], kafka_config: KafkaConfig
+) -> None:
+    config_path, role = setup
+    publisher = Publisher(config_path)
+    deliveries = Topics(kafka_config, DELIVER, DELIVERY)
+    audit = Topics(kafka_config, AUDIT, AUDIT_EVENT)
+    dead = Topics(kafka_config, DLT, DEAD_LETTER)
+    role.start()
+
+    expected: Counter[tuple[str, str]] = Counter()
+    names: dict[str, str] = {}
+    for sample in catchall_mailbox(DOMAIN, POSTMASTER, large_attachment_bytes=600_000):
+        sha = publisher.raw("catchall", sample.data)
+        names.setdefault(sha, sample.name)
+        expected.update((sample.name, r) for r in sample.expected)
+    for sample in personal_mailbox(ALICE):
+        sha = publisher.raw("alice-private", sample.data)
+        names.setdefault(sha, sample.name)
+        expected.update((sample.name, r) for r in sample.expected)
+    names[publisher.raw("catchall", SHARED)] = "shared"
+    names[publisher.raw("alice-private", SHARED)] = "shared"
+    expected[("shared", ALICE)] += 1
+    publisher.raw("catchall", b"\r\nno headers at all")
+    publisher.raw("catchall", LOOP)
+    publisher.raw("catchall", HOPS)
+    publisher.bytes_(b"acme/catchall", b"not an avro record")
+
+    total = sum(expected.values())
+    delivered = deliveries.wait(lambda rs: len(rs) >= total, role)
+    dead_letters = dead.wait(lambda rs: len(rs) >= 4, role)
+    delivered = deliveries.settle()
+    got = Counter((names[d["sha256"]], d["recipient"]) for d in delivered)
+    assert got == expected  # every sample where it belongs, once; duplicates dropped
+    meeting = {d["recipient"] for d in delivered if d["message_id"] and "meeting-2026" in d["message_id"]}
+    assert len(meeting) == 2, "one Message-ID for two recipients reaches both"
+    large = next(d for d in delivered if names[d["sha256"]] == "catchall-large")
+    assert large["inline"] is None and large["blob_ref"]
+    bcc = next(d for d in delivered if names[d["sha256"]] == "catchall-bcc-only")
+    assert bcc["flags"] == ["possible-lost-bcc"] and bcc["reasons"][0]["kind"] == "fallback"
+    assert {k.decode() for k, _ in deliveries.records} >= {f"acme/{ALICE}", f"acme/{POSTMASTER}"}
+    assert sorted(d["reason_code"] for d in dead_letters) == [
+        "loop-trace",
+        "no-headers",
+        "too-many-hops",
+        "unknown-schema",
+    ]
+    assert all(d["stage"] == "stream" for d in dead_letters)
+    assert all(d["raw"] is not None for d in dead_letters if d["reason_code"] != "unknown-schema")
+
+    events = audit.wait(lambda rs: sum(e["event"] == "duplicate" for e in rs) >= 2, role)
+    duplicates = [e for e in events if e["event"] == "duplicate"]
+    assert {e["recipient"] for e in duplicates} == {f"carol@{DOMAIN}", ALICE}
+    assert all(e["details"]["first_origin"].startswith(full_name(kafka_config, RAW)) for e in duplicates)
+    routed = [e for e in events if e["event"] == "routed"]
+    assert len(routed) == total and all(e["details"]["reasons"] for e in routed)
+
+    assert role.stop() == 0
+    snapshots = [s for s in read_snapshots(load_config(config_path).state_dir) if s["role"] == "stream"]
+    assert snapshots and snapshots[-1]["state"] == "stopped"
+    assert snapshots[-1]["store"] == "rocksdb"
+    assert snapshots[-1]["counters"]["duplicates"] == 2
+
+    # restart with the local RocksDB folder, then without it (table rebuilt from the changelog)
+    data_dir = load_config(config_path).stream_data_dir / app_id(load_config(config_path))
+    duplicate = next(s for s in catchall_mailbox(DOMAIN, POSTMASTER) if s.name == "catchall-duplicate-1")
+    for round_, wipe in enumerate((False, True), start=1):
+        if wipe:
+            shutil.rmtree(data_dir)
+        role.start()
+        publisher.raw("catchall", duplicate.data)
+        audit.wait(lambda rs, n=round_: sum(e["event"] == "duplicate" for e in rs) >= 2 + n, role)
+        assert len(deliveries.settle(2.0)) == total, f"restart {round_}: the duplicate was delivered"
+        assert role.stop() == 0
+    assert json.dumps(snapshots[-1])  # the snapshot is plain JSON
