@@ -24,6 +24,7 @@ import importlib.util
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -33,7 +34,7 @@ from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
 from mailferry.streams.dedup import Sighting, decide
 from mailferry.streams.directory_cache import CachedDirectory
 from mailferry.streams.records import dead_letter, routed_details
-from mailferry.streams.router import Candidate, DirectoryFor, Rejected, no_directory, route_raw
+from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
 
 from mailferry.audit import audit_event
 from mailferry.blobstore import LocalBlobStore
@@ -91,6 +92,8 @@ class StreamApp:
         self.counters = Counters()
         self.store = store or store_url()
         self._directories: dict[str, Directory | None] = {}
+        # one thread: look-ups stay in order and the caches need no locks
+        self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="directory")
         self._directory_for = directory_for
         settings = self.kafka.topics.overrides.get(DEDUP_TOPIC, self.kafka.topics.defaults)
         self.partitions = settings.partitions
@@ -147,8 +150,17 @@ class StreamApp:
         self.app.agent(self.dedup_topic, name="dedup")(self._dedup_agent)
 
     def directory(self, tenant: Tenant) -> Directory | None:
+        """The tenant's live directory behind a TTL cache, or None when it has none.
+
+        A directory that cannot even be set up (bad target settings) is logged and left
+        out: routing then keeps addresses as they are rather than dead-lettering mail.
+        """
         if tenant.id not in self._directories:
-            inner = self._directory_for(tenant)
+            try:
+                inner = self._directory_for(tenant)
+            except PermanentError as exc:
+                log.warning("stream: no directory for tenant %s: %s", tenant.id, exc)
+                inner = None
             ttl = self.config.stream.directory_cache_ttl.total_seconds()
             self._directories[tenant.id] = CachedDirectory(inner, ttl) if inner is not None else None
         return self._directories[tenant.id]
@@ -180,25 +192,19 @@ class StreamApp:
                 key, None, message, Rejected("malformed-message", exc.reason_code, exc.message)
             )
             return
-        for delay in (*TRANSIENT_BACKOFF, None):
+        attempt = 0
+        while True:
             try:
-                outcome = route_raw(
-                    raw,
-                    config=self.config,
-                    blobs=self.blobs,
-                    origin=origin,
-                    now=datetime.now(UTC),
-                    directory_for=self.directory,
-                )
+                outcome = await self._route_raw(raw, origin)
                 break
             except TransientError as exc:
-                if delay is None:
-                    raise
+                # a directory outage is not the message's fault: hold the partition and retry
+                delay = max(TRANSIENT_BACKOFF[min(attempt, len(TRANSIENT_BACKOFF) - 1)], exc.retry_after or 0)
+                attempt += 1
                 self.counters.transient_retries += 1
-                log.warning(
-                    "stream: %s, retrying %s in %.0f s", exc, origin, max(delay, exc.retry_after or 0)
-                )
-                await asyncio.sleep(max(delay, exc.retry_after or 0))
+                self.counters.last_error = f"{exc.reason_code}: {exc}"
+                log.warning("stream: %s, retrying %s in %.0f s", exc, origin, delay)
+                await asyncio.sleep(delay)
         if isinstance(outcome, Rejected):
             await self._dead_letter(key, raw, message, outcome)
             return
@@ -222,6 +228,31 @@ class StreamApp:
                     key=candidate.dedup_key.encode(),
                     value=codec(DELIVERY).encode(candidate.delivery),
                 )
+
+    async def _route_raw(self, raw: dict[str, Any], origin: str) -> Routed | Rejected:
+        """The pure router; in a thread when the tenant has a live directory (EWS/Graph
+        look-ups block), inline otherwise."""
+
+        def call() -> Routed | Rejected:
+            return route_raw(
+                raw,
+                config=self.config,
+                blobs=self.blobs,
+                origin=origin,
+                now=datetime.now(UTC),
+                directory_for=self.directory,
+            )
+
+        if not self._has_directory(raw["tenant"]):
+            return call()
+        return await asyncio.get_running_loop().run_in_executor(self._lookups, call)
+
+    def _has_directory(self, tenant_id: str) -> bool:
+        try:
+            tenant = self.config.tenant(tenant_id)
+        except KeyError:
+            return False
+        return self.directory(tenant) is not None
 
     # -- dedup: candidates -> deliveries --------------------------------------------------
 

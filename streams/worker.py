@@ -14,6 +14,7 @@ from typing import Any
 import faust
 from kafka import KafkaAdminClient
 from mailferry.streams.app import StreamApp
+from mailferry.streams.router import DirectoryFor, no_directory
 
 from mailferry.config.models import MailferryConfig
 from mailferry.errors import ConfigError
@@ -34,11 +35,20 @@ def prepare_topics(config: MailferryConfig, servers: list[str]) -> None:
         admin.close()
 
 
+def live_directories() -> DirectoryFor:
+    """EWS ResolveNames / Graph look-ups from the delivery stage, when it is installed."""
+    try:
+        from mailferry.consumers.ews_directory import directory_for
+    except ImportError:
+        return no_directory
+    return directory_for
+
+
 def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = "warning") -> None:
     """Run the worker until a signal stops it (raises SystemExit with the worker's code)."""
     prepare_topics(config, servers)
     config.stream_data_dir.mkdir(parents=True, exist_ok=True)
-    stream = StreamApp(config, servers)
+    stream = StreamApp(config, servers, directory_for=live_directories())
 
     def snapshot(state: str) -> None:
         payload: dict[str, Any] = {"state": state, **stream.status()}
