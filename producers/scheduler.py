@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from mailferry.producers.context import PassResult
@@ -71,7 +72,16 @@ class MailboxStatus:
     idle_broken: bool = False
 
     def snapshot(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("tenant", "mailbox")}
+        """For ``mailferry status``: times as ISO strings, ``last_poll`` as that command expects."""
+        out: dict[str, Any] = {}
+        for key, value in self.__dict__.items():
+            if key in ("tenant", "mailbox"):
+                continue
+            if key.endswith("_at") and isinstance(value, float):
+                value = datetime.fromtimestamp(value, UTC).isoformat(timespec="seconds")
+            out[key] = value
+        out["last_poll"] = out.get("last_pass_at")
+        return out
 
 
 class MailboxLoop:

@@ -11,6 +11,7 @@ whenever any session starts), and the ``dovecot`` user could not traverse it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import grp
 import os
@@ -122,6 +123,7 @@ class DovecotServer:
         self.log_file = self.root / "dovecot.log"
         self.runtime = Path(tempfile.mkdtemp(prefix="mailferry-dovecot-"))
         self.runtime.chmod(0o711)
+        atexit.register(shutil.rmtree, self.runtime, True)  # Maildirs must not outlive the process
         self._users: dict[str, str] = {}
         self._process: subprocess.Popen[bytes] | None = None
         self._seq = 0
