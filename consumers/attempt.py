@@ -22,6 +22,7 @@ from mailferry.consumers.retry_policy import DeadLetter, Retry, decide
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
 from mailferry.blobstore import LocalBlobStore
+from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,16 @@ class Policy:
     horizon: timedelta
 
 
+def idempotency_key(delivery: dict[str, object]) -> str:
+    """What makes two deliveries "the same" for the ledger and the targets: the dedup key,
+    or for a bypass-dedup replay that key plus the replayed delivery."""
+    flags = delivery.get("flags") or []
+    assert isinstance(flags, list)
+    if BYPASS_DEDUP in flags:
+        return f"{delivery['dedup_key']}#replay:{delivery['delivery_id']}"
+    return str(delivery["dedup_key"])
+
+
 def delivery_item(delivery: dict[str, object], blobs: LocalBlobStore) -> DeliveryItem:
     inline = delivery.get("inline")
     blob_ref = delivery.get("blob_ref")
@@ -77,7 +88,7 @@ def delivery_item(delivery: dict[str, object], blobs: LocalBlobStore) -> Deliver
     return DeliveryItem(
         tenant=str(delivery["tenant"]),
         mailbox=str(delivery["recipient"]),
-        dedup_key=str(delivery["dedup_key"]),
+        dedup_key=idempotency_key(delivery),
         message_id=delivery.get("message_id") if isinstance(delivery.get("message_id"), str) else None,  # type: ignore[arg-type]
         size=int(delivery["size"]),  # type: ignore[call-overload]
         sha256=str(delivery["sha256"]),
@@ -97,7 +108,7 @@ def attempt(
 ) -> Result:
     delivery = job.delivery
     key = ledger_key(
-        str(delivery["tenant"]), target_name, str(delivery["recipient"]), str(delivery["dedup_key"])
+        str(delivery["tenant"]), target_name, str(delivery["recipient"]), idempotency_key(delivery)
     )
     with writer.ledger.claim(key):
         return _attempt(job, key, target, target_name, writer=writer, blobs=blobs, policy=policy)

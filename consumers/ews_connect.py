@@ -28,6 +28,7 @@ from exchangelib import (
     Version,
 )
 from exchangelib.autodiscover import Autodiscovery
+from exchangelib.errors import SessionPoolMinSizeReached
 from exchangelib.protocol import BaseProtocol, FailFast, Protocol
 from exchangelib.version import (
     EXCHANGE_2007,
@@ -120,6 +121,18 @@ class _TokenUrlOAuth2Credentials(OAuth2Credentials):  # type: ignore[misc]
         return self._token_endpoint
 
 
+def _keep_pool_size() -> None:
+    """Replaces exchangelib's ``decrease_poolsize``, which it calls on every busy answer.
+
+    Shrinking takes the pool lock and then waits for a free session; when the pool is empty
+    and below its maximum, that wait tries to grow the pool under the same lock and the
+    process deadlocks (seen at 32 threads against a 27-request budget). Back-off is the
+    retry topics' job here, so the pool keeps its size; raising "minimum reached" makes
+    exchangelib give up instead of retrying ErrorExceededConnectionCount in a loop.
+    """
+    raise SessionPoolMinSizeReached("mailferry keeps the EWS session pool; the worker backs off")
+
+
 class EwsConnection:
     """Builds and caches the exchangelib objects of one target; thread-safe."""
 
@@ -178,6 +191,7 @@ class EwsConnection:
     def _tune(self, protocol: Protocol) -> Protocol:
         protocol.TIMEOUT = self.target.timeout.total_seconds()
         protocol.RETRY_WAIT = 0  # a busy answer without BackOffMilliseconds keeps retry_after None
+        protocol.decrease_poolsize = _keep_pool_size
         return protocol
 
     def _autodiscover(self) -> str:

@@ -1,4 +1,4 @@
-"""Directory look-up through EWS ResolveNames (``mailferry.directory.Directory``).
+"""Directory look-up through EWS ResolveNames (``mailferry.directory.Directory``), cached.
 
 Two traps of ResolveNames shape this module: without the ``smtp:`` prefix it matches only
 primary addresses, and its match is a *prefix* match (``smtp:bob@ex`` finds
@@ -17,6 +17,9 @@ from typing import Any
 
 from exchangelib.errors import ErrorNameResolutionNoResults
 from mailferry.consumers.ews_errors import classify
+
+from mailferry.config.models import Tenant
+from mailferry.directory import Directory
 
 
 def exact_match(address: str, resolutions: Iterable[Any]) -> str | None:
@@ -131,3 +134,23 @@ def ews_lookup(protocol_of: Callable[[], Any], *, tenant: str | None = None) -> 
         return exact_match(address, resolutions)
 
     return ask
+
+
+def directory_for(tenant: Tenant) -> Directory | None:
+    """The live directory of a tenant's default target (EWS or Graph), for recipient
+    resolution in the stream app; None for targets without a directory (SMTP, Maildir).
+
+    Blocking (exchangelib and httpx are synchronous): call it from a thread, not an event loop.
+    """
+    target = tenant.target()
+    if target.kind == "ews":
+        from mailferry.consumers.ews_connect import EwsConnection
+
+        connection = EwsConnection(tenant, target)
+        return CachedDirectory(ews_lookup(lambda: connection.protocol, tenant=tenant.id))
+    if target.kind == "graph":
+        from mailferry.consumers.graph import graph_lookup
+        from mailferry.consumers.graph_client import GraphClient
+
+        return CachedDirectory(graph_lookup(GraphClient(target, tenant=tenant.id)))
+    return None

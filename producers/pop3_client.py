@@ -33,6 +33,7 @@ class Pop3Client:
         self._sock = sock
         self._host = host
         self._buf = b""
+        self._pos = 0  # start of the unread part of _buf (slicing it per line would copy it)
         self.greeting = b""
         self.secure = isinstance(sock, ssl.SSLSocket)
         self.capabilities: dict[str, list[str]] = {}
@@ -66,24 +67,31 @@ class Pop3Client:
 
     def readline(self) -> bytes:
         while True:
-            end = self._buf.find(b"\r\n")
+            end = self._buf.find(b"\r\n", self._pos)
             if end >= 0:
-                line, self._buf = self._buf[: end + 2], self._buf[end + 2 :]
+                line = self._buf[self._pos : end + 2]
+                self._pos = end + 2
                 return line
-            if len(self._buf) > MAX_LINE:
+            if len(self._buf) - self._pos > MAX_LINE:
                 raise Pop3ProtocolError("reply line longer than 64 KiB")
-            self._buf += self._recv()
+            self._buf = self._buf[self._pos :] + self._recv()
+            self._pos = 0
+
+    def _take_buffer(self) -> bytes:
+        data = self._buf[self._pos :] if self._pos else self._buf
+        self._buf, self._pos = b"", 0
+        return data
 
     def _body_chunks(self) -> Iterator[bytes]:
         """The unstuffed body of the multi-line reply whose status line was just read."""
         unstuffer = DotUnstuffer()
-        data, self._buf = self._buf, b""
+        data = self._take_buffer()
         while True:
             out = unstuffer.feed(data)
             if out:
                 yield out
             if unstuffer.done:
-                self._buf = unstuffer.rest
+                self._buf, self._pos = unstuffer.rest, 0
                 return
             data = self._recv()
 
@@ -122,7 +130,7 @@ class Pop3Client:
         if "STLS" not in self.capabilities:
             raise Pop3ProtocolError("the server does not offer STLS")
         self.command("STLS")
-        if self._buf:
+        if self._take_buffer():
             raise Pop3ProtocolError("data after the STLS reply (possible injection)")
         self._sock = context.wrap_socket(self._sock, server_hostname=self._host)
         self.secure = True

@@ -29,6 +29,10 @@ def make_producer(config: MailferryConfig, servers: list[str], **overrides: Any)
     settings = producer_settings(config.kafka, servers, max_request_size=threshold * 2 + 65536)
     settings.setdefault("delivery_timeout_ms", 60_000)
     settings.setdefault("request_timeout_ms", 20_000)
+    # Messages are often larger than the 16 KiB default batch, which would mean one request
+    # per record; a 1 MiB batch and a short linger let a pass travel in a few large requests.
+    settings.setdefault("batch_size", 1024 * 1024)
+    settings["linger_ms"] = max(settings.get("linger_ms", 0), 20)
     return KafkaProducer(**(settings | overrides))
 
 

@@ -10,9 +10,11 @@ Two agents:
    (same key, same partition count), drops what was already seen inside the window and
    emits the rest to ``<prefix>.deliver`` keyed by tenant/recipient.
 
-Every outgoing record is sent through Faust's attachments, i.e. produced before the offset
-of the event that caused it is committed: at-least-once, with duplicates caught by the
-table and, after a crash, by idempotent delivery.
+Outgoing records go to the producer at once; Faust flushes the producer before it commits
+an offset, so an offset is never committed before the records it caused are in Kafka:
+at-least-once, with copies caught by the table and, after a crash, by idempotent delivery.
+(Faust's "attachments" give the same guarantee but hold every record until the commit,
+which measured several times slower here.)
 """
 
 from __future__ import annotations
@@ -215,8 +217,10 @@ class StreamApp:
             if candidate.bypass_dedup:
                 await self._emit(candidate, {"dedup": "bypassed"})
             else:
-                await self.dedup_topic.send(
-                    key=candidate.dedup_key.encode(), value=codec(DELIVERY).encode(candidate.delivery)
+                await self._send(
+                    self.dedup_topic,
+                    key=candidate.dedup_key.encode(),
+                    value=codec(DELIVERY).encode(candidate.delivery),
                 )
 
     # -- dedup: candidates -> deliveries --------------------------------------------------
@@ -275,7 +279,7 @@ class StreamApp:
     async def _emit(self, candidate: Candidate, extra: dict[str, str]) -> None:
         delivery = candidate.delivery
         key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
-        await self.deliver_topic.send(key=key, value=codec(DELIVERY).encode(delivery))
+        await self._send(self.deliver_topic, key=key, value=codec(DELIVERY).encode(delivery))
         self.counters.routed += 1
         await self._audit(
             "routed",
@@ -301,7 +305,7 @@ class StreamApp:
         record, tenant = dead_letter(
             key, raw, message.topic, message.partition, message.offset, why, delivery=delivery
         )
-        await self.dlt_topic.send(key=key, value=record)
+        await self._send(self.dlt_topic, key=key, value=record)
         await self._audit(
             "dead-lettered",
             tenant,
@@ -315,9 +319,14 @@ class StreamApp:
             },
         )
 
+    async def _send(self, topic: Any, *, key: bytes | None, value: bytes) -> None:
+        """Hand a record to the producer now; the consumer flushes the producer before it
+        commits an offset, so nothing is committed before what it caused is in Kafka."""
+        await topic.send(key=key, value=value, force=True)
+
     async def _audit(self, event: Any, tenant: str, **kwargs: Any) -> None:
         key, value = audit_event(event, stage="stream", tenant=tenant, **kwargs)
-        await self.audit_topic.send(key=key, value=value)
+        await self._send(self.audit_topic, key=key, value=value)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -21,6 +21,7 @@ from mailferry.streams.resolver import Resolution, resolve
 from mailferry.blobstore import LocalBlobStore
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.config.sources import Source
+from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.directory import Directory
 from mailferry.errors import MalformedMessageError, PermanentError
 
@@ -119,6 +120,8 @@ def route_raw(
     )
     message_id = normalise_message_id(headers.first("Message-ID"))
     flags = list(resolution.flags) + ([HEADERS_ONLY] if raw.get("headers_only") else [])
+    if raw.get("bypass_dedup"):
+        flags.append(BYPASS_DEDUP)
     candidates = []
     for recipient in resolution.recipients:
         key = dedup_key(tenant.id, recipient.address, message_id, raw["sha256"])

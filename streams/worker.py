@@ -16,6 +16,7 @@ from kafka import KafkaAdminClient
 from mailferry.streams.app import StreamApp
 
 from mailferry.config.models import MailferryConfig
+from mailferry.errors import ConfigError
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import common_settings
 from mailferry.kafka.topics import topic_specs
@@ -48,14 +49,19 @@ def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = 
 
     stream.app.timer(SNAPSHOT_EVERY)(_snapshot)
 
-    logging.getLogger("mailferry").setLevel(log_level.upper())
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise ConfigError(f"unknown log level {log_level!r}")
     worker = faust.Worker(
         stream.app,
-        loglevel=log_level,
+        loglevel=level,
         quiet=True,
         redirect_stdouts=False,
         workdir=str(config.stream_data_dir),
     )
+    # Faust's terminal spinner lowers the root logger to DEBUG so it can spin on every
+    # record; with it, each produced message builds log records nobody reads
+    worker.spinner = None
     snapshot("starting")
     try:
         worker.execute_from_commandline()

@@ -9,6 +9,7 @@ import typer
 from mailferry.cli import (
     audit_cmd,
     config_cmd,
+    demo_cmd,
     import_cmd,
     kafka_cmd,
     replay_cmd,
@@ -51,6 +52,7 @@ app.add_typer(import_cmd.app, name="import")
 app.add_typer(audit_cmd.app, name="audit")
 app.command("replay")(replay_cmd.replay_cmd)
 app.command("status")(status_cmd.status_cmd)
+app.command("demo")(demo_cmd.demo_cmd)
 
 for stage in (fetch_cli, stream_cli, deliver_cli):
     stage.register(app)

@@ -107,6 +107,11 @@ class GraphItem:
     extended: dict[str, str] = field(default_factory=dict)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256
+
+
 class _Reply(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -171,7 +176,7 @@ class GraphEmulator:
 
     def start(self) -> GraphEmulator:
         handler = type("Handler", (_Handler,), {"emulator": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, name="graph-emulator", daemon=True).start()
         log.info("GRAPH EMULATOR (not Microsoft Graph) listening on %s", self.base_url)

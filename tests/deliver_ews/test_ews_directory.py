@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mailferry.consumers import ews
 from mailferry.consumers.ews import EwsDeliveryTarget
-from mailferry.consumers.ews_directory import CachedDirectory, exact_match
+from mailferry.consumers.ews_directory import CachedDirectory, directory_for, exact_match
 
 from mailferry.errors import TransientError
 from mailferry.testing.ews_emulator.faults import Fault
@@ -74,3 +74,10 @@ def test_busy_directory_is_transient(emulator: EwsEmulator) -> None:
         directory.lookup("bob@contoso.example")
     assert caught.value.retry_after == 1.5
     assert directory.lookup("bob@contoso.example") == "bob@contoso.example"
+
+
+def test_directory_for_a_tenant_uses_its_default_target(emulator: EwsEmulator) -> None:
+    tenant, _ = make_tenant(emulator)
+    directory = directory_for(tenant)
+    assert directory is not None
+    assert directory.lookup("a.smith@contoso.example") == "alice@contoso.example"

@@ -224,3 +224,27 @@ def test_target_is_safe_to_share_between_threads(emulator: EwsEmulator, item_for
         stored = {s.internet_message_id for s in emulator.items(mailbox)}
         assert len(stored) == 10
     assert emulator.requests["ResolveNames"] == 3  # one directory look-up per mailbox, cached
+
+
+def test_more_threads_than_the_budget_get_busy_errors_not_a_deadlock(item_for: ItemFor) -> None:
+    """exchangelib shrinks its session pool on each busy answer and can deadlock doing it."""
+    with EwsEmulator(max_concurrent=2, service_time=0.2) as emulator:
+        emulator.add_account("svc-mailferry", "correct horse")
+        emulator.add_mailbox("postmaster@contoso.example")
+        emulator.add_mailbox("bob@contoso.example")
+        target = ews.create(*make_tenant(emulator, concurrency=8))
+        target.deliver(item_for("bob@contoso.example"))
+
+        def attempt(_: int) -> str:
+            try:
+                target.deliver(item_for("bob@contoso.example"))
+            except TransientError as exc:
+                return exc.reason_code
+            return "ok"
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = list(pool.map(attempt, range(40), timeout=60))
+        target.close()
+    assert set(outcomes) <= {"ok", "server-busy"}
+    assert "server-busy" in outcomes
+    assert len(emulator.items("bob@contoso.example")) == 1 + outcomes.count("ok")

@@ -142,7 +142,7 @@ def test_emulator_throttles_a_fifth_concurrent_request(emulator: GraphEmulator) 
             "scope": "https://graph.microsoft.com/.default",
         },
     ).json()["access_token"]
-    emulator.inject(GraphFault.SLOW, count=6, operation="listMessages", delay=0.6)
+    emulator.inject(GraphFault.SLOW, count=6, operation="listMessages", delay=2.0)
     url = f"{emulator.base_url}/v1.0/users/bob@contoso.example/mailFolders/inbox/messages"
     with ThreadPoolExecutor(6) as pool:
         codes = list(

@@ -18,9 +18,10 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from mailferry.testing.ews_emulator.common import Context
 from mailferry.testing.ews_emulator.faults import Fault, FaultScript, ScriptedFault
 from mailferry.testing.ews_emulator.oauth import TokenIssuer
-from mailferry.testing.ews_emulator.operations import OPERATIONS, Context, single_error, unsupported
+from mailferry.testing.ews_emulator.operations import OPERATIONS, single_error, unsupported
 from mailferry.testing.ews_emulator.soap import EwsFault, ItemError, Request, envelope, fault, parse_request
 from mailferry.testing.ews_emulator.store import Store, StoredItem
 
@@ -36,6 +37,11 @@ _ITEM_FAULTS = {
     Fault.SIZE_EXCEEDED: ("ErrorMessageSizeExceeded", "The message exceeds the maximum supported size."),
     Fault.MIME_CONVERSION_FAILED: ("ErrorMimeContentConversionFailed", "Content conversion failed."),
 }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # many clients connect at once; the default backlog of 5 resets them
 
 
 class _Account:
@@ -116,7 +122,7 @@ class EwsEmulator:
 
     def start(self) -> EwsEmulator:
         handler = type("Handler", (_Handler,), {"emulator": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd = _Server(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="ews-emulator", daemon=True)
         self._thread.start()

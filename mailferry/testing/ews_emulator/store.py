@@ -7,6 +7,7 @@ items back through ``EwsEmulator.items`` to check what a client really wrote.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import itertools
 import threading
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ class Store:
         self._mailboxes: dict[str, Mailbox] = {}  # primary, lower-case
         self._by_address: dict[str, str] = {}  # any address, lower-case -> primary key
         self._ids = itertools.count(1)
+        self.keep_bodies = True  # False: keep items without their MIME (long benchmarks)
 
     def add_mailbox(
         self, address: str, aliases: tuple[str, ...] = (), display_name: str | None = None
@@ -84,6 +86,8 @@ class Store:
             return sorted(found, key=lambda b: b.primary.lower())
 
     def add_item(self, item: StoredItem) -> None:
+        if not self.keep_bodies:
+            item = dataclasses.replace(item, mime=b"")
         with self._lock:
             self._mailboxes[item.mailbox.lower()].items.append(item)
 

@@ -1,0 +1,365 @@
+"""Fetch throughput into Kafka, side by side with the server's limit and a plain poplib loop.
+
+Run (as root: it starts its own Dovecot and embedded Kafka on loopback):
+    .venv/bin/python benchmarks/fetch_throughput.py [--mailboxes 100] [--messages 100] [--huge-mb 150]
+
+Every client reads the same Dovecot data over plain POP3/IMAP on 127.0.0.1, one mailbox after
+the other unless the row says otherwise, and leaves the mail on the server:
+  (a) socket drain: all RETRs pipelined, replies drained without parsing (the server's limit)
+  (b) poplib loop: USER/PASS, RETR one by one
+  (c) mailferry's POP3 reader alone (pipelined RETR, block reads), no Kafka
+  (d) mailferry POP3 pass into Kafka (raw records, audit, fetch state; acks=all, idempotent)
+  (e) the same, 8 mailboxes at once (as the fetch worker's scheduler runs them)
+  (f) mailferry IMAP pass into Kafka
+Then the peak RSS of a process fetching one --huge-mb message (POP3 and IMAP, each in its own
+process) into Kafka and the blob store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import poplib
+import random
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from kafka import KafkaAdminClient
+from mailferry.producers.context import FetchContext
+from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.pop3_client import Pop3Client
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.publish import Publisher, make_producer
+from mailferry.producers.state import MailboxState
+from rich.console import Console
+from rich.table import Table
+
+from mailferry.blobstore import LocalBlobStore
+from mailferry.config import MailferryConfig
+from mailferry.config.kafka import EmbeddedKafka
+from mailferry.config.loader import parse_config
+from mailferry.config.sources import ImapSource, Pop3Source
+from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.embedded import EmbeddedBroker
+from mailferry.kafka.topics import topic_specs
+from mailferry.testing.dovecot import DovecotServer
+
+PASSWORD = "bench"
+CONTEXT = ssl.create_default_context()
+_WORDS = [
+    w.encode()
+    for w in [
+        "the",
+        "quick",
+        "brown",
+        "fox",
+        "jumps",
+        "over",
+        "lazy",
+        "dog",
+        "mail",
+        "ferry",
+        "kafka",
+        "pop",
+        "imap",
+    ]
+]
+
+
+def make_message(rnd: random.Random, n: int, size: int) -> bytes:
+    """A plausible message of about ``size`` bytes: headers, text lines, a few dot-leading lines."""
+    head = (
+        f"Message-ID: <bench-{n}@bench.example>\r\nFrom: sender{n % 50}@example.org\r\n"
+        f"To: user{n % 100}@acme.example\r\nSubject: benchmark message {n}\r\n"
+        "Date: Sun, 29 Nov 2026 08:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=us-ascii\r\n\r\n"
+    ).encode()
+    lines = [head]
+    total = len(head)
+    while total < size:
+        line = b" ".join(rnd.choice(_WORDS) for _ in range(12))[:76]
+        if rnd.random() < 0.01:
+            line = b"." + line
+        lines.append(line + b"\r\n")
+        total += len(line) + 2
+    return b"".join(lines)
+
+
+def mixed_size(rnd: random.Random) -> int:
+    """70% 2-20 KB, 25% 20-100 KB, 5% 100 KB-1 MB."""
+    roll = rnd.random()
+    if roll < 0.70:
+        return rnd.randint(2_000, 20_000)
+    if roll < 0.95:
+        return rnd.randint(20_000, 100_000)
+    return rnd.randint(100_000, 1_000_000)
+
+
+def config_for(tmp: Path, broker: str, dovecot: DovecotServer, users: list[str]) -> MailferryConfig:
+    sources = "".join(
+        f'[[tenants.sources]]\nid = "{u}"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
+        f'port = {dovecot.pop3_port}\ntls = "none"\nallow_plaintext_login = true\nusername = "{u}"\n'
+        f'auth = {{ kind = "password", password = "{PASSWORD}" }}\ndeliver_to = "a@acme.example"\n'
+        "leave_on_server = true\n"
+        for u in users
+    )
+    text = (
+        f'state_dir = "{tmp / "state"}"\nallow_plaintext_secrets = true\n'
+        f'[kafka]\nbootstrap_servers = ["{broker}"]\ntopic_prefix = "bench"\n'
+        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
+        'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
+        f'fetch_concurrency = 8\n[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "{tmp}"\n'
+        + sources
+    )
+    return parse_config(text)
+
+
+def imap_variant(source: Pop3Source, imap_port: int) -> ImapSource:
+    data = source.model_dump(exclude={"kind", "leave_on_server", "delete_after", "deliver_to", "auth"})
+    data.update(kind="imap", mode="global", port=imap_port, after_fetch="none", idle=False)
+    data["auth"] = source.auth
+    return ImapSource.model_validate(data)
+
+
+def context(config: MailferryConfig) -> FetchContext:
+    producer = make_producer(config, list(config.kafka.bootstrap_servers))
+    return FetchContext(
+        publisher=Publisher(config, producer),
+        blobs=LocalBlobStore(config.blob_dir),
+        inline_threshold=config.blob_store.inline_threshold,
+    )
+
+
+# -- the clients ------------------------------------------------------------------------------
+def drain(port: int, user: str, count: int) -> int:
+    sock = socket.create_connection(("127.0.0.1", port))
+    reader = sock.makefile("rb")
+    reader.readline()
+    commands = f"USER {user}\r\nPASS {PASSWORD}\r\n" + "".join(f"RETR {i}\r\n" for i in range(1, count + 1))
+    sock.sendall((commands + "QUIT\r\n").encode())
+    total = 0
+    while chunk := sock.recv(1 << 20):
+        total += len(chunk)
+    sock.close()
+    return total
+
+
+def poplib_loop(port: int, user: str, count: int) -> int:
+    pop = poplib.POP3("127.0.0.1", port)
+    pop.user(user)
+    pop.pass_(PASSWORD)
+    total = 0
+    for i in range(1, count + 1):
+        _, _lines, octets = pop.retr(i)
+        total += octets
+    pop.quit()
+    return total
+
+
+def reader_only(port: int, user: str, count: int) -> int:
+    client = Pop3Client.connect("127.0.0.1", port, tls="none", context=CONTEXT, timeout=60)
+    client.login_user(user, PASSWORD)
+    total = 0
+    for _, chunks in client.retrieve(range(1, count + 1)):
+        total += len(b"".join(chunks))
+    client.quit()
+    return total
+
+
+def timed(label: str, run: Callable[[], int]) -> tuple[str, float, float, int]:
+    """(label, wall seconds, CPU seconds of this process in all its threads, bytes)."""
+    started, cpu = time.perf_counter(), time.process_time()
+    size = run()
+    return label, time.perf_counter() - started, time.process_time() - cpu, size
+
+
+def rss_child(spec: str) -> None:
+    """Child process: fetch the huge mailbox once, print peak and start RSS as JSON."""
+    args = json.loads(spec)
+    config = parse_config(Path(args["config"]).read_text())
+    source = next(s for s in config.tenants[0].sources if s.id == args["user"])
+    assert isinstance(source, Pop3Source)
+    ctx = context(config)
+    ctx.publisher.state_partitions()
+    start_kb = _status_kb("VmRSS")
+    state = MailboxState("acme", source.id)
+    if args["kind"] == "imap":
+        result = imap_pass(imap_variant(source, args["imap_port"]), "acme", state, ctx)
+    else:
+        result = pop3_pass(source, "acme", state, ctx)
+    ctx.publisher.close()
+    print(json.dumps({"start_kb": start_kb, "peak_kb": _status_kb("VmHWM"), "bytes": result.bytes}))
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--mailboxes", type=int, default=100)
+    parser.add_argument("--messages", type=int, default=100, help="per mailbox")
+    parser.add_argument("--huge-mb", type=int, default=150, help="0 skips the RSS measurement")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.rss_child:
+        rss_child(args.rss_child)
+        return
+    console = Console()
+    tmp = Path(tempfile.mkdtemp(prefix="mailferry-fetch-bench-"))
+    dovecot = DovecotServer(tmp / "dovecot").start()
+    broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), tmp / "kafka")
+    try:
+        address = broker.start().address
+        users = [f"mb{i:03d}" for i in range(args.mailboxes)]
+        rnd = random.Random(args.seed)
+        total_bytes = 0
+        for index, user in enumerate(users):
+            dovecot.add_user(user, PASSWORD)
+            batch = [make_message(rnd, index * 1000 + n, mixed_size(rnd)) for n in range(args.messages)]
+            total_bytes += sum(len(m) for m in batch)
+            dovecot.seed(user, batch)
+        config = config_for(tmp, address, dovecot, [*users, "huge"])
+        admin = KafkaAdminClient(bootstrap_servers=[address])
+        ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
+        admin.close()
+        count = args.messages
+        port = dovecot.pop3_port
+        console.print(
+            f"{len(users)} mailboxes x {count} messages, {total_bytes / 1e6:.1f} MB on the server "
+            f"(Dovecot {dovecot.pop3_port}, Kafka {address}); warming Dovecot's indexes...",
+            highlight=False,
+        )
+        for user in users:
+            drain(port, user, count)
+        sources = {s.id: s for s in config.tenants[0].sources}
+        ctx = context(config)
+        ctx.publisher.state_partitions()
+
+        def each(fn: Callable[[str], int]) -> Callable[[], int]:
+            return lambda: sum(fn(u) for u in users)
+
+        def pop3_into_kafka(user: str) -> int:
+            source = sources[user]
+            assert isinstance(source, Pop3Source)
+            return pop3_pass(source, "acme", MailboxState("acme", user), ctx).bytes
+
+        def imap_into_kafka(user: str) -> int:
+            source = sources[user]
+            assert isinstance(source, Pop3Source)
+            return imap_pass(
+                imap_variant(source, dovecot.imap_port), "acme", MailboxState("acme", user), ctx
+            ).bytes
+
+        def concurrently(fn: Callable[[str], int], workers: int) -> Callable[[], int]:
+            def run() -> int:
+                with ThreadPoolExecutor(workers) as pool:
+                    return sum(pool.map(fn, users))
+
+            return run
+
+        rows = [
+            timed(
+                "(a) socket drain, all RETRs pipelined (server's limit)",
+                each(lambda u: drain(port, u, count)),
+            ),
+            timed("(b) poplib loop", each(lambda u: poplib_loop(port, u, count))),
+            timed("(c) mailferry POP3 reader alone, no Kafka", each(lambda u: reader_only(port, u, count))),
+            timed("(d) mailferry POP3 -> Kafka", each(pop3_into_kafka)),
+            timed("(e) mailferry POP3 -> Kafka, 8 mailboxes at once", concurrently(pop3_into_kafka, 8)),
+            timed("(f) mailferry IMAP -> Kafka", each(imap_into_kafka)),
+        ]
+        ctx.publisher.close()
+        limit = rows[0][1]
+        table = Table(title=f"fetch throughput, {len(users)} x {count} messages, {total_bytes / 1e6:.0f} MB")
+        for column in ("client", "seconds", "CPU s", "msg/s", "MB/s", "vs (a)"):
+            table.add_column(column, justify="right" if column != "client" else "left")
+        for label, seconds, cpu, _size in rows:
+            messages = len(users) * count
+            table.add_row(
+                label,
+                f"{seconds:.2f}",
+                f"{cpu:.2f}",
+                f"{messages / seconds:.0f}",
+                f"{total_bytes / 1e6 / seconds:.1f}",
+                f"{limit / seconds:.0%}",
+            )
+        console.print(table)
+        console.print(
+            f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores; "
+            "CPU s counts this process only (not Dovecot, not Kafka)",
+            highlight=False,
+        )
+        if args.huge_mb:
+            huge = make_message(random.Random(1), 999_999, args.huge_mb * 1_000_000)
+            dovecot.add_user("huge", PASSWORD)
+            config_path = tmp / "bench.toml"
+            config_path.write_text(_config_text(config, tmp, address, dovecot))
+            rss = Table(title=f"peak RSS of one process fetching a {len(huge) / 1e6:.0f} MB message")
+            for column in ("protocol", "RSS before (MB)", "peak RSS (MB)", "fetched MB"):
+                rss.add_column(column)
+            for kind in ("pop3", "imap"):
+                dovecot.seed("huge", [huge])
+                spec = json.dumps(
+                    {"config": str(config_path), "user": "huge", "kind": kind, "imap_port": dovecot.imap_port}
+                )
+                out = (
+                    subprocess.run(
+                        [sys.executable, __file__, "--rss-child", spec],
+                        capture_output=True,
+                        text=True,
+                        check=True,
+                    )
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
+                figures = json.loads(out)
+                rss.add_row(
+                    kind,
+                    f"{figures['start_kb'] / 1024:.0f}",
+                    f"{figures['peak_kb'] / 1024:.0f}",
+                    f"{figures['bytes'] / 1e6:.0f}",
+                )
+                _empty(dovecot, "huge")
+            console.print(rss)
+    finally:
+        broker.stop()
+        dovecot.remove()
+
+
+def _config_text(config: MailferryConfig, tmp: Path, address: str, dovecot: DovecotServer) -> str:
+    return (
+        f'state_dir = "{tmp / "state"}"\nallow_plaintext_secrets = true\n'
+        f'[kafka]\nbootstrap_servers = ["{address}"]\ntopic_prefix = "bench"\n'
+        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
+        'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
+        f'[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "{tmp}"\n'
+        f'[[tenants.sources]]\nid = "huge"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
+        f'port = {dovecot.pop3_port}\ntls = "none"\nallow_plaintext_login = true\nusername = "huge"\n'
+        f'auth = {{ kind = "password", password = "{PASSWORD}" }}\ndeliver_to = "a@acme.example"\n'
+        "leave_on_server = true\n"
+    )
+
+
+def _empty(dovecot: DovecotServer, user: str) -> None:
+    for sub in ("new", "cur"):
+        for path in (dovecot.runtime / "mail" / user / sub).iterdir():
+            os.unlink(path)
+
+
+if __name__ == "__main__":
+    main()
