@@ -86,7 +86,8 @@ class FolderPass:
         return self.session.source
 
     def run(self) -> PassResult:
-        uidvalidity, _exists = self.session.select(self.folder)
+        # after_fetch = "none" must leave the folder exactly as it was, \Recent flags included
+        uidvalidity, _exists = self.session.select(self.folder, readonly=self.source.after_fetch == "none")
         self.uidvalidity = uidvalidity
         now = self.ctx.now()
         cursor = self.state.cursor(self.folder)

@@ -32,6 +32,7 @@ from mailferry.streams.rule_match import matching_rules
 from mailferry.config.models import Tenant
 from mailferry.config.sources import DEFAULT_ENVELOPE_HEADERS, Source
 from mailferry.directory import Directory
+from mailferry.errors import PermanentError
 
 POSSIBLE_LOST_BCC = "possible-lost-bcc"
 GUESS_HEADERS = ("To", "Cc", "Resent-To", "Resent-Cc")
@@ -134,7 +135,11 @@ class _Mapper:
             reasons.append(Reason("alias", f"{address} -> {alias}"))
             address = alias
         if self.directory is not None:
-            primary = self.directory.lookup(address)
+            try:
+                primary = self.directory.lookup(address)
+            except PermanentError as exc:  # the directory refused this question: keep the address
+                reasons.append(Reason("directory", f"{address}: look-up failed ({exc.reason_code}), kept"))
+                return address, reasons, ""
             if primary is None:
                 return None, reasons, "not-in-directory"
             primary = primary.lower()

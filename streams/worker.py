@@ -14,8 +14,10 @@ from typing import Any
 import faust
 from kafka import KafkaAdminClient
 from mailferry.streams.app import StreamApp
+from mailferry.streams.router import DirectoryFor, no_directory
 
 from mailferry.config.models import MailferryConfig
+from mailferry.errors import ConfigError
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import common_settings
 from mailferry.kafka.topics import topic_specs
@@ -33,11 +35,20 @@ def prepare_topics(config: MailferryConfig, servers: list[str]) -> None:
         admin.close()
 
 
+def live_directories() -> DirectoryFor:
+    """EWS ResolveNames / Graph look-ups from the delivery stage, when it is installed."""
+    try:
+        from mailferry.consumers.ews_directory import directory_for
+    except ImportError:
+        return no_directory
+    return directory_for
+
+
 def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = "warning") -> None:
     """Run the worker until a signal stops it (raises SystemExit with the worker's code)."""
     prepare_topics(config, servers)
     config.stream_data_dir.mkdir(parents=True, exist_ok=True)
-    stream = StreamApp(config, servers)
+    stream = StreamApp(config, servers, directory_for=live_directories())
 
     def snapshot(state: str) -> None:
         payload: dict[str, Any] = {"state": state, **stream.status()}
@@ -48,14 +59,19 @@ def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = 
 
     stream.app.timer(SNAPSHOT_EVERY)(_snapshot)
 
-    logging.getLogger("mailferry").setLevel(log_level.upper())
+    level = logging.getLevelName(log_level.upper())
+    if not isinstance(level, int):
+        raise ConfigError(f"unknown log level {log_level!r}")
     worker = faust.Worker(
         stream.app,
-        loglevel=log_level,
+        loglevel=level,
         quiet=True,
         redirect_stdouts=False,
         workdir=str(config.stream_data_dir),
     )
+    # Faust's terminal spinner lowers the root logger to DEBUG so it can spin on every
+    # record; with it, each produced message builds log records nobody reads
+    worker.spinner = None
     snapshot("starting")
     try:
         worker.execute_from_commandline()

@@ -107,3 +107,29 @@ class FakePop3Server:
 
     def close(self) -> None:
         self._listener.close()
+
+
+class GarbageServer:
+    """Accepts connections and answers with bytes that are not POP3 (or IMAP) at all."""
+
+    def __init__(self, reply: bytes = b"SSH-2.0-OpenSSH_9.2 not a mail server\r\n") -> None:
+        self.reply = reply
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                conn.sendall(self.reply)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+
+    def close(self) -> None:
+        self._listener.close()

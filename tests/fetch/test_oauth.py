@@ -49,22 +49,28 @@ def _toml(dovecot: DovecotServer, kind: str, user: str, auth: str) -> str:
     )
 
 
-def test_imap_xoauth2_with_client_credentials_token(
-    oauth_dovecot: DovecotServer, oauth: OAuthServer, kafka_config: KafkaConfig, tmp_path: Path
+@pytest.mark.parametrize("mechanism", ["XOAUTH2", "OAUTHBEARER"])
+def test_imap_sasl_with_client_credentials_token(
+    oauth_dovecot: DovecotServer,
+    oauth: OAuthServer,
+    kafka_config: KafkaConfig,
+    tmp_path: Path,
+    mechanism: str,
 ) -> None:
-    oauth_dovecot.add_user("o-imap", "unused-password")
-    oauth_dovecot.seed("o-imap", [sample(1), sample(2)])
-    oauth.clients["mailferry-app"] = ("s3cret", "o-imap")
+    user = f"o-imap-{mechanism.lower()}"
+    oauth_dovecot.add_user(user, "unused-password")
+    oauth_dovecot.seed(user, [sample(1), sample(2)])
+    oauth.clients[f"app-{user}"] = ("s3cret", user)
     auth = (
-        f'{{ kind = "oauth2", mechanism = "XOAUTH2", token_url = "{oauth.url}/token", '
-        'client_id = "mailferry-app", client_secret = "s3cret", scope = "imap" }'
+        f'{{ kind = "oauth2", mechanism = "{mechanism}", token_url = "{oauth.url}/token", '
+        f'client_id = "app-{user}", client_secret = "s3cret", scope = "imap" }}'
     )
-    config = make_config(tmp_path, kafka_config, _toml(oauth_dovecot, "imap", "o-imap", auth))
+    config = make_config(tmp_path, kafka_config, _toml(oauth_dovecot, "imap", user, auth))
     source = config.tenants[0].sources[0]
     assert isinstance(source, ImapSource)
     ctx = make_context(config)
     before = oauth.introspections
-    assert imap_pass(source, "acme", MailboxState("acme", "o-imap"), ctx).fetched == 2
+    assert imap_pass(source, "acme", MailboxState("acme", user), ctx).fetched == 2
     assert oauth.introspections > before  # Dovecot really checked the token
     bad = source.model_copy(
         update={"auth": source.auth.model_copy(update={"client_id": "unknown"}), "id": "o-imap-bad"}

@@ -209,3 +209,15 @@ def test_malformed_uidl_line_skips_that_message_only(kafka_config: KafkaConfig, 
     assert errors[0]["details"]["line"] == "2 bad id with spaces"
     server.close()
     ctx.publisher.close()
+
+
+def test_per_pass_cap(dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path) -> None:
+    messages = [sample(i) for i in range(5)]
+    source, ctx, state = _setup(
+        dovecot, kafka_config, tmp_path, "p-cap", messages, extra="max_messages_per_pass = 2\n"
+    )
+    counts = [pop3_pass(source, "acme", state, ctx).fetched for _ in range(4)]
+    assert counts == [2, 2, 1, 0]
+    assert dovecot.message_count("p-cap") == 0
+    assert sorted(message_bytes(r, ctx.blobs) for r in read_topic(kafka_config, RAW)) == sorted(messages)
+    ctx.publisher.close()

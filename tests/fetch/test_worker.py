@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,15 +16,33 @@ from mailferry.producers.mailboxes import current_mailboxes, sync_mailboxes
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.loader import load_config
-from mailferry.kafka.topics import RAW
+from mailferry.kafka.topics import AUDIT, RAW
 from mailferry.testing.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, read_topic, sample
+from tests.fetch.netfaults import GarbageServer
 
 pytestmark = pytest.mark.integration
 
 
-def _write_config(tmp_path: Path, kafka: KafkaConfig, dovecot: DovecotServer, prefix: str) -> Path:
-    sources = (
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _broken(prefix: str, name: str, port: int) -> str:
+    return (
+        f'[[tenants.sources]]\nid = "{prefix}-{name}"\nkind = "pop3"\nmode = "personal"\n'
+        f'host = "127.0.0.1"\nport = {port}\ntls = "none"\nallow_plaintext_login = true\n'
+        'username = "x"\nauth = { kind = "password", password = "x" }\n'
+        'deliver_to = "alice@acme.example"\npoll_interval = "1s"\n'
+    )
+
+
+def _write_config(
+    tmp_path: Path, kafka: KafkaConfig, dovecot: DovecotServer, prefix: str, extra: str = ""
+) -> Path:
+    sources = extra + (
         f'[[tenants.sources]]\nid = "{prefix}-pop"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
         f'port = {dovecot.pop3s_port}\ntls = "implicit"\nca_file = "{dovecot.ca_file}"\n'
         f'username = "{prefix}-pop"\nauth = {{ kind = "password", password = "pw" }}\n'
@@ -74,12 +93,14 @@ def test_sync_then_worker_fetches_both_kinds_and_stops_bad_credentials(
     dovecot.add_user("w1-imap", "pw")
     dovecot.seed("w1-pop", [sample(i) for i in range(3)])
     dovecot.seed("w1-imap", [sample(i) for i in range(10, 14)])
-    path = _write_config(tmp_path, kafka_config, dovecot, "w1")
+    garbage = GarbageServer()
+    broken = _broken("w1", "unreachable", _closed_port()) + _broken("w1", "garbage", garbage.port)
+    path = _write_config(tmp_path, kafka_config, dovecot, "w1", broken)
     config = load_config(path)
     servers = list(kafka_config.bootstrap_servers)
 
     report = sync_mailboxes(config, servers)
-    assert len(report.published) == 3
+    assert len(report.published) == 5
     assert sync_mailboxes(config, servers).unchanged == report.published
 
     worker = start_worker(path, tmp_path / "worker.log")
@@ -87,22 +108,37 @@ def test_sync_then_worker_fetches_both_kinds_and_stops_bad_credentials(
         _wait(lambda: dovecot.message_count("w1-pop") + dovecot.message_count("w1-imap") == 0, 60, "fetch")
         _wait(lambda: len(read_topic(kafka_config, RAW, 1000)) == 7, 30, "7 raw records")
 
-        def bad_stopped() -> bool:
-            for snap in snapshots(config.state_dir):
-                box = snap.get("mailboxes", {}).get("acme/w1-bad")  # type: ignore[union-attr]
-                if box and box["state"] == "stopped":
-                    assert box["reason_code"] == "bad-credentials"
-                    return True
-            return False
+        def reported(mailbox: str, state: str, reason: str) -> Callable[[], bool]:
+            def check() -> bool:
+                for snap in snapshots(config.state_dir):
+                    box = snap.get("mailboxes", {}).get(f"acme/{mailbox}")  # type: ignore[union-attr]
+                    if box and box["state"] == state and box["reason_code"] == reason:
+                        return True
+                return False
 
-        _wait(bad_stopped, 30, "the bad mailbox to stop")
+            return check
+
+        _wait(reported("w1-bad", "stopped", "bad-credentials"), 30, "the bad mailbox to stop")
+        _wait(reported("w1-unreachable", "backoff", "unreachable"), 30, "unreachable reported")
+        _wait(reported("w1-garbage", "backoff", "protocol"), 30, "garbage reply reported")
         dovecot.seed("w1-pop", [sample(20)])
         _wait(lambda: dovecot.message_count("w1-pop") == 0, 30, "the next poll")
     finally:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=60)
+        garbage.close()
     assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
     assert len(read_topic(kafka_config, RAW)) == 8
+    problems = {
+        (e["mailbox_id"], e["event"], e["details"]["reason"])
+        for e in read_topic(kafka_config, AUDIT)
+        if e["event"] in ("error", "paused")
+    }
+    assert problems == {
+        ("w1-bad", "paused", "bad-credentials"),
+        ("w1-unreachable", "error", "unreachable"),
+        ("w1-garbage", "error", "protocol"),
+    }
     final = [s for s in snapshots(config.state_dir) if s.get("state") == "stopped"]
     assert final, "the worker writes a final status on exit"
 

@@ -13,6 +13,7 @@ from mailferry.streams.app import StreamApp
 from mailferry.streams.router import Routed, route_raw
 
 from mailferry.blobstore import LocalBlobStore
+from mailferry.errors import TransientError
 from mailferry.rawrecord import RawSource, build_raw_record
 from tests.stream.factories import DOMAIN, config, message
 
@@ -186,3 +187,35 @@ async def test_route_dead_letters_bad_records_and_keeps_going(stream: StreamApp)
         ("no-headers", "stream", False),
     ]
     assert not stream.rekeyed.empty()  # type: ignore[attr-defined]
+
+
+class FlakyDirectory:
+    """Answers from a mapping, after failing its first look-up as a busy server would."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def lookup(self, address: str) -> str | None:
+        self.calls += 1
+        if self.calls == 1:
+            raise TransientError("server busy", retry_after=0)
+        return {f"sales@{DOMAIN}": f"Bob.Primary@{DOMAIN}"}.get(address)
+
+
+async def test_route_uses_the_directory_in_a_thread_and_waits_out_an_outage(tmp_path: Path) -> None:
+    directory = FlakyDirectory()
+    cfg = config(str(tmp_path), data_dir=str(tmp_path / "stream"))
+    app = StreamApp(cfg, ["127.0.0.1:1"], store="memory://", directory_for=lambda tenant: directory)
+    app.dedup_topic = app.app.channel()  # type: ignore[assignment]
+    app.app.finalize()
+    rekeyed = app.dedup_topic.__aiter__()
+    data = message(("Delivered-To", f"sales@{DOMAIN}, ghost@{DOMAIN}"), ("Message-ID", "<d@x.example>"))
+    await route(app, raw_value(app, data))
+    (event,) = [await rekeyed.get()]
+    delivery = codec(DELIVERY).decode(event.value)
+    assert delivery["recipient"] == f"bob.primary@{DOMAIN}"
+    assert delivery["reasons"][-1] == {
+        "kind": "directory",
+        "detail": f"sales@{DOMAIN} -> bob.primary@{DOMAIN}",
+    }
+    assert app.counters.transient_retries == 1 and rekeyed.empty()

@@ -10,6 +10,7 @@ from mailferry.streams.resolver import POSSIBLE_LOST_BCC, Resolution, resolve
 
 from mailferry.config.models import Tenant
 from mailferry.directory import StaticDirectory
+from mailferry.errors import PermanentError, TransientError
 from tests.stream.factories import DOMAIN, message, tenant
 
 RECEIVED = "from mx.isp.example by pop.isp.example with ESMTPS id 1x"
@@ -350,3 +351,22 @@ def test_same_recipient_twice_is_one_recipient_with_both_reasons() -> None:
     resolution = _resolve(case)
     assert [r.address for r in resolution.recipients] == [f"bob@{DOMAIN}"]
     assert [r.detail for r in resolution.recipients[0].reasons] == ["To #1", "Cc #1"]
+
+
+class _Refusing:
+    def lookup(self, address: str) -> str | None:
+        raise PermanentError("refused", reason_code="access-denied")
+
+
+class _Down:
+    def lookup(self, address: str) -> str | None:
+        raise TransientError("server busy", retry_after=2)
+
+
+def test_directory_refusal_keeps_the_address_and_outage_propagates() -> None:
+    case = Case("x", (("Delivered-To", f"bob@{DOMAIN}"),), ())
+    resolution = _resolve(case, directory=_Refusing())
+    assert [r.address for r in resolution.recipients] == [f"bob@{DOMAIN}"]
+    assert resolution.recipients[0].reasons[-1].detail.endswith("look-up failed (access-denied), kept")
+    with pytest.raises(TransientError):
+        _resolve(case, directory=_Down())

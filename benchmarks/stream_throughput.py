@@ -1,0 +1,293 @@
+"""Stream stage throughput and dedup table recovery, on the real embedded broker.
+
+Run: .venv/bin/python benchmarks/stream_throughput.py [--messages 20000] [--size 20480]
+     [--recovery-keys 1000000] [--bootstrap HOST:PORT]
+
+Measures, for messages of ``--size`` bytes (20 KB by default):
+1. the pure router alone (Avro decode, header parse, resolution, delivery records, Avro
+   encode), one core, no Kafka: records/s for a catch-all and a personal mailbox;
+2. the ``mailferry stream`` role (one Faust worker process) on the embedded broker: raw
+   records are published first, then the worker is started; the rate is taken between its
+   first and its last delivery, so start-up is not counted;
+3. dedup table recovery: ``--recovery-keys`` sightings written to the table's changelog
+   topic, then a worker with an empty data folder is started; the time from start to its
+   first delivery, minus the same with an empty changelog, is the recovery time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import NewTopic
+from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
+from mailferry.streams.app import app_id
+from mailferry.streams.router import Routed, route_raw
+from rich.console import Console
+from rich.table import Table
+
+from mailferry.blobstore import LocalBlobStore
+from mailferry.config import load_config
+from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
+from mailferry.config.models import MailferryConfig
+from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.embedded import EmbeddedBroker
+from mailferry.kafka.topics import DELIVER, RAW, full_name, topic_specs
+from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+
+DOMAIN = "acme.example"
+
+
+def sample(i: int, size: int) -> bytes:
+    headers = (
+        f"Delivered-To: user{i % 500}@{DOMAIN}\r\n"
+        f"Received: from mx.isp.example by pop.isp.example with ESMTPS id {i} for <user{i % 500}@{DOMAIN}>;"
+        " Mon, 2 Nov 2026 10:00:00 +0000\r\n"
+        "From: =?utf-8?q?J=C3=BCrgen?= <j@sender.example>\r\n"
+        f"To: user{i % 500}@{DOMAIN}\r\nSubject: message {i}\r\nMessage-ID: <{i}.bench@sender.example>\r\n"
+        "Date: Mon, 2 Nov 2026 10:00:00 +0000\r\n\r\n"
+    ).encode()
+    return headers + b"x" * max(0, size - len(headers))
+
+
+def write_config(home: Path, servers: list[str], prefix: str) -> Path:
+    source = (
+        'kind = "pop3"\nhost = "127.0.0.1"\nusername = "u"\ntls = "none"\nallow_plaintext_login = true\n'
+        'auth = { kind = "password", password = "x" }\n'
+    )
+    path = home / "mailferry.toml"
+    path.write_text(
+        f'state_dir = "{home / "state"}"\nallow_plaintext_secrets = true\n'
+        f'[kafka]\nbootstrap_servers = {servers!r}\ntopic_prefix = "{prefix}"\n'
+        "[kafka.topics.defaults]\npartitions = 2\n"
+        "[stream]\nweb_port = 0\n"
+        f'[[tenants]]\nid = "acme"\naccepted_domains = ["{DOMAIN}"]\n'
+        f'default_mailbox = "postmaster@{DOMAIN}"\ndefault_target = "box"\n'
+        '[[tenants.targets]]\nname = "box"\nkind = "maildir"\npath = "/tmp/unused"\n'
+        f'[[tenants.sources]]\nid = "catchall"\nmode = "global"\n{source}'
+        f'[[tenants.sources]]\nid = "alice"\nmode = "personal"\ndeliver_to = "alice@{DOMAIN}"\n{source}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def router_rate(config: MailferryConfig, mailbox: str, count: int, size: int) -> tuple[float, float]:
+    """(records per wall second, records per CPU second) of the pure router in this process."""
+    blobs = LocalBlobStore(config.blob_dir)
+    values = []
+    for i in range(count):
+        _key, record = build_raw_record(
+            RawSource("acme", mailbox, "pop3"), sample(i, size), blobs=blobs, inline_threshold=1 << 20
+        )
+        values.append(encode_raw(record))
+    raw_codec, delivery_codec = codec(RAW_MESSAGE), codec(DELIVERY)
+    now = datetime.now(UTC)
+    began, began_cpu = time.perf_counter(), time.process_time()
+    for i, value in enumerate(values):
+        outcome = route_raw(raw_codec.decode(value), config=config, blobs=blobs, origin=f"raw/0/{i}", now=now)
+        assert isinstance(outcome, Routed)
+        for candidate in outcome.candidates:
+            delivery_codec.encode(candidate.delivery)
+    return count / (time.perf_counter() - began), count / (time.process_time() - began_cpu)
+
+
+def publish_raw(config: MailferryConfig, servers: list[str], count: int, size: int, start: int = 0) -> None:
+    blobs = LocalBlobStore(config.blob_dir)
+    producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=20, batch_size=1 << 20)
+    topic = full_name(config.kafka, RAW)
+    for i in range(start, start + count):
+        key, record = build_raw_record(
+            RawSource("acme", "catchall", "pop3"), sample(i, size), blobs=blobs, inline_threshold=1 << 20
+        )
+        producer.send(topic, key=key, value=encode_raw(record))
+    producer.flush()
+    producer.close()
+
+
+class Worker:
+    def __init__(self, config_path: Path, log: Path) -> None:
+        argv = [sys.executable, "-m", "mailferry", "-c", str(config_path), "stream"]
+        self.started = time.perf_counter()
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(120)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def count_deliveries(
+    kafka: KafkaConfig,
+    servers: list[str],
+    expected: int,
+    timeout: float,
+    on_first: Callable[[], None] = lambda: None,
+) -> tuple[float, float]:
+    """(time of the first delivery, time of the ``expected``-th), perf_counter seconds."""
+    consumer = KafkaConsumer(
+        full_name(kafka, DELIVER),
+        bootstrap_servers=servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    seen, first = 0, 0.0
+    deadline = time.perf_counter() + timeout
+    try:
+        while seen < expected:
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"timed out after {seen} of {expected} deliveries")
+            for batch in consumer.poll(timeout_ms=200, max_records=5000).values():
+                if not seen:
+                    first = time.perf_counter()
+                    on_first()
+                seen += len(batch)
+        return first, time.perf_counter()
+    finally:
+        consumer.close()
+
+
+def fill_changelog(config: MailferryConfig, servers: list[str], keys: int) -> float:
+    """Write ``keys`` sightings straight into the dedup table's changelog; returns seconds taken."""
+    topic = f"{app_id(config)}-dedup-changelog"
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    partitions = config.kafka.topics.defaults.partitions
+    try:
+        admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        admin.close()
+    producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=50, batch_size=1 << 20)
+    now_ms = int(time.time() * 1000)
+    began = time.perf_counter()
+    for i in range(keys):
+        value = {
+            "first_seen_ms": now_ms,
+            "origin": f"raw/0/{i}",
+            "mailbox_id": "catchall",
+            "delivery_id": f"{i:032x}",
+        }
+        producer.send(
+            topic, key=f"acme/user{i}@{DOMAIN}/<{i}@old.example>".encode(), value=json.dumps(value).encode()
+        )
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - began
+
+
+def time_to_first_delivery(
+    config_path: Path, config: MailferryConfig, servers: list[str], log: Path
+) -> float:
+    shutil.rmtree(config.stream_data_dir, ignore_errors=True)
+    publish_raw(config, servers, 1, 1024, start=10_000_000)
+    worker = Worker(config_path, log)
+    try:
+        first, _last = count_deliveries(config.kafka, servers, 1, timeout=1800)
+    finally:
+        worker.stop()
+    return first - worker.started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--size", type=int, default=20 * 1024)
+    parser.add_argument("--router-messages", type=int, default=20_000)
+    parser.add_argument("--recovery-keys", type=int, default=1_000_000, help="0 skips the recovery run")
+    parser.add_argument("--bootstrap", help="use this broker instead of starting the embedded one")
+    args = parser.parse_args()
+    console = Console()
+    home = Path(tempfile.mkdtemp(prefix="mailferry-bench-stream-"))
+    broker = None
+    if args.bootstrap:
+        servers = [args.bootstrap]
+    else:
+        broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), home / "kafka")
+        servers = [broker.start().address]
+    rows: list[tuple[str, str, str]] = []
+    try:
+        config_path = write_config(home, servers, f"bench{int(time.time())}")
+        config = load_config(config_path)
+        for mailbox in ("catchall", "alice"):
+            rate = router_rate(config, mailbox, args.router_messages, args.size)
+            rows.append(
+                (f"router alone, {mailbox} mailbox", f"{args.router_messages:,}", f"{rate:,.0f} msg/s")
+            )
+            console.print(rows[-1])
+
+        admin = KafkaAdminClient(bootstrap_servers=servers)
+        ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
+        admin.close()
+        publish_raw(config, servers, args.messages, args.size)
+        worker = Worker(config_path, home / "worker.log")
+        cpu_at_first: list[float] = []
+        try:
+            first, last = count_deliveries(
+                config.kafka,
+                servers,
+                args.messages,
+                timeout=1800,
+                on_first=lambda: cpu_at_first.append(cpu_seconds(worker.process.pid)),
+            )
+            cpu = cpu_seconds(worker.process.pid) - cpu_at_first[0]
+        finally:
+            worker.stop()
+        rate = (args.messages - 1) / (last - first) if last > first else float("nan")
+        rows.append(
+            (
+                "Faust worker on the embedded broker, catch-all (wall)",
+                f"{args.messages:,}",
+                f"{rate:,.0f} msg/s",
+            )
+        )
+        rows.append(
+            ("  same, per CPU-second of the worker process", "", f"{(args.messages - 1) / cpu:,.0f} msg/s")
+        )
+        rows.append(("  worker start to first delivery", "", f"{first - worker.started:.1f} s"))
+        console.print(rows[-3:])
+
+        if args.recovery_keys:
+            for label, keys in (("empty changelog", 0), (f"{args.recovery_keys:,} keys", args.recovery_keys)):
+                path = write_config(home, servers, f"rec{keys}x{int(time.time())}")
+                cfg = load_config(path)
+                admin = KafkaAdminClient(bootstrap_servers=servers)
+                ensure_topics(admin, topic_specs(cfg.kafka, len(cfg.retry.tiers)))
+                admin.close()
+                if keys:
+                    fill = fill_changelog(cfg, servers, keys)
+                    rows.append((f"  writing {label} to the changelog", f"{keys:,}", f"{fill:.1f} s"))
+                elapsed = time_to_first_delivery(path, cfg, servers, home / f"recovery-{keys}.log")
+                rows.append((f"start to first delivery, {label}", f"{keys:,}", f"{elapsed:.1f} s"))
+                console.print(rows[-1])
+    finally:
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+    table = Table(title=f"stream stage, {args.size:,}-byte messages, one worker (2-core machine, shared)")
+    for column in ("measurement", "records", "result"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""The scheduler's guarantees, with passes that only sleep (the passes themselves are tested
+against Dovecot elsewhere): tenant cap, no overlapping passes, back-off, stop on bad credentials."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+
+from mailferry.producers.access import BadCredentialsError
+from mailferry.producers.context import PassResult
+from mailferry.producers.scheduler import Backoff, Scheduler
+
+from mailferry.config.sources import Pop3Source, Source
+from mailferry.errors import TransientError
+
+
+def _source(mailbox: str, interval: str = "50ms") -> Pop3Source:
+    return Pop3Source.model_validate(
+        {
+            "id": mailbox,
+            "kind": "pop3",
+            "mode": "personal",
+            "host": "127.0.0.1",
+            "username": "u",
+            "auth": {"kind": "password", "password": "env:UNUSED"},
+            "deliver_to": "a@b.example",
+            "poll_interval": interval,
+        }
+    )
+
+
+class Recorder:
+    def __init__(self, duration: float = 0.1) -> None:
+        self.duration = duration
+        self.lock = threading.Lock()
+        self.running: Counter[str] = Counter()
+        self.per_mailbox: Counter[str] = Counter()
+        self.max_tenant: Counter[str] = Counter()
+        self.max_mailbox = 0
+        self.calls: Counter[str] = Counter()
+
+    def __call__(self, tenant: str, source: Source) -> PassResult:
+        with self.lock:
+            self.running[tenant] += 1
+            self.per_mailbox[source.id] += 1
+            self.calls[source.id] += 1
+            self.max_tenant[tenant] = max(self.max_tenant[tenant], self.running[tenant])
+            self.max_mailbox = max(self.max_mailbox, self.per_mailbox[source.id])
+        time.sleep(self.duration)
+        with self.lock:
+            self.running[tenant] -= 1
+            self.per_mailbox[source.id] -= 1
+        return PassResult(fetched=1)
+
+
+async def test_tenant_cap_and_one_pass_per_mailbox_at_a_time() -> None:
+    recorder = Recorder()
+    scheduler = Scheduler(recorder, {"small": 2, "big": 5})
+    for i in range(6):
+        await scheduler.upsert("small", _source(f"s{i}"), "v1")
+        await scheduler.upsert("big", _source(f"b{i}"), "v1")
+    await asyncio.sleep(1.5)
+    await scheduler.stop_all()
+    assert recorder.max_tenant["small"] == 2
+    assert recorder.max_tenant["big"] == 5
+    assert recorder.max_mailbox == 1
+    assert all(recorder.calls[f"s{i}"] >= 2 for i in range(6))
+    assert sum(recorder.running.values()) == 0  # stop waited for the running passes
+
+
+async def test_backoff_on_transient_errors_and_stop_on_bad_credentials() -> None:
+    calls: Counter[str] = Counter()
+
+    def flaky(tenant: str, source: Source) -> PassResult:
+        calls[source.id] += 1
+        if source.id == "down":
+            raise TransientError("cannot connect", reason_code="unreachable")
+        if source.id == "locked":
+            raise BadCredentialsError("login refused")
+        return PassResult(fetched=1)
+
+    scheduler = Scheduler(flaky, {}, backoff=Backoff(base=0.2, factor=2, maximum=10, jitter=0))
+    for name in ("down", "locked", "fine"):
+        await scheduler.upsert("t", _source(name, interval="20ms"), "v1")
+    await asyncio.sleep(1.6)
+    snapshot = scheduler.snapshot()
+    await scheduler.stop_all()
+    # 0.2 + 0.4 + 0.8 s of back-off: at most four attempts in 1.6 s, where polling would make ~50
+    assert 2 <= calls["down"] <= 4
+    assert snapshot["t/down"]["state"] == "backoff" and snapshot["t/down"]["reason_code"] == "unreachable"
+    assert calls["locked"] == 1
+    assert snapshot["t/locked"]["state"] == "stopped"
+    assert snapshot["t/locked"]["reason_code"] == "bad-credentials"
+    assert calls["fine"] > 20 and snapshot["t/fine"]["fetched"] == calls["fine"]
+
+
+async def test_a_changed_config_restarts_a_stopped_mailbox_and_removal_stops_it() -> None:
+    calls: Counter[str] = Counter()
+
+    def refuse_v1(tenant: str, source: Source) -> PassResult:
+        calls[source.host] += 1
+        if source.host == "127.0.0.1":
+            raise BadCredentialsError("login refused")
+        return PassResult()
+
+    scheduler = Scheduler(refuse_v1, {})
+    await scheduler.upsert("t", _source("m"), "v1")
+    await asyncio.sleep(0.3)
+    await scheduler.upsert("t", _source("m"), "v1")  # same config: stays stopped
+    await asyncio.sleep(0.3)
+    assert calls["127.0.0.1"] == 1
+    await scheduler.upsert("t", _source("m").model_copy(update={"host": "localhost"}), "v2")
+    await asyncio.sleep(0.3)
+    assert calls["localhost"] >= 2
+    await scheduler.remove(["t/m"])
+    seen = calls["localhost"]
+    await asyncio.sleep(0.3)
+    assert calls["localhost"] == seen and "t/m" not in scheduler.snapshot()
+    await scheduler.stop_all()
