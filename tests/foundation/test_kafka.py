@@ -94,6 +94,7 @@ def test_topics_ensure_creates_then_changes_nothing_then_alters(kafka_broker: st
             "mailboxes",
             "fetch-state",
             "deliver.ledger",
+            "deliver.dlt.state",
             "raw",
             "deliver",
             "deliver.dlt",
