@@ -116,7 +116,7 @@ def test_topics_ensure_creates_then_changes_nothing_then_alters(kafka_broker: st
 
     second = runner.invoke(app, ["-c", str(config), "topics", "ensure"])
     assert second.exit_code == 0, second.output
-    assert "nothing to change (11 topics in place)" in second.output
+    assert "nothing to change (12 topics in place)" in second.output
 
     changed = _write_config(
         tmp_path / "b.toml",
