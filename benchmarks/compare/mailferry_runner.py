@@ -89,9 +89,8 @@ class Running:
 
 def start(users: list[str], work: Path, name: str, target: Target, poll_seconds: float = 1.0) -> Running:
     """Dovecot with one warm-up message per mailbox, mailferry running, warm-up delivered."""
-    server = DovecotServer(work / f"dovecot-{name}")
-    server.remove()
-    server.start()
+    shutil.rmtree(work / f"dovecot-{name}", ignore_errors=True)
+    server = DovecotServer(work / f"dovecot-{name}").start()
     for user in users:
         server.add_user(user, Corpus.password(user))
         server.seed(user, [warmup_message(user)])
@@ -123,10 +122,10 @@ def start(users: list[str], work: Path, name: str, target: Target, poll_seconds:
 
 def stage(server: DovecotServer, corpus: Corpus) -> list[tuple[Path, Path]]:
     """Copy the corpus into each Maildir's tmp/ (invisible to POP3); returns the moves to make."""
-    owner = os.stat(server.root / "mail")
+    owner = os.stat(server.runtime / "mail")
     moves = []
     for user in corpus.mailboxes:
-        box = server.root / "mail" / user
+        box = server.runtime / "mail" / user
         for path in sorted((corpus.folder / user).iterdir()):
             staged = box / "tmp" / f"{path.name}.bench"
             staged.write_bytes(path.read_bytes())
