@@ -17,9 +17,12 @@ The SMTP sink is aiosmtpd on 127.0.0.1 without TLS (counts and drops messages).
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import hashlib
 import io
+import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -152,7 +155,10 @@ def worker_rates(
     began = time.perf_counter()
     thread.start()
     first = None
+    deadline = began + 600
     while delivered() - baseline < len(records):
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"only {delivered() - baseline} of {len(records)} delivered in 600 s")
         if first is None and delivered() > baseline:
             first = time.perf_counter()
         if not thread.is_alive():
@@ -166,6 +172,7 @@ def worker_rates(
 
 
 def main() -> None:
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--size", type=int, default=5000)
@@ -196,7 +203,8 @@ def main() -> None:
                 ),
                 (
                     "smtp (aiosmtpd sink)",
-                    f'[[tenants.targets]]\nname = "t"\nkind = "smtp"\nhost = "127.0.0.1"\nport = {smtp_port}\n'
+                    '[[tenants.targets]]\nname = "t"\nkind = "smtp"\nhost = "127.0.0.1"\n'
+                    f"port = {smtp_port}\n"
                     f'tls = "none"\nconcurrency = {args.concurrency}\n',
                     lambda: sink.count,
                 ),
@@ -205,6 +213,7 @@ def main() -> None:
                 config = config_for(home, address, toml)
                 records = [record(i, args.mailboxes, message(i, args.size)) for i in range(args.messages)]
                 direct = direct_rate(config, records, args.concurrency)
+                print(f"{name}: direct {direct:.0f}/s, now through the worker", file=sys.stderr)
                 steady, total = worker_rates(config, records, delivered)
                 rows.append((name, direct, steady, total))
         finally:

@@ -82,7 +82,8 @@ def write_config(home: Path, servers: list[str], prefix: str) -> Path:
     return path
 
 
-def router_rate(config: MailferryConfig, mailbox: str, count: int, size: int) -> float:
+def router_rate(config: MailferryConfig, mailbox: str, count: int, size: int) -> tuple[float, float]:
+    """(records per wall second, records per CPU second) of the pure router in this process."""
     blobs = LocalBlobStore(config.blob_dir)
     values = []
     for i in range(count):
@@ -92,13 +93,13 @@ def router_rate(config: MailferryConfig, mailbox: str, count: int, size: int) ->
         values.append(encode_raw(record))
     raw_codec, delivery_codec = codec(RAW_MESSAGE), codec(DELIVERY)
     now = datetime.now(UTC)
-    began = time.perf_counter()
+    began, began_cpu = time.perf_counter(), time.process_time()
     for i, value in enumerate(values):
         outcome = route_raw(raw_codec.decode(value), config=config, blobs=blobs, origin=f"raw/0/{i}", now=now)
         assert isinstance(outcome, Routed)
         for candidate in outcome.candidates:
             delivery_codec.encode(candidate.delivery)
-    return count / (time.perf_counter() - began)
+    return count / (time.perf_counter() - began), count / (time.process_time() - began_cpu)
 
 
 def publish_raw(config: MailferryConfig, servers: list[str], count: int, size: int, start: int = 0) -> None:
@@ -225,11 +226,11 @@ def main() -> None:
         config_path = write_config(home, servers, f"bench{int(time.time())}")
         config = load_config(config_path)
         for mailbox in ("catchall", "alice"):
-            rate = router_rate(config, mailbox, args.router_messages, args.size)
-            rows.append(
-                (f"router alone, {mailbox} mailbox", f"{args.router_messages:,}", f"{rate:,.0f} msg/s")
-            )
-            console.print(rows[-1])
+            wall, cpu_rate = router_rate(config, mailbox, args.router_messages, args.size)
+            label = f"router alone, {mailbox} mailbox (wall)"
+            rows.append((label, f"{args.router_messages:,}", f"{wall:,.0f} msg/s"))
+            rows.append(("  same, per CPU-second", "", f"{cpu_rate:,.0f} msg/s"))
+            console.print(rows[-2:])
 
         admin = KafkaAdminClient(bootstrap_servers=servers)
         ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))

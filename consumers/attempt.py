@@ -23,13 +23,19 @@ from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
 from mailferry.blobstore import LocalBlobStore
 from mailferry.delivery_flags import BYPASS_DEDUP
-from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError
+from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 
 log = logging.getLogger(__name__)
 
 
-class OutcomeNotRecordedError(Exception):
-    """The attempt's outcome could not be made durable; its offset must stay uncommitted."""
+class OutcomeNotRecordedError(TransientError):
+    """The attempt's outcome could not be made durable; its offset must stay uncommitted.
+
+    The worker stops on it (the supervisor restarts it): the record is read again and the
+    ledger or the target's own check keeps the second pass from writing twice.
+    """
+
+    reason_code = "outcome-not-recorded"
 
 
 @dataclass(frozen=True)

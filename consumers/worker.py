@@ -108,7 +108,7 @@ class DeliveryWorker:
 
     def close(self) -> None:
         for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=False)
+            pool.shutdown(wait=True, cancel_futures=True)
         self._pools.clear()
         self.registry.close()
         self.ledger.close()
@@ -214,6 +214,8 @@ class DeliveryWorker:
             timeout = 0.0
             self._running -= 1
             metrics.IN_FLIGHT.set(self._running)
+            if future.cancelled():  # stopping: never attempted, its offset stays uncommitted
+                continue
             result = future.result()  # OutcomeNotRecordedError stops the worker, offset uncommitted
             if isinstance(result, Paused):
                 if self.tracker.is_tracked(job.topic, job.partition):
@@ -328,7 +330,9 @@ class DeliveryWorker:
             self._paused_now.discard(tp)
 
     def _finish(self) -> None:
-        """Clean stop: wait for running attempts (bounded by target timeouts), commit."""
+        """Clean stop: drop queued attempts, wait for running ones (bounded), commit."""
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)  # queued work is read again next time
         deadline = time.monotonic() + 150
         while self._running > 0 and time.monotonic() < deadline:
             self._collect(block_s=0.5)

@@ -86,7 +86,8 @@ class FolderPass:
         return self.session.source
 
     def run(self) -> PassResult:
-        uidvalidity, _exists = self.session.select(self.folder)
+        # after_fetch = "none" must leave the folder exactly as it was, \Recent flags included
+        uidvalidity, exists = self.session.select(self.folder, readonly=self.source.after_fetch == "none")
         self.uidvalidity = uidvalidity
         now = self.ctx.now()
         cursor = self.state.cursor(self.folder)
@@ -106,6 +107,7 @@ class FolderPass:
             last = cursor["uid"] if cursor is not None else 0
             self.handled_upto = last
             new_uids = [u for u in self.session.search_uids(f"UID {last + 1}:*") if u > last]
+            self._forget_vanished(batch, [uid for v, uid in known if v == uidvalidity], exists)
         pending = [uid for (v, uid), r in known.items() if v == uidvalidity and r["status"] == "fetched"]
         steps = plan_folder(new_uids, self.session.sizes(new_uids), self.source, self.ctx.inline_threshold)
         try:
@@ -127,6 +129,17 @@ class FolderPass:
             batch.confirm(self.ctx.confirm_timeout)
         self._after_fetch(sorted(set(pending + self.fetched)), now)
         return self.result
+
+    def _forget_vanished(self, batch: Batch, remembered: list[int], exists: int) -> None:
+        """Drop the state of messages someone else removed, so the compacted topic stays the
+        size of the folder. Only looked for when the folder holds fewer messages than we
+        remember (a cheap test; a removal hidden by an arrival is found on a later pass)."""
+        if len(remembered) <= exists:
+            return
+        present = set(self.session.search_uids("ALL"))
+        for uid in remembered:
+            if uid not in present:
+                batch.state(self._key(uid), None)
 
     def _raw_source(self, uid: int) -> RawSource:
         return RawSource(self.tenant, self.source.id, "imap", self.folder, f"{self.uidvalidity}/{uid}")

@@ -53,7 +53,7 @@ def wait_for_mail(
     try:
         if "IDLE" not in session.capabilities:
             raise IdleUnsupportedError(f"source {source.id}: the server has no IDLE")
-        uidvalidity, _ = session.select(source.folders[0])
+        uidvalidity, _ = session.select(source.folders[0], readonly=True)
         if known is not None and (
             uidvalidity != known[0] or (session.uidnext is not None and session.uidnext > known[1] + 1)
         ):

@@ -150,9 +150,9 @@ class ImapSession:
             raise TransientError(f"source {self.source.id}: {what}: {detail}", reason_code="server-error")
         return data
 
-    def select(self, folder: str) -> tuple[int, int]:
-        """SELECT ``folder``; (UIDVALIDITY, message count)."""
-        typ, data = self.conn.select(quote(folder))
+    def select(self, folder: str, *, readonly: bool = False) -> tuple[int, int]:
+        """SELECT (or, read-only, EXAMINE) ``folder``; (UIDVALIDITY, message count)."""
+        typ, data = self.conn.select(quote(folder), readonly=readonly)
         self.check(typ, data, f"SELECT {folder}")
         _, values = self.conn.response("UIDVALIDITY")
         if not values or values[0] is None:

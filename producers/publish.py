@@ -33,6 +33,7 @@ def make_producer(config: MailferryConfig, servers: list[str], **overrides: Any)
     # per record; a 1 MiB batch and a short linger let a pass travel in a few large requests.
     settings.setdefault("batch_size", 1024 * 1024)
     settings["linger_ms"] = max(settings.get("linger_ms", 0), 20)
+    settings.setdefault("metrics_enabled", False)  # client-side metrics cost ~10% of the CPU per record
     return KafkaProducer(**(settings | overrides))
 
 

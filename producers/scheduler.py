@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 PassFn = Callable[[str, Source], PassResult]
 """Runs one pass of (tenant, source) synchronously; raises ``MailferryError``."""
+ErrorFn = Callable[[str, str, MailferryError, bool], None]
+"""Told (tenant, mailbox, error, stopped) when a mailbox starts failing or fails differently."""
 IdleFn = Callable[[str, Source, float, threading.Event], bool]
 """Waits (synchronously) up to the given seconds for the server to announce new mail."""
 
@@ -162,12 +164,15 @@ class MailboxLoop:
                     self.scheduler.executor, self.scheduler.pass_fn, self.tenant, self.source
                 )
             except PermanentError as exc:
+                self._report(exc, stopped=True)
                 status.state, status.last_error, status.reason_code = "stopped", str(exc), exc.reason_code
                 status.errors += 1
                 log.error("mailbox %s/%s stopped: %s", self.tenant, self.source.id, exc)
                 return None
             except Exception as exc:
                 error = exc if isinstance(exc, MailferryError) else TransientError(repr(exc))
+                if status.failures == 0 or status.reason_code != error.reason_code:
+                    self._report(error, stopped=False)
                 status.failures += 1
                 status.errors += 1
                 status.last_error, status.reason_code = str(error), error.reason_code
@@ -187,6 +192,16 @@ class MailboxLoop:
         status.state = "waiting"
         return next_interval(self.source.poll_interval.total_seconds())
 
+    def _report(self, error: MailferryError, *, stopped: bool) -> None:
+        """Tell the worker once per new kind of failure, not on every retry."""
+        report = self.scheduler.on_error
+        if report is None:
+            return
+        try:
+            report(self.tenant, self.source.id, error, stopped)
+        except Exception:
+            log.exception("reporting the failure of %s/%s failed", self.tenant, self.source.id)
+
 
 class Scheduler:
     """The mailbox loops of one worker, keyed ``tenant/mailbox``."""
@@ -201,7 +216,9 @@ class Scheduler:
         default_limit: int = 10,
         idle_fn: IdleFn | None = None,
         idle_threads: int = 512,
+        on_error: ErrorFn | None = None,
     ) -> None:
+        self.on_error = on_error
         self.pass_fn = pass_fn
         self.idle_fn = idle_fn
         self.idle_executor = ThreadPoolExecutor(max_workers=idle_threads, thread_name_prefix="idle")

@@ -28,10 +28,11 @@ from mailferry.producers.scheduler import Scheduler
 from mailferry.producers.state import StateCache
 from mailferry.schemas.codec import MAILBOX_CONFIG, codec
 
+from mailferry.audit import audit_event
 from mailferry.blobstore import LocalBlobStore
 from mailferry.config import MailferryConfig
 from mailferry.config.sources import ImapSource, Pop3Source, Source
-from mailferry.errors import ConfigError
+from mailferry.errors import ConfigError, MailferryError
 from mailferry.kafka.clients import consumer_settings
 from mailferry.kafka.topics import MAILBOXES, full_name
 from mailferry.status import write_snapshot
@@ -65,7 +66,9 @@ class FetchWorker:
             inline_threshold=config.blob_store.inline_threshold,
         )
         limits = {t.id: t.fetch_concurrency for t in config.tenants}
-        self.scheduler = Scheduler(self.run_pass, limits, threads=threads, idle_fn=self.idle)
+        self.scheduler = Scheduler(
+            self.run_pass, limits, threads=threads, idle_fn=self.idle, on_error=self.report_error
+        )
         self.assigned: set[int] = set()
         self.partition_of: dict[str, int] = {}
         self.closing = False
@@ -78,6 +81,17 @@ class FetchWorker:
             return pop3_pass(source, tenant, state, self.context)
         assert isinstance(source, ImapSource)
         return imap_pass(source, tenant, state, self.context)
+
+    def report_error(self, tenant: str, mailbox: str, error: MailferryError, stopped: bool) -> None:
+        """An audit event when a mailbox starts failing (``error``) or is stopped (``paused``)."""
+        key, value = audit_event(
+            "paused" if stopped else "error",
+            stage="fetch",
+            tenant=tenant,
+            mailbox_id=mailbox,
+            details={"reason": error.reason_code, "message": str(error)[:500]},
+        )
+        self.publisher.producer.send(self.publisher.audit_topic, key=key, value=value)
 
     def idle(self, tenant: str, source: Source, timeout: float, stop: threading.Event) -> bool:
         """IMAP IDLE between passes (in a scheduler thread)."""

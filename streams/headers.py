@@ -23,6 +23,7 @@ MAX_HEADER_BYTES = 4 * 1024 * 1024
 _END_OF_HEADERS = re.compile(rb"\r?\n\r?\n")
 _FOLD = re.compile(r"\r?\n[ \t]*")
 _PARSER = BytesHeaderParser(policy=compat32)
+_ESCAPED = re.compile("[\udc80-\udcff]")  # 8-bit bytes as the parser's surrogate escapes
 
 
 class HeaderTooLargeError(MalformedMessageError):
@@ -59,7 +60,7 @@ def _chunks_of(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
 
 def _text(raw: str) -> str:
     """A header value as text: surrogate-escaped 8-bit bytes read as UTF-8, else Latin-1."""
-    if not any("\udc80" <= ch <= "\udcff" for ch in raw):
+    if raw.isascii() or _ESCAPED.search(raw) is None:
         return raw
     data = raw.encode("ascii", "surrogateescape")
     try:

@@ -4,6 +4,7 @@ daemon mode of its own."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +22,8 @@ SETTLE_TIMEOUT = 60.0
 
 
 def _server(corpus: Corpus, root: Path) -> DovecotServer:
-    server = DovecotServer(root)
-    server.remove()
-    server.start()
+    shutil.rmtree(root, ignore_errors=True)
+    server = DovecotServer(root).start()
     for user in corpus.mailboxes:
         server.add_user(user, Corpus.password(user))
         server.seed(user, [warmup_message(user)])

@@ -85,7 +85,18 @@ def read_process(pid: int) -> tuple[str, float, int] | None:
     for line in status.splitlines():
         if line.startswith("VmHWM:"):
             hwm = int(line.split()[1])
-    return cmdline.strip()[:160], cpu, hwm
+    return cmdline.strip(), cpu, hwm
+
+
+def reaped_children_cpu(pid: int) -> float:
+    """CPU seconds of the children ``pid`` has already waited for (cutime + cstime): a server's
+    short-lived workers (Dovecot's login and pop3 processes) leave their cost there."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[13]) + int(fields[14])) / _CLK_TCK
 
 
 class Watched:

@@ -46,6 +46,7 @@ auth_mechanisms = {mechanisms}
 mail_location = maildir:{runtime}/mail/%u
 mail_max_userip_connections = 1000
 pop3_uidl_format = %08Xu%08Xv
+pop3_lock_session = {pop3_lock}
 ssl = yes
 ssl_cert = <{cert}
 ssl_key = <{key}
@@ -112,10 +113,15 @@ def _free_ports(count: int) -> list[int]:
 class DovecotServer:
     """One Dovecot instance under ``root``; use ``start()``/``stop()`` or ``with``."""
 
-    def __init__(self, root: Path, *, oauth2_introspection_url: str | None = None) -> None:
+    def __init__(
+        self, root: Path, *, oauth2_introspection_url: str | None = None, pop3_lock_session: bool = False
+    ) -> None:
         """``oauth2_introspection_url``: also accept XOAUTH2/OAUTHBEARER, checking each token by
-        POSTing ``token=…`` there (RFC 7662 style: ``{"active": true, "username": …}``)."""
+        POSTing ``token=…`` there (RFC 7662 style: ``{"active": true, "username": …}``).
+        ``pop3_lock_session``: refuse a second POP3 session of a user while one is open
+        (``-ERR [IN-USE]``), which makes overlapping sessions visible to a test."""
         self.root = root.resolve()
+        self.pop3_lock_session = pop3_lock_session
         self.oauth2_introspection_url = oauth2_introspection_url
         self.pop3_port = self.pop3s_port = self.imap_port = self.imaps_port = 0
         self.ca_file = self.root / "pki" / "ca.pem"
@@ -160,6 +166,7 @@ class DovecotServer:
                     root=self.root,
                     runtime=self.runtime,
                     mechanisms=mechanisms,
+                    pop3_lock="yes" if self.pop3_lock_session else "no",
                     oauth2_passdb=oauth2_passdb,
                     cert=pki.cert_file,
                     key=pki.key_file,

@@ -140,7 +140,7 @@ class RunningWorker:
         except BaseException as exc:
             self.error = exc
 
-    def wait_for(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    def wait_for(self, condition: Callable[[], bool], timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.error is not None:

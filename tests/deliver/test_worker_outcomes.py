@@ -24,6 +24,7 @@ from .conftest import (
     audit_events,
     dead_letters,
     delivery_record,
+    maildir_files,
     make_config,
     publish,
     read_topic,
@@ -247,3 +248,32 @@ def test_crash_between_delivery_and_commit_does_not_deliver_twice(
     worker.wait_for(lambda: len(_events(config, "skipped")) == 6)
     worker.shutdown()
     assert sink.handler.count() == 6
+
+
+def test_requeue_to_another_target_of_the_tenant(
+    tmp_path: Path,
+    kafka_config: KafkaConfig,
+    sink: SmtpSink,
+    ca: LoopbackCA,
+    start_worker: Callable[..., RunningWorker],
+) -> None:
+    (tmp_path / "acme.pw").write_text("s3cret")
+    archive = tmp_path / "archive"
+    targets = (
+        f'[[targets]]\nname = "exchange"\nkind = "smtp"\nhost = "127.0.0.1"\nport = {sink.port}\n'
+        f'ca_file = "{ca.ca_file}"\nusername = "mailferry"\npassword = "file:{tmp_path}/{{tenant}}.pw"\n'
+        f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{archive}"\n'
+    )
+    config = make_config(tmp_path, kafka_config, targets)
+    sink.handler.replies["gone@acme.example"] = "550 5.1.1 no such user"
+    publish(config, [delivery_record("gone@acme.example", sample_message(1, "gone@acme.example"))])
+    worker = start_worker(config)
+    worker.wait_for(lambda: bool(dead_letters(config)))
+    queue = DeadLetterQueue(config, list(config.kafka.bootstrap_servers))
+    with pytest.raises(Exception, match="no target"):
+        queue.requeue(queue.find(Filter(tenant="acme")), target="nowhere")
+    assert queue.requeue(queue.find(Filter(tenant="acme", error_class="permanent")), target="archive") == 1
+    worker.wait_for(lambda: bool(maildir_files(archive, "gone@acme.example")))
+    worker.shutdown()
+    assert sink.handler.count() == 0
+    assert queue.find(Filter(tenant="acme")) == []

@@ -243,3 +243,29 @@ async def test_scheduler_fetches_pushed_mail_long_before_the_poll_interval(
     await scheduler.stop_all()
     assert status.passes == 2
     ctx.publisher.close()
+
+
+def test_state_of_messages_removed_by_someone_else_is_forgotten(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    source, ctx, state = _setup(
+        dovecot,
+        kafka_config,
+        tmp_path,
+        "i-gone",
+        [sample(i) for i in range(3)],
+        extra='after_fetch = "none"\n',
+    )
+    assert imap_pass(source, "acme", state, ctx).fetched == 3
+    assert len(state.imap("INBOX")) == 3
+    imap = imaplib.IMAP4_SSL(
+        "127.0.0.1", dovecot.imaps_port, ssl_context=ssl.create_default_context(cafile=str(dovecot.ca_file))
+    )
+    imap.login("i-gone", "pw")
+    imap.select("INBOX")
+    imap.store("2", "+FLAGS", "(\\Deleted)")
+    imap.expunge()
+    imap.logout()
+    assert imap_pass(source, "acme", state, ctx).fetched == 0
+    assert sorted(uid for _, uid in state.imap("INBOX")) == [1, 3]
+    ctx.publisher.close()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import signal
-import time
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from mailferry.config.loader import load_config
 from mailferry.config.sources import Pop3Source
 from mailferry.errors import TransientError
 from mailferry.kafka.embedded import EmbeddedBroker
-from mailferry.kafka.topics import RAW
+from mailferry.kafka.topics import AUDIT, RAW
 from mailferry.testing.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.test_worker import _wait, snapshots, start_worker
@@ -75,9 +75,12 @@ def test_broker_down_during_a_poll_deletes_nothing_and_resumes(
     ctx.publisher.close()
 
 
-def test_two_workers_one_killed_the_other_takes_over(
-    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+def test_rebalance_and_kill_never_poll_a_mailbox_twice_at_once(
+    kafka_config: KafkaConfig, tmp_path: Path
 ) -> None:
+    """A second worker joins (rebalance), then one is killed (take-over). Dovecot locks POP3
+    sessions here, so two workers polling one mailbox at once would show as IN-USE errors."""
+    dovecot = DovecotServer(tmp_path / "dovecot", pop3_lock_session=True).start()
     users = [f"r-w{i}" for i in range(6)]
     for user in users:
         dovecot.add_user(user, "pw")
@@ -85,43 +88,51 @@ def test_two_workers_one_killed_the_other_takes_over(
     path = tmp_path / "mailferry.toml"
     config = load_config(path)
     sync_mailboxes(config, list(kafka_config.bootstrap_servers))
-    first = start_worker(path, tmp_path / "a.log")
-    second = start_worker(path, tmp_path / "b.log")
-    workers = {first.pid: first, second.pid: second}
+    workers: dict[int, subprocess.Popen[bytes]] = {}
+
+    def owners() -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {}
+        for snap in snapshots(config.state_dir):
+            pid = snap["pid"]
+            if pid in workers and workers[pid].poll() is None and snap.get("state") == "running":
+                found[pid] = set(snap["mailboxes"])  # type: ignore[arg-type]
+        return found
+
+    def owned_by(count: int) -> Callable[[], bool]:
+        return lambda: len(owners()) == count and sum(len(v) for v in owners().values()) == 6
+
+    def seed_and_wait(round_: int, who: list[str]) -> None:
+        for index, user in enumerate(who):
+            dovecot.seed(user, [sample(round_ * 100 + index)])
+        _wait(lambda: all(dovecot.message_count(u) == 0 for u in who), 90, f"round {round_}")
+
     try:
-
-        def owners() -> dict[int, set[str]]:
-            found: dict[int, set[str]] = {}
-            for snap in snapshots(config.state_dir):
-                pid = snap["pid"]
-                if pid in workers and workers[pid].poll() is None and snap.get("state") == "running":
-                    found[pid] = set(snap["mailboxes"])  # type: ignore[arg-type]
-            return found
-
-        _wait(lambda: len(owners()) == 2 and sum(len(v) for v in owners().values()) == 6, 60, "both workers")
+        first = start_worker(path, tmp_path / "a.log")
+        workers[first.pid] = first
+        _wait(owned_by(1), 60, "the first worker")
+        seed_and_wait(1, users)
+        second = start_worker(path, tmp_path / "b.log")
+        workers[second.pid] = second
+        _wait(owned_by(2), 60, "the rebalance")
         split = owners()
-        assert not set.intersection(*split.values())  # no mailbox in two workers
-        for index, user in enumerate(users):
-            dovecot.seed(user, [sample(index)])
-        _wait(lambda: all(dovecot.message_count(u) == 0 for u in users), 60, "first round")
+        assert not set.intersection(*split.values())
+        seed_and_wait(2, users)
 
-        victim_pid = max(split, key=lambda pid: len(split[pid]))
-        survivor_pid = next(pid for pid in workers if pid != victim_pid)
-        workers[victim_pid].send_signal(signal.SIGKILL)
-        workers[victim_pid].wait(timeout=10)
-        orphaned = [key.split("/")[1] for key in split[victim_pid]]
-        assert orphaned
-        for index, user in enumerate(orphaned):
-            dovecot.seed(user, [sample(100 + index)])
-        started = time.monotonic()
-        _wait(lambda: all(dovecot.message_count(u) == 0 for u in orphaned), 90, "take-over")
-        assert time.monotonic() - started < 90
-        assert owners()[survivor_pid] == {f"acme/{u}" for u in users}
+        victim = max(split, key=lambda pid: len(split[pid]))
+        survivor = next(pid for pid in workers if pid != victim)
+        workers[victim].send_signal(signal.SIGKILL)
+        workers[victim].wait(timeout=10)
+        orphaned = [key.split("/")[1] for key in split[victim]]
+        seed_and_wait(3, orphaned)
+        assert owners()[survivor] == {f"acme/{u}" for u in users}
     finally:
         for process in workers.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
                 process.wait(timeout=60)
+        dovecot.remove()
     raw = read_topic(kafka_config, RAW)
     uids = [(r["mailbox_id"], r["source_uid"]) for r in raw]
-    assert len(uids) == len(set(uids)) == 6 + len(orphaned)  # nothing fetched twice, nothing lost
+    assert len(uids) == len(set(uids)) == 12 + len(orphaned)  # nothing fetched twice, nothing lost
+    errors = [e["details"] for e in read_topic(kafka_config, AUDIT) if e["event"] in ("error", "paused")]
+    assert errors == []  # in particular no "-ERR [IN-USE]": never two sessions on one mailbox

@@ -16,7 +16,7 @@ from mailferry.producers.mailboxes import current_mailboxes, sync_mailboxes
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.loader import load_config
-from mailferry.kafka.topics import RAW
+from mailferry.kafka.topics import AUDIT, RAW
 from mailferry.testing.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, read_topic, sample
 from tests.fetch.netfaults import GarbageServer
@@ -129,6 +129,16 @@ def test_sync_then_worker_fetches_both_kinds_and_stops_bad_credentials(
         garbage.close()
     assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
     assert len(read_topic(kafka_config, RAW)) == 8
+    problems = {
+        (e["mailbox_id"], e["event"], e["details"]["reason"])
+        for e in read_topic(kafka_config, AUDIT)
+        if e["event"] in ("error", "paused")
+    }
+    assert problems == {
+        ("w1-bad", "paused", "bad-credentials"),
+        ("w1-unreachable", "error", "unreachable"),
+        ("w1-garbage", "error", "protocol"),
+    }
     final = [s for s in snapshots(config.state_dir) if s.get("state") == "stopped"]
     assert final, "the worker writes a final status on exit"
 
