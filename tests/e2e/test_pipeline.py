@@ -37,24 +37,53 @@ def mailferry(config: Path, *args: str, timeout: float = 120) -> subprocess.Comp
     )
 
 
+class MainJob:
+    """``mailferry run`` as a person runs it: a child process stopped with Ctrl-C (SIGINT)."""
+
+    def __init__(self, env: DemoEnvironment, log: Path) -> None:
+        self.env, self.log = env, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mailferry", "-c", str(self.env.config_path), "run"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def interrupt(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        finally:
+            self.process = None
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
 @pytest.fixture
-def pipeline(tmp_path: Path, kafka_broker: str) -> Iterator[DemoEnvironment]:
+def job(tmp_path: Path, kafka_broker: str) -> Iterator[MainJob]:
     env = DemoEnvironment(tmp_path)
     env.start(kafka_servers=[kafka_broker], topic_prefix=f"e2e{uuid.uuid4().hex[:8]}")
-    log = (tmp_path / "run.log").open("wb")
-    run = subprocess.Popen(
-        [sys.executable, "-m", "mailferry", "-c", str(env.config_path), "run"], stdout=log, stderr=log
-    )
+    main_job = MainJob(env, tmp_path / "run.log")
+    main_job.start()
     try:
-        yield env
+        yield main_job
     finally:
-        run.send_signal(signal.SIGINT)
-        try:
-            run.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            run.kill()
-        log.close()
+        if main_job.process is not None:
+            main_job.interrupt()
         env.stop()
+
+
+@pytest.fixture
+def pipeline(job: MainJob) -> DemoEnvironment:
+    return job.env
 
 
 def message_id(data: bytes) -> str:
@@ -152,3 +181,15 @@ def test_import_is_deduplicated_and_replay_bypass_delivers_again(
     # bypass-dedup re-delivers every message of the range, duplicates of the batch included
     assert again - before >= replayed
     assert all(address not in ACME_USERS for address in again - before)
+
+
+def test_ctrl_c_in_the_middle_then_a_restart_delivers_each_message_once(job: MainJob) -> None:
+    env = job.env
+    deadline = time.monotonic() + 240
+    while sum(env.delivered().values()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.interrupt() == 0, job.tail()
+
+    job.start()
+    assert env.wait(240, lambda done, total: None), job.tail()
+    assert settle(env) == env.expected()
