@@ -23,7 +23,14 @@ import pytest
 
 from mailferry.audit_trace import trace
 from mailferry.config import load_config
-from mailferry.demo import ACME_USERS, DemoEnvironment, mailbox_summary
+from mailferry.demo import (
+    ACME_USERS,
+    GLOBEX_ACCOUNT,
+    GLOBEX_USERS,
+    SERVICE_ACCOUNT,
+    DemoEnvironment,
+    mailbox_summary,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -68,8 +75,8 @@ class MainJob:
 
 
 @pytest.fixture
-def job(tmp_path: Path, kafka_broker: str) -> Iterator[MainJob]:
-    env = DemoEnvironment(tmp_path)
+def job(tmp_path: Path, kafka_broker: str, request: pytest.FixtureRequest) -> Iterator[MainJob]:
+    env = DemoEnvironment(tmp_path, globex_target=getattr(request, "param", "maildir"))
     env.start(kafka_servers=[kafka_broker], topic_prefix=f"e2e{uuid.uuid4().hex[:8]}")
     main_job = MainJob(env, tmp_path / "run.log")
     main_job.start()
@@ -102,18 +109,22 @@ def settle(env: DemoEnvironment, seconds: float = 4.0) -> Counter[str]:
     return last
 
 
+@pytest.mark.parametrize("job", ["ews"], indirect=True)
 def test_every_message_reaches_each_recipient_once(pipeline: DemoEnvironment, tmp_path: Path) -> None:
+    """Both tenants deliver into the EWS emulator, each with its own service account."""
     env = pipeline
     assert env.wait(240, lambda done, total: None), (tmp_path / "run.log").read_text(errors="replace")[-4000:]
     assert settle(env) == env.expected()
 
-    # tenant acme lands in the EWS emulator only, tenant globex in the Maildir only
-    acme_items = {address: env.ews.items(address) for address in ACME_USERS}
-    assert sum(len(items) for items in acme_items.values()) == len(env.personal)
-    for item in acme_items["alice@acme.example"]:
-        assert item.message_flags == 1 and not item.is_read
-    globex_folders = {p.name for p in env.maildir_root.iterdir()}
-    assert globex_folders and all("acme" not in name for name in globex_folders)
+    # received, unread, not drafts; and nothing crosses tenants: each tenant's account wrote
+    # only into its own mailboxes
+    for users, account in ((ACME_USERS, SERVICE_ACCOUNT), (GLOBEX_USERS, GLOBEX_ACCOUNT)):
+        for address in users:
+            for item in env.ews.items(address):
+                assert item.written_by.lower() == account
+                assert item.message_flags == 1 and not item.is_read and item.folder.lower() == "inbox"
+    assert sum(len(env.ews.items(a)) for a in ACME_USERS) == len(env.personal)
+    assert not env.maildir_root.exists()
 
     # nothing left at the sources: deleted only after Kafka acknowledged
     assert env.dovecot.message_count("alice.private") == 0
