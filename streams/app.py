@@ -41,7 +41,7 @@ from mailferry.blobstore import LocalBlobStore
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import Directory
 from mailferry.errors import PermanentError, TransientError
-from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name
+from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, TopicSpec, full_name
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,8 @@ class StreamApp:
         self._directory_for = directory_for
         settings = self.kafka.topics.overrides.get(DEDUP_TOPIC, self.kafka.topics.defaults)
         self.partitions = settings.partitions
-        max_bytes = max(
+        self.replicas = settings.replication_factor
+        self.max_bytes = max_bytes = max(
             s.max_message_bytes for s in [self.kafka.topics.defaults, *self.kafka.topics.overrides.values()]
         )
         web_port = config.stream.web_port
@@ -138,7 +139,7 @@ class StreamApp:
         self.audit_topic = self.app.topic(full_name(self.kafka, AUDIT))
         # compact keeps the latest sighting per key; delete drops sightings older than the
         # window plus a day, which can no longer make anything a duplicate
-        retention_ms = self.window_ms + 24 * 3600 * 1000
+        self.changelog_retention_ms = retention_ms = self.window_ms + 24 * 3600 * 1000
         self.table = self.app.Table(
             DEDUP_TABLE,
             default=None,
@@ -148,6 +149,30 @@ class StreamApp:
         )
         self.app.agent(self.raw_topic, name="route")(self._route_agent)
         self.app.agent(self.dedup_topic, name="dedup")(self._dedup_agent)
+
+    def internal_topic_specs(self) -> list[TopicSpec]:
+        """The re-keyed topic and the table's changelog, to create before Faust subscribes.
+
+        A topic Faust creates itself can be missing from its consumer's metadata until the
+        next refresh (``metadata.max.age``, 5 minutes): the dedup agent then reads nothing
+        and routed mail waits that long.
+        """
+        return [
+            TopicSpec(
+                DEDUP_TOPIC,
+                self.dedup_topic.get_topic_name(),
+                self.partitions,
+                self.replicas,
+                {"max.message.bytes": str(self.max_bytes)},
+            ),
+            TopicSpec(
+                DEDUP_TABLE,
+                self.table.changelog_topic.get_topic_name(),
+                self.partitions,
+                self.replicas,
+                {"cleanup.policy": "compact,delete", "retention.ms": str(self.changelog_retention_ms)},
+            ),
+        ]
 
     def directory(self, tenant: Tenant) -> Directory | None:
         """The tenant's live directory behind a TTL cache, or None when it has none.
