@@ -91,12 +91,16 @@ def test_crash_after_create_item_before_commit_creates_no_second_item(
 def test_timeout_after_create_item_is_checked_in_exchange_not_written_again(
     tmp_path: Path, kafka_config: KafkaConfig, exchange: EwsEmulator
 ) -> None:
-    config = ews_config(tmp_path, kafka_config, exchange, timeout="1s")
-    exchange.inject(Fault.TIMEOUT_AFTER_STORE, operation="CreateItem", delay=2.5)
+    config = ews_config(tmp_path, kafka_config, exchange, timeout="3s")
+    exchange.inject(Fault.TIMEOUT_AFTER_STORE, operation="CreateItem", delay=6.0)
     publish(config, [delivery_record("u1@acme.example", sample_message(1, "u1@acme.example"))])
     worker = RunningWorker(DeliveryWorker(config, list(config.kafka.bootstrap_servers)))
     worker.thread.start()
-    worker.wait_for(lambda: bool(_events(config, "delivered")), timeout=90)
+    try:
+        worker.wait_for(lambda: bool(_events(config, "delivered")), timeout=120)
+    except AssertionError:
+        events = [(e["event"], e.get("details")) for e in audit_events(config, timeout_ms=1000)]
+        raise AssertionError(f"events so far: {events}; emulator saw {exchange.requests}") from None
     worker.shutdown()
     assert len(exchange.items("u1@acme.example")) == 1
     assert exchange.requests["CreateItem"] == 1
