@@ -125,6 +125,16 @@ class PruneReport:
         return sum(blob.size for blob in self.deleted)
 
 
+def unread_partitions(ends: dict[TopicPartition, int], last_seen: dict[TopicPartition, int]) -> list[str]:
+    """Partitions whose scan stopped before the end offset taken when it began.
+
+    The reference topics are written without transactions and never compacted, so their
+    offsets have no gaps: a complete scan always sees offset ``end - 1``.
+    """
+    short = [tp for tp, end in ends.items() if last_seen.get(tp, -1) < end - 1]
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in short)
+
+
 # --- reading the topics -----------------------------------------------------------------
 
 
@@ -196,11 +206,9 @@ def collect_references(
                 report.unknown_records += 1
                 continue
             referenced.update(references_of(schema, decoded))
-    short = [f"{tp.topic}[{tp.partition}]" for tp, end in ends.items() if last_seen.get(tp, -1) < end - 1]
+    short = unread_partitions(ends, last_seen)
     if short:
-        raise TransientError(
-            f"the scan of {', '.join(sorted(short))} ended before the end offsets; nothing deleted"
-        )
+        raise TransientError(f"the scan of {', '.join(short)} ended before the end offsets; nothing deleted")
     report.references = len(referenced)
     return referenced
 
@@ -232,6 +240,22 @@ def list_blob_files(root: Path) -> Iterator[BlobFile]:
                 yield BlobFile(PREFIX + name, Path(entry.path), stat.st_size, stat.st_mtime)
 
 
+ASIDE = ".pruning-"
+
+
+def recover_aside(root: Path) -> int:
+    """Put back blobs a crashed prune left renamed aside, so they are judged again."""
+    recovered = 0
+    for aside in root.glob(f"??/??/{ASIDE}*"):
+        final = aside.with_name(aside.name.removeprefix(ASIDE))
+        if final.exists():
+            aside.unlink(missing_ok=True)
+        else:
+            os.replace(aside, final)
+            recovered += 1
+    return recovered
+
+
 def remove_if_stale(blob: BlobFile, cutoff: float) -> bool:
     """Delete ``blob`` unless it was re-put since it was listed; True when it went.
 
@@ -239,7 +263,7 @@ def remove_if_stale(blob: BlobFile, cutoff: float) -> bool:
     mtime check below sees that and puts it back) or finds it gone and writes it anew; the
     content is the same either way, so putting an aside copy back is harmless.
     """
-    aside = blob.path.with_name(f".pruning-{blob.path.name}")
+    aside = blob.path.with_name(ASIDE + blob.path.name)
     try:
         os.rename(blob.path, aside)
     except FileNotFoundError:
@@ -261,6 +285,8 @@ def prune_blobs(
 ) -> None:
     """Apply the plan to the directory (or only count it, for a dry run)."""
     cutoff = cutoff_for(now, grace)
+    if not report.dry_run and root.is_dir():
+        recover_aside(root)
     for decision in plan_prune(list_blob_files(root), referenced, now, grace):
         blob = decision.blob
         if decision.action == "keep":

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
@@ -22,9 +22,11 @@ from mailferry.blob_prune import (
     cutoff_for,
     list_blob_files,
     plan_prune,
+    recover_aside,
     reference_topics,
     references_of,
     remove_if_stale,
+    unread_partitions,
 )
 from mailferry.blobstore import LocalBlobStore
 from mailferry.cli.main import app
@@ -156,6 +158,14 @@ def test_reference_topics_refuse_a_missing_topic_and_include_leftover_retry_tier
         reference_topics(kafka, base, 2)
 
 
+def test_a_scan_that_stopped_short_of_the_end_offsets_is_reported() -> None:
+    raw0, raw1, dlt0 = TopicPartition("p.raw", 0), TopicPartition("p.raw", 1), TopicPartition("p.dlt", 0)
+    ends = {raw0: 10, raw1: 3, dlt0: 1}
+    assert unread_partitions(ends, {raw0: 9, raw1: 2, dlt0: 0}) == []
+    assert unread_partitions(ends, {raw0: 12, raw1: 2, dlt0: 0}) == []  # records added meanwhile
+    assert unread_partitions(ends, {raw0: 7, raw1: 2}) == ["p.dlt[0]", "p.raw[0]"]
+
+
 # --- the store's side: mtime refresh and a careful delete -------------------------------
 
 
@@ -194,6 +204,17 @@ def test_remove_if_stale_keeps_a_blob_re_put_after_it_was_listed(tmp_path: Path)
     assert remove_if_stale(listed_old, cutoff_for(NOW, DAY)) is True
     assert not store.exists(ref)
     assert list(blob.path.parent.iterdir()) == []
+
+
+def test_a_blob_left_aside_by_a_crashed_prune_is_put_back(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    ref = store.put(b"renamed aside, then the prune died")
+    [blob] = list(list_blob_files(tmp_path))
+    blob.path.rename(blob.path.with_name(".pruning-" + blob.path.name))
+    assert not store.exists(ref)
+    assert recover_aside(tmp_path) == 1
+    assert store.read(ref) == b"renamed aside, then the prune died"
+    assert recover_aside(tmp_path) == 0
 
 
 # --- the real broker --------------------------------------------------------------------
