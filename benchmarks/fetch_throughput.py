@@ -35,6 +35,7 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.mailboxes import sync_mailboxes
 from mailferry.producers.pop3_client import Pop3Client
 from mailferry.producers.pop3_fetch import pop3_pass
 from mailferry.producers.publish import Publisher, make_producer
@@ -308,7 +309,7 @@ def main() -> None:
             huge = make_message(random.Random(1), 999_999, args.huge_mb * 1_000_000)
             dovecot.add_user("huge", PASSWORD)
             config_path = tmp / "bench.toml"
-            config_path.write_text(_config_text(config, tmp, address, dovecot))
+            config_path.write_text(_config_text(tmp / "state", address, dovecot))
             rss = Table(title=f"peak RSS of one process fetching a {len(huge) / 1e6:.0f} MB message")
             for column in ("protocol", "RSS before (MB)", "peak RSS (MB)", "fetched MB"):
                 rss.add_column(column)
@@ -335,15 +336,52 @@ def main() -> None:
                     f"{figures['bytes'] / 1e6:.0f}",
                 )
                 _empty(dovecot, "huge")
+            dovecot.seed("huge", [huge])
+            peak_kb = worker_rss(tmp, address, dovecot)
+            rss.add_row(
+                "pop3, a `mailferry fetch` worker", "-", f"{peak_kb / 1024:.0f}", f"{len(huge) / 1e6:.0f}"
+            )
             console.print(rss)
     finally:
         broker.stop()
         dovecot.remove()
 
 
-def _config_text(config: MailferryConfig, tmp: Path, address: str, dovecot: DovecotServer) -> str:
+def worker_rss(tmp: Path, address: str, dovecot: DovecotServer) -> int:
+    """Peak RSS (KiB) of a real ``mailferry fetch`` process until the huge message has passed."""
+    path = tmp / "worker.toml"
+    path.write_text(
+        _config_text(tmp / "worker-state", address, dovecot)
+        .replace('id = "huge"', 'id = "huge-worker"')
+        .replace("leave_on_server = true\n", 'poll_interval = "1s"\n')
+    )
+    sync_mailboxes(parse_config(path.read_text()), [address])
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "mailferry", "-c", str(path), "fetch"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    status = Path(f"/proc/{worker.pid}/status")
+    try:
+        deadline = time.monotonic() + 600
+        while dovecot.message_count("huge") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return _kb(status, "VmHWM")
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+
+
+def _kb(status: Path, field: str) -> int:
+    for line in status.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _config_text(tmp: Path, address: str, dovecot: DovecotServer) -> str:
     return (
-        f'state_dir = "{tmp / "state"}"\nallow_plaintext_secrets = true\n'
+        f'state_dir = "{tmp}"\nallow_plaintext_secrets = true\n'
         f'[kafka]\nbootstrap_servers = ["{address}"]\ntopic_prefix = "bench"\n'
         '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'

@@ -32,7 +32,7 @@ from pathlib import Path
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
-from mailferry.streams.app import app_id
+from mailferry.streams.faust_settings import app_id
 from mailferry.streams.router import Routed, route_raw
 from rich.console import Console
 from rich.table import Table

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from mailferry.config import MailferryConfig
 from mailferry.consumers.maildir import mailbox_dirname
@@ -29,7 +30,9 @@ from mailferry.testing.sample_mail import SampleMessage, catchall_mailbox, perso
 
 ACME_USERS = ("alice@acme.example", "postmaster@acme.example")
 GLOBEX_DEFAULT = "it@globex.example"
+GLOBEX_USERS = ("bob@globex.example", "carol@globex.example", "dave@globex.example", GLOBEX_DEFAULT)
 SERVICE_ACCOUNT, SERVICE_PASSWORD = "svc-mailferry@acme.example", "demo-service-password"
+GLOBEX_ACCOUNT, GLOBEX_PASSWORD = "svc-mailferry@globex.example", "globex-service-password"
 
 
 @dataclass
@@ -37,6 +40,7 @@ class DemoEnvironment:
     """Dovecot + EWS emulator + a config file pointing the pipeline at them."""
 
     root: Path
+    globex_target: Literal["maildir", "ews"] = "maildir"
     dovecot: DovecotServer = field(init=False)
     ews: EwsEmulator = field(init=False)
     personal: list[SampleMessage] = field(init=False)
@@ -66,6 +70,10 @@ class DemoEnvironment:
         self.ews.add_account(SERVICE_ACCOUNT, SERVICE_PASSWORD)
         for address in ACME_USERS:
             self.ews.add_mailbox(address)
+        if self.globex_target == "ews":
+            self.ews.add_account(GLOBEX_ACCOUNT, GLOBEX_PASSWORD)
+            for address in GLOBEX_USERS:
+                self.ews.add_mailbox(address)
         self.config_path = self.root / "mailferry-demo.toml"
         self.config_path.write_text(
             self.config_text(poll_interval, kafka_servers, topic_prefix), encoding="utf-8"
@@ -131,10 +139,7 @@ accepted_domains = ["globex.example"]
 default_mailbox = "{GLOBEX_DEFAULT}"
 default_target = "archive"
 
-[[tenants.targets]]
-name = "archive"
-kind = "maildir"
-path = "{self.maildir_root}"
+{self._globex_target()}
 
 [[tenants.sources]]
 id = "globex-catchall"
@@ -150,6 +155,15 @@ envelope_headers = ["Delivered-To", "X-Original-To"]
 poll_interval = "{poll_interval}"
 """
 
+    def _globex_target(self) -> str:
+        if self.globex_target == "maildir":
+            return f'[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "{self.maildir_root}"\n'
+        return (
+            f'[[tenants.targets]]\nname = "archive"\nkind = "ews"\nendpoint = "{self.ews.url}"\n'
+            f'version = "Exchange2016"\nauth = "basic"\nusername = "{GLOBEX_ACCOUNT}"\n'
+            f'password = "{GLOBEX_PASSWORD}"\nimpersonation = true\n'
+        )
+
     @property
     def maildir_root(self) -> Path:
         return self.root / "maildir"
@@ -163,7 +177,7 @@ poll_interval = "{poll_interval}"
 
     def delivered(self) -> Counter[str]:
         found: Counter[str] = Counter()
-        for address in ACME_USERS:
+        for address in ACME_USERS + (GLOBEX_USERS if self.globex_target == "ews" else ()):
             found[address] = len(self.ews.items(address))
         for address in self.expected():
             folder = self.maildir_root / mailbox_dirname(address)

@@ -20,7 +20,6 @@ which measured several times slower here.)
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +32,7 @@ import faust
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
 from mailferry.streams.dedup import Sighting, decide
 from mailferry.streams.directory_cache import CachedDirectory
+from mailferry.streams.faust_settings import app_id, credentials, store_url
 from mailferry.streams.records import dead_letter, routed_details
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
 
@@ -41,23 +41,15 @@ from mailferry.blobstore import LocalBlobStore
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import Directory
 from mailferry.errors import PermanentError, TransientError
-from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name
+from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, TopicSpec, full_name
 
 log = logging.getLogger(__name__)
 
 DEDUP_TOPIC = "stream.dedup"
 DEDUP_TABLE = "dedup"
 TRANSIENT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
-
-
-def store_url() -> str:
-    """RocksDB when its bindings (rocksdict) are installed, else memory (rebuilt from the changelog)."""
-    return "rocksdb://" if importlib.util.find_spec("rocksdict") else "memory://"
-
-
-def app_id(config: MailferryConfig) -> str:
-    """The consumer group and changelog prefix: one per deployment prefix."""
-    return f"{config.kafka.topic_prefix}.{config.stream.app_id}"
+PURGE_EVERY = 3600.0
+PURGE_BATCH = 100_000
 
 
 @dataclass
@@ -65,6 +57,7 @@ class Counters:
     routed: int = 0
     duplicates: int = 0
     reprocessed: int = 0
+    purged: int = 0
     dead_lettered: int = 0
     dropped_by_rule: int = 0
     transient_retries: int = 0
@@ -97,14 +90,15 @@ class StreamApp:
         self._directory_for = directory_for
         settings = self.kafka.topics.overrides.get(DEDUP_TOPIC, self.kafka.topics.defaults)
         self.partitions = settings.partitions
-        max_bytes = max(
+        self.replicas = settings.replication_factor
+        self.max_bytes = max_bytes = max(
             s.max_message_bytes for s in [self.kafka.topics.defaults, *self.kafka.topics.overrides.values()]
         )
         web_port = config.stream.web_port
         self.app = faust.App(
             app_id(config),
             broker=";".join(f"kafka://{s}" for s in servers),
-            broker_credentials=_credentials(config),
+            broker_credentials=credentials(config),
             store=self.store,
             datadir=str(config.stream_data_dir / app_id(config)),
             web_enabled=web_port != 0,
@@ -138,7 +132,7 @@ class StreamApp:
         self.audit_topic = self.app.topic(full_name(self.kafka, AUDIT))
         # compact keeps the latest sighting per key; delete drops sightings older than the
         # window plus a day, which can no longer make anything a duplicate
-        retention_ms = self.window_ms + 24 * 3600 * 1000
+        self.changelog_retention_ms = retention_ms = self.window_ms + 24 * 3600 * 1000
         self.table = self.app.Table(
             DEDUP_TABLE,
             default=None,
@@ -146,8 +140,33 @@ class StreamApp:
             key_type=bytes,
             extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)},
         )
+        self.app.timer(PURGE_EVERY)(self.purge_expired)
         self.app.agent(self.raw_topic, name="route")(self._route_agent)
         self.app.agent(self.dedup_topic, name="dedup")(self._dedup_agent)
+
+    def internal_topic_specs(self) -> list[TopicSpec]:
+        """The re-keyed topic and the table's changelog, to create before Faust subscribes.
+
+        A topic Faust creates itself can be missing from its consumer's metadata until the
+        next refresh (``metadata.max.age``, 5 minutes): the dedup agent then reads nothing
+        and routed mail waits that long.
+        """
+        return [
+            TopicSpec(
+                DEDUP_TOPIC,
+                self.dedup_topic.get_topic_name(),
+                self.partitions,
+                self.replicas,
+                {"max.message.bytes": str(self.max_bytes)},
+            ),
+            TopicSpec(
+                DEDUP_TABLE,
+                self.table.changelog_topic.get_topic_name(),
+                self.partitions,
+                self.replicas,
+                {"cleanup.policy": "compact,delete", "retention.ms": str(self.changelog_retention_ms)},
+            ),
+        ]
 
     def directory(self, tenant: Tenant) -> Directory | None:
         """The tenant's live directory behind a TTL cache, or None when it has none.
@@ -305,6 +324,27 @@ class StreamApp:
             self.table[key] = sighting.to_value()
         await self._emit(Candidate(delivery["dedup_key"], delivery, False), {"dedup": verdict})
 
+    async def purge_expired(self) -> int:
+        """Forget sightings older than the window from the local store (at most
+        ``PURGE_BATCH`` a run), so its size follows the window and not the age of the
+        deployment. The changelog forgets them by its own retention; a sighting that
+        comes back from it after a rebuild is past the window and counts as expired.
+        """
+        now = self.clock_ms()
+        stale = []
+        for seen, (key, value) in enumerate(self.table.data.items(), start=1):
+            sighting = Sighting.from_value(value)
+            if sighting is None or now - sighting.first_seen_ms >= self.window_ms:
+                stale.append(key)
+                if len(stale) >= PURGE_BATCH:
+                    break
+            if seen % 5000 == 0:
+                await asyncio.sleep(0)  # let the agents run
+        for key in stale:
+            del self.table.data[key]
+        self.counters.purged += len(stale)
+        return len(stale)
+
     # -- outputs --------------------------------------------------------------------------
 
     async def _emit(self, candidate: Candidate, extra: dict[str, str]) -> None:
@@ -376,20 +416,3 @@ def _decoded(schema: str, value: bytes) -> dict[str, Any] | None:
         return codec(schema).decode(value)
     except Exception:
         return None
-
-
-def _credentials(config: MailferryConfig) -> Any:
-    kafka = config.kafka
-    if kafka.security_protocol == "PLAINTEXT":
-        return None
-    import ssl
-
-    context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
-    if kafka.security_protocol == "SSL":
-        return faust.SSLCredentials(context)
-    return faust.SASLCredentials(
-        username=kafka.sasl_username,
-        password=kafka.sasl_password.reveal() if kafka.sasl_password else None,
-        ssl_context=context if kafka.security_protocol == "SASL_SSL" else None,
-        mechanism=kafka.sasl_mechanism,
-    )

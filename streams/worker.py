@@ -27,10 +27,12 @@ ROLE = "stream"
 SNAPSHOT_EVERY = 5.0
 
 
-def prepare_topics(config: MailferryConfig, servers: list[str]) -> None:
+def prepare_topics(config: MailferryConfig, servers: list[str], stream: StreamApp) -> None:
     admin = KafkaAdminClient(**common_settings(config.kafka, servers))
     try:
-        ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
+        ensure_topics(
+            admin, topic_specs(config.kafka, len(config.retry.tiers)) + stream.internal_topic_specs()
+        )
     finally:
         admin.close()
 
@@ -46,9 +48,9 @@ def live_directories() -> DirectoryFor:
 
 def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = "warning") -> None:
     """Run the worker until a signal stops it (raises SystemExit with the worker's code)."""
-    prepare_topics(config, servers)
     config.stream_data_dir.mkdir(parents=True, exist_ok=True)
     stream = StreamApp(config, servers, directory_for=live_directories())
+    prepare_topics(config, servers, stream)
 
     def snapshot(state: str) -> None:
         payload: dict[str, Any] = {"state": state, **stream.status()}

@@ -72,7 +72,7 @@ def test_busy_server_gives_transient_error_with_its_back_off(
     started = time.monotonic()
     with pytest.raises(TransientError) as caught:
         target.deliver(item)
-    assert time.monotonic() - started < 2.0  # exchangelib did not sleep and retry by itself
+    assert time.monotonic() - started < 5.0  # exchangelib did not sleep and retry by itself
     assert type(caught.value) is TransientError
     assert caught.value.reason_code == "server-busy"
     assert caught.value.retry_after == 2.5
@@ -82,7 +82,7 @@ def test_busy_server_gives_transient_error_with_its_back_off(
 
 
 def test_over_the_concurrency_budget_is_busy(item_for: ItemFor) -> None:
-    with EwsEmulator(max_concurrent=1, service_time=0.5, busy_back_off_ms=700) as emulator:
+    with EwsEmulator(max_concurrent=1, service_time=2.0, busy_back_off_ms=700) as emulator:
         emulator.add_account("svc-mailferry", "correct horse")
         emulator.add_mailbox("postmaster@contoso.example")
         emulator.add_mailbox("alice@contoso.example")
@@ -103,7 +103,7 @@ def test_bad_credentials_fail_fast_at_start_up(emulator: EwsEmulator) -> None:
     started = time.monotonic()
     with pytest.raises(TenantError) as caught:
         target.check_credentials()
-    assert time.monotonic() - started < 2.0
+    assert time.monotonic() - started < 5.0
     assert caught.value.reason_code == "bad-credentials"
     assert caught.value.tenant == "contoso"
 
@@ -131,11 +131,11 @@ def test_unknown_mailbox_is_permanent(emulator: EwsEmulator, item_for: ItemFor) 
 def test_timeout_after_send_is_ambiguous_and_found_afterwards(
     emulator: EwsEmulator, item_for: ItemFor
 ) -> None:
-    target = ews.create(*make_tenant(emulator, timeout=timedelta(seconds=0.5)))
+    target = ews.create(*make_tenant(emulator, timeout=timedelta(seconds=2)))
     item = item_for("alice@contoso.example")
     other = item_for("alice@contoso.example")
     assert target.already_delivered(item) is False
-    emulator.inject(Fault.TIMEOUT_AFTER_STORE, operation="CreateItem", delay=1.5)
+    emulator.inject(Fault.TIMEOUT_AFTER_STORE, operation="CreateItem", delay=4.0)
     with pytest.raises(AmbiguousOutcomeError):
         target.deliver(item)
     assert len(emulator.items("alice@contoso.example")) == 1
@@ -150,10 +150,10 @@ def test_already_delivered_cannot_tell_without_message_id(emulator: EwsEmulator,
 
 
 def test_slow_read_is_transient_not_ambiguous(emulator: EwsEmulator, item_for: ItemFor) -> None:
-    target = ews.create(*make_tenant(emulator, timeout=timedelta(seconds=0.5)))
+    target = ews.create(*make_tenant(emulator, timeout=timedelta(seconds=2)))
     item = item_for("alice@contoso.example")
     target.deliver(item)
-    emulator.inject(Fault.SLOW, operation="FindItem", delay=1.5)
+    emulator.inject(Fault.SLOW, operation="FindItem", delay=4.0)
     with pytest.raises(TransientError) as caught:
         target.already_delivered(item)
     assert type(caught.value) is TransientError

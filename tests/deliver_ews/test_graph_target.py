@@ -200,10 +200,10 @@ def test_unknown_mailbox_is_permanent(emulator: GraphEmulator, item_for: ItemFor
 
 
 def test_timeout_after_store_is_ambiguous_then_found(emulator: GraphEmulator, item_for: ItemFor) -> None:
-    target = make_target(emulator, timeout=timedelta(seconds=0.5))
+    target = make_target(emulator, timeout=timedelta(seconds=2))
     item = item_for("alice@contoso.example")
     assert target.already_delivered(item) is False
-    emulator.inject(GraphFault.TIMEOUT_AFTER_STORE, operation="importMime", delay=1.5)
+    emulator.inject(GraphFault.TIMEOUT_AFTER_STORE, operation="importMime", delay=4.0)
     with pytest.raises(AmbiguousOutcomeError):
         target.deliver(item)
     assert target.already_delivered(item) is True

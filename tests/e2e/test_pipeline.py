@@ -23,7 +23,14 @@ import pytest
 
 from mailferry.audit_trace import trace
 from mailferry.config import load_config
-from mailferry.demo import ACME_USERS, DemoEnvironment, mailbox_summary
+from mailferry.demo import (
+    ACME_USERS,
+    GLOBEX_ACCOUNT,
+    GLOBEX_USERS,
+    SERVICE_ACCOUNT,
+    DemoEnvironment,
+    mailbox_summary,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -37,24 +44,53 @@ def mailferry(config: Path, *args: str, timeout: float = 120) -> subprocess.Comp
     )
 
 
-@pytest.fixture
-def pipeline(tmp_path: Path, kafka_broker: str) -> Iterator[DemoEnvironment]:
-    env = DemoEnvironment(tmp_path)
-    env.start(kafka_servers=[kafka_broker], topic_prefix=f"e2e{uuid.uuid4().hex[:8]}")
-    log = (tmp_path / "run.log").open("wb")
-    run = subprocess.Popen(
-        [sys.executable, "-m", "mailferry", "-c", str(env.config_path), "run"], stdout=log, stderr=log
-    )
-    try:
-        yield env
-    finally:
-        run.send_signal(signal.SIGINT)
+class MainJob:
+    """``mailferry run`` as a person runs it: a child process stopped with Ctrl-C (SIGINT)."""
+
+    def __init__(self, env: DemoEnvironment, log: Path) -> None:
+        self.env, self.log = env, log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "mailferry", "-c", str(self.env.config_path), "run"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def interrupt(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGINT)
         try:
-            run.wait(timeout=60)
+            return self.process.wait(timeout=90)
         except subprocess.TimeoutExpired:
-            run.kill()
-        log.close()
+            self.process.kill()
+            raise
+        finally:
+            self.process = None
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def job(tmp_path: Path, kafka_broker: str, request: pytest.FixtureRequest) -> Iterator[MainJob]:
+    env = DemoEnvironment(tmp_path, globex_target=getattr(request, "param", "maildir"))
+    env.start(kafka_servers=[kafka_broker], topic_prefix=f"e2e{uuid.uuid4().hex[:8]}")
+    main_job = MainJob(env, tmp_path / "run.log")
+    main_job.start()
+    try:
+        yield main_job
+    finally:
+        if main_job.process is not None:
+            main_job.interrupt()
         env.stop()
+
+
+@pytest.fixture
+def pipeline(job: MainJob) -> DemoEnvironment:
+    return job.env
 
 
 def message_id(data: bytes) -> str:
@@ -73,18 +109,22 @@ def settle(env: DemoEnvironment, seconds: float = 4.0) -> Counter[str]:
     return last
 
 
+@pytest.mark.parametrize("job", ["ews"], indirect=True)
 def test_every_message_reaches_each_recipient_once(pipeline: DemoEnvironment, tmp_path: Path) -> None:
+    """Both tenants deliver into the EWS emulator, each with its own service account."""
     env = pipeline
     assert env.wait(240, lambda done, total: None), (tmp_path / "run.log").read_text(errors="replace")[-4000:]
     assert settle(env) == env.expected()
 
-    # tenant acme lands in the EWS emulator only, tenant globex in the Maildir only
-    acme_items = {address: env.ews.items(address) for address in ACME_USERS}
-    assert sum(len(items) for items in acme_items.values()) == len(env.personal)
-    for item in acme_items["alice@acme.example"]:
-        assert item.message_flags == 1 and not item.is_read
-    globex_folders = {p.name for p in env.maildir_root.iterdir()}
-    assert globex_folders and all("acme" not in name for name in globex_folders)
+    # received, unread, not drafts; and nothing crosses tenants: each tenant's account wrote
+    # only into its own mailboxes
+    for users, account in ((ACME_USERS, SERVICE_ACCOUNT), (GLOBEX_USERS, GLOBEX_ACCOUNT)):
+        for address in users:
+            for item in env.ews.items(address):
+                assert item.written_by.lower() == account
+                assert item.message_flags == 1 and not item.is_read and item.folder.lower() == "inbox"
+    assert sum(len(env.ews.items(a)) for a in ACME_USERS) == len(env.personal)
+    assert not env.maildir_root.exists()
 
     # nothing left at the sources: deleted only after Kafka acknowledged
     assert env.dovecot.message_count("alice.private") == 0
@@ -152,3 +192,15 @@ def test_import_is_deduplicated_and_replay_bypass_delivers_again(
     # bypass-dedup re-delivers every message of the range, duplicates of the batch included
     assert again - before >= replayed
     assert all(address not in ACME_USERS for address in again - before)
+
+
+def test_ctrl_c_in_the_middle_then_a_restart_delivers_each_message_once(job: MainJob) -> None:
+    env = job.env
+    deadline = time.monotonic() + 240
+    while sum(env.delivered().values()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job.interrupt() == 0, job.tail()
+
+    job.start()
+    assert env.wait(240, lambda done, total: None), job.tail()
+    assert settle(env) == env.expected()

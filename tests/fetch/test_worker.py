@@ -99,9 +99,16 @@ def test_sync_then_worker_fetches_both_kinds_and_stops_bad_credentials(
     config = load_config(path)
     servers = list(kafka_config.bootstrap_servers)
 
-    report = sync_mailboxes(config, servers)
-    assert len(report.published) == 5
-    assert sync_mailboxes(config, servers).unchanged == report.published
+    cli = subprocess.run(
+        [sys.executable, "-m", "mailferry", "mailboxes", "sync", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "5 published, 0 unchanged, 0 removed" in cli.stdout
+    again = sync_mailboxes(config, servers)
+    assert len(again.unchanged) == 5 and not again.published
 
     worker = start_worker(path, tmp_path / "worker.log")
     try:

@@ -219,3 +219,29 @@ async def test_route_uses_the_directory_in_a_thread_and_waits_out_an_outage(tmp_
         "detail": f"sales@{DOMAIN} -> bob.primary@{DOMAIN}",
     }
     assert app.counters.transient_retries == 1 and rekeyed.empty()
+
+
+async def test_purge_forgets_only_sightings_past_the_window(tmp_path: Path, clock: Clock) -> None:
+    cfg = config(str(tmp_path), dedup_window="30d", data_dir=str(tmp_path / "stream"))
+    app = StreamApp(cfg, ["127.0.0.1:1"], clock_ms=clock, store="memory://")
+    app.deliver_topic = app.app.channel()  # type: ignore[assignment]
+    app.audit_topic = app.app.channel()  # type: ignore[assignment]
+    app.app.finalize()
+    delivered = app.deliver_topic.__aiter__()
+    old = message(("Delivered-To", f"bob@{DOMAIN}"), ("Message-ID", "<old@x.example>"))
+    new = message(("Delivered-To", f"bob@{DOMAIN}"), ("Message-ID", "<new@x.example>"))
+    start = clock.ms
+    async with app.app.agents["dedup"].test_context() as ctx:
+        for at, data, origin in ((start, old, "raw/0/1"), (start + 20 * DAY_MS, new, "raw/0/2")):
+            clock.ms = at
+            (delivery,) = candidates(app, data, origin)
+            await ctx.put(codec(DELIVERY).encode(delivery), key=delivery["dedup_key"].encode())
+        clock.ms = start + 30 * DAY_MS + 1
+        assert await app.purge_expired() == 1
+        assert list(app.table.data.keys()) == [f"acme/bob@{DOMAIN}/<new@x.example>".encode()]
+        for data, origin in ((old, "raw/0/3"), (new, "raw/0/4")):
+            (delivery,) = candidates(app, data, origin)
+            await ctx.put(codec(DELIVERY).encode(delivery), key=delivery["dedup_key"].encode())
+    origins = [codec(DELIVERY).decode((await delivered.get()).value)["raw_origin"] for _ in range(3)]
+    assert origins == ["raw/0/1", "raw/0/2", "raw/0/3"]  # the old one again, the new one still a duplicate
+    assert delivered.empty() and app.counters.purged == 1

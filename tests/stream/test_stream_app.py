@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record, codec
-from mailferry.streams.app import app_id
+from mailferry.streams.faust_settings import app_id
 
 from mailferry.blobstore import LocalBlobStore
 from mailferry.config import load_config

@@ -1,0 +1,107 @@
+"""The delivery worker on the real broker writing through the EWS target into the EWS
+EMULATOR (not Microsoft Exchange): no second item after a crash or an ambiguous timeout."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mailferry.consumers.worker import DeliveryWorker
+
+from mailferry.config import MailferryConfig
+from mailferry.config.kafka import KafkaConfig
+from mailferry.testing.ews_emulator.faults import Fault
+from mailferry.testing.ews_emulator.server import EwsEmulator
+
+from ..deliver.conftest import (
+    RunningWorker,
+    audit_events,
+    delivery_record,
+    make_config,
+    publish,
+    sample_message,
+)
+
+pytestmark = pytest.mark.integration
+MAILBOXES = [f"u{i}@acme.example" for i in range(6)]
+
+
+@pytest.fixture
+def exchange() -> Iterator[EwsEmulator]:
+    with EwsEmulator() as emulator:
+        emulator.add_account("svc-mailferry", "s3cret")
+        for address in ("postmaster@acme.example", *MAILBOXES):
+            emulator.add_mailbox(address)
+        yield emulator
+
+
+def ews_config(
+    tmp_path: Path, kafka: KafkaConfig, exchange: EwsEmulator, timeout: str = "5s"
+) -> MailferryConfig:
+    targets = (
+        f'[[targets]]\nname = "exchange"\nkind = "ews"\nendpoint = "{exchange.url}"\n'
+        f'version = "Exchange2016"\nauth = "basic"\nusername = "svc-mailferry"\npassword = "s3cret"\n'
+        f'timeout = "{timeout}"\nconcurrency = 4\n'
+    )
+    return make_config(tmp_path, kafka, targets, tiers='["1s", "2s"]')
+
+
+def _events(config: MailferryConfig, name: str) -> list[dict[str, Any]]:
+    return [e for e in audit_events(config, timeout_ms=1000) if e["event"] == name]
+
+
+class _CrashBeforeCommit(DeliveryWorker):
+    """Delivers and records outcomes, then 'dies' before any offset commit."""
+
+    def _commit(self) -> None:
+        return None
+
+
+def _stored(exchange: EwsEmulator) -> int:
+    return sum(len(exchange.items(m)) for m in MAILBOXES)
+
+
+def test_crash_after_create_item_before_commit_creates_no_second_item(
+    tmp_path: Path, kafka_config: KafkaConfig, exchange: EwsEmulator
+) -> None:
+    config = ews_config(tmp_path, kafka_config, exchange)
+    publish(config, [delivery_record(m, sample_message(i, m)) for i, m in enumerate(MAILBOXES)])
+    crashed = RunningWorker(_CrashBeforeCommit(config, list(config.kafka.bootstrap_servers)))
+    crashed.thread.start()
+    crashed.wait_for(lambda: len(_events(config, "delivered")) == 6)
+    crashed.shutdown()
+    assert _stored(exchange) == 6
+
+    restarted = RunningWorker(DeliveryWorker(config, list(config.kafka.bootstrap_servers)))
+    restarted.thread.start()  # sees all six records again: nothing was committed
+    try:
+        restarted.wait_for(lambda: len(_events(config, "skipped")) == 6, timeout=120)
+    except AssertionError:
+        events = [(e["event"], e["recipient"]) for e in audit_events(config, timeout_ms=1000)]
+        raise AssertionError(f"events so far: {events}") from None
+    restarted.shutdown()
+    assert _stored(exchange) == 6
+    for mailbox in MAILBOXES:
+        [item] = exchange.items(mailbox)
+        assert item.impersonated_as == mailbox
+
+
+def test_timeout_after_create_item_is_checked_in_exchange_not_written_again(
+    tmp_path: Path, kafka_config: KafkaConfig, exchange: EwsEmulator
+) -> None:
+    config = ews_config(tmp_path, kafka_config, exchange, timeout="3s")
+    exchange.inject(Fault.TIMEOUT_AFTER_STORE, operation="CreateItem", delay=6.0)
+    publish(config, [delivery_record("u1@acme.example", sample_message(1, "u1@acme.example"))])
+    worker = RunningWorker(DeliveryWorker(config, list(config.kafka.bootstrap_servers)))
+    worker.thread.start()
+    try:
+        worker.wait_for(lambda: bool(_events(config, "delivered")), timeout=120)
+    except AssertionError:
+        events = [(e["event"], e.get("details")) for e in audit_events(config, timeout_ms=1000)]
+        raise AssertionError(f"events so far: {events}; emulator saw {exchange.requests}") from None
+    worker.shutdown()
+    assert len(exchange.items("u1@acme.example")) == 1
+    assert exchange.requests["CreateItem"] == 1
+    assert exchange.requests["FindItem"] >= 1

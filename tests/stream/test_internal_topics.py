@@ -1,0 +1,45 @@
+"""The stream's own topics exist before Faust subscribes to them.
+
+Faust creates internal topics itself, but its consumer may not see a topic created after
+it fetched metadata until the next refresh (5 minutes): the demo once sat that long with
+every raw record read and nothing routed. The role now creates them first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+from mailferry.streams.app import StreamApp
+from mailferry.streams.worker import prepare_topics
+
+from mailferry.config import parse_config
+from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.admin import partition_counts
+from mailferry.kafka.topics import full_name
+
+pytestmark = pytest.mark.integration
+
+
+def test_prepare_creates_the_rekeyed_topic_and_the_changelog(
+    tmp_path: Path, kafka_config: KafkaConfig
+) -> None:
+    config = parse_config(
+        f'state_dir = "{tmp_path}"\n[kafka]\nbootstrap_servers = {kafka_config.bootstrap_servers!r}\n'
+        f'topic_prefix = "{kafka_config.topic_prefix}"\n[kafka.topics.defaults]\npartitions = 4\n'
+        '[stream]\nweb_port = 0\ndedup_window = "2d"\n'
+    )
+    servers = list(kafka_config.bootstrap_servers)
+    stream = StreamApp(config, servers)
+    prepare_topics(config, servers, stream)
+
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    try:
+        names = set(admin.list_topics())
+        rekeyed = full_name(config.kafka, "stream.dedup")
+        changelog = f"{config.kafka.topic_prefix}.{config.stream.app_id}-dedup-changelog"
+        assert {rekeyed, changelog} <= names
+        assert partition_counts(admin, [rekeyed, changelog]) == {rekeyed: 4, changelog: 4}
+    finally:
+        admin.close()
