@@ -25,6 +25,17 @@ class BlobNotFoundError(PermanentError):
     reason_code = "blob-missing"
 
 
+def _refresh(path: Path) -> bool:
+    """Touch an existing blob instead of rewriting it: ``blobs prune`` deletes only blobs
+    untouched for its grace period, so a re-put must count as fresh. False when the blob is
+    not there (any more: prune may have just taken it), so the caller writes it again."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 class LocalBlobStore:
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -48,7 +59,9 @@ class LocalBlobStore:
                 os.fsync(out.fileno())
             final = self._path(digest.hexdigest())
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
+            if not _refresh(final):
+                os.replace(tmp, final)
+            Path(tmp).unlink(missing_ok=True)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

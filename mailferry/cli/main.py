@@ -8,6 +8,7 @@ import typer
 
 from mailferry.cli import (
     audit_cmd,
+    blobs_cmd,
     config_cmd,
     demo_cmd,
     import_cmd,
@@ -50,6 +51,7 @@ app.add_typer(config_cmd.app, name="config")
 app.command("run")(run_cmd.run)
 app.add_typer(import_cmd.app, name="import")
 app.add_typer(audit_cmd.app, name="audit")
+app.add_typer(blobs_cmd.app, name="blobs")
 app.command("replay")(replay_cmd.replay_cmd)
 app.command("status")(status_cmd.status_cmd)
 app.command("demo")(demo_cmd.demo_cmd)
