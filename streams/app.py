@@ -31,7 +31,6 @@ from typing import Any
 import faust
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
 from mailferry.streams.dedup import Sighting, decide
-from mailferry.streams.directory_cache import CachedDirectory
 from mailferry.streams.faust_settings import app_id, credentials, store_url
 from mailferry.streams.records import dead_letter, routed_details
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
@@ -39,7 +38,7 @@ from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, 
 from mailferry.audit import audit_event
 from mailferry.blobstore import LocalBlobStore
 from mailferry.config.models import MailferryConfig, Tenant
-from mailferry.directory import Directory
+from mailferry.directory import CachedDirectory, Directory
 from mailferry.errors import PermanentError, TransientError
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, TopicSpec, full_name
 
@@ -50,6 +49,7 @@ DEDUP_TABLE = "dedup"
 TRANSIENT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 PURGE_EVERY = 3600.0
 PURGE_BATCH = 100_000
+NEGATIVE_TTL = 300.0  # seconds a 'no such mailbox' answer is kept
 
 
 @dataclass
@@ -181,7 +181,11 @@ class StreamApp:
                 log.warning("stream: no directory for tenant %s: %s", tenant.id, exc)
                 inner = None
             ttl = self.config.stream.directory_cache_ttl.total_seconds()
-            self._directories[tenant.id] = CachedDirectory(inner, ttl) if inner is not None else None
+            self._directories[tenant.id] = (
+                CachedDirectory(inner.lookup, ttl=ttl, negative_ttl=min(ttl, NEGATIVE_TTL))
+                if inner is not None
+                else None
+            )
         return self._directories[tenant.id]
 
     # -- route: raw -> candidates ---------------------------------------------------------

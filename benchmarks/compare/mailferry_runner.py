@@ -16,21 +16,27 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import mailferry_config
+from corpus import DOMAIN
 from latency import LatencyResult, MaildirWatcher, drip, sink_arrivals, summarise, wait_until, warmup_message
-from procwatch import Watched
+from procwatch import ProcSample, Watched
 from results import Result
 from sink import SmtpSink
-from source import Corpus, warm
+from source import Corpus, personal, warm
 
 from mailferry.testing.dovecot import DovecotServer
+from mailferry.testing.ews_emulator.server import EwsEmulator
 
 READY_TIMEOUT = 120.0
+EWS_MAX_MESSAGE = (
+    200 * 1024 * 1024
+)  # Exchange Online allows up to 150 MB; the corpus may hold a --huge-mb one
 START_ATTEMPTS = 2  # a second start when the first never delivers the warm-up (said in the row's note)
 Arrivals = Callable[[], dict[str, float]]
 
@@ -73,6 +79,49 @@ def maildir(work: Path) -> Target:
 
 def _stop(watcher: MaildirWatcher) -> None:
     watcher.stop()
+
+
+EWS_USER, EWS_PASSWORD = "svc-mailferry", "bench-emulator"
+
+
+def ews(corpus: Corpus) -> Target:
+    """The project's EWS EMULATOR (not Microsoft Exchange) in this process, one mailbox per
+    corpus owner. What arrived is read from its store every 50 ms, by Internet Message-ID."""
+    emulator = EwsEmulator(max_message_size=EWS_MAX_MESSAGE).start()
+    emulator.store.keep_bodies = False  # the benchmark needs the Message-IDs, not 160 MB of MIME
+    emulator.add_account(EWS_USER, EWS_PASSWORD)
+    addresses = [f"postmaster@{DOMAIN}", *(f"{u}@{DOMAIN}" for u in personal(corpus))]
+    for address in addresses:
+        emulator.add_mailbox(address)
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(0.05):
+            for address in addresses:
+                for item in emulator.items(address):
+                    bench_id = (item.internet_message_id or "").strip("<>").split("@", 1)[0]
+                    seen.setdefault(bench_id, time.time())
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+
+    def close() -> None:
+        stop.set()
+        thread.join()
+        emulator.stop()
+
+    config: dict[str, object] = {
+        "name": "exchange",
+        "kind": "ews",
+        "endpoint": emulator.url,
+        "version": "Exchange2016",
+        "auth": "basic",
+        "username": EWS_USER,
+        "password": EWS_PASSWORD,
+        "impersonation": True,
+    }
+    return Target("EWS emulator", config, lambda: dict(seen), close=close)
 
 
 @dataclass
@@ -152,6 +201,29 @@ def _is_broker(label: str) -> bool:
     return "kafka.Kafka" in label
 
 
+def role_of(label: str) -> str:
+    """'broker', a role name (fetch, stream, deliver), 'run' (the supervisor) or 'other'."""
+    if _is_broker(label):
+        return "broker"
+    words = label.split()
+    if "mailferry" in words:
+        if "run" in words:
+            return "run"
+        tail = words[-1]
+        return tail if tail in ("fetch", "stream", "deliver", "run") else "other"
+    return "other"
+
+
+def peak_by_role(samples: list[ProcSample]) -> dict[str, float]:
+    """Largest peak RSS (MB) per role, from the sampled process tree."""
+    peaks: dict[str, float] = {}
+    for sample in samples:
+        role = role_of(sample.label)
+        peaks[role] = max(peaks.get(role, 0.0), sample.peak_rss_kb / 1024)
+    peaks.pop("other", None)
+    return peaks
+
+
 def _cpu_window(
     before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
 ) -> tuple[float, float]:
@@ -187,14 +259,13 @@ def measure(corpus: Corpus, work: Path, target: Target) -> Result:
         arrived = {k: v for k, v in target.arrivals().items() if k in wanted}
         roles_cpu, broker_cpu = _cpu_window(before, after)
         samples = running.watched.samples.values()
-        peak_role = max((s.peak_rss_kb for s in samples if not _is_broker(s.label)), default=0) / 1024
-        peak_broker = max((s.peak_rss_kb for s in samples if _is_broker(s.label)), default=0) / 1024
+        peaks = peak_by_role(list(samples))
+        peak_role = max((mb for role, mb in peaks.items() if role != "broker"), default=0.0)
     finally:
         code = running.stop()
         target.close()
-    note = (
-        f"CPU roles {roles_cpu:.1f} s + broker {broker_cpu:.1f} s; peak RSS largest role {peak_role:.0f} MB, "
-        f"broker {peak_broker:.0f} MB"
+    note = f"CPU roles {roles_cpu:.1f} s + broker {broker_cpu:.1f} s; peak RSS MB " + ", ".join(
+        f"{role} {mb:.0f}" for role, mb in sorted(peaks.items())
     )
     if not done:
         note = f"timed out, see {running.log}; {note}"
@@ -223,7 +294,11 @@ def throughput(corpus: Corpus, work: Path, sink: SmtpSink) -> list[Result]:
                 "d. mailferry", corpus.messages, 0, corpus.total_bytes, 0, 0, 0, note=reason, runnable=False
             )
         ]
-    return [measure(corpus, work, smtp(sink)), measure(corpus, work, maildir(work))]
+    return [
+        measure(corpus, work, smtp(sink)),
+        measure(corpus, work, maildir(work)),
+        measure(corpus, work, ews(corpus)),
+    ]
 
 
 def latency(corpus: Corpus, work: Path, sink: SmtpSink, rate: float, seconds: float) -> LatencyResult:

@@ -28,6 +28,11 @@ from sink import SmtpSink
 from source import Corpus, materialise
 
 
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.1f} {five:.1f} {fifteen:.1f}"
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         f"corpus: {corpus.messages} messages, {corpus.total_bytes / 1e6:.1f} MB in {len(corpus.mailboxes)} "
         f"mailboxes ({spec.mailboxes} personal + 1 global), seed {spec.seed}; work folder {work}"
     )
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, {_load()}")
     sink = SmtpSink().start()
     results: list[Result] = []
     try:
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         f"throughput, {corpus.messages} messages / {corpus.total_bytes / 1e6:.1f} MB, "
         f"one run each, fresh Dovecot per run",
     )
+    print(f"after the throughput runs: {_load()}")
     if args.latency:
         run_latency(args, corpus, work, only)
     if args.scale:
@@ -129,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         scale.run(
             work, mailboxes=args.scale_mailboxes, interval=args.scale_interval, seconds=args.scale_seconds
         )
+    print(f"at the end: {_load()}")
     return 0 if all(r.complete or not r.runnable for r in results) else 1
 
 

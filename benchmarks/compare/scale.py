@@ -26,7 +26,7 @@ from typing import Any
 import mailferry_config
 from corpus import DOMAIN, build_message
 from latency import wait_until
-from mailferry_runner import not_runnable_reason
+from mailferry_runner import not_runnable_reason, role_of
 from procwatch import Watched, process_tree, read_process, reaped_children_cpu
 from source import Corpus
 
@@ -178,7 +178,7 @@ def report(
     seconds: float,
 ) -> None:
     def fetch_cpu() -> float:
-        return sum(cpu for label, cpu in watched.cpu_now().values() if label.endswith(" fetch"))
+        return sum(cpu for label, cpu in watched.cpu_now().values() if role_of(label) == "fetch")
 
     cpu0, dovecot0, began = fetch_cpu(), _dovecot_cpu(server), time.monotonic()
     previous = _merged(state_dir)

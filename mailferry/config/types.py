@@ -40,8 +40,8 @@ def parse_duration(value: Any) -> timedelta:
             return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
     raise PydanticCustomError(
         "duration",
-        "expected a duration such as '30s', '10m', '3d', got {value!r}",
-        {"value": value},
+        "expected a duration such as '30s', '10m', '3d', got {value}",
+        {"value": repr(value)},
     )
 
 
@@ -56,13 +56,19 @@ def parse_size(value: Any) -> int:
             return int(float(match.group(1)) * _SIZE_UNITS[unit])
     raise PydanticCustomError(
         "size",
-        "expected a size such as '512KiB', '25MB' or bytes, got {value!r}",
-        {"value": value},
+        "expected a size such as '512KiB', '25MB' or bytes, got {value}",
+        {"value": repr(value)},
     )
 
 
 def _format_duration(value: timedelta) -> str:
-    return f"{value.total_seconds():g}s"
+    """The largest whole unit, so that a dumped config reads back (``'%g'`` wrote ``2.592e+06s``)."""
+    millis = round(value / timedelta(milliseconds=1))
+    for unit in ("w", "d", "h", "m", "s"):
+        size = round(_UNITS[unit] * 1000)
+        if millis and millis % size == 0:
+            return f"{millis // size}{unit}"
+    return f"{millis}ms"
 
 
 Duration = Annotated[

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from mailferry.config import load_config, parse_config
+from mailferry.config.models import RetryConfig
 from mailferry.config.sources import ImapSource, Pop3Source
 from mailferry.errors import ConfigError
 
@@ -154,3 +155,18 @@ def test_default_target_must_exist() -> None:
 def test_invalid_toml_reports_position() -> None:
     with pytest.raises(ConfigError, match=r"cfg.toml: invalid TOML: .*line 2"):
         parse_config("[kafka]\nbootstrap_servers = ]\n", source="cfg.toml")
+
+
+@pytest.mark.parametrize(
+    "value", [timedelta(days=30), timedelta(seconds=90), timedelta(milliseconds=250), timedelta(0)]
+)
+def test_a_dumped_duration_reads_back(value: timedelta) -> None:
+
+    dumped = RetryConfig(tiers=[value]).model_dump(mode="json")
+    assert RetryConfig.model_validate(dumped).tiers == [value]
+
+
+def test_a_bad_duration_names_the_value() -> None:
+
+    with pytest.raises(ValueError, match="got 'soon'"):
+        RetryConfig.model_validate({"tiers": ["soon"]})
