@@ -49,6 +49,11 @@ class OffsetTracker:
         if part is not None:
             part.in_flight.discard(offset)
 
+    def position(self, topic: str, partition: int) -> int:
+        """Next offset this process has not dispatched yet (0 for an unknown partition)."""
+        part = self._parts.get((topic, partition))
+        return part.position if part is not None and part.position is not None else 0
+
     def is_tracked(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self._parts
 

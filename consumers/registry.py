@@ -65,8 +65,9 @@ class TargetRegistry:
             return target
 
     def concurrency(self, tenant_id: str, target_name: str | None) -> int:
+        """Threads for this (tenant, target): the target's budget, capped by the tenant's."""
         tenant, name = self.resolve(tenant_id, target_name)
-        return tenant.target(name).concurrency
+        return min(tenant.target(name).concurrency, tenant.delivery_concurrency)
 
     def built(self) -> dict[tuple[str, str], DeliveryTarget]:
         with self._lock:

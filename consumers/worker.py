@@ -36,12 +36,13 @@ from mailferry.schemas.codec import DELIVERY, codec
 
 from mailferry.blobstore import LocalBlobStore
 from mailferry.config import MailferryConfig
-from mailferry.errors import MailferryError, PermanentError, TenantError
+from mailferry.errors import MailferryError, PermanentError, TenantError, TransientError
 from mailferry.kafka.clients import consumer_settings, producer_settings
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
+UNASSIGNED_REJOIN_S = 20.0
 Done = tuple[Job, str, "Future[Result]"]
 
 
@@ -74,8 +75,9 @@ class DeliveryWorker:
         self._running = 0
         self._awaiting: deque[tuple[Job, Pending]] = deque()
         self._tier_waits: dict[TopicPartition, datetime] = {}
-        self._paused_now: set[TopicPartition] = set()
         self._last_status = 0.0
+        self._unassigned_since: float | None = None
+        self._revoked: set[tuple[str, int]] = set()
         limit = config.blob_store.inline_threshold * 2 + 1024 * 1024
         self.producer = KafkaProducer(**producer_settings(config.kafka, servers, max_request_size=limit))
         self.ledger = Ledger(config.kafka, servers, self.producer)
@@ -91,7 +93,8 @@ class DeliveryWorker:
         self._check_targets_at_start()
         settings = consumer_settings(self.config.kafka, self.servers, self.group_id)
         self.consumer = KafkaConsumer(**settings, max_poll_records=500)
-        self.consumer.subscribe([self.deliver_topic, *self.tier_topics], listener=_Rebalance(self))
+        self._await_topics([self.deliver_topic, *self.tier_topics])
+        self._subscribe()
         try:
             while not stop.is_set() and not (until is not None and until(self)):
                 self._step()
@@ -117,6 +120,50 @@ class DeliveryWorker:
             self.consumer.close(autocommit=False)
             self.consumer = None
 
+    def _subscribe(self) -> None:
+        assert self.consumer is not None
+        self.consumer.subscribe([self.deliver_topic, *self.tier_topics], listener=_Rebalance(self))
+        self._unassigned_since = time.monotonic()
+
+    def _watch_assignment(self) -> None:
+        """Rejoin when no partition arrives for a long time.
+
+        kafka-python 3.0 can finish a rebalance without applying the new assignment when
+        the SyncGroup answer comes after the poll's timeout (seen on a loaded machine): the
+        worker then sits idle until the next metadata refresh, minutes later. Subscribing
+        again forces a fresh join. A deployment with more workers than partitions would
+        rejoin needlessly every ``UNASSIGNED_REJOIN_S``; there are at least 18 partitions.
+        """
+        assert self.consumer is not None
+        if self.consumer.assignment():
+            self._unassigned_since = None
+        elif self._unassigned_since is None:
+            self._unassigned_since = time.monotonic()
+        elif time.monotonic() - self._unassigned_since > UNASSIGNED_REJOIN_S:
+            log.warning("no partitions assigned for %ss: joining the group again", UNASSIGNED_REJOIN_S)
+            self.consumer.unsubscribe()
+            self._subscribe()
+
+    def _await_topics(self, topics: list[str], timeout_s: float = 60.0) -> None:
+        """Know every topic's partitions before joining the group.
+
+        A group leader that assigns before its metadata lists a topic assigns none of that
+        topic's partitions, and kafka-python notices only at the next metadata refresh
+        (five minutes later): freshly created topics would sit unread that long.
+        """
+        assert self.consumer is not None
+        deadline = time.monotonic() + timeout_s
+        while True:
+            missing = [t for t in topics if not self.consumer.partitions_for_topic(t)]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise TransientError(
+                    f"topics {', '.join(missing)} do not exist: run `mailferry topics ensure`",
+                    reason_code="missing-topics",
+                )
+            time.sleep(0.5)
+
     def _check_targets_at_start(self) -> None:
         for tenant in self.config.tenants:
             for target in tenant.targets:
@@ -136,18 +183,21 @@ class DeliveryWorker:
         if self._running >= self.max_in_flight:
             self._collect(block_s=0.2)
         else:
-            batch = self.consumer.poll(timeout_ms=200)
+            batch = self.consumer.poll(timeout_ms=500)
             for tp, records in batch.items():
                 for record in records:
                     if not self._take(tp, record):
                         break
             self._collect(block_s=0.0)
+        self._watch_assignment()
         self._check_paused_tenants()
         self._commit()
         self._status()
 
     def _take(self, tp: TopicPartition, record: Any) -> bool:
         """Dispatch one record; False when the rest of this partition's batch must wait."""
+        if record.offset < self.tracker.position(tp.topic, tp.partition):
+            return True  # read again after a rebalance gave the partition back: already ours
         headers = list(record.headers or [])
         if tp.topic != self.deliver_topic:
             due = due_at(headers)
@@ -210,7 +260,7 @@ class DeliveryWorker:
                     self._done.get(timeout=timeout) if timeout else self._done.get_nowait()
                 )
             except queue.Empty:
-                return
+                break
             timeout = 0.0
             self._running -= 1
             metrics.IN_FLIGHT.set(self._running)
@@ -294,6 +344,7 @@ class DeliveryWorker:
             return
         offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in points.items()}
         self.consumer.commit(offsets)
+        log.debug("committed %s", points)
         self.tracker.committed(points)
 
     def _sync_pauses(self) -> None:
@@ -305,29 +356,31 @@ class DeliveryWorker:
         assigned = self.consumer.assignment()
         wanted = {tp for tp in self._tier_waits if tp in assigned}
         wanted |= {tp for tp in self.pauses.held_partitions() if tp in assigned}
-        if wanted - self._paused_now:
-            self.consumer.pause(*(wanted - self._paused_now))
-        if self._paused_now - wanted:
-            self.consumer.resume(*(self._paused_now - wanted))
-        self._paused_now = wanted
+        paused = set(self.consumer.paused()) & assigned  # kafka's own view, right after a rebalance too
+        if wanted - paused:
+            self.consumer.pause(*(wanted - paused))
+        if paused - wanted:
+            self.consumer.resume(*(paused - wanted))
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
-        """Before a rebalance takes partitions away: let running attempts finish, commit."""
-        deadline = time.monotonic() + 30
-        keys = [(tp.topic, tp.partition) for tp in partitions]
-        while time.monotonic() < deadline and any(
-            self.tracker.in_flight(t, p) > self.pauses.parked_in(t, p) for t, p in keys
-        ):
-            self._collect(block_s=0.2)
-        self.producer.flush(timeout=60)
-        self._settle()
-        self._commit()
-        self.tracker.forget(keys)
-        self._awaiting = deque((j, p) for j, p in self._awaiting if (j.topic, j.partition) not in keys)
-        self.pauses.drop_partitions(keys)
-        for tp in partitions:
-            self._tier_waits.pop(tp, None)
-            self._paused_now.discard(tp)
+        """A rebalance starts: remember what may be taken away, commit nothing.
+
+        kafka-python 3 calls this on its network thread, where a blocking call such as
+        ``commit`` is refused. Partitions that come back to this worker keep their state
+        (see ``assigned``); the others are forgotten, and the new owner reads again what
+        was not committed yet, which the ledger skips.
+        """
+        self._revoked |= {(tp.topic, tp.partition) for tp in partitions}
+
+    def assigned(self, partitions: list[TopicPartition]) -> None:
+        back = {(tp.topic, tp.partition) for tp in partitions}
+        lost = [key for key in self._revoked if key not in back]
+        self._revoked.clear()
+        self.tracker.forget(lost)
+        self._awaiting = deque((j, p) for j, p in self._awaiting if (j.topic, j.partition) not in lost)
+        self.pauses.drop_partitions(lost)
+        for topic, partition in lost:
+            self._tier_waits.pop(TopicPartition(topic, partition), None)
 
     def _finish(self) -> None:
         """Clean stop: drop queued attempts, wait for running ones (bounded), commit."""
@@ -369,7 +422,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.revoked(list(revoked))
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        return None
+        self.worker.assigned(list(assigned))
 
 
 def _is_tenant_error(error: BaseException) -> bool:

@@ -29,6 +29,7 @@ def make_config(
     tiers: str = '["1s", "2s"]',
     horizon: str = "1h",
     tenants: tuple[str, ...] = ("acme",),
+    extra: str = "",
 ) -> MailferryConfig:
     """A config whose every tenant has the given ``[[targets]]`` TOML (first is default).
 
@@ -40,7 +41,7 @@ def make_config(
         f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
         f'[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\ntopic_prefix = "{kafka.topic_prefix}"\n'
         f"[kafka.topics.defaults]\npartitions = 3\n"
-        f'[retry]\ntiers = {tiers}\nhorizon = "{horizon}"\n'
+        f'[retry]\ntiers = {tiers}\nhorizon = "{horizon}"\n' + extra
     )
     for tenant in tenants:
         text += (
@@ -148,6 +149,10 @@ class RunningWorker:
             if condition():
                 return
             time.sleep(0.2)
+        import faulthandler
+        import sys
+
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)  # why it is stuck
         raise AssertionError(f"condition not met within {timeout}s")
 
     def shutdown(self) -> None:

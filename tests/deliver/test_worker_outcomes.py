@@ -152,7 +152,7 @@ def test_retries_past_the_horizon_end_in_the_dlt(
     sink.handler.replies["full@acme.example"] = "452 4.2.2 mailbox full"
     publish(config, [delivery_record("full@acme.example", sample_message(1, "full@acme.example"))])
     worker = start_worker(config)
-    worker.wait_for(lambda: bool(dead_letters(config)), timeout=60)
+    worker.wait_for(lambda: bool(dead_letters(config)))
     worker.shutdown()
     [letter] = dead_letters(config)
     assert (letter["error_class"], letter["reason_code"]) == ("transient-expired", "smtp-452")
