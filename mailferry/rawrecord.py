@@ -7,6 +7,7 @@ decides inline versus blob store, so the two never disagree.
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -51,13 +52,19 @@ def build_raw_record(
             blob_ref, size = blobs.put_chunks([data])
             inline, sha = None, blob_ref.removeprefix("sha256:")
     else:
-        blob_ref, size = blobs.put_chunks(message)
-        sha = blob_ref.removeprefix("sha256:")
-        inline = None
-        if size <= inline_threshold:
-            inline = blobs.read(blob_ref)
-            blobs.delete(blob_ref)
-            blob_ref = None
+        # buffer up to the threshold first: a small message never touches the blob store,
+        # where deleting "our" copy afterwards could delete a blob another record references
+        chunks = iter(message)
+        head = bytearray()
+        for chunk in chunks:
+            head += chunk
+            if len(head) > inline_threshold:
+                blob_ref, size = blobs.put_chunks(itertools.chain([bytes(head)], chunks))
+                inline, sha = None, blob_ref.removeprefix("sha256:")
+                break
+        else:
+            inline, blob_ref = bytes(head), None
+            sha, size = hashlib.sha256(inline).hexdigest(), len(inline)
     record: Record = {
         "tenant": source.tenant,
         "mailbox_id": source.mailbox_id,
