@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.structs import OffsetAndMetadata
 from mailferry.consumers import metrics
 from mailferry.consumers.attempt import OutcomeNotRecordedError, Paused, Policy, Result, Settled, attempt
@@ -31,12 +30,13 @@ from mailferry.consumers.offsets import OffsetTracker
 from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
 from mailferry.consumers.registry import TargetRegistry
 from mailferry.consumers.retry_policy import DeadLetter, History, due_at
+from mailferry.consumers.subscription import Rebalance, await_topics
 from mailferry.consumers.tenants import TenantPauses
 from mailferry.schemas.codec import DELIVERY, codec
 
 from mailferry.blobstore import LocalBlobStore
 from mailferry.config import MailferryConfig
-from mailferry.errors import MailferryError, PermanentError, TenantError, TransientError
+from mailferry.errors import MailferryError, PermanentError, TenantError
 from mailferry.kafka.clients import consumer_settings, producer_settings
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.status import write_snapshot
@@ -93,7 +93,7 @@ class DeliveryWorker:
         self._check_targets_at_start()
         settings = consumer_settings(self.config.kafka, self.servers, self.group_id)
         self.consumer = KafkaConsumer(**settings, max_poll_records=500)
-        self._await_topics([self.deliver_topic, *self.tier_topics])
+        await_topics(self.consumer, [self.deliver_topic, *self.tier_topics])
         self._subscribe()
         try:
             while not stop.is_set() and not (until is not None and until(self)):
@@ -122,7 +122,9 @@ class DeliveryWorker:
 
     def _subscribe(self) -> None:
         assert self.consumer is not None
-        self.consumer.subscribe([self.deliver_topic, *self.tier_topics], listener=_Rebalance(self))
+        self.consumer.subscribe(
+            [self.deliver_topic, *self.tier_topics], listener=Rebalance(self.revoked, self.assigned)
+        )
         self._unassigned_since = time.monotonic()
 
     def _watch_assignment(self) -> None:
@@ -143,26 +145,6 @@ class DeliveryWorker:
             log.warning("no partitions assigned for %ss: joining the group again", UNASSIGNED_REJOIN_S)
             self.consumer.unsubscribe()
             self._subscribe()
-
-    def _await_topics(self, topics: list[str], timeout_s: float = 60.0) -> None:
-        """Know every topic's partitions before joining the group.
-
-        A group leader that assigns before its metadata lists a topic assigns none of that
-        topic's partitions, and kafka-python notices only at the next metadata refresh
-        (five minutes later): freshly created topics would sit unread that long.
-        """
-        assert self.consumer is not None
-        deadline = time.monotonic() + timeout_s
-        while True:
-            missing = [t for t in topics if not self.consumer.partitions_for_topic(t)]
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise TransientError(
-                    f"topics {', '.join(missing)} do not exist: run `mailferry topics ensure`",
-                    reason_code="missing-topics",
-                )
-            time.sleep(0.5)
 
     def _check_targets_at_start(self) -> None:
         for tenant in self.config.tenants:
@@ -412,17 +394,6 @@ class DeliveryWorker:
             write_snapshot(self.config.state_dir, "deliver", payload)
         except OSError as exc:
             log.warning("status snapshot not written: %s", exc)
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, worker: DeliveryWorker) -> None:
-        self.worker = worker
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.worker.revoked(list(revoked))
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self.worker.assigned(list(assigned))
 
 
 def _is_tenant_error(error: BaseException) -> bool:
