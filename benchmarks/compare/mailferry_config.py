@@ -28,6 +28,7 @@ def render(
     state_dir: Path,
     target: dict[str, object],
     poll_seconds: float,
+    fetch_concurrency: int | None = None,
 ) -> str:
     lines = [
         "allow_plaintext_secrets = true",
@@ -43,6 +44,7 @@ def render(
         f'accepted_domains = ["{DOMAIN}"]',
         f'default_mailbox = "postmaster@{DOMAIN}"',
         f'default_target = "{target["name"]}"',
+        *([f"fetch_concurrency = {fetch_concurrency}"] if fetch_concurrency else []),
         "",
         "[[tenants.targets]]",
         *(f"{key} = {_toml(value)}" for key, value in target.items()),

@@ -56,6 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scale", action="store_true", help="also run the many-mailbox scenario")
     parser.add_argument("--scale-mailboxes", type=int, default=1000)
     parser.add_argument("--scale-interval", type=float, default=10.0, help="scale: poll interval, seconds")
+    parser.add_argument("--scale-concurrency", type=int, default=None, help="scale: tenant fetch_concurrency")
     parser.add_argument("--scale-seconds", type=float, default=60.0, help="scale: measured window")
     args = parser.parse_args(argv)
     if args.smoke:
