@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         import scale
 
         scale.run(
-            work, mailboxes=args.scale_mailboxes, interval=args.scale_interval, seconds=args.scale_seconds
+            work,
+            mailboxes=args.scale_mailboxes,
+            interval=args.scale_interval,
+            seconds=args.scale_seconds,
+            concurrency=args.scale_concurrency,
         )
     print(f"at the end: {_load()}")
     return 0 if all(r.complete or not r.runnable for r in results) else 1
