@@ -45,6 +45,8 @@ disable_plaintext_auth = no
 auth_mechanisms = {mechanisms}
 mail_location = maildir:{runtime}/mail/%u
 mail_max_userip_connections = 1000
+# IDLE notices new mail by inotify; where inotify is unavailable, check every second, not 30 s
+mailbox_idle_check_interval = 1 secs
 pop3_uidl_format = %08Xu%08Xv
 pop3_lock_session = {pop3_lock}
 ssl = yes
