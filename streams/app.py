@@ -304,14 +304,9 @@ class StreamApp:
         verdict = decide(previous, now_ms=now_ms, window_ms=self.window_ms, origin=origin)
         if verdict == "duplicate" and previous is not None:
             self.counters.duplicates += 1
-            await self._audit(
+            await self._audit_delivery(
                 "duplicate",
-                delivery["tenant"],
-                mailbox_id=delivery["mailbox_id"],
-                message_id=delivery["message_id"],
-                sha256=delivery["sha256"],
-                dedup_key=delivery["dedup_key"],
-                recipient=delivery["recipient"],
+                delivery,
                 details={
                     "first_seen_at": datetime.fromtimestamp(previous.first_seen_ms / 1000, UTC).isoformat(),
                     "first_origin": previous.origin,
@@ -356,16 +351,7 @@ class StreamApp:
         key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
         await self._send(self.deliver_topic, key=key, value=codec(DELIVERY).encode(delivery))
         self.counters.routed += 1
-        await self._audit(
-            "routed",
-            delivery["tenant"],
-            mailbox_id=delivery["mailbox_id"],
-            message_id=delivery["message_id"],
-            sha256=delivery["sha256"],
-            dedup_key=delivery["dedup_key"],
-            recipient=delivery["recipient"],
-            details=routed_details(delivery) | extra,
-        )
+        await self._audit_delivery("routed", delivery, details=routed_details(delivery) | extra)
 
     async def _dead_letter(
         self,
@@ -398,6 +384,18 @@ class StreamApp:
         """Hand a record to the producer now; the consumer flushes the producer before it
         commits an offset, so nothing is committed before what it caused is in Kafka."""
         await topic.send(key=key, value=value, force=True)
+
+    async def _audit_delivery(self, event: Any, delivery: dict[str, Any], *, details: dict[str, str]) -> None:
+        await self._audit(
+            event,
+            delivery["tenant"],
+            mailbox_id=delivery["mailbox_id"],
+            message_id=delivery["message_id"],
+            sha256=delivery["sha256"],
+            dedup_key=delivery["dedup_key"],
+            recipient=delivery["recipient"],
+            details=details,
+        )
 
     async def _audit(self, event: Any, tenant: str, **kwargs: Any) -> None:
         key, value = audit_event(event, stage="stream", tenant=tenant, **kwargs)
