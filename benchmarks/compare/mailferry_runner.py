@@ -24,6 +24,7 @@ from pathlib import Path
 
 import mailferry_config
 import profiling
+import timeline
 from corpus import DOMAIN
 from latency import LatencyResult, MaildirWatcher, drip, sink_arrivals, summarise, wait_until, warmup_message
 from procwatch import ProcSample, Watched
@@ -241,6 +242,10 @@ def measure(corpus: Corpus, work: Path, target: Target, profile_dir: Path | None
         warm(running.server, corpus.mailboxes)
         done = wait_until(lambda: wanted <= target.arrivals().keys(), 1800, poll=0.2)
         after = running.watched.cpu_now()
+        try:
+            stages = timeline.describe(timeline.stage_times(work / f"state-{key}", "bench.audit", began))
+        except Exception as exc:  # a timeline is a nice-to-have; never lose the row over it
+            stages = f"no stage timeline ({type(exc).__name__}: {exc})"
         if sampler is not None:
             print(profiling.report(sampler.stop()))
         arrived = {k: v for k, v in target.arrivals().items() if k in wanted}
@@ -255,6 +260,7 @@ def measure(corpus: Corpus, work: Path, target: Target, profile_dir: Path | None
         target.close()
     note = "CPU s " + ", ".join(f"{role} {s:.1f}" for role, s in sorted(cpu_by_role.items()) if s >= 0.05)
     note += "; peak RSS MB " + ", ".join(f"{role} {mb:.0f}" for role, mb in sorted(peaks.items()))
+    note += f"; {stages}"
     if not done:
         note = f"timed out, see {running.log}; {note}"
     if code != 0:
