@@ -15,7 +15,9 @@ import base64
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from io import BufferedIOBase
 from typing import Any
 
 from mailferry.testing.ews_emulator.common import Context
@@ -37,6 +39,32 @@ _ITEM_FAULTS = {
     Fault.SIZE_EXCEEDED: ("ErrorMessageSizeExceeded", "The message exceeds the maximum supported size."),
     Fault.MIME_CONVERSION_FAILED: ("ErrorMimeContentConversionFailed", "Content conversion failed."),
 }
+
+
+class _Body:
+    """The request body read in chunks (a streamed CreateItem can be 200 MB)."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, rfile: BufferedIOBase, length: int) -> None:
+        self._rfile = rfile
+        self._left = length
+
+    def chunks(self) -> Iterator[bytes]:
+        while self._left > 0:
+            chunk = self._rfile.read(min(self.CHUNK, self._left))
+            if not chunk:
+                raise EwsFault("ErrorSchemaValidation", "The request body ended before its Content-Length.")
+            self._left -= len(chunk)
+            yield chunk
+
+    def drain(self) -> None:
+        """Read what the parser did not, so the connection stays usable."""
+        try:
+            for _ in self.chunks():
+                pass
+        except EwsFault:
+            log.debug("EWS EMULATOR: the client sent less than its Content-Length")
 
 
 class _Server(ThreadingHTTPServer):
@@ -77,6 +105,7 @@ class EwsEmulator:
         self._lock = threading.Lock()
         self._in_flight = 0
         self.requests: dict[str, int] = {}  # operation -> count, for tests and benchmarks
+        self.last_headers: dict[str, dict[str, str]] = {}  # operation -> HTTP headers of its last request
         self.rejected_busy = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -180,9 +209,10 @@ class EwsEmulator:
         with self._lock:
             self._in_flight -= 1
 
-    def count(self, operation: str) -> None:
+    def count(self, operation: str, headers: dict[str, str]) -> None:
         with self._lock:
             self.requests[operation] = self.requests.get(operation, 0) + 1
+            self.last_headers[operation] = headers
 
     def handle(self, account: _Account, req: Request, scripted: ScriptedFault | None) -> bytes:
         """Run one parsed request; raises ``EwsFault`` for request-level failures."""
@@ -235,25 +265,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         emulator = self.emulator
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            self._reply(411, b"EWS EMULATOR: send a Content-Length\n", "text/plain")
+            return
         length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(length)
-        token = emulator.oauth.handle(self.path, self.headers.get("Authorization"), data)
-        if token is not None:
-            self._reply(token[0], token[1], "application/json")
-            return
         if self.path.split("?")[0].lower() != EWS_PATH.lower():
-            self._reply(404, b"not found\n", "text/plain")
+            data = self.rfile.read(length)
+            token = emulator.oauth.handle(self.path, self.headers.get("Authorization"), data)
+            if token is not None:
+                self._reply(token[0], token[1], "application/json")
+            else:
+                self._reply(404, b"not found\n", "text/plain")
             return
+        request_body = _Body(self.rfile, length)
         account = emulator.authenticate(self.headers.get("Authorization"))
         if account is None:
+            request_body.drain()
             self._unauthorized()
             return
         try:
-            req = parse_request(data)
+            req = parse_request(request_body.chunks(), mime_limit=emulator.max_message_size)
         except EwsFault as exc:
             self._reply(500, fault(exc))
             return
-        emulator.count(req.operation)
+        finally:
+            request_body.drain()
+        emulator.count(req.operation, dict(self.headers.items()))
         scripted = emulator.faults.take(req.operation)
         if scripted is not None and self._early_fault(scripted):
             return
