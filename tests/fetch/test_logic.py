@@ -185,9 +185,9 @@ def test_pop3_reader_restores_pipelined_replies_whatever_their_packing(seed: int
             for _ in range(rnd.randint(1, 30))
         ]
         bodies.append(b"\r\n".join(lines) + b"\r\n")
-    for size in (40_000, 150_000, 300_000, 500_000):  # gathered over several reads
+    for size in (40_000, 150_000, 300_000, 500_000):  # spanning several reads
         bodies.append(b"".join(rnd.choice([b".dot\r\n", b"..\r\n", b"line\r\n"]) for _ in range(size // 6)))
-    bodies.append(b"big line\r\n" * 60_000)  # longer than the client holds: streamed in chunks
+    bodies.append(b"big line\r\n" * 60_000)  # spans many 256 KiB reads
     rnd.shuffle(bodies)
     wire = b"".join(b"+OK\r\n" + _stuff(body) for body in bodies)
     ours, theirs = socket.socketpair()
