@@ -86,6 +86,9 @@ async def aiokafka_loop(args: argparse.Namespace) -> str:
 
 def faust_loop(args: argparse.Namespace) -> None:
     import faust
+    import mode.loop
+
+    mode.loop.use(args.loop)
 
     app = faust.App(
         f"ceiling-{os.getpid()}",
@@ -142,6 +145,7 @@ def main() -> None:
     parser.add_argument("--sink", required=True)
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--fanout", type=int, default=1)
+    parser.add_argument("--loop", default="aio", help="event loop of the Faust modes: aio or uvloop")
     parser.add_argument("--batch-size", type=int, default=1 << 20, help="producer batch bytes (Faust: 16384)")
     parser.add_argument("--linger-ms", type=float, default=5.0, help="producer linger (Faust: 0)")
     args = parser.parse_args()

@@ -17,6 +17,7 @@ Measures, for messages of ``--size`` bytes (20 KB by default):
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aiokafka import AIOKafkaProducer
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
@@ -233,22 +235,29 @@ def fill_changelog(config: MailferryConfig, servers: list[str], keys: int) -> fl
         admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})])
     finally:
         admin.close()
-    producer = KafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=50, batch_size=1 << 20)
-    now_ms = int(time.time() * 1000)
     began = time.perf_counter()
-    for i in range(keys):
-        value = {
-            "first_seen_ms": now_ms,
-            "origin": f"raw/0/{i}",
-            "mailbox_id": "catchall",
-            "delivery_id": f"{i:032x}",
-        }
-        producer.send(
-            topic, key=f"acme/user{i}@{DOMAIN}/<{i}@old.example>".encode(), value=json.dumps(value).encode()
-        )
-    producer.flush()
-    producer.close()
+    asyncio.run(_send_sightings(servers, topic, keys))
     return time.perf_counter() - began
+
+
+async def _send_sightings(servers: list[str], topic: str, keys: int) -> None:
+    """aiokafka: about five times faster than kafka-python for a million small records."""
+    producer = AIOKafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=50, max_batch_size=1 << 20)
+    await producer.start()
+    now_ms = int(time.time() * 1000)
+    try:
+        for i in range(keys):
+            value = {
+                "first_seen_ms": now_ms,
+                "origin": f"raw/0/{i}",
+                "mailbox_id": "catchall",
+                "delivery_id": f"{i:032x}",
+            }
+            key = f"acme/user{i}@{DOMAIN}/<{i}@old.example>".encode()
+            await producer.send(topic, key=key, value=json.dumps(value).encode())
+        await producer.flush()
+    finally:
+        await producer.stop()
 
 
 def time_to_first_delivery(
