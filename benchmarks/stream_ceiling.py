@@ -14,7 +14,9 @@ MODE is one of
   producer batches, 5 ms linger);
 - ``faust-producer``: the same agent handing records straight to ``app.producer.send``;
 - ``faust-consume``: the same agent sending nothing, to split the consumer's share from the
-  producer's.
+  producer's;
+- ``faust-shape``: the stream app's shape with none of its work (two agents, a hop topic,
+  a RocksDB table, two more records out): the Faust floor of ``mailferry stream``.
 
 ``--fanout K`` sends K records per consumed one, to topics ``SINK.0`` … ``SINK.K-1`` (the
 stream app produces four per message to four topics: re-keyed copy, changelog entry,
@@ -93,7 +95,8 @@ def faust_loop(args: argparse.Namespace) -> None:
     app = faust.App(
         f"ceiling-{os.getpid()}",
         broker=f"kafka://{args.bootstrap}",
-        store="memory://",
+        store="rocksdb://" if args.mode == "faust-shape" else "memory://",
+        topic_partitions=2,
         datadir=tempfile.mkdtemp(prefix="ceiling-faust-"),
         web_enabled=False,
         key_serializer="raw",
@@ -129,17 +132,59 @@ def faust_loop(args: argparse.Namespace) -> None:
                 os.kill(os.getpid(), signal.SIGTERM)
             yield None
 
-    app.agent(source, name="passthrough")(passthrough)
+    if args.mode == "faust-shape":
+        _add_shape_agents(app, source, sinks, args, state)
+    else:
+        app.agent(source, name="passthrough")(passthrough)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     worker.spinner = None
     worker.execute_from_commandline()
+
+
+AUDIT_LIKE = b"a" * 300  # the size of an audit event
+
+
+def _add_shape_agents(
+    app: Any, source: Any, sinks: list[Any], args: argparse.Namespace, state: dict[str, Any]
+) -> None:
+    """The stream app's shape with none of its work: agent 1 re-keys each record onto a hop
+    topic; agent 2 reads the hop, sets a RocksDB table key (changelog record) and sends a
+    delivery-sized and an audit-sized record. Two records in, four out, per message."""
+    hop, deliver, audit = (sink.get_topic_name() for sink in sinks[:3])
+    table = app.Table("seen", default=None, partitions=2, key_type=bytes)
+
+    async def rekey(stream: Any) -> Any:
+        async for event in stream.events():
+            if not state["seen"]:
+                state["began"], state["cpu"] = time.perf_counter(), time.process_time()
+                state["seen"] = 1
+            key = f"{event.message.partition}/{event.message.offset}".encode()
+            await app.producer.send(hop, key, event.value, None, None, None)
+            yield None
+
+    async def dedup(stream: Any) -> Any:
+        done = 0
+        async for event in stream.events():
+            table[event.key] = {"first_seen_ms": 1, "origin": "raw/0/1"}
+            await app.producer.send(deliver, event.key, event.value, None, None, None)
+            await app.producer.send(audit, event.key, AUDIT_LIKE, None, None, None)
+            done += 1
+            if done == args.count:
+                print(_result(args.count, state["began"], state["cpu"]), flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield None
+
+    app.agent(source, name="rekey")(rekey)
+    app.agent(app.topic(hop), name="dedup")(dedup)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", choices=("aiokafka", "faust", "faust-producer", "faust-consume"))
+    parser.add_argument(
+        "mode", choices=("aiokafka", "faust", "faust-producer", "faust-consume", "faust-shape")
+    )
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--source", required=True)
     parser.add_argument("--sink", required=True)

@@ -180,6 +180,7 @@ CEILINGS = (
     ("minimal Faust agent, Topic.send, 4 out per in, Faust's producer defaults", "faust", 4, FAUST_DEFAULTS),
     ("minimal Faust agent, Topic.send, 4 out per in", "faust", 4, []),
     ("minimal Faust agent, app.producer.send, 4 out per in", "faust-producer", 4, []),
+    ("the stream app's Faust shape with no work (2 agents, hop, table, 2 in / 4 out)", "faust-shape", 3, []),
 )
 
 
