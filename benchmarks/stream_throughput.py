@@ -102,10 +102,17 @@ def router_rate(config: MailferryConfig, mailbox: str, count: int, size: int) ->
     return count / (time.perf_counter() - began), count / (time.process_time() - began_cpu)
 
 
-def publish_raw(config: MailferryConfig, servers: list[str], count: int, size: int, start: int = 0) -> None:
+def publish_raw(
+    config: MailferryConfig,
+    servers: list[str],
+    count: int,
+    size: int,
+    start: int = 0,
+    topic: str | None = None,
+) -> None:
     blobs = LocalBlobStore(config.blob_dir)
     producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=20, batch_size=1 << 20)
-    topic = full_name(config.kafka, RAW)
+    topic = topic or full_name(config.kafka, RAW)
     for i in range(start, start + count):
         key, record = build_raw_record(
             RawSource("acme", "catchall", "pop3"), sample(i, size), blobs=blobs, inline_threshold=1 << 20
@@ -163,6 +170,60 @@ def count_deliveries(
         consumer.close()
 
 
+FAUST_DEFAULTS = ["--batch-size", "16384", "--linger-ms", "0"]
+CEILINGS = (
+    ("plain aiokafka getmany → send loop, 1 record out per record in", "aiokafka", 1, []),
+    ("plain aiokafka getmany → send loop, 4 records out per record in", "aiokafka", 4, []),
+    ("minimal Faust agent, consume only", "faust-consume", 0, []),
+    ("minimal Faust agent, Topic.send, 4 out per in, Faust's producer defaults", "faust", 4, FAUST_DEFAULTS),
+    ("minimal Faust agent, Topic.send, 4 out per in", "faust", 4, []),
+    ("minimal Faust agent, app.producer.send, 4 out per in", "faust-producer", 4, []),
+)
+
+
+def ceiling_rows(
+    config: MailferryConfig, servers: list[str], count: int, size: int
+) -> list[tuple[str, str, str]]:
+    """What Kafka clients and Faust cost per record on this machine (benchmarks/stream_ceiling.py)."""
+    script = Path(__file__).with_name("stream_ceiling.py")
+    source = f"{config.kafka.topic_prefix}.ceiling.in"
+    admin = KafkaAdminClient(bootstrap_servers=servers)
+    try:
+        sinks = [f"{source}.out{number}.{i}" for number in range(len(CEILINGS)) for i in range(4)]
+        admin.create_topics(
+            [
+                NewTopic(name, 2, 1, topic_configs={"max.message.bytes": str(1 << 24)})
+                for name in [source, *sinks]
+            ]
+        )
+    finally:
+        admin.close()
+    publish_raw(config, servers, count, size, topic=source)
+    rows = []
+    for number, (label, mode, fanout, extra) in enumerate(CEILINGS):
+        argv = [sys.executable, str(script), mode, "--bootstrap", servers[0], "--source", source]
+        argv += ["--sink", f"{source}.out{number}", "--count", str(count), "--fanout", str(fanout), *extra]
+        try:
+            output = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False).stdout
+        except subprocess.TimeoutExpired:
+            output = ""
+        lines = [line for line in output.splitlines() if line.startswith("{")]
+        if not lines:
+            rows.append((label, f"{count:,}", "failed"))
+            continue
+        result = json.loads(lines[-1])
+        per_cpu = result["records"] / result["cpu"]
+        wall = result["records"] / result["wall"]
+        rows.append(
+            (
+                label,
+                f"{count:,}",
+                f"{wall:,.0f} msg/s wall, {per_cpu:,.0f} per CPU-s ({1e6 / per_cpu:,.0f} µs)",
+            )
+        )
+    return rows
+
+
 def fill_changelog(config: MailferryConfig, servers: list[str], keys: int) -> float:
     """Write ``keys`` sightings straight into the dedup table's changelog; returns seconds taken."""
     topic = f"{app_id(config)}-dedup-changelog"
@@ -211,6 +272,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=20 * 1024)
     parser.add_argument("--router-messages", type=int, default=20_000)
     parser.add_argument("--recovery-keys", type=int, default=1_000_000, help="0 skips the recovery run")
+    parser.add_argument("--ceiling-messages", type=int, default=0, help="0 skips the ceiling rows")
     parser.add_argument("--bootstrap", help="use this broker instead of starting the embedded one")
     args = parser.parse_args()
     console = Console()
@@ -231,6 +293,10 @@ def main() -> None:
             rows.append((label, f"{args.router_messages:,}", f"{wall:,.0f} msg/s"))
             rows.append(("  same, per CPU-second", "", f"{cpu_rate:,.0f} msg/s"))
             console.print(rows[-2:])
+
+        if args.ceiling_messages:
+            rows.extend(ceiling_rows(config, servers, args.ceiling_messages, args.size))
+            console.print(rows[-len(CEILINGS) :])
 
         admin = KafkaAdminClient(bootstrap_servers=servers)
         ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import faust
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
@@ -50,6 +50,8 @@ TRANSIENT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 PURGE_EVERY = 3600.0
 PURGE_BATCH = 100_000
 NEGATIVE_TTL = 300.0  # seconds a 'no such mailbox' answer is kept
+PRODUCER_BATCH_BYTES = 1024 * 1024
+PRODUCER_LINGER = 0.005  # seconds
 
 
 @dataclass
@@ -112,6 +114,10 @@ class StreamApp:
             topic_disable_leader=True,
             producer_acks=-1,
             producer_max_request_size=max_bytes,
+            # Faust's defaults (16 KB batches, no linger) put every 20 KB message in a batch
+            # and a produce request of its own: measured 3.5x the CPU per record
+            producer_max_batch_size=min(PRODUCER_BATCH_BYTES, max_bytes),
+            producer_linger=PRODUCER_LINGER,
             consumer_auto_offset_reset="earliest",
             consumer_max_fetch_size=max_bytes,
             broker_commit_every=500,
@@ -140,6 +146,8 @@ class StreamApp:
             key_type=bytes,
             extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)},
         )
+        self.send_failure: BaseException | None = None
+        self._guard_commits()
         self.app.timer(PURGE_EVERY)(self.purge_expired)
         self.app.agent(self.raw_topic, name="route")(self._route_agent)
         self.app.agent(self.dedup_topic, name="dedup")(self._dedup_agent)
@@ -321,7 +329,8 @@ class StreamApp:
         else:
             sighting = Sighting(now_ms, origin, delivery["mailbox_id"], delivery["delivery_id"])
             self.table[key] = sighting.to_value()
-        await self._emit(Candidate(delivery["dedup_key"], delivery, False), {"dedup": verdict})
+        # the re-keyed record already is the delivery record: forward its bytes as they are
+        await self._emit(Candidate(delivery["dedup_key"], delivery, False), {"dedup": verdict}, encoded=value)
 
     async def purge_expired(self) -> int:
         """Forget sightings older than the window from the local store (at most
@@ -346,10 +355,13 @@ class StreamApp:
 
     # -- outputs --------------------------------------------------------------------------
 
-    async def _emit(self, candidate: Candidate, extra: dict[str, str]) -> None:
+    async def _emit(
+        self, candidate: Candidate, extra: dict[str, str], *, encoded: bytes | None = None
+    ) -> None:
         delivery = candidate.delivery
         key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
-        await self._send(self.deliver_topic, key=key, value=codec(DELIVERY).encode(delivery))
+        value = encoded if encoded is not None else codec(DELIVERY).encode(delivery)
+        await self._send(self.deliver_topic, key=key, value=value)
         self.counters.routed += 1
         await self._audit_delivery("routed", delivery, details=routed_details(delivery) | extra)
 
@@ -382,8 +394,40 @@ class StreamApp:
 
     async def _send(self, topic: Any, *, key: bytes | None, value: bytes) -> None:
         """Hand a record to the producer now; the consumer flushes the producer before it
-        commits an offset, so nothing is committed before what it caused is in Kafka."""
-        await topic.send(key=key, value=value, force=True)
+        commits an offset, so nothing is committed before what it caused is in Kafka.
+
+        Kafka topics go straight to the producer: ``Topic.send`` adds a future message, a
+        channel event and sensor calls per record, measured at about a third of the cost of a
+        send. In-memory channels (the agents' unit tests) still go through Faust.
+        """
+        if not isinstance(topic, faust.Topic):
+            await topic.send(key=key, value=value, force=True)
+            return
+        delivered = await self.app.producer.send(topic.get_topic_name(), key, value, None, None, None)
+        cast(asyncio.Future[Any], delivered).add_done_callback(self._on_delivered)
+
+    def _on_delivered(self, delivered: asyncio.Future[Any]) -> None:
+        if delivered.cancelled() or delivered.exception() is None:
+            return
+        exc = delivered.exception()
+        if self.send_failure is None:
+            self.send_failure = exc
+            self.counters.last_error = f"send failed: {type(exc).__name__}: {exc}"
+            log.error("stream: a record could not be written, no offset is committed from now on: %s", exc)
+
+    def _guard_commits(self) -> None:
+        """Make the producer's flush, which Faust awaits before every offset commit, fail once
+        any record was refused by Kafka: the commit is then skipped, the worker stops, and the
+        input is read again on restart (at-least-once). Faust alone would commit past it."""
+        producer = self.app.producer
+        flush = producer.flush
+
+        async def checked_flush() -> None:
+            await flush()
+            if self.send_failure is not None:
+                raise self.send_failure
+
+        producer.flush = checked_flush  # type: ignore[method-assign]
 
     async def _audit_delivery(self, event: Any, delivery: dict[str, Any], *, details: dict[str, str]) -> None:
         await self._audit(
