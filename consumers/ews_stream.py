@@ -103,8 +103,8 @@ class EnvelopeBody:
             self._rewind()
         if wanted >= self._b64_end:  # past the message: skip it without reading it
             self._close_source()
-            self._pos = max(self._pos, wanted)
-            return self._pos
+            self._pos = wanted
+            return wanted
         while self._pos < wanted:
             self.read(min(wanted - self._pos, RAW_BLOCK))
         return self._pos
@@ -147,6 +147,8 @@ class EnvelopeBody:
             raise StreamSourceError(f"message source holds more than the {self._raw_size} bytes announced")
         if len(raw) < RAW_BLOCK and self._raw_read != self._raw_size:
             raise StreamSourceError(f"message source ended after {self._raw_read} of {self._raw_size} bytes")
+        if self._raw_read == self._raw_size:
+            self._close_source()  # requests never closes a request body: do not leak the file
         return base64.b64encode(raw)
 
     def _read_raw(self, size: int) -> bytes:
