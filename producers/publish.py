@@ -45,6 +45,10 @@ class Batch:
         self._state = state
         self._futures: list[FutureRecordMetadata] = []
         self._state_updates: list[tuple[str, Record | None]] = []
+        # the partition Kafka's default partitioner would pick, worked out once per mailbox
+        # instead of once per record (murmur2 is pure Python in kafka-python)
+        self._raw_key = b""
+        self._raw_partition = 0
 
     @property
     def tenant(self) -> str:
@@ -57,7 +61,11 @@ class Batch:
     def raw(self, record: Record) -> None:
         p = self._publisher
         key = raw_key(record["tenant"], record["mailbox_id"])
-        self._futures.append(p.producer.send(p.raw_topic, key=key, value=encode_raw(record)))
+        if key != self._raw_key:
+            self._raw_key, self._raw_partition = key, partition_of(key, p.partitions(p.raw_topic))
+        value = encode_raw(record)
+        future = p.producer.send(p.raw_topic, key=key, value=value, partition=self._raw_partition)
+        self._futures.append(future)
 
     def state(self, key: str, record: Record | None) -> None:
         """A fetch-state record (``None``: forget the message).
@@ -69,7 +77,7 @@ class Batch:
 
     def _send_states(self) -> None:
         p = self._publisher
-        partition = partition_of(raw_key(self.tenant, self.mailbox), p.state_partitions())
+        partition = partition_of(raw_key(self.tenant, self.mailbox), p.partitions(p.state_topic))
         for key, record in self._state_updates:
             value = encode_state(record) if record is not None else None
             self._futures.append(
@@ -132,15 +140,21 @@ class Publisher:
         self.raw_topic = full_name(config.kafka, RAW)
         self.state_topic = full_name(config.kafka, FETCH_STATE)
         self.audit_topic = full_name(config.kafka, AUDIT)
-        self._state_partitions: int | None = None
+        self._partitions: dict[str, int] = {}
+
+    def partitions(self, topic: str) -> int:
+        """How many partitions ``topic`` has (asked once: mailferry never adds partitions to a
+        topic in use, as that would move mailboxes to other partitions)."""
+        count = self._partitions.get(topic)
+        if count is None:
+            found = self.producer.partitions_for(topic)
+            if not found:
+                raise TransientError(f"topic {topic} has no partitions (yet)")
+            count = self._partitions[topic] = len(found)
+        return count
 
     def state_partitions(self) -> int:
-        if self._state_partitions is None:
-            partitions = self.producer.partitions_for(self.state_topic)
-            if not partitions:
-                raise TransientError(f"topic {self.state_topic} has no partitions (yet)")
-            self._state_partitions = len(partitions)
-        return self._state_partitions
+        return self.partitions(self.state_topic)
 
     def batch(self, state: MailboxState) -> Batch:
         return Batch(self, state)
