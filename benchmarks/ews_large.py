@@ -191,6 +191,7 @@ def main() -> None:
             n = args.concurrent
             rows.append(run_row("plain, at threshold", args.threshold_mb, threshold, blobs, n))
             rows.append(run_row("streamed", 20, threshold, blobs, n))
+    print(f"EWS EMULATOR (this process, not measured above): peak RSS {vm_hwm() / MB:.0f} MB")
     print(
         f"{'path':<22} {'messages':>13} {'seconds':>8} {'RSS before':>11} {'peak RSS':>9} "
         f"{'added':>8} stored ok"

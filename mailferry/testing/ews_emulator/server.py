@@ -2,11 +2,13 @@
 
 An HTTP + SOAP stand-in for an Exchange Web Services endpoint, for tests, demos and
 benchmarks on loopback. It answers the operations mailferry's EWS target sends through the
-real exchangelib, strictly (see ``soap`` and ``operations``), with basic and bearer
-authentication, ``ExchangeImpersonation`` honoured, a concurrency budget like Exchange's
-throttling policy (``max_concurrent``; excess requests get ErrorServerBusy with
-BackOffMilliseconds), a per-request ``service_time`` to mimic a server's cost, and faults on
-demand (``inject``). It keeps what was created per mailbox so tests can read it back.
+real exchangelib, strictly (see ``soap`` and ``operations``), with basic, bearer and
+(opt-in, ``enable_ntlm``) NTLM authentication, ``ExchangeImpersonation`` honoured, request
+bodies read in chunks with MimeContent decoded as it arrives (``body``: a 200 MB streamed
+CreateItem is fine), a concurrency budget like Exchange's throttling policy
+(``max_concurrent``; excess requests get ErrorServerBusy with BackOffMilliseconds), a
+per-request ``service_time`` to mimic a server's cost, and faults on demand (``inject``).
+It keeps what was created per mailbox so tests can read it back.
 """
 
 from __future__ import annotations
