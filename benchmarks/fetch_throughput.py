@@ -11,6 +11,12 @@ the other unless the row says otherwise, and leaves the mail on the server:
   (d) mailferry POP3 pass into Kafka (raw records, audit, fetch state; acks=all, idempotent)
   (e) the same, 8 mailboxes at once (as the fetch worker's scheduler runs them)
   (f) mailferry IMAP pass into Kafka
+  (g) the same as (e), spread over --processes worker processes (each its own producer, as
+      `mailferry fetch` workers of one consumer group would be); their start-up is not timed
+Besides wall and CPU seconds of the benchmark process, each row shows the CPU seconds Dovecot
+and the Kafka broker spent meanwhile, and "at best": (a)'s time over the row's CPU floor (all
+three CPU figures spread perfectly over the machine's cores), the most the row could reach
+here whatever the scheduling.
 Then the peak RSS of a process fetching one --huge-mb message (POP3 and IMAP, each in its own
 process) into Kafka and the blob store.
 """
@@ -30,6 +36,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from kafka import KafkaAdminClient
@@ -54,6 +61,7 @@ from mailferry.kafka.topics import topic_specs
 from mailferry.testing.dovecot import DovecotServer
 
 PASSWORD = "bench"
+TICKS = os.sysconf("SC_CLK_TCK")
 CONTEXT = ssl.create_default_context()
 _WORDS = [
     w.encode()
@@ -105,6 +113,10 @@ def mixed_size(rnd: random.Random) -> int:
 
 
 def config_for(tmp: Path, broker: str, dovecot: DovecotServer, users: list[str]) -> MailferryConfig:
+    return parse_config(config_text(tmp, broker, dovecot, users))
+
+
+def config_text(tmp: Path, broker: str, dovecot: DovecotServer, users: list[str]) -> str:
     sources = "".join(
         f'[[tenants.sources]]\nid = "{u}"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
         f'port = {dovecot.pop3_port}\ntls = "none"\nallow_plaintext_login = true\nusername = "{u}"\n'
@@ -120,7 +132,7 @@ def config_for(tmp: Path, broker: str, dovecot: DovecotServer, users: list[str])
         f'fetch_concurrency = 8\n[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "{tmp}"\n'
         + sources
     )
-    return parse_config(text)
+    return text
 
 
 def imap_variant(source: Pop3Source, imap_port: int) -> ImapSource:
@@ -175,11 +187,61 @@ def reader_only(port: int, user: str, count: int) -> int:
     return total
 
 
-def timed(label: str, run: Callable[[], int]) -> tuple[str, float, float, int]:
-    """(label, wall seconds, CPU seconds of this process in all its threads, bytes)."""
+@dataclass(frozen=True)
+class Row:
+    label: str
+    seconds: float
+    cpu: float  # this process's CPU seconds (all threads), + the children's for row (g)
+    dovecot_cpu: float
+    kafka_cpu: float
+
+    @property
+    def total_cpu(self) -> float:
+        return self.cpu + self.dovecot_cpu + self.kafka_cpu
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` (all threads), of its ended children and of its live children:
+    Dovecot forks a process per session and reaps it, the broker is one JVM."""
+    total = _stat_cpu(pid, children=True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == pid:
+                total += _stat_cpu(int(entry.name), children=True)
+    return total
+
+
+def _stat_cpu(pid: int, *, children: bool) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / TICKS
+
+
+def timed(
+    label: str,
+    run: Callable[[], int],
+    servers: Callable[[], tuple[float, float]],
+    prepare: Callable[[], None] | None = None,
+) -> Row:
+    """Wall and CPU seconds of one row; ``servers`` gives Dovecot's and Kafka's CPU so far."""
+    if prepare is not None:
+        prepare()
+    dovecot, kafka = servers()
     started, cpu = time.perf_counter(), time.process_time()
-    size = run()
-    return label, time.perf_counter() - started, time.process_time() - cpu, size
+    run()
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu + getattr(run, "children_cpu", 0.0)
+    dovecot_after, kafka_after = servers()
+    return Row(label, seconds, cpu, dovecot_after - dovecot, kafka_after - kafka)
 
 
 def rss_child(spec: str) -> None:
@@ -200,6 +262,73 @@ def rss_child(spec: str) -> None:
     print(json.dumps({"start_kb": start_kb, "peak_kb": _status_kb("VmHWM"), "bytes": result.bytes}))
 
 
+def pass_child(spec: str) -> None:
+    """Child process of row (g): fetch its share of the mailboxes once ``go`` arrives on stdin."""
+    args = json.loads(spec)
+    config = parse_config(Path(args["config"]).read_text())
+    sources = {s.id: s for s in config.tenants[0].sources}
+    ctx = context(config)
+    ctx.publisher.state_partitions()
+
+    def one(user: str) -> int:
+        source = sources[user]
+        assert isinstance(source, Pop3Source)
+        return pop3_pass(source, "acme", MailboxState("acme", user), ctx).bytes
+
+    print("ready", flush=True)
+    sys.stdin.readline()
+    cpu = time.process_time()
+    with ThreadPoolExecutor(args["threads"]) as pool:
+        size = sum(pool.map(one, args["users"]))
+    ctx.publisher.close()
+    print(json.dumps({"bytes": size, "cpu": time.process_time() - cpu}), flush=True)
+
+
+class InProcesses:
+    """Row (g): ``processes`` children, each with ``threads`` passes at once over its share.
+
+    ``prepare`` starts them and waits until each has its producer connected (not timed, as a
+    long-running worker pays that once); calling the object lets them go and waits for all.
+    """
+
+    def __init__(self, config_path: Path, users: list[str], processes: int, threads: int) -> None:
+        self.specs = [
+            json.dumps({"config": str(config_path), "users": users[i::processes], "threads": threads})
+            for i in range(processes)
+        ]
+        self.children: list[subprocess.Popen[str]] = []
+        self.children_cpu = 0.0  # CPU seconds the children spent after "go"
+
+    def prepare(self) -> None:
+        for spec in self.specs:
+            self.children.append(
+                subprocess.Popen(
+                    [sys.executable, __file__, "--pass-child", spec],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+        for child in self.children:
+            assert child.stdout is not None
+            if child.stdout.readline().strip() != "ready":
+                raise RuntimeError("a benchmark child failed to start")
+
+    def __call__(self) -> int:
+        children = self.children
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        total = 0
+        for child in children:
+            out, _ = child.communicate()
+            figures = json.loads(out.strip().splitlines()[-1])
+            total += figures["bytes"]
+            self.children_cpu += figures["cpu"]
+        return total
+
+
 def _status_kb(field: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -215,12 +344,18 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100, help="per mailbox")
     parser.add_argument("--huge-mb", type=int, default=150, help="0 skips the RSS measurement")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--rows", default="abcdefg", help="which rows to run, e.g. 'ad' (a is always run)")
+    parser.add_argument("--processes", type=int, default=2, help="worker processes of row (g)")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    parser.add_argument("--pass-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rss_child:
         rss_child(args.rss_child)
         return
-    console = Console()
+    if args.pass_child:
+        pass_child(args.pass_child)
+        return
+    console = Console(width=200)
     tmp = Path(tempfile.mkdtemp(prefix="mailferry-fetch-bench-"))
     dovecot = DovecotServer(tmp / "dovecot").start()
     broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), tmp / "kafka")
@@ -234,7 +369,9 @@ def main() -> None:
             batch = [make_message(rnd, index * 1000 + n, mixed_size(rnd)) for n in range(args.messages)]
             total_bytes += sum(len(m) for m in batch)
             dovecot.seed(user, batch)
-        config = config_for(tmp, address, dovecot, [*users, "huge"])
+        config_path = tmp / "bench.toml"
+        config_path.write_text(config_text(tmp, address, dovecot, [*users, "huge"]))
+        config = parse_config(config_path.read_text())
         admin = KafkaAdminClient(bootstrap_servers=[address])
         ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
         admin.close()
@@ -273,50 +410,47 @@ def main() -> None:
 
             return run
 
-        rows = [
-            timed(
-                "(a) socket drain, all RETRs pipelined (server's limit)",
-                each(lambda u: drain(port, u, count)),
-            ),
-            timed("(b) poplib loop", each(lambda u: poplib_loop(port, u, count))),
-            timed("(c) mailferry POP3 reader alone, no Kafka", each(lambda u: reader_only(port, u, count))),
-            timed("(d) mailferry POP3 -> Kafka", each(pop3_into_kafka)),
-            timed("(e) mailferry POP3 -> Kafka, 8 mailboxes at once", concurrently(pop3_into_kafka, 8)),
-            timed("(f) mailferry IMAP -> Kafka", each(imap_into_kafka)),
+        def drain_one(user: str) -> int:
+            return drain(port, user, count)
+
+        plan: list[tuple[str, str, Callable[[], int]]] = [
+            ("a", "(a) socket drain, all RETRs pipelined (server's limit)", each(drain_one)),
+            ("b", "(b) poplib loop", each(lambda u: poplib_loop(port, u, count))),
+            ("c", "(c) mailferry POP3 reader alone, no Kafka", each(lambda u: reader_only(port, u, count))),
+            ("d", "(d) mailferry POP3 -> Kafka", each(pop3_into_kafka)),
+            ("e", "(e) mailferry POP3 -> Kafka, 8 mailboxes at once", concurrently(pop3_into_kafka, 8)),
+            ("f", "(f) mailferry IMAP -> Kafka", each(imap_into_kafka)),
         ]
+        broker_pid = broker.running_state().pid  # type: ignore[union-attr]
+        dovecot_pid = dovecot._process.pid  # type: ignore[union-attr]
+
+        def servers() -> tuple[float, float]:
+            return proc_cpu(dovecot_pid), proc_cpu(broker_pid or 0)
+
+        rows = [timed(label, run, servers) for key, label, run in plan if key == "a" or key in args.rows]
+        if "g" in args.rows:
+            per = 8 // args.processes or 1
+            spread = InProcesses(config_path, users, args.processes, per)
+            label = f"(g) POP3 -> Kafka, {args.processes} processes x {per} mailboxes at once"
+            rows.append(timed(label, spread, servers, spread.prepare))
         ctx.publisher.close()
-        limit = rows[0][1]
-        table = Table(title=f"fetch throughput, {len(users)} x {count} messages, {total_bytes / 1e6:.0f} MB")
-        for column in ("client", "seconds", "CPU s", "msg/s", "MB/s", "vs (a)"):
-            table.add_column(column, justify="right" if column != "client" else "left")
-        for label, seconds, cpu, _size in rows:
-            messages = len(users) * count
-            table.add_row(
-                label,
-                f"{seconds:.2f}",
-                f"{cpu:.2f}",
-                f"{messages / seconds:.0f}",
-                f"{total_bytes / 1e6 / seconds:.1f}",
-                f"{limit / seconds:.0%}",
-            )
-        console.print(table)
+        console.print(results_table(rows, len(users) * count, total_bytes))
         console.print(
-            f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores; "
-            "CPU s counts this process only (not Dovecot, not Kafka)",
+            f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} cores",
             highlight=False,
         )
         if args.huge_mb:
             huge = make_message(random.Random(1), 999_999, args.huge_mb * 1_000_000)
             dovecot.add_user("huge", PASSWORD)
-            config_path = tmp / "bench.toml"
-            config_path.write_text(_config_text(tmp / "state", address, dovecot))
+            huge_path = tmp / "huge.toml"
+            huge_path.write_text(_config_text(tmp / "state", address, dovecot))
             rss = Table(title=f"peak RSS of one process fetching a {len(huge) / 1e6:.0f} MB message")
             for column in ("protocol", "RSS before (MB)", "peak RSS (MB)", "fetched MB"):
                 rss.add_column(column)
             for kind in ("pop3", "imap"):
                 dovecot.seed("huge", [huge])
                 spec = json.dumps(
-                    {"config": str(config_path), "user": "huge", "kind": kind, "imap_port": dovecot.imap_port}
+                    {"config": str(huge_path), "user": "huge", "kind": kind, "imap_port": dovecot.imap_port}
                 )
                 out = (
                     subprocess.run(
@@ -345,6 +479,30 @@ def main() -> None:
     finally:
         broker.stop()
         dovecot.remove()
+
+
+def results_table(rows: list[Row], messages: int, total_bytes: int) -> Table:
+    """The throughput table; "at best" is (a)'s time over the row's CPU floor: all CPU seconds
+    (ours, Dovecot's, Kafka's) spread perfectly over this machine's cores."""
+    cores = os.cpu_count() or 1
+    limit = rows[0].seconds
+    table = Table(title=f"fetch throughput, {messages} messages, {total_bytes / 1e6:.0f} MB")
+    columns = ("client", "seconds", "CPU s", "Dovecot CPU s", "Kafka CPU s", "msg/s", "MB/s", "vs (a)")
+    for column in (*columns, f"at best on {cores} cores"):
+        table.add_column(column, justify="right" if column != "client" else "left")
+    for row in rows:
+        table.add_row(
+            row.label,
+            f"{row.seconds:.2f}",
+            f"{row.cpu:.2f}",
+            f"{row.dovecot_cpu:.2f}",
+            f"{row.kafka_cpu:.2f}",
+            f"{messages / row.seconds:.0f}",
+            f"{total_bytes / 1e6 / row.seconds:.1f}",
+            f"{limit / row.seconds:.0%}",
+            f"{limit / (row.total_cpu / cores):.0%}" if row is not rows[0] else "-",
+        )
+    return table
 
 
 def worker_rss(tmp: Path, address: str, dovecot: DovecotServer) -> int:

@@ -4,13 +4,18 @@ CreateItem with ``MessageDisposition=SaveOnly`` from the raw MIME, PR_MESSAGE_FL
 a draft), PR_MESSAGE_DELIVERY_TIME from the message, IsRead = false, through one service
 account that impersonates each mailbox (on-premises NTLM/basic, or app-only OAuth2 for
 Exchange Online). Aliases are resolved to the primary address first: impersonating an
-alias fails. exchangelib is synchronous; the worker calls ``deliver`` from a bounded thread
+alias fails. Messages above the target's ``stream_threshold`` go through ``ews_stream``
+(the same CreateItem with its MIME streamed, bounded memory); smaller ones through plain
+exchangelib. exchangelib is synchronous; the worker calls ``deliver`` from a bounded thread
 pool and this class is safe to share between those threads.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from exchangelib import EWSDateTime
 from exchangelib.items import SAVE_ONLY
@@ -24,6 +29,7 @@ from mailferry.consumers.ews_items import (
     internet_message_id,
     read_head,
 )
+from mailferry.consumers.ews_stream import StreamedMessage, create_streamed
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
 from mailferry.config.models import Tenant
@@ -39,6 +45,7 @@ class EwsDeliveryTarget:
     def __init__(self, tenant: Tenant, target: EwsTarget) -> None:
         self.name = target.name
         self.max_message_size = target.max_message_size
+        self.stream_threshold = target.stream_threshold
         self.tenant = tenant
         self.connection = EwsConnection(tenant, target)
         self.directory = CachedDirectory(ews_lookup(lambda: self.connection.protocol, tenant=tenant.id))
@@ -90,16 +97,22 @@ class EwsDeliveryTarget:
             inbox = account.inbox
         except Exception as exc:
             raise classify(exc, write=False, tenant=self.tenant.id) from exc
-        message = InboxMessage(
-            account=account,
-            folder=inbox,
-            mime_content=item.message_bytes(),
-            is_read=False,
-            mf_message_flags=MESSAGE_FLAGS_DELIVERED,
-            mf_delivery_time=EWSDateTime.from_datetime(delivery_time(item, head)),
-        )
+        delivered_at = delivery_time(item, head)
+        if item.size > self.stream_threshold:
+            streamed = StreamedMessage.of(item, delivered_at)
+            send: Callable[[], list[Any]] = partial(create_streamed, account, inbox, streamed)
+        else:
+            message = InboxMessage(
+                account=account,
+                folder=inbox,
+                mime_content=item.message_bytes(),
+                is_read=False,
+                mf_message_flags=MESSAGE_FLAGS_DELIVERED,
+                mf_delivery_time=EWSDateTime.from_datetime(delivered_at),
+            )
+            send = partial(account.bulk_create, folder=inbox, items=[message], message_disposition=SAVE_ONLY)
         try:
-            results = account.bulk_create(folder=inbox, items=[message], message_disposition=SAVE_ONLY)
+            results = send()
         except Exception as exc:
             raise classify(exc, write=True, tenant=self.tenant.id) from exc
         for result in results:

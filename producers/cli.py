@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from pathlib import Path
 
 import typer
@@ -42,16 +43,22 @@ def fetch_cmd(
     ctx: typer.Context,
     threads: int = typer.Option(64, help="passes running at once in this worker (all tenants)"),
     status_every: float = typer.Option(5.0, help="seconds between status snapshots"),
+    processes: int = typer.Option(
+        1, min=1, help="worker processes on this host (one per core is the way to use several cores)"
+    ),
 ) -> None:
     """Fetch worker: poll the mailboxes of the partitions Kafka assigns to this process.
 
     Stops cleanly on SIGTERM/SIGINT: running passes finish (and their deletions are safe),
     then the worker leaves the group so another one takes its mailboxes over.
     """
+    cli: CliContext = ctx.obj
+    if processes > 1:
+        _supervise_workers(cli, processes, threads, status_every)
+        return
     from mailferry.producers.worker import FetchWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    cli: CliContext = ctx.obj
     worker = FetchWorker(cli.config, cli.bootstrap_servers(), threads=threads, status_every=status_every)
 
     async def main() -> None:
@@ -62,6 +69,34 @@ def fetch_cmd(
         await worker.run(stop)
 
     asyncio.run(main())
+
+
+def _supervise_workers(cli: CliContext, processes: int, threads: int, status_every: float) -> None:
+    """``--processes N``: N single-process workers, each a member of the one consumer group.
+
+    One Python process is held to one core by its GIL, and a fetch pass is CPU work in
+    kafka-python; separate processes are the designed way to scale (the group spreads the
+    mailbox partitions over them). A worker that exits is restarted with back-off; SIGTERM or
+    SIGINT stops every worker cleanly before this process returns.
+    """
+    from mailferry.cli.run_cmd import role_argv
+    from mailferry.supervisor import Role, Supervisor
+
+    argv = role_argv(cli, f"fetch --threads {threads} --status-every {status_every}")
+    roles = [Role(f"fetch-{index}", argv) for index in range(1, processes + 1)]
+    supervisor = Supervisor(
+        roles, log_dir=cli.config.state_dir / "logs", report=lambda m: console.print(m, highlight=False)
+    )
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda _s, _f: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        supervisor.start()
+        while not stop.wait(0.5):
+            supervisor.check()
+    finally:
+        supervisor.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def register(app: typer.Typer) -> None:

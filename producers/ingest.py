@@ -79,7 +79,7 @@ def prepare(
         _, record = build_raw_record(
             source, message, blobs=blobs, inline_threshold=inline_threshold, headers_only=headers_only
         )
-        head = message[:HEAD_LIMIT]
+        head = message  # message_id looks at the first HEAD_LIMIT bytes only; no copy here
     else:
         capture = _HeadCapture(message)
         _, record = build_raw_record(

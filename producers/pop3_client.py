@@ -17,7 +17,7 @@ import ssl
 from collections.abc import Iterable, Iterator
 from typing import Literal
 
-from mailferry.producers.pop3_wire import DotUnstuffer, Pop3ProtocolError, check_status
+from mailferry.producers.pop3_wire import TERMINATOR, DotUnstuffer, Pop3ProtocolError, check_status
 
 READ_SIZE = 256 * 1024
 MAX_LINE = 64 * 1024
@@ -84,6 +84,10 @@ class Pop3Client:
 
     def _body_chunks(self) -> Iterator[bytes]:
         """The unstuffed body of the multi-line reply whose status line was just read."""
+        whole = self._whole_body()
+        if whole is not None:
+            yield whole
+            return
         unstuffer = DotUnstuffer()
         data = self._take_buffer()
         while True:
@@ -94,6 +98,27 @@ class Pop3Client:
                 self._buf, self._pos = unstuffer.rest, 0
                 return
             data = self._recv()
+
+    def _whole_body(self) -> bytes | None:
+        """The body when its whole reply is already in the buffer (the common case for small
+        messages, several to a read), cut out with one copy; ``None`` otherwise.
+
+        The reply starts at a line start, so the first ``CRLF.CRLF`` after it is its end (a
+        body line "." travels stuffed as ".."). Going through ``DotUnstuffer`` instead would
+        copy the rest of the buffer once per message.
+        """
+        buf, pos = self._buf, self._pos
+        if buf.startswith(b".\r\n", pos):
+            self._pos = pos + 3
+            return b""
+        end = buf.find(TERMINATOR, pos)
+        if end < 0:
+            return None
+        body = buf[pos : end + 2]
+        self._pos = end + len(TERMINATOR)
+        if body.startswith(b".."):
+            body = body[1:]
+        return body.replace(b"\r\n..", b"\r\n.")
 
     def _body(self) -> bytes:
         return b"".join(self._body_chunks())

@@ -23,9 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mailferry_config
+import profiling
+import timeline
 from corpus import DOMAIN
 from latency import LatencyResult, MaildirWatcher, drip, sink_arrivals, summarise, wait_until, warmup_message
 from procwatch import ProcSample, Watched
+from profiling import role_of
 from results import Result
 from sink import SmtpSink
 from source import Corpus, personal, warm
@@ -197,23 +200,6 @@ def stage(server: DovecotServer, corpus: Corpus) -> list[tuple[Path, Path]]:
     return moves
 
 
-def _is_broker(label: str) -> bool:
-    return "kafka.Kafka" in label
-
-
-def role_of(label: str) -> str:
-    """'broker', a role name (fetch, stream, deliver), 'run' (the supervisor) or 'other'."""
-    if _is_broker(label):
-        return "broker"
-    words = label.split()
-    if "mailferry" in words:
-        if "run" in words:
-            return "run"
-        tail = words[-1]
-        return tail if tail in ("fetch", "stream", "deliver", "run") else "other"
-    return "other"
-
-
 def peak_by_role(samples: list[ProcSample]) -> dict[str, float]:
     """Largest peak RSS (MB) per role, from the sampled process tree."""
     peaks: dict[str, float] = {}
@@ -226,19 +212,16 @@ def peak_by_role(samples: list[ProcSample]) -> dict[str, float]:
 
 def _cpu_window(
     before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
-) -> tuple[float, float]:
-    """(Python roles, broker) CPU seconds between two snapshots of the process tree."""
-    roles = broker = 0.0
+) -> dict[str, float]:
+    """CPU seconds per role (fetch, stream, deliver, run, broker) between two snapshots."""
+    spent: dict[str, float] = {}
     for pid, (label, cpu) in after.items():
-        delta = cpu - before.get(pid, (label, 0.0))[1]
-        if _is_broker(label):
-            broker += delta
-        else:
-            roles += delta
-    return roles, broker
+        role = role_of(label)
+        spent[role] = spent.get(role, 0.0) + cpu - before.get(pid, (label, 0.0))[1]
+    return spent
 
 
-def measure(corpus: Corpus, work: Path, target: Target) -> Result:
+def measure(corpus: Corpus, work: Path, target: Target, profile_dir: Path | None = None) -> Result:
     name = f"d. mailferry → {target.label}"
     key = target.label.split()[0].lower()
     try:
@@ -249,6 +232,9 @@ def measure(corpus: Corpus, work: Path, target: Target) -> Result:
     wanted = set(corpus.recipients)
     try:
         moves = stage(running.server, corpus)
+        sampler = None
+        if profile_dir is not None:
+            sampler = profiling.Sampler(running.watched.pid, profile_dir / f"{key}.raw").start()
         before = running.watched.cpu_now()
         began = time.time()
         for staged, visible in moves:
@@ -256,17 +242,25 @@ def measure(corpus: Corpus, work: Path, target: Target) -> Result:
         warm(running.server, corpus.mailboxes)
         done = wait_until(lambda: wanted <= target.arrivals().keys(), 1800, poll=0.2)
         after = running.watched.cpu_now()
+        try:
+            stages = timeline.describe(timeline.stage_times(work / f"state-{key}", "bench.audit", began))
+        except Exception as exc:  # a timeline is a nice-to-have; never lose the row over it
+            stages = f"no stage timeline ({type(exc).__name__}: {exc})"
+        if sampler is not None:
+            print(profiling.report(sampler.stop()))
         arrived = {k: v for k, v in target.arrivals().items() if k in wanted}
-        roles_cpu, broker_cpu = _cpu_window(before, after)
+        cpu_by_role = _cpu_window(before, after)
+        broker_cpu = cpu_by_role.get("broker", 0.0)
+        roles_cpu = sum(cpu_by_role.values()) - broker_cpu
         samples = running.watched.samples.values()
         peaks = peak_by_role(list(samples))
         peak_role = max((mb for role, mb in peaks.items() if role != "broker"), default=0.0)
     finally:
         code = running.stop()
         target.close()
-    note = f"CPU roles {roles_cpu:.1f} s + broker {broker_cpu:.1f} s; peak RSS MB " + ", ".join(
-        f"{role} {mb:.0f}" for role, mb in sorted(peaks.items())
-    )
+    note = "CPU s " + ", ".join(f"{role} {s:.1f}" for role, s in sorted(cpu_by_role.items()) if s >= 0.05)
+    note += "; peak RSS MB " + ", ".join(f"{role} {mb:.0f}" for role, mb in sorted(peaks.items()))
+    note += f"; {stages}"
     if not done:
         note = f"timed out, see {running.log}; {note}"
     if code != 0:
@@ -274,6 +268,12 @@ def measure(corpus: Corpus, work: Path, target: Target) -> Result:
     if running.notes:
         note += "; " + "; ".join(running.notes)
     wall = max(arrived.values(), default=began) - began
+    if arrived:
+        times = sorted(t - began for t in arrived.values())
+        note += "; delivered by " + ", ".join(
+            f"{int(share * 100)}% {times[max(0, int(share * len(times)) - 1)]:.1f} s"
+            for share in (0.01, 0.5, 1.0)
+        )
     return Result(
         name,
         corpus.messages,
@@ -286,7 +286,16 @@ def measure(corpus: Corpus, work: Path, target: Target) -> Result:
     )
 
 
-def throughput(corpus: Corpus, work: Path, sink: SmtpSink) -> list[Result]:
+TARGETS = ("smtp", "maildir", "ews")
+
+
+def throughput(
+    corpus: Corpus,
+    work: Path,
+    sink: SmtpSink,
+    profile_dir: Path | None = None,
+    targets: tuple[str, ...] = TARGETS,
+) -> list[Result]:
     reason = not_runnable_reason()
     if reason:
         return [
@@ -294,11 +303,12 @@ def throughput(corpus: Corpus, work: Path, sink: SmtpSink) -> list[Result]:
                 "d. mailferry", corpus.messages, 0, corpus.total_bytes, 0, 0, 0, note=reason, runnable=False
             )
         ]
-    return [
-        measure(corpus, work, smtp(sink)),
-        measure(corpus, work, maildir(work)),
-        measure(corpus, work, ews(corpus)),
-    ]
+    makers: dict[str, Callable[[], Target]] = {
+        "smtp": lambda: smtp(sink),
+        "maildir": lambda: maildir(work),
+        "ews": lambda: ews(corpus),
+    }
+    return [measure(corpus, work, makers[name](), profile_dir) for name in targets]
 
 
 def latency(corpus: Corpus, work: Path, sink: SmtpSink, rate: float, seconds: float) -> LatencyResult:

@@ -60,8 +60,12 @@ def fetchmail_argv(
 
 
 def make_maildir(path: Path) -> Path:
+    """A Maildir owned by ``nobody``, whose parent ``nobody`` can list: getmail6 refuses to
+    deliver otherwise, and the benchmark's work folder comes from ``mkdtemp`` (mode 0700)."""
     shutil.rmtree(path, ignore_errors=True)
     owner = pwd.getpwnam(MAILDIR_USER)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(path.parent.stat().st_mode | 0o055)
     for sub in ("", "cur", "new", "tmp"):
         (path / sub).mkdir(parents=True, exist_ok=True)
         os.chown(path / sub, owner.pw_uid, owner.pw_gid)

@@ -50,6 +50,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=Path("/var/tmp/mailferry-bench"),
         help="where the generated corpus is kept between runs",
     )
+    parser.add_argument(
+        "--targets", default="smtp,maildir,ews", help="mailferry rows (d) to run: smtp,maildir,ews"
+    )
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="py-spy the mailferry rows; raw samples go here"
+    )
     parser.add_argument("--latency", action="store_true", help="also run the drip (latency) scenario")
     parser.add_argument("--drip-rate", type=float, default=2.0, help="latency: messages a second")
     parser.add_argument("--drip-seconds", type=float, default=30.0, help="latency: how long to drip")
@@ -119,7 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         if "d" in only:
             import mailferry_runner
 
-            results += mailferry_runner.throughput(corpus, work, sink)
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+            results += mailferry_runner.throughput(
+                corpus, work, sink, args.profile, tuple(args.targets.split(","))
+            )
     finally:
         sink.stop()
     print_report(

@@ -129,6 +129,10 @@ def getmail(corpus: Corpus, work: Path) -> Result:
         measured = run_to_end(argv, log=log)
         delivered, _ = maildir_contents(maildir)
         note = f"exit {measured.exit_code}, see {log}" if measured.exit_code != 0 else ""
+        stalls = log.read_text(errors="replace").count("timed out")
+        if stalls:
+            # getmail6 before 6.19 can miss its delivery child's exit and then waits 60 s
+            note += f"; {stalls} waits of 60 s lost to getmail6's parent/child race (getmail6/getmail6#226)"
         return Result(
             "c. getmail6 → Maildir",
             corpus.messages,

@@ -27,8 +27,9 @@ from typing import Any
 import mailferry_config
 from corpus import DOMAIN, build_message
 from latency import wait_until
-from mailferry_runner import not_runnable_reason, role_of
+from mailferry_runner import not_runnable_reason
 from procwatch import Watched, process_tree, read_process, reaped_children_cpu
+from profiling import role_of
 from source import Corpus
 
 from mailferry.testing.dovecot import DovecotServer

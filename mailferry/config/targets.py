@@ -33,6 +33,9 @@ class EwsTarget(TargetBase):
     impersonation: bool = True
     ca_file: Path | None = None
     verify_tls: bool = True
+    stream_threshold: ByteSize = Field(
+        1024 * 1024, ge=0, description="messages larger than this stream their MIME (bounded memory)"
+    )
 
 
 class GraphTarget(TargetBase):

@@ -166,3 +166,43 @@ def test_backoff_grows_is_capped_and_honours_the_server_hint() -> None:
     backoff = Backoff(base=1, factor=2, maximum=30, jitter=0)
     assert [backoff.delay(n) for n in (1, 2, 3, 10)] == [1, 2, 4, 30]
     assert backoff.delay(1, hint=12) == 12
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pop3_reader_restores_pipelined_replies_whatever_their_packing(seed: int) -> None:
+    """RETR replies several to a read, one spanning many reads, dot-leading first lines and
+    empty bodies: the client must return every body exactly, in order."""
+    import socket
+    import threading
+
+    from mailferry.producers.pop3_client import Pop3Client
+
+    rnd = random.Random(seed)
+    bodies = [b"", b".\r\n", b"..x\r\n", b".hidden first\r\nand more\r\n", b"\r\n"]
+    for _ in range(60):
+        lines = [
+            rnd.choice([b".", b"..", b"a line", b"x" * rnd.randint(0, 200), b""])
+            for _ in range(rnd.randint(1, 30))
+        ]
+        bodies.append(b"\r\n".join(lines) + b"\r\n")
+    bodies.append(b"big line\r\n" * 60_000)  # spans several 256 KiB reads
+    rnd.shuffle(bodies)
+    wire = b"".join(b"+OK\r\n" + _stuff(body) for body in bodies)
+    ours, theirs = socket.socketpair()
+
+    def serve() -> None:
+        pos = 0
+        while pos < len(wire):
+            step = rnd.choice([7, 1000, 70_000, 300_000])
+            theirs.sendall(wire[pos : pos + step])
+            pos += step
+
+    server = threading.Thread(target=serve)
+    server.start()
+    client = Pop3Client(ours, "test")
+    client.capabilities = {}  # no PIPELINING: the client sends one RETR at a time, unread here
+    got = [b"".join(chunks) for _, chunks in client.retrieve(range(1, len(bodies) + 1))]
+    server.join()
+    ours.close()
+    theirs.close()
+    assert got == bodies

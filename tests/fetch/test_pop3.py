@@ -221,3 +221,45 @@ def test_per_pass_cap(dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_pat
     assert dovecot.message_count("p-cap") == 0
     assert sorted(message_bytes(r, ctx.blobs) for r in read_topic(kafka_config, RAW)) == sorted(messages)
     ctx.publisher.close()
+
+
+def test_raw_records_go_to_the_partition_of_their_mailbox_key(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    """The fetcher picks the raw partition itself (once per mailbox); it must be the one Kafka's
+    default partitioner gives the ``tenant/mailbox`` key, so every raw record of a mailbox
+    stays in one partition, in order, wherever it was produced from."""
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from mailferry.kafka.topics import full_name
+    from mailferry.rawrecord import raw_key
+
+    users = [f"p-part{i}" for i in range(6)]
+    sources = ""
+    for index, user in enumerate(users):
+        dovecot.add_user(user, "pw")
+        dovecot.seed(user, [sample(10 * index + n) for n in range(2)])
+        sources += _source(dovecot, user, tls="none", extra="allow_plaintext_login = true\n")
+    config = make_config(tmp_path, kafka_config, sources, partitions=5)
+    ctx = make_context(config)
+    for source in config.tenants[0].sources:
+        assert isinstance(source, Pop3Source)
+        pop3_pass(source, "acme", MailboxState("acme", source.id), ctx)
+    ctx.publisher.close()
+    plain = KafkaProducer(bootstrap_servers=kafka_config.bootstrap_servers)  # Kafka's own choice
+    for user in users:
+        plain.send(full_name(kafka_config, RAW), key=raw_key("acme", user), value=b"marker")
+    plain.close()
+    consumer = KafkaConsumer(
+        full_name(kafka_config, RAW),
+        bootstrap_servers=kafka_config.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+    )
+    records = list(consumer)
+    consumer.close()
+    placed = {(rec.key, rec.partition) for rec in records if rec.value != b"marker"}
+    expected = {(rec.key, rec.partition) for rec in records if rec.value == b"marker"}
+    assert len([r for r in records if r.value != b"marker"]) == 12
+    assert placed == expected
+    assert len({p for _, p in placed}) > 1  # the mailboxes really are spread

@@ -155,3 +155,63 @@ def test_sync_then_worker_fetches_both_kinds_and_stops_bad_credentials(
     removed = sync_mailboxes(load_config(path), servers)
     assert removed.removed == ["acme/w1-bad"]
     assert "acme/w1-bad" not in current_mailboxes(load_config(path), servers)
+
+
+def test_fetch_with_two_processes_shares_the_mailboxes_and_stops_cleanly(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    users = [f"mp{i}" for i in range(6)]
+    sources = ""
+    for index, user in enumerate(users):
+        dovecot.add_user(user, "pw")
+        dovecot.seed(user, [sample(100 * index + n) for n in range(3)])
+        sources += (
+            f'[[tenants.sources]]\nid = "{user}"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
+            f'port = {dovecot.pop3_port}\ntls = "none"\nallow_plaintext_login = true\nusername = "{user}"\n'
+            'auth = { kind = "password", password = "pw" }\ndeliver_to = "alice@acme.example"\n'
+            'poll_interval = "1s"\n'
+        )
+    make_config(tmp_path, kafka_config, sources)
+    path = tmp_path / "mailferry.toml"
+    config = load_config(path)
+    sync_mailboxes(config, list(kafka_config.bootstrap_servers))
+    log = tmp_path / "fetch.log"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mailferry",
+            "-c",
+            str(path),
+            "fetch",
+            "--processes",
+            "2",
+            "--status-every",
+            "0.5",
+        ],
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+    )
+
+    def workers() -> list[dict[str, object]]:
+        return [
+            s for s in snapshots(config.state_dir) if s.get("state") == "running" and s["pid"] != parent.pid
+        ]
+
+    def shared() -> bool:
+        parts = [set(s["assigned_partitions"]) for s in workers()]  # type: ignore[call-overload]
+        return len(parts) == 2 and all(parts) and not parts[0] & parts[1]
+
+    try:
+        _wait(shared, 90, "two worker processes, each with its own mailbox partitions")
+        _wait(lambda: sum(dovecot.message_count(u) for u in users) == 0, 60, "every mailbox fetched")
+        pids = {s["pid"] for s in workers()}
+    finally:
+        parent.send_signal(signal.SIGTERM)
+        code = parent.wait(timeout=90)
+    assert code == 0, log.read_text()[-3000:]
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
+    raws = read_topic(kafka_config, RAW)
+    assert sorted(r["source_uid"] is not None for r in raws) == [True] * 18
+    assert len({(r["mailbox_id"], r["sha256"]) for r in raws}) == 18

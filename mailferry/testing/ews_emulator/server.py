@@ -2,11 +2,13 @@
 
 An HTTP + SOAP stand-in for an Exchange Web Services endpoint, for tests, demos and
 benchmarks on loopback. It answers the operations mailferry's EWS target sends through the
-real exchangelib, strictly (see ``soap`` and ``operations``), with basic and bearer
-authentication, ``ExchangeImpersonation`` honoured, a concurrency budget like Exchange's
-throttling policy (``max_concurrent``; excess requests get ErrorServerBusy with
-BackOffMilliseconds), a per-request ``service_time`` to mimic a server's cost, and faults on
-demand (``inject``). It keeps what was created per mailbox so tests can read it back.
+real exchangelib, strictly (see ``soap`` and ``operations``), with basic, bearer and
+(opt-in, ``enable_ntlm``) NTLM authentication, ``ExchangeImpersonation`` honoured, request
+bodies read in chunks with MimeContent decoded as it arrives (``body``: a 200 MB streamed
+CreateItem is fine), a concurrency budget like Exchange's throttling policy
+(``max_concurrent``; excess requests get ErrorServerBusy with BackOffMilliseconds), a
+per-request ``service_time`` to mimic a server's cost, and faults on demand (``inject``).
+It keeps what was created per mailbox so tests can read it back.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from mailferry.testing.ews_emulator import ntlm
+from mailferry.testing.ews_emulator.body import RequestBody
 from mailferry.testing.ews_emulator.common import Context
 from mailferry.testing.ews_emulator.faults import Fault, FaultScript, ScriptedFault
 from mailferry.testing.ews_emulator.oauth import TokenIssuer
@@ -77,9 +81,12 @@ class EwsEmulator:
         self._lock = threading.Lock()
         self._in_flight = 0
         self.requests: dict[str, int] = {}  # operation -> count, for tests and benchmarks
+        self.last_headers: dict[str, dict[str, str]] = {}  # operation -> HTTP headers of its last request
         self.rejected_busy = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.ntlm_domain: str | None = None
+        self.ntlm_per_request = False
 
     # ---- set-up ------------------------------------------------------------------------------
 
@@ -88,6 +95,22 @@ class EwsEmulator:
     ) -> None:
         """A service account (basic auth); ``impersonation`` is the ApplicationImpersonation role."""
         self._accounts[user.lower()] = _Account(user, password, impersonation, mailbox)
+        if self.ntlm_domain is not None:
+            ntlm.register(self.ntlm_domain, user, password)
+
+    def enable_ntlm(self, domain: str, *, per_request: bool = False) -> None:
+        """Accept NTLM (``DOMAIN\\user``) for every account, added before or after.
+
+        ``per_request`` is IIS's ``authPersistSingleRequest``: every request does the whole
+        handshake again instead of the connection staying authenticated.
+        """
+        self.ntlm_domain = domain
+        self.ntlm_per_request = per_request
+        for account in self._accounts.values():
+            ntlm.register(domain, account.user, account.password)
+
+    def account(self, user: str) -> _Account | None:
+        return self._accounts.get(user.lower())
 
     def add_token(self, token: str, user: str) -> None:
         """Accept ``Authorization: Bearer <token>`` as ``user`` (an account added before)."""
@@ -180,9 +203,10 @@ class EwsEmulator:
         with self._lock:
             self._in_flight -= 1
 
-    def count(self, operation: str) -> None:
+    def count(self, operation: str, headers: dict[str, str]) -> None:
         with self._lock:
             self.requests[operation] = self.requests.get(operation, 0) + 1
+            self.last_headers[operation] = headers
 
     def handle(self, account: _Account, req: Request, scripted: ScriptedFault | None) -> bytes:
         """Run one parsed request; raises ``EwsFault`` for request-level failures."""
@@ -223,6 +247,7 @@ class EwsEmulator:
 class _Handler(BaseHTTPRequestHandler):
     emulator: EwsEmulator
     protocol_version = "HTTP/1.1"
+    ntlm_state: ntlm.NtlmConnection | None = None  # one handler per connection, so per connection
 
     def version_string(self) -> str:
         return SERVER_HEADER
@@ -235,25 +260,32 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         emulator = self.emulator
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            self._reply(411, b"EWS EMULATOR: send a Content-Length\n", "text/plain")
+            return
         length = int(self.headers.get("Content-Length") or 0)
-        data = self.rfile.read(length)
-        token = emulator.oauth.handle(self.path, self.headers.get("Authorization"), data)
-        if token is not None:
-            self._reply(token[0], token[1], "application/json")
-            return
         if self.path.split("?")[0].lower() != EWS_PATH.lower():
-            self._reply(404, b"not found\n", "text/plain")
+            data = self.rfile.read(length)
+            token = emulator.oauth.handle(self.path, self.headers.get("Authorization"), data)
+            if token is not None:
+                self._reply(token[0], token[1], "application/json")
+            else:
+                self._reply(404, b"not found\n", "text/plain")
             return
-        account = emulator.authenticate(self.headers.get("Authorization"))
+        request_body = RequestBody(self.rfile, length)
+        account = self._authenticate()
         if account is None:
-            self._unauthorized()
+            request_body.drain()
             return
         try:
-            req = parse_request(data)
+            req = parse_request(request_body.chunks(), mime_limit=emulator.max_message_size)
         except EwsFault as exc:
             self._reply(500, fault(exc))
             return
-        emulator.count(req.operation)
+        finally:
+            request_body.drain()
+        emulator.count(req.operation, dict(self.headers.items()))
         scripted = emulator.faults.take(req.operation)
         if scripted is not None and self._early_fault(scripted):
             return
@@ -295,10 +327,36 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _unauthorized(self) -> None:
+    def _authenticate(self) -> _Account | None:
+        """The account of this request; None when a 401 was sent (challenge or refusal)."""
+        header = self.headers.get("Authorization") or ""
+        if self.emulator.ntlm_domain is not None and header.lower().startswith("ntlm "):
+            if self.ntlm_state is None:
+                self.ntlm_state = ntlm.NtlmConnection()
+            challenge, refused = self.ntlm_state.step(header)
+            if challenge is not None or refused:
+                self._unauthorized(challenge)
+                return None
+            account = self.emulator.account(self.ntlm_state.user or "")
+            if self.emulator.ntlm_per_request:
+                self.ntlm_state = None
+        elif not header and self.ntlm_state is not None and self.ntlm_state.user:
+            account = self.emulator.account(self.ntlm_state.user)  # NTLM authenticated the connection
+        else:
+            account = self.emulator.authenticate(header)
+        if account is None:
+            self._unauthorized()
+        return account
+
+    def _unauthorized(self, ntlm_challenge: str | None = None) -> None:
         self.send_response(401)
-        self.send_header("WWW-Authenticate", 'Basic realm="EWS EMULATOR"')
-        self.send_header("WWW-Authenticate", "Bearer")
+        if ntlm_challenge is not None:
+            self.send_header("WWW-Authenticate", f"NTLM {ntlm_challenge}")
+        else:
+            self.send_header("WWW-Authenticate", 'Basic realm="EWS EMULATOR"')
+            self.send_header("WWW-Authenticate", "Bearer")
+            if self.emulator.ntlm_domain is not None:
+                self.send_header("WWW-Authenticate", "NTLM")
         self.send_header("Content-Length", "0")
         self.end_headers()
 

@@ -8,9 +8,12 @@ worth testing against: it refuses what real Exchange would refuse instead of gue
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from lxml import etree  # type: ignore[import-untyped]
+
+from mailferry.testing.ews_emulator.body import MimeText, parse_chunks
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 M_NS = "http://schemas.microsoft.com/exchange/services/2006/messages"
@@ -41,8 +44,6 @@ ALLOWED_HEADERS = frozenset(
     }
 )
 CONNECTING_SID_KINDS = ("PrimarySmtpAddress", "SmtpAddress", "PrincipalName", "SID")
-
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True, remove_comments=True)
 
 
 class EwsFault(Exception):
@@ -89,14 +90,21 @@ class Request:
     api_version: str
     impersonate: tuple[str, str] | None = None  # (ConnectingSID kind, value)
     headers: dict[str, etree._Element] = field(default_factory=dict)
+    mime: dict[etree._Element, MimeText] = field(default_factory=dict)  # decoded t:MimeContent
 
 
-def parse_request(data: bytes) -> Request:
-    """Parse and validate the envelope; raises ``EwsFault`` for anything Exchange would refuse."""
+def parse_request(data: bytes | Iterable[bytes], *, mime_limit: int = 1 << 40) -> Request:
+    """Parse and validate the envelope; raises ``EwsFault`` for anything Exchange would refuse.
+
+    ``data`` may be the body in chunks (see ``body``): MimeContent is decoded as it arrives
+    and kept up to ``mime_limit`` bytes.
+    """
     try:
-        root = etree.fromstring(data, _PARSER)
+        root, mime = parse_chunks([data] if isinstance(data, bytes) else data, mime_limit=mime_limit)
     except etree.XMLSyntaxError as exc:
         raise schema_error(f"malformed XML ({exc})") from None
+    except ValueError as exc:
+        raise schema_error(str(exc)) from None
     if root.tag != f"{{{SOAP_NS}}}Envelope":
         raise schema_error(f"root element is {root.tag}, expected the SOAP 1.1 Envelope")
     children = list(root)
@@ -132,6 +140,7 @@ def parse_request(data: bytes) -> Request:
         api_version=api_version,
         impersonate=_impersonation(headers.get("ExchangeImpersonation")),
         headers=headers,
+        mime=mime,
     )
 
 

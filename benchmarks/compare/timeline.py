@@ -1,0 +1,52 @@
+"""When each stage of a mailferry row finished, from the audit events it wrote.
+
+The row's wall time says how long the whole flow took, not which stage held it up. Every
+stage writes audit events with their time (``fetched``, ``routed``, ``delivered``), so
+reading the audit topic before the broker stops shows when each stage handled its first,
+middle and last message, counted from the moment the corpus appeared in the source.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from kafka import KafkaConsumer
+from mailferry.schemas.codec import AUDIT_EVENT, codec
+
+STAGES = ("fetched", "routed", "delivered")
+
+
+def _broker_address(state_dir: Path) -> str:
+    return f"127.0.0.1:{json.loads((state_dir / 'kafka' / 'broker.json').read_text('utf-8'))['port']}"
+
+
+def stage_times(state_dir: Path, topic: str, began: float) -> dict[str, list[float]]:
+    """Seconds after ``began`` of every fetched/routed/delivered event, sorted per event."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=[_broker_address(state_dir)],
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+    )
+    times: dict[str, list[float]] = {name: [] for name in STAGES}
+    try:
+        for record in consumer:
+            event = codec(AUDIT_EVENT).decode(record.value)
+            at: datetime = event["at"]
+            if event["event"] in times and at.timestamp() >= began:
+                times[event["event"]].append(at.timestamp() - began)
+    finally:
+        consumer.close()
+    return {name: sorted(values) for name, values in times.items()}
+
+
+def describe(times: dict[str, list[float]]) -> str:
+    """'fetched 0.4/1.1/2.0 s, routed …' (first/median/last)."""
+    parts = []
+    for name, values in times.items():
+        if values:
+            parts.append(f"{name} {values[0]:.1f}/{values[len(values) // 2]:.1f}/{values[-1]:.1f} s")
+    return "stages first/median/last: " + ", ".join(parts) if parts else "no audit events"
