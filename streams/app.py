@@ -10,9 +10,10 @@ Two agents:
    (same key, same partition count), drops what was already seen inside the window and
    emits the rest to ``<prefix>.deliver`` keyed by tenant/recipient.
 
-Outgoing records go to the producer at once; Faust flushes the producer before it commits
-an offset, so an offset is never committed before the records it caused are in Kafka:
-at-least-once, with copies caught by the table and, after a crash, by idempotent delivery.
+Outgoing records go to the producer at once (``outbox``); Faust flushes the producer before
+it commits an offset, so an offset is never committed before the records it caused are in
+Kafka, and never after one Kafka refused: at-least-once, with copies caught by the table and,
+after a crash, by idempotent delivery.
 (Faust's "attachments" give the same guarantee but hold every record until the commit,
 which measured several times slower here.)
 """
@@ -26,12 +27,13 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import faust
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
 from mailferry.streams.dedup import Sighting, decide
 from mailferry.streams.faust_settings import app_id, credentials, store_url
+from mailferry.streams.outbox import Outbox
 from mailferry.streams.records import dead_letter, routed_details
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
 
@@ -146,8 +148,7 @@ class StreamApp:
             key_type=bytes,
             extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)},
         )
-        self.send_failure: BaseException | None = None
-        self._guard_commits()
+        self.outbox = Outbox(self.app, on_failure=self._note_error)
         self.app.timer(PURGE_EVERY)(self.purge_expired)
         self.app.agent(self.raw_topic, name="route")(self._route_agent)
         self.app.agent(self.dedup_topic, name="dedup")(self._dedup_agent)
@@ -393,41 +394,7 @@ class StreamApp:
         )
 
     async def _send(self, topic: Any, *, key: bytes | None, value: bytes) -> None:
-        """Hand a record to the producer now; the consumer flushes the producer before it
-        commits an offset, so nothing is committed before what it caused is in Kafka.
-
-        Kafka topics go straight to the producer: ``Topic.send`` adds a future message, a
-        channel event and sensor calls per record, measured at about a third of the cost of a
-        send. In-memory channels (the agents' unit tests) still go through Faust.
-        """
-        if not isinstance(topic, faust.Topic):
-            await topic.send(key=key, value=value, force=True)
-            return
-        delivered = await self.app.producer.send(topic.get_topic_name(), key, value, None, None, None)
-        cast(asyncio.Future[Any], delivered).add_done_callback(self._on_delivered)
-
-    def _on_delivered(self, delivered: asyncio.Future[Any]) -> None:
-        if delivered.cancelled() or delivered.exception() is None:
-            return
-        exc = delivered.exception()
-        if self.send_failure is None:
-            self.send_failure = exc
-            self.counters.last_error = f"send failed: {type(exc).__name__}: {exc}"
-            log.error("stream: a record could not be written, no offset is committed from now on: %s", exc)
-
-    def _guard_commits(self) -> None:
-        """Make the producer's flush, which Faust awaits before every offset commit, fail once
-        any record was refused by Kafka: the commit is then skipped, the worker stops, and the
-        input is read again on restart (at-least-once). Faust alone would commit past it."""
-        producer = self.app.producer
-        flush = producer.flush
-
-        async def checked_flush() -> None:
-            await flush()
-            if self.send_failure is not None:
-                raise self.send_failure
-
-        producer.flush = checked_flush  # type: ignore[method-assign]
+        await self.outbox.send(topic, key=key, value=value)
 
     async def _audit_delivery(self, event: Any, delivery: dict[str, Any], *, details: dict[str, str]) -> None:
         await self._audit(
@@ -444,6 +411,9 @@ class StreamApp:
     async def _audit(self, event: Any, tenant: str, **kwargs: Any) -> None:
         key, value = audit_event(event, stage="stream", tenant=tenant, **kwargs)
         await self._send(self.audit_topic, key=key, value=value)
+
+    def _note_error(self, text: str) -> None:
+        self.counters.last_error = text
 
     def status(self) -> dict[str, Any]:
         return {
