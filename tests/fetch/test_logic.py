@@ -168,7 +168,7 @@ def test_backoff_grows_is_capped_and_honours_the_server_hint() -> None:
     assert backoff.delay(1, hint=12) == 12
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(8))
 def test_pop3_reader_restores_pipelined_replies_whatever_their_packing(seed: int) -> None:
     """RETR replies several to a read, one spanning many reads, dot-leading first lines and
     empty bodies: the client must return every body exactly, in order."""
@@ -185,7 +185,9 @@ def test_pop3_reader_restores_pipelined_replies_whatever_their_packing(seed: int
             for _ in range(rnd.randint(1, 30))
         ]
         bodies.append(b"\r\n".join(lines) + b"\r\n")
-    bodies.append(b"big line\r\n" * 60_000)  # spans several 256 KiB reads
+    for size in (40_000, 150_000, 300_000, 500_000):  # gathered over several reads
+        bodies.append(b"".join(rnd.choice([b".dot\r\n", b"..\r\n", b"line\r\n"]) for _ in range(size // 6)))
+    bodies.append(b"big line\r\n" * 60_000)  # longer than the client holds: streamed in chunks
     rnd.shuffle(bodies)
     wire = b"".join(b"+OK\r\n" + _stuff(body) for body in bodies)
     ours, theirs = socket.socketpair()
@@ -193,7 +195,7 @@ def test_pop3_reader_restores_pipelined_replies_whatever_their_packing(seed: int
     def serve() -> None:
         pos = 0
         while pos < len(wire):
-            step = rnd.choice([7, 1000, 70_000, 300_000])
+            step = rnd.choice([1, 2, 3, 7, 1000, 70_000, 300_000])
             theirs.sendall(wire[pos : pos + step])
             pos += step
 
@@ -206,3 +208,30 @@ def test_pop3_reader_restores_pipelined_replies_whatever_their_packing(seed: int
     ours.close()
     theirs.close()
     assert got == bodies
+
+
+class _ScriptedSocket:
+    """Hands the client exactly the given pieces, one per ``recv``: read boundaries on demand."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = list(pieces)
+
+    def recv(self, _size: int) -> bytes:
+        return self.pieces.pop(0) if self.pieces else b""
+
+    def sendall(self, _data: bytes) -> None:
+        pass
+
+
+def test_pop3_reader_finds_a_reply_end_split_at_any_byte() -> None:
+    """Every way of splitting a reply (and the next one) over reads, around its CRLF.CRLF end."""
+    from mailferry.producers.pop3_client import Pop3Client
+
+    bodies = [b"", b"..lead\r\nab\r\n..\r\n.x\r\n", b".\r\n", b"next\r\n"]
+    wire = b"".join(b"+OK\r\n" + _stuff(body) for body in bodies)
+    for cut_a in range(1, len(wire)):
+        for cut_b in range(cut_a + 1, len(wire)):
+            pieces = [wire[:cut_a], wire[cut_a:cut_b], wire[cut_b:]]
+            client = Pop3Client(_ScriptedSocket(pieces), "test")  # type: ignore[arg-type]
+            got = [b"".join(chunks) for _, chunks in client.retrieve(range(1, len(bodies) + 1))]
+            assert got == bodies, (cut_a, cut_b)
