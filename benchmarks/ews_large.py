@@ -11,8 +11,10 @@ item is checked byte for byte (SHA-256) against the blob plus the trace header.
 
     .venv/bin/python benchmarks/ews_large.py [--streamed-mb 150,50] [--plain-mb 50]
 
-Rows: the streamed path (``ews_stream``, default threshold 8 MB) at each ``--streamed-mb``
-size, and plain exchangelib (threshold above the size) at each ``--plain-mb`` size.
+Rows: the streamed path (``ews_stream``, threshold ``--threshold-mb``, the target's default
+1 MB) at each ``--streamed-mb`` size; plain exchangelib (threshold above the size) at each
+``--plain-mb`` size; then ``--concurrent`` messages delivered at once from a thread pool, as
+the worker does: just at the threshold (the worst case of the plain path) and of 20 MB.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -107,7 +110,9 @@ def child(args: argparse.Namespace) -> None:
     target.deliver(delivery_item(delivery(warm, 20_000), blobs))
     before = vm_hwm()
     started = time.monotonic()
-    target.deliver(delivery_item(delivery(args.ref, args.size), blobs))
+    items = [delivery_item(delivery(args.ref, args.size), blobs) for _ in range(args.count)]
+    with ThreadPoolExecutor(args.count) as pool:  # the worker's bounded pool for this target
+        list(pool.map(target.deliver, items))
     seconds = time.monotonic() - started
     print(json.dumps({"seconds": seconds, "hwm_before": before, "hwm": vm_hwm()}))
 
@@ -120,10 +125,12 @@ def vm_hwm() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def run_row(path: str, size_mb: int, threshold: int, blobs: LocalBlobStore) -> dict[str, object]:
+def run_row(
+    path: str, size_mb: float, threshold: int, blobs: LocalBlobStore, count: int = 1
+) -> dict[str, object]:
     from mailferry.testing.ews_emulator.server import EwsEmulator
 
-    ref, size = blobs.put_chunks(message_chunks(size_mb * MB))
+    ref, size = blobs.put_chunks(message_chunks(int(size_mb * MB)))
     expected = hashlib.sha256(f"{TRACE[0]}: {TRACE[1]}\r\n".encode())
     with blobs.open(ref) as handle:
         while chunk := handle.read(MB):
@@ -134,16 +141,21 @@ def run_row(path: str, size_mb: int, threshold: int, blobs: LocalBlobStore) -> d
         emulator.add_mailbox(MAILBOX)
         command = [
             sys.executable, __file__, "--child", "--endpoint", emulator.url, "--blobs", str(blobs.root),
-            "--ref", ref, "--size", str(size), "--threshold", str(threshold),
+            "--ref", ref, "--size", str(size), "--threshold", str(threshold), "--count", str(count),
         ]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise SystemExit(f"child failed ({path}, {size_mb} MB):\n{done.stderr[-3000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
-        stored = emulator.items(MAILBOX)[-1]
-        identical = hashlib.sha256(stored.mime).hexdigest() == expected.hexdigest()
-        ok = identical and stored.message_flags == 1 and not stored.is_read and stored.delivery_time
-    return {"path": path, "size": size, "ok": bool(ok), **result}
+        stored = emulator.items(MAILBOX)[-count:]
+        ok = len(stored) == count and all(
+            hashlib.sha256(s.mime).hexdigest() == expected.hexdigest()
+            and s.message_flags == 1
+            and not s.is_read
+            and s.delivery_time is not None
+            for s in stored
+        )
+    return {"path": path, "size": size, "count": count, "ok": ok, **result}
 
 
 def main() -> None:
@@ -152,13 +164,17 @@ def main() -> None:
     )
     parser.add_argument("--streamed-mb", default="150,50", help="message sizes for the streamed path")
     parser.add_argument("--plain-mb", default="50", help="message sizes for plain exchangelib ('' for none)")
-    parser.add_argument("--threshold-mb", type=float, default=8.0, help="stream threshold of the target")
+    parser.add_argument("--threshold-mb", type=float, default=1.0, help="stream threshold of the target")
+    parser.add_argument(
+        "--concurrent", type=int, default=8, help="also N messages at once: at the threshold, and of 20 MB"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--blobs", help=argparse.SUPPRESS)
     parser.add_argument("--ref", help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--threshold", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--count", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -171,14 +187,19 @@ def main() -> None:
             rows.append(run_row("streamed (ews_stream)", size_mb, threshold, blobs))
         for size_mb in [int(s) for s in args.plain_mb.split(",") if s]:
             rows.append(run_row("plain exchangelib", size_mb, size_mb * MB * 2, blobs))
+        if args.concurrent > 1:
+            n = args.concurrent
+            rows.append(run_row("plain, at threshold", args.threshold_mb, threshold, blobs, n))
+            rows.append(run_row("streamed", 20, threshold, blobs, n))
+    print(f"EWS EMULATOR (this process, not measured above): peak RSS {vm_hwm() / MB:.0f} MB")
     print(
-        f"{'path':<22} {'message':>10} {'seconds':>8} {'RSS before':>11} {'peak RSS':>9} "
+        f"{'path':<22} {'messages':>13} {'seconds':>8} {'RSS before':>11} {'peak RSS':>9} "
         f"{'added':>8} stored ok"
     )
     for row in rows:
         size, hwm = int(row["size"]), int(row["hwm"])  # type: ignore[call-overload]
         print(
-            f"{row['path']:<22} {size / MB:>7.1f} MB {row['seconds']:>8.1f} "
+            f"{row['path']:<22} {row['count']:>3} x {size / MB:>5.1f} MB {row['seconds']:>8.1f} "
             f"{int(row['hwm_before']) / MB:>8.0f} MB {hwm / MB:>6.0f} MB "
             f"{(hwm - int(row['hwm_before'])) / MB:>5.0f} MB {row['ok']}"  # type: ignore[call-overload]
         )

@@ -53,7 +53,8 @@ class EnvelopeBody:
     """``head + base64(prefix + source) + tail`` as a sized, seekable, read-only stream.
 
     At most one raw block and its base64 are held at a time. ``open_source`` is called
-    again after a rewind to position 0 (requests-ntlm and digest auth resend the body).
+    again after a rewind (requests-ntlm sends the body on each leg of its handshake; it seeks
+    back before the second leg only, so a body read past its end starts over).
     """
 
     def __init__(
@@ -76,6 +77,7 @@ class EnvelopeBody:
         self._raw_read = 0
         self._encoded = b""
         self._encoded_at = 0
+        self._ended = False  # a read at the end returned b"" (the consumer saw the end)
 
     def __len__(self) -> int:
         return self._length
@@ -99,19 +101,25 @@ class EnvelopeBody:
     def seek(self, offset: int, whence: int = 0) -> int:
         base = {0: 0, 1: self._pos, 2: self._length}[whence]
         wanted = min(max(base + offset, 0), self._length)
+        self._ended = False
         if wanted < self._pos:
             self._rewind()
         if wanted >= self._b64_end:  # past the message: skip it without reading it
             self._close_source()
-            self._pos = max(self._pos, wanted)
-            return self._pos
+            self._pos = wanted
+            return wanted
         while self._pos < wanted:
             self.read(min(wanted - self._pos, RAW_BLOCK))
         return self._pos
 
     def read(self, size: int = -1) -> bytes:
+        if self._pos >= self._length and self._ended:
+            # Sent again without a rewind: requests-ntlm rewinds before its second leg but
+            # not before its third, so a body read to its end starts over.
+            self._rewind()
         if size is None or size < 0:
             size = self._length - self._pos
+        self._ended = self._pos >= self._length
         out = bytearray()
         while len(out) < size and self._pos < self._length:
             want = size - len(out)
@@ -147,6 +155,8 @@ class EnvelopeBody:
             raise StreamSourceError(f"message source holds more than the {self._raw_size} bytes announced")
         if len(raw) < RAW_BLOCK and self._raw_read != self._raw_size:
             raise StreamSourceError(f"message source ended after {self._raw_read} of {self._raw_size} bytes")
+        if self._raw_read == self._raw_size:
+            self._close_source()  # requests never closes a request body: do not leak the file
         return base64.b64encode(raw)
 
     def _read_raw(self, size: int) -> bytes:

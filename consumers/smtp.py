@@ -165,28 +165,44 @@ class SmtpDelivery:
 
 
 def _send_data(conn: smtplib.SMTP, add_headers: tuple[tuple[str, str], ...], source: BinaryIO) -> None:
-    """The message as SMTP DATA: CRLF line ends, leading dots doubled, final dot."""
-    buffer = bytearray()
-    for name, value in add_headers:
-        buffer += f"{name}: {value}\r\n".encode()
+    """The message as SMTP DATA: CRLF line ends, leading dots doubled, final dot.
+
+    Works on blocks of complete lines with ``bytes.replace`` (C) rather than line by line:
+    a 76-column message has ~13,000 lines per MB, and the per-line loop was most of this
+    target's CPU. A line longer than ``LINE_LIMIT`` is passed on in pieces, as before.
+    """
+    head = b"".join(f"{name}: {value}\r\n".encode() for name, value in add_headers)
+    if head:
+        conn.send(head)
     at_line_start = True
-    while line := source.readline(LINE_LIMIT):
-        complete = line.endswith(b"\n")
-        if complete:
-            line = line.rstrip(b"\r\n")
-        if at_line_start and line.startswith(b"."):
-            buffer += b"."
-        buffer += line
-        if complete:
-            buffer += b"\r\n"
-        at_line_start = complete
-        if len(buffer) >= SEND_BUFFER:
-            conn.send(bytes(buffer))
-            buffer.clear()
-    if not at_line_start:
-        buffer += b"\r\n"
-    buffer += b".\r\n"
-    conn.send(bytes(buffer))
+    carry = b""
+    while block := source.read(SEND_BUFFER):
+        block = carry + block
+        end = block.rfind(b"\n") + 1
+        if end == 0:  # no line end yet; an over-long line goes on in pieces, a CR run waits for its LF
+            end = len(block.rstrip(b"\r")) if len(block) >= LINE_LIMIT else 0
+            if end == 0 and len(block) < 16 * LINE_LIMIT:
+                carry = block
+                continue
+            end = end or len(block)
+        carry = block[end:]
+        conn.send(_stuffed(block[:end], at_line_start))
+        at_line_start = block[end - 1 : end] == b"\n"
+    tail = b""
+    if carry:
+        tail = _stuffed(carry, at_line_start) + b"\r\n"
+    elif not at_line_start:
+        tail = b"\r\n"
+    conn.send(tail + b".\r\n")
+
+
+def _stuffed(lines: bytes, at_line_start: bool) -> bytes:
+    """``lines`` with every line end CRLF (CR runs before LF folded, as ``rstrip`` did) and
+    each line that starts with a dot given a second one."""
+    while b"\r\n" in lines:
+        lines = lines.replace(b"\r\n", b"\n")
+    lines = lines.replace(b"\n", b"\r\n").replace(b"\r\n.", b"\r\n..")
+    return b"." + lines if at_line_start and lines.startswith(b".") else lines
 
 
 def envelope_sender(item: DeliveryItem) -> str:

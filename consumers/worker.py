@@ -43,6 +43,7 @@ from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
 UNASSIGNED_REJOIN_S = 20.0
+COMMIT_EVERY_S = 0.5
 Done = tuple[Job, str, "Future[Result]"]
 
 
@@ -76,6 +77,7 @@ class DeliveryWorker:
         self._awaiting: deque[tuple[Job, Pending]] = deque()
         self._tier_waits: dict[TopicPartition, datetime] = {}
         self._last_status = 0.0
+        self._last_commit = 0.0
         self._unassigned_since: float | None = None
         self._revoked: set[tuple[str, int]] = set()
         limit = config.blob_store.inline_threshold * 2 + 1024 * 1024
@@ -318,9 +320,16 @@ class DeliveryWorker:
 
     # -- offsets, pauses, status ------------------------------------------------------------
 
-    def _commit(self) -> None:
+    def _commit(self, *, force: bool = False) -> None:
+        """Commit what is settled, at most every ``COMMIT_EVERY_S``: a synchronous commit per
+        delivery held the loop for a broker round trip each time. Waiting longer only means
+        more records read again after a crash, which the ledger keeps single."""
         if self.consumer is None:
             return
+        now = time.monotonic()
+        if not force and now - self._last_commit < COMMIT_EVERY_S:
+            return
+        self._last_commit = now
         points = self.tracker.to_commit()
         if not points:
             return
@@ -373,7 +382,7 @@ class DeliveryWorker:
             self._collect(block_s=0.5)
         self.producer.flush(timeout=60)
         self._settle()
-        self._commit()
+        self._commit(force=True)
         self._status(force=True)
 
     def _status(self, *, force: bool = False) -> None:

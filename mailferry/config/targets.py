@@ -34,7 +34,7 @@ class EwsTarget(TargetBase):
     ca_file: Path | None = None
     verify_tls: bool = True
     stream_threshold: ByteSize = Field(
-        8 * 1024 * 1024, ge=0, description="messages larger than this stream their MIME (bounded memory)"
+        1024 * 1024, ge=0, description="messages larger than this stream their MIME (bounded memory)"
     )
 
 

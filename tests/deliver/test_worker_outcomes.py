@@ -224,7 +224,7 @@ def test_bad_credentials_pause_the_tenant_and_fixed_credentials_resume_it(
 class _CrashBeforeCommit(DeliveryWorker):
     """Delivers and records outcomes, then 'dies' before any offset commit."""
 
-    def _commit(self) -> None:
+    def _commit(self, *, force: bool = False) -> None:
         return None
 
 

@@ -140,12 +140,19 @@ def test_streamed_envelope_is_exactly_what_exchangelib_would_send(emulator: EwsE
 def test_envelope_body_rewinds_for_an_auth_handshake() -> None:
     """requests-ntlm seeks back by Content-Length and sends the body again."""
     data = bytes(range(256)) * 5000
-    body = EnvelopeBody(b"<head>", b"</tail>", lambda: io.BytesIO(data), len(data), prefix=b"X: 1\r\n")
+    opened: list[io.BytesIO] = []
+
+    def open_source() -> BinaryIO:
+        opened.append(io.BytesIO(data))
+        return opened[-1]
+
+    body = EnvelopeBody(b"<head>", b"</tail>", open_source, len(data), prefix=b"X: 1\r\n")
     expected = b"<head>" + base64.b64encode(b"X: 1\r\n" + data) + b"</tail>"
     assert body.read(len(expected) + 10) == expected
     body.seek(-len(expected), 1)
     assert body.tell() == 0
     assert b"".join(iter(lambda: body.read(7000), b"")) == expected
+    assert len(opened) == 2 and all(source.closed for source in opened)  # read twice, nothing leaked
     body.seek(1000)
     assert body.read(50) == expected[1000:1050]
 

@@ -55,7 +55,7 @@ def _events(config: MailferryConfig, name: str) -> list[dict[str, Any]]:
 class _CrashBeforeCommit(DeliveryWorker):
     """Delivers and records outcomes, then 'dies' before any offset commit."""
 
-    def _commit(self) -> None:
+    def _commit(self, *, force: bool = False) -> None:
         return None
 
 

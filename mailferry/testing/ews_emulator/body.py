@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from io import BufferedIOBase
 from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped]
@@ -130,3 +131,29 @@ def parse_chunks(chunks: Iterable[bytes], *, mime_limit: int) -> tuple[Any, dict
         if text.error is not None:
             raise ValueError(text.error)
     return root, builder.mime
+
+
+class RequestBody:
+    """The request body read in chunks (a streamed CreateItem can be 200 MB)."""
+
+    CHUNK = 1 << 20
+
+    def __init__(self, rfile: BufferedIOBase, length: int) -> None:
+        self._rfile = rfile
+        self._left = length
+
+    def chunks(self) -> Iterator[bytes]:
+        while self._left > 0:
+            chunk = self._rfile.read(min(self.CHUNK, self._left))
+            if not chunk:
+                raise ValueError("the request body ended before its Content-Length")
+            self._left -= len(chunk)
+            yield chunk
+
+    def drain(self) -> None:
+        """Read what the parser did not, so the connection stays usable."""
+        try:
+            for _ in self.chunks():
+                pass
+        except ValueError:
+            self._left = 0  # the client went away; the server closes the connection

@@ -2,11 +2,13 @@
 
 An HTTP + SOAP stand-in for an Exchange Web Services endpoint, for tests, demos and
 benchmarks on loopback. It answers the operations mailferry's EWS target sends through the
-real exchangelib, strictly (see ``soap`` and ``operations``), with basic and bearer
-authentication, ``ExchangeImpersonation`` honoured, a concurrency budget like Exchange's
-throttling policy (``max_concurrent``; excess requests get ErrorServerBusy with
-BackOffMilliseconds), a per-request ``service_time`` to mimic a server's cost, and faults on
-demand (``inject``). It keeps what was created per mailbox so tests can read it back.
+real exchangelib, strictly (see ``soap`` and ``operations``), with basic, bearer and
+(opt-in, ``enable_ntlm``) NTLM authentication, ``ExchangeImpersonation`` honoured, request
+bodies read in chunks with MimeContent decoded as it arrives (``body``: a 200 MB streamed
+CreateItem is fine), a concurrency budget like Exchange's throttling policy
+(``max_concurrent``; excess requests get ErrorServerBusy with BackOffMilliseconds), a
+per-request ``service_time`` to mimic a server's cost, and faults on demand (``inject``).
+It keeps what was created per mailbox so tests can read it back.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import BufferedIOBase
 from typing import Any
 
+from mailferry.testing.ews_emulator import ntlm
+from mailferry.testing.ews_emulator.body import RequestBody
 from mailferry.testing.ews_emulator.common import Context
 from mailferry.testing.ews_emulator.faults import Fault, FaultScript, ScriptedFault
 from mailferry.testing.ews_emulator.oauth import TokenIssuer
@@ -39,32 +41,6 @@ _ITEM_FAULTS = {
     Fault.SIZE_EXCEEDED: ("ErrorMessageSizeExceeded", "The message exceeds the maximum supported size."),
     Fault.MIME_CONVERSION_FAILED: ("ErrorMimeContentConversionFailed", "Content conversion failed."),
 }
-
-
-class _Body:
-    """The request body read in chunks (a streamed CreateItem can be 200 MB)."""
-
-    CHUNK = 1 << 20
-
-    def __init__(self, rfile: BufferedIOBase, length: int) -> None:
-        self._rfile = rfile
-        self._left = length
-
-    def chunks(self) -> Iterator[bytes]:
-        while self._left > 0:
-            chunk = self._rfile.read(min(self.CHUNK, self._left))
-            if not chunk:
-                raise EwsFault("ErrorSchemaValidation", "The request body ended before its Content-Length.")
-            self._left -= len(chunk)
-            yield chunk
-
-    def drain(self) -> None:
-        """Read what the parser did not, so the connection stays usable."""
-        try:
-            for _ in self.chunks():
-                pass
-        except EwsFault:
-            log.debug("EWS EMULATOR: the client sent less than its Content-Length")
 
 
 class _Server(ThreadingHTTPServer):
@@ -109,6 +85,8 @@ class EwsEmulator:
         self.rejected_busy = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.ntlm_domain: str | None = None
+        self.ntlm_per_request = False
 
     # ---- set-up ------------------------------------------------------------------------------
 
@@ -117,6 +95,22 @@ class EwsEmulator:
     ) -> None:
         """A service account (basic auth); ``impersonation`` is the ApplicationImpersonation role."""
         self._accounts[user.lower()] = _Account(user, password, impersonation, mailbox)
+        if self.ntlm_domain is not None:
+            ntlm.register(self.ntlm_domain, user, password)
+
+    def enable_ntlm(self, domain: str, *, per_request: bool = False) -> None:
+        """Accept NTLM (``DOMAIN\\user``) for every account, added before or after.
+
+        ``per_request`` is IIS's ``authPersistSingleRequest``: every request does the whole
+        handshake again instead of the connection staying authenticated.
+        """
+        self.ntlm_domain = domain
+        self.ntlm_per_request = per_request
+        for account in self._accounts.values():
+            ntlm.register(domain, account.user, account.password)
+
+    def account(self, user: str) -> _Account | None:
+        return self._accounts.get(user.lower())
 
     def add_token(self, token: str, user: str) -> None:
         """Accept ``Authorization: Bearer <token>`` as ``user`` (an account added before)."""
@@ -253,6 +247,7 @@ class EwsEmulator:
 class _Handler(BaseHTTPRequestHandler):
     emulator: EwsEmulator
     protocol_version = "HTTP/1.1"
+    ntlm_state: ntlm.NtlmConnection | None = None  # one handler per connection, so per connection
 
     def version_string(self) -> str:
         return SERVER_HEADER
@@ -278,11 +273,10 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 self._reply(404, b"not found\n", "text/plain")
             return
-        request_body = _Body(self.rfile, length)
-        account = emulator.authenticate(self.headers.get("Authorization"))
+        request_body = RequestBody(self.rfile, length)
+        account = self._authenticate()
         if account is None:
             request_body.drain()
-            self._unauthorized()
             return
         try:
             req = parse_request(request_body.chunks(), mime_limit=emulator.max_message_size)
@@ -333,10 +327,36 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         return True
 
-    def _unauthorized(self) -> None:
+    def _authenticate(self) -> _Account | None:
+        """The account of this request; None when a 401 was sent (challenge or refusal)."""
+        header = self.headers.get("Authorization") or ""
+        if self.emulator.ntlm_domain is not None and header.lower().startswith("ntlm "):
+            if self.ntlm_state is None:
+                self.ntlm_state = ntlm.NtlmConnection()
+            challenge, refused = self.ntlm_state.step(header)
+            if challenge is not None or refused:
+                self._unauthorized(challenge)
+                return None
+            account = self.emulator.account(self.ntlm_state.user or "")
+            if self.emulator.ntlm_per_request:
+                self.ntlm_state = None
+        elif not header and self.ntlm_state is not None and self.ntlm_state.user:
+            account = self.emulator.account(self.ntlm_state.user)  # NTLM authenticated the connection
+        else:
+            account = self.emulator.authenticate(header)
+        if account is None:
+            self._unauthorized()
+        return account
+
+    def _unauthorized(self, ntlm_challenge: str | None = None) -> None:
         self.send_response(401)
-        self.send_header("WWW-Authenticate", 'Basic realm="EWS EMULATOR"')
-        self.send_header("WWW-Authenticate", "Bearer")
+        if ntlm_challenge is not None:
+            self.send_header("WWW-Authenticate", f"NTLM {ntlm_challenge}")
+        else:
+            self.send_header("WWW-Authenticate", 'Basic realm="EWS EMULATOR"')
+            self.send_header("WWW-Authenticate", "Bearer")
+            if self.emulator.ntlm_domain is not None:
+                self.send_header("WWW-Authenticate", "NTLM")
         self.send_header("Content-Length", "0")
         self.end_headers()
 
