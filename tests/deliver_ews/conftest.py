@@ -6,7 +6,7 @@ import io
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, BinaryIO
 
 import pytest
 from mailferry.consumers.target import DeliveryItem
@@ -75,19 +75,27 @@ def message(
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
+def make_item(
+    mailbox: str,
+    data: bytes | None = None,
+    *,
+    open_message: Callable[[], BinaryIO] | None = None,
+    **kwargs: Any,
+) -> DeliveryItem:
+    """A delivery of ``data`` (a sample message by default) for tenant contoso."""
+    raw = data if data is not None else message()
+    return DeliveryItem(
+        tenant="contoso",
+        mailbox=mailbox,
+        dedup_key=uuid.uuid4().hex,
+        message_id=None,
+        size=len(raw),
+        sha256="0" * 64,
+        open_message=open_message or (lambda: io.BytesIO(raw)),
+        **kwargs,
+    )
+
+
 @pytest.fixture
 def item_for() -> Callable[..., DeliveryItem]:
-    def build(mailbox: str, data: bytes | None = None, **kwargs: Any) -> DeliveryItem:
-        raw = data if data is not None else message()
-        return DeliveryItem(
-            tenant="contoso",
-            mailbox=mailbox,
-            dedup_key=uuid.uuid4().hex,
-            message_id=None,
-            size=len(raw),
-            sha256="0" * 64,
-            open_message=lambda: io.BytesIO(raw),
-            **kwargs,
-        )
-
-    return build
+    return make_item

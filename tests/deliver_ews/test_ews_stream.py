@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import io
 import random
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
@@ -27,7 +26,7 @@ from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError,
 from mailferry.testing.ews_emulator.faults import Fault
 from mailferry.testing.ews_emulator.server import EwsEmulator
 
-from .conftest import make_tenant, message
+from .conftest import make_item, make_tenant, message
 from .test_ews_oauth import oauth_fields
 
 THRESHOLD = 64 * 1024
@@ -56,20 +55,8 @@ class Source(io.BytesIO):
 
 
 def streamed_item(mailbox: str, data: bytes, reads: list[int], **kwargs: Any) -> DeliveryItem:
-    def open_message() -> BinaryIO:
-        return Source(data, reads)
-
-    return DeliveryItem(
-        tenant="contoso",
-        mailbox=mailbox,
-        dedup_key=uuid.uuid4().hex,
-        message_id=None,
-        size=len(data),
-        sha256="0" * 64,
-        open_message=open_message,
-        add_headers=TRACE,
-        **kwargs,
-    )
+    """An item whose source records the size of every read it is asked for."""
+    return make_item(mailbox, data, open_message=lambda: Source(data, reads), add_headers=TRACE, **kwargs)
 
 
 def test_large_message_is_streamed_and_lands_byte_identical(emulator: EwsEmulator) -> None:
