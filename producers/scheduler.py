@@ -249,10 +249,14 @@ class Scheduler:
         loops = [self.loops.pop(key) for key in keys if key in self.loops]
         await asyncio.gather(*(loop.stop() for loop in loops))
 
-    async def stop_all(self) -> None:
-        await self.remove(list(self.loops))
+    async def stop_all(self) -> dict[str, Any]:
+        """Stop every mailbox; returns their last status, taken after their passes ended, so
+        the worker's final snapshot still says how each mailbox stood."""
+        stopped = dict(self.loops)
+        await self.remove(list(stopped))
         self.executor.shutdown(wait=True)
         self.idle_executor.shutdown(wait=True)
+        return {key: loop.status.snapshot() for key, loop in sorted(stopped.items())}
 
     def snapshot(self) -> dict[str, Any]:
         return {key: loop.status.snapshot() for key, loop in sorted(self.loops.items())}

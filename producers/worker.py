@@ -144,22 +144,23 @@ class FetchWorker:
                     await asyncio.wait_for(stop.wait(), timeout=self.status_every)
         finally:
             self.closing = True
-            await self.scheduler.stop_all()
+            last = await self.scheduler.stop_all()
             members.stopping.set()
             await asyncio.to_thread(members.join, 30)
             self.publisher.close()
-            self.write_status(final=True)
+            self.write_status(final=last)
         if members.error is not None:
             raise members.error
 
-    def write_status(self, final: bool = False) -> None:
+    def write_status(self, final: dict[str, Any] | None = None) -> None:
+        """A status snapshot; ``final`` (the mailboxes' last status) marks the one on exit."""
         write_snapshot(
             self.config.state_dir,
             "fetch",
             {
-                "state": "stopped" if final else "running",
+                "state": "running" if final is None else "stopped",
                 "assigned_partitions": sorted(self.assigned),
-                "mailboxes": self.scheduler.snapshot(),
+                "mailboxes": self.scheduler.snapshot() if final is None else final,
             },
         )
 

@@ -148,6 +148,10 @@ def test_sync_then_worker_fetches_both_kinds_and_stops_bad_credentials(
     }
     final = [s for s in snapshots(config.state_dir) if s.get("state") == "stopped"]
     assert final, "the worker writes a final status on exit"
+    last = final[0]["mailboxes"]
+    assert isinstance(last, dict)
+    assert last["acme/w1-bad"]["reason_code"] == "bad-credentials", "a stopped worker still tells why"
+    assert last["acme/w1-pop"]["last_poll"], "and when each mailbox was last polled"
 
     # removing a source from the config tombstones it
     text = path.read_text()
