@@ -270,8 +270,6 @@ def measure(corpus: Corpus, work: Path, target: Target, profile_dir: Path | None
             print(profiling.report(sampler.stop()))
         arrived = {k: v for k, v in target.arrivals().items() if k in wanted}
         cpu_by_role = _cpu_window(before, after)
-        broker_cpu = cpu_by_role.get("broker", 0.0)
-        roles_cpu = sum(cpu_by_role.values()) - broker_cpu
         samples = running.watched.samples.values()
         peaks = peak_by_role(list(samples))
         peak_role = max((mb for role, mb in peaks.items() if role != "broker"), default=0.0)
@@ -288,19 +286,13 @@ def measure(corpus: Corpus, work: Path, target: Target, profile_dir: Path | None
     if running.notes:
         note += "; " + "; ".join(running.notes)
     wall = max(arrived.values(), default=began) - began
-    if arrived:
-        times = sorted(t - began for t in arrived.values())
-        note += "; delivered by " + ", ".join(
-            f"{int(share * 100)}% {times[max(0, int(share * len(times)) - 1)]:.1f} s"
-            for share in (0.01, 0.5, 1.0)
-        )
     return Result(
         name,
         corpus.messages,
         len(arrived),
         corpus.total_bytes,
         wall,
-        roles_cpu + broker_cpu,
+        sum(cpu_by_role.values()),
         peak_role,
         note=note,
     )

@@ -8,25 +8,23 @@ middle and last message, counted from the moment the corpus appeared in the sour
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from pathlib import Path
 
 from kafka import KafkaConsumer
 from mailferry.schemas.codec import AUDIT_EVENT, codec
 
+from mailferry.config.kafka import EmbeddedKafka
+from mailferry.kafka.embedded import EmbeddedBroker
+
 STAGES = ("fetched", "routed", "delivered")
-
-
-def _broker_address(state_dir: Path) -> str:
-    return f"127.0.0.1:{json.loads((state_dir / 'kafka' / 'broker.json').read_text('utf-8'))['port']}"
 
 
 def stage_times(state_dir: Path, topic: str, began: float) -> dict[str, list[float]]:
     """Seconds after ``began`` of every fetched/routed/delivered event, sorted per event."""
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=[_broker_address(state_dir)],
+        bootstrap_servers=[EmbeddedBroker(EmbeddedKafka(), state_dir / "kafka").address],
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=3000,
