@@ -58,6 +58,63 @@ class CuttingProxy:
         self._listener.close()
 
 
+class RewritingProxy:
+    """Forwards 127.0.0.1:<port> to a plain-text target port, passing each line (``\n``-ended,
+    literals included) of either direction through a rewrite function: a real server's answer
+    with one fault a real server will not produce on demand."""
+
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        to_server: Callable[[bytes], bytes] = lambda line: line,
+        to_client: Callable[[bytes], bytes] = lambda line: line,
+    ) -> None:
+        self.target_port = target_port
+        self.to_server = to_server
+        self.to_client = to_client
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, self.to_server), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.to_client), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, rewrite: Callable[[bytes], bytes]) -> None:
+        pending = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                pending += data
+                cut = pending.rfind(b"\n") + 1
+                if cut:
+                    lines = pending[:cut].splitlines(keepends=True)
+                    pending = pending[cut:]
+                    dst.sendall(b"".join(rewrite(line) for line in lines))
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
 class FakePop3Server:
     """A minimal POP3 server on loopback answering from a dict of canned replies.
 
