@@ -137,5 +137,5 @@ def test_a_blob_reference_naming_a_file_is_rejected_not_read(tmp_path: Path) -> 
     outside.write_bytes(message(("Delivered-To", f"bob@{DOMAIN}"), ("Subject", "a host file")))
     blobs = LocalBlobStore(tmp_path / "blobs")
     raw = _raw(blobs, message(("Subject", "x")), inline=None, blob_ref=f"sha256:{outside}")
-    result = route_raw(raw, config=config(), blobs=blobs, origin="o", now=NOW)
+    result = route_raw(raw, config=config(), blobs=blobs, origin="o", now=NOW, trace_key=TRACE_KEY)
     assert isinstance(result, Rejected) and result.reason_code == "blob-ref-invalid"
