@@ -4,6 +4,7 @@ by the real delivery worker, requeued by an operator (who is named), delivered."
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,14 @@ def test_fetch_dead_letter_requeue_delivered_in_one_trace(
     record = delivery_record("bob@acme.example", body, message_id="<Story-1@Example.org>")
     producer = KafkaProducer(bootstrap_servers=kafka_config.bootstrap_servers, acks="all")
     for event in (
-        audit_event("fetched", stage="fetch", tenant="acme", mailbox_id="catchall", sha256=record["sha256"]),
+        audit_event(
+            "fetched",
+            stage="fetch",
+            tenant="acme",
+            mailbox_id="catchall",
+            sha256=record["sha256"],
+            at=datetime.now(UTC) - timedelta(seconds=1),  # events of one millisecond have no order
+        ),
         audit_event(
             "routed",
             stage="stream",
