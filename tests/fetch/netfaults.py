@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class CuttingProxy:
@@ -118,11 +118,17 @@ class RewritingProxy:
 class FakePop3Server:
     """A minimal POP3 server on loopback answering from a dict of canned replies.
 
-    ``replies`` maps a command (``"UIDL"``, ``"RETR 1"`` ...) to the full reply bytes;
-    ``DELE n`` is recorded in ``deleted`` and ``QUIT`` commits nothing (it is a fake).
+    ``replies`` maps a command (``"UIDL"``, ``"RETR 1"`` ...) to the full reply bytes, or to a
+    function giving the reply in pieces (a reply without end, say); ``DELE n`` is recorded in
+    ``deleted`` and ``QUIT`` commits nothing (it is a fake). Tests may change ``replies``
+    between sessions.
     """
 
-    def __init__(self, replies: dict[str, bytes], on_command: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        replies: dict[str, bytes | Callable[[], Iterable[bytes]]],
+        on_command: Callable[[str], None] | None = None,
+    ) -> None:
         self.replies = replies
         self.on_command = on_command
         self.deleted: list[int] = []
@@ -158,7 +164,11 @@ class FakePop3Server:
                     conn.sendall(b"+OK bye\r\n")
                     break
                 else:
-                    conn.sendall(self.replies.get(command, b"-ERR unknown\r\n"))
+                    reply = self.replies.get(command, b"-ERR unknown\r\n")
+                    for piece in [reply] if isinstance(reply, bytes) else reply():
+                        conn.sendall(piece)
+        except OSError:
+            pass  # the client hung up mid-reply
         finally:
             conn.close()
 

@@ -130,3 +130,12 @@ def test_bad_input_outcomes(tmp_path: Path) -> None:
     assert routed["1 MB header"] == [f"bob@{DOMAIN}"]
     assert routed["NUL bytes"] == [f"bob@{DOMAIN}"]
     assert routed["invalid addresses"] == [f"postmaster@{DOMAIN}"]
+
+
+def test_a_blob_reference_naming_a_file_is_rejected_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.eml"
+    outside.write_bytes(message(("Delivered-To", f"bob@{DOMAIN}"), ("Subject", "a host file")))
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    raw = _raw(blobs, message(("Subject", "x")), inline=None, blob_ref=f"sha256:{outside}")
+    result = route_raw(raw, config=config(), blobs=blobs, origin="o", now=NOW, trace_key=TRACE_KEY)
+    assert isinstance(result, Rejected) and result.reason_code == "blob-ref-invalid"
