@@ -21,7 +21,7 @@ from kafka.producer.future import FutureRecordMetadata
 
 from mailferry.audit import audit_event
 from mailferry.batch_sources import BatchMessage, BatchProblem, read_eml, read_maildir, read_mbox
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.errors import ConfigError, TransientError
 from mailferry.kafka.clients import producer_settings
@@ -108,7 +108,7 @@ def import_batch(
     if restart:
         checkpoint.clear()
     report = ImportReport(resumed_from=checkpoint.load())
-    blobs = LocalBlobStore(config.blob_dir)
+    blobs = open_blob_store(config, servers)
     threshold = config.blob_store.inline_threshold
     producer = KafkaProducer(
         **producer_settings(config.kafka, servers, max_request_size=threshold * 2 + 65536)
@@ -165,4 +165,5 @@ def import_batch(
             durable(pending)
     finally:
         producer.close()
+        blobs.close()
     return report

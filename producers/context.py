@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from mailferry.producers.access import TokenProvider
 from mailferry.producers.publish import Publisher
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 
 
 def _utcnow() -> datetime:
@@ -19,7 +19,7 @@ def _utcnow() -> datetime:
 @dataclass
 class FetchContext:
     publisher: Publisher
-    blobs: LocalBlobStore
+    blobs: BlobStore
     inline_threshold: int
     tokens: TokenProvider = field(default_factory=TokenProvider)
     confirm_timeout: float = 60.0

@@ -15,7 +15,7 @@ from email.policy import compat32
 from mailferry.producers.publish import Batch
 from mailferry.schemas.codec import Record
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 from mailferry.rawrecord import RawSource, build_raw_record
 
 HEAD_LIMIT = 256 * 1024
@@ -70,7 +70,7 @@ def prepare(
     source: RawSource,
     message: bytes | Iterable[bytes],
     *,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     inline_threshold: int,
     headers_only: bool = False,
 ) -> Ingested:
@@ -106,7 +106,7 @@ def ingest(
     source: RawSource,
     message: bytes | Iterable[bytes],
     *,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     inline_threshold: int,
     headers_only: bool = False,
 ) -> Ingested:

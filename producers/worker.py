@@ -29,7 +29,7 @@ from mailferry.producers.state import StateCache
 from mailferry.schemas.codec import MAILBOX_CONFIG, codec
 
 from mailferry.audit import audit_event
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.config.sources import ImapSource, Pop3Source, Source
 from mailferry.errors import ConfigError, MailferryError
@@ -62,7 +62,7 @@ class FetchWorker:
         self.publisher = Publisher(config, make_producer(config, servers))
         self.context = FetchContext(
             publisher=self.publisher,
-            blobs=LocalBlobStore(config.blob_dir),
+            blobs=open_blob_store(config, servers),
             inline_threshold=config.blob_store.inline_threshold,
         )
         limits = {t.id: t.fetch_concurrency for t in config.tenants}
@@ -148,6 +148,7 @@ class FetchWorker:
             members.stopping.set()
             await asyncio.to_thread(members.join, 30)
             self.publisher.close()
+            self.context.blobs.close()
             self.write_status(final=last)
         if members.error is not None:
             raise members.error

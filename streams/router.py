@@ -18,7 +18,7 @@ from mailferry.streams.headers import MessageHeaders, header_block, parse_header
 from mailferry.streams.loopguard import TRACE_HEADER, check_loop, trace_value
 from mailferry.streams.resolver import Resolution, resolve
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.config.sources import Source
 from mailferry.delivery_flags import BYPASS_DEDUP
@@ -68,7 +68,7 @@ def _source(tenant: Tenant, mailbox_id: str) -> Source | None:
     return None
 
 
-def read_headers(raw: Record, blobs: LocalBlobStore) -> MessageHeaders:
+def read_headers(raw: Record, blobs: BlobStore) -> MessageHeaders:
     """Headers of a raw record; a blob is read chunk by chunk only up to the blank line."""
     inline = raw.get("inline")
     if inline is not None:
@@ -90,7 +90,7 @@ def route_raw(
     raw: Record,
     *,
     config: MailferryConfig,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     origin: str,
     now: datetime,
     trace_key: bytes,

@@ -144,3 +144,25 @@ def test_s3_refuses_a_wrong_key_with_a_permanent_reason(s3_store: S3BlobStore) -
         wrong.put(b"x")
     assert exc.value.reason_code == "blob-store-refused"
     _ = boto3  # the fixture made the bucket with the real key
+
+
+def test_s3_prune_deletes_only_unreferenced_objects_older_than_the_grace(s3_store: S3BlobStore) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from mailferry.blob_prune import PruneReport, S3Side, prune_blobs
+
+    kept, orphan = s3_store.put(b"referenced by a raw record"), s3_store.put(b"referenced by nothing")
+    client = s3_store.client()
+    client.put_object(Bucket=s3_store.bucket, Key="other/not-a-blob", Body=b"left alone")
+    later = datetime.now(UTC) + timedelta(seconds=5)
+    report = PruneReport(dry_run=False, topics=[])
+    prune_blobs(S3Side(s3_store), {kept}, now=later, grace=timedelta(days=1), report=report)
+    assert report.deleted == [] and s3_store.exists(orphan)  # within the grace period
+    dry = PruneReport(dry_run=True, topics=[])
+    prune_blobs(S3Side(s3_store), {kept}, now=later, grace=timedelta(0), report=dry)
+    assert [b.reference for b in dry.deleted] == [orphan] and s3_store.exists(orphan)
+    report = PruneReport(dry_run=False, topics=[])
+    prune_blobs(S3Side(s3_store), {kept}, now=later, grace=timedelta(0), report=report)
+    assert [b.reference for b in report.deleted] == [orphan]
+    assert s3_store.exists(kept) and not s3_store.exists(orphan)
+    assert client.get_object(Bucket=s3_store.bucket, Key="other/not-a-blob")["Body"].read() == b"left alone"
