@@ -47,16 +47,16 @@ def _leaf_types(annotation: object) -> list[object]:
     return [leaf for arg in args for leaf in _leaf_types(arg)]
 
 
-def secret_values(config: BaseModel) -> dict[str, SecretRef]:
-    """``Model.field`` -> one SecretRef of that field found in ``config`` (what a config seeds)."""
-    out: dict[str, SecretRef] = {}
+def secret_values(config: BaseModel) -> dict[str, list[SecretRef]]:
+    """``Model.field`` -> the SecretRefs of that field found in ``config`` (what a config seeds)."""
+    out: dict[str, list[SecretRef]] = {}
 
     def walk(value: object) -> None:
         if isinstance(value, BaseModel):
             for name in type(value).model_fields:
                 item = getattr(value, name)
                 if isinstance(item, SecretRef):
-                    out[f"{type(value).__name__}.{name}"] = item
+                    out.setdefault(f"{type(value).__name__}.{name}", []).append(item)
                 walk(item)
         elif isinstance(value, list | tuple):
             for item in value:
