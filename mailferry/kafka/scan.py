@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import datetime
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.clients import consumer_settings
+from mailferry.kafka.clients import new_consumer
 
 
 def _millis(moment: datetime) -> int:
@@ -30,9 +30,7 @@ def scan_topic(
     partitions: list[int] | None = None,
 ) -> Iterator[ConsumerRecord]:
     """Every record of ``topic`` with a timestamp in [since, until), partition by partition."""
-    settings = consumer_settings(kafka, servers, group_id=None)
-    settings["isolation_level"] = "read_uncommitted"
-    consumer = KafkaConsumer(**settings, consumer_timeout_ms=5000)
+    consumer = new_consumer(kafka, servers, isolation_level="read_uncommitted", consumer_timeout_ms=5000)
     try:
         available = consumer.partitions_for_topic(topic) or set()
         assigned = [
