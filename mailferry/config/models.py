@@ -92,6 +92,11 @@ class StreamConfig(Strict):
     web_port: int = Field(6066, ge=0, le=65535)
     app_id: str = "mailferry-stream"
     directory_cache_ttl: Duration = timedelta(hours=1)
+    trace_key: SecretRef | None = Field(
+        None,
+        description="signs the X-Mailferry-Trace header; the same for every stream worker of a "
+        "deployment; None: generated once into <state_dir>/trace.key (0600)",
+    )
 
 
 class MetricsConfig(Strict):
