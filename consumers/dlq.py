@@ -10,6 +10,7 @@ starts fresh. A dead letter of the stream stage (a raw message) goes back to the
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -71,9 +72,12 @@ class DeadLetterEntry:
 
 
 class DeadLetterQueue:
-    def __init__(self, config: MailferryConfig, servers: list[str]) -> None:
+    def __init__(self, config: MailferryConfig, servers: list[str], *, actor: str | None = None) -> None:
+        """``actor`` names who acts (audited with every requeue or discard): the OS user of
+        the command by default."""
         self.config = config
         self.servers = servers
+        self.actor = actor or getpass.getuser()
         self.dlt_topic = full_name(config.kafka, DLT)
         self.state_topic = full_name(config.kafka, DLT_STATE)
 
@@ -128,6 +132,7 @@ class DeadLetterQueue:
         try:
             sends: ConfirmedSends[str] = ConfirmedSends(producer)
             for entry in entries:
+                acted_at = datetime.now(UTC)  # before the requeued copy can be delivered: the story's order
                 delivery, raw = entry.record.get("delivery"), entry.record.get("raw")
                 if delivery is not None:
                     if target is not None:
@@ -142,7 +147,7 @@ class DeadLetterQueue:
                     sends.send(raw_topic, key=key, value=encode_raw(raw), tag=entry.id)
                 else:
                     continue
-                self._mark(sends, entry, "requeued", {"target": target or ""})
+                self._mark(sends, entry, "requeued", {"target": target or ""}, at=acted_at)
             outcome = sends.wait()
         finally:
             producer.close()
@@ -162,12 +167,19 @@ class DeadLetterQueue:
         return len(outcome.acknowledged)
 
     def _mark(
-        self, sends: ConfirmedSends[str], entry: DeadLetterEntry, status: str, extra: dict[str, str]
+        self,
+        sends: ConfirmedSends[str],
+        entry: DeadLetterEntry,
+        status: str,
+        extra: dict[str, str],
+        *,
+        at: datetime | None = None,
     ) -> None:
         """The state record and audit event saying what became of ``entry``, sent once its work was kept."""
+        at = at or datetime.now(UTC)
         value = {
             "status": status,
-            "at": datetime.now(UTC).isoformat(),
+            "at": at.isoformat(),
             **{k: v for k, v in extra.items() if v},
         }
         sends.then(entry.id, self.state_topic, key=entry.id.encode(), value=json.dumps(value).encode())
@@ -180,7 +192,8 @@ class DeadLetterQueue:
             sha256=delivery.get("sha256"),
             dedup_key=delivery.get("dedup_key"),
             recipient=delivery.get("recipient"),
-            details={"dead_letter_id": entry.id, "action": status, **extra},
+            details={"dead_letter_id": entry.id, "action": status, "actor": self.actor, **extra},
+            at=at,
         )
         sends.then(entry.id, full_name(self.config.kafka, AUDIT), key=key, value=event)
 
