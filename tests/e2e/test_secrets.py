@@ -99,6 +99,7 @@ tiers = ["2s", "10s"]
 
 [stream]
 web_port = 0
+trace_key = "{s["trace-key"]}"
 
 {tenant("acme", "acme.example")}
 [[tenants.targets]]
@@ -255,6 +256,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             "ews-client",
             "graph-client",
             "smtp",
+            "trace-key",
         )
     }
     oauth = OAuthServer()
