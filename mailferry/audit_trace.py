@@ -16,11 +16,8 @@ from typing import Any
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
+from mailferry.mail.message_id import same_message_id
 from mailferry.schemas import AUDIT_EVENT, UnknownSchemaError, codec
-
-
-def normalise_message_id(value: str) -> str:
-    return value.strip().strip("<>").strip().lower()
 
 
 def _events(
@@ -46,13 +43,12 @@ def trace(
     since: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The events of the message ``wanted`` (a Message-ID or a dedup key), oldest first."""
-    needle = normalise_message_id(wanted)
     hashes: set[str] = set()
     found: dict[str, dict[str, Any]] = {}
     for event in _events(kafka, servers, since, tenant):
         names = (
             event.get("dedup_key") == wanted
-            or (event.get("message_id") and normalise_message_id(event["message_id"]) == needle)
+            or (event.get("message_id") and same_message_id(event["message_id"], wanted))
             or event.get("sha256") == wanted
         )
         if names:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailferry.streams.headers import MessageHeaders
+from mailferry.mail.headers import MessageHeaders
 
 TRACE_HEADER = "X-Mailferry-Trace"
 _TENANT = re.compile(r"(?:^|;)\s*tenant=([^;\s]+)", re.IGNORECASE)

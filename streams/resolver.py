@@ -18,7 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mailferry.streams.addresses import (
+from mailferry.streams.rule_match import matching_rules
+
+from mailferry.config.models import Tenant
+from mailferry.config.sources import DEFAULT_ENVELOPE_HEADERS, Source
+from mailferry.directory import Directory
+from mailferry.errors import PermanentError
+from mailferry.mail.addresses import (
     addresses_in,
     ascii_domain,
     domain_of,
@@ -26,13 +32,7 @@ from mailferry.streams.addresses import (
     received_for,
     strip_plus,
 )
-from mailferry.streams.headers import MessageHeaders
-from mailferry.streams.rule_match import matching_rules
-
-from mailferry.config.models import Tenant
-from mailferry.config.sources import DEFAULT_ENVELOPE_HEADERS, Source
-from mailferry.directory import Directory
-from mailferry.errors import PermanentError
+from mailferry.mail.headers import MessageHeaders
 
 POSSIBLE_LOST_BCC = "possible-lost-bcc"
 GUESS_HEADERS = ("To", "Cc", "Resent-To", "Resent-Cc")
