@@ -5,7 +5,7 @@ part exactly as written (RFC 5322 makes it case-sensitive: two ids differing in 
 the local part may be two messages). It is the form the stream's dedup keys always had, so
 dedup table entries and ``mailferry.deliver`` records written before this module keep
 matching. The fetch stage used to write ``local@domain`` lower-cased into its audit events
-(so one message had two audit keys); ``same_message_id`` still finds those events.
+(so one message had two audit keys); ``lookup_key`` still finds those events.
 
 Comments, folding and a missing pair of angle brackets are tolerated; anything else is not
 an id and counts as absent (dedup then uses the content hash). Scanned with one pattern
@@ -57,18 +57,17 @@ def normalise_message_id(value: str | None) -> str | None:
     return f"<{local}@{domain.lower()}>"
 
 
-def same_message_id(stored: str, wanted: str) -> bool:
-    """Whether an audit event's ``message_id`` names the message a user asked about.
+def lookup_key(value: str) -> str:
+    """The case-free form a person's query and an audit event's id are compared in.
 
-    A look-up, not a key: it compares without case, so an id typed in another case, or
-    stored in the fetch stage's old shape (no brackets, lower case), is still found; the
-    trace shows each event's id, so the rare id that differs only in case is visible.
+    A look-up, not a key: the audit index files events under it and ``audit trace`` asks
+    with it, so an id typed in another case is still found, and so are the fetch stage's
+    events of before this module (``local@domain`` lower-cased: exactly this form, so the
+    index built from them stays valid). Text that is no id is only stripped and lower-cased.
     """
-    canonical_wanted = normalise_message_id(wanted)
-    canonical_stored = normalise_message_id(stored)
-    if canonical_wanted is None or canonical_stored is None:
-        return stored.strip().lower() == wanted.strip().lower()
-    return canonical_stored.lower() == canonical_wanted.lower()
+    canonical = normalise_message_id(value)
+    text = canonical[1:-1] if canonical is not None else value.strip().strip("<>").strip()
+    return text.lower()
 
 
 def message_id_field(block: bytes) -> str | None:

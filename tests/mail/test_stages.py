@@ -14,12 +14,13 @@ from mailferry.streams.records import routed_details
 from mailferry.streams.router import Routed, route_raw
 
 from mailferry.audit import message_key
+from mailferry.audit_index.keys import event_keys, query_keys
 from mailferry.blobstore import LocalBlobStore
 from mailferry.mail import added_headers
 from mailferry.mail.headers import parse_message_headers
-from mailferry.mail.message_id import same_message_id
+from mailferry.mail.message_id import lookup_key
 from mailferry.rawrecord import RawSource
-from tests.stream.factories import DOMAIN, config, message
+from tests.stream.factories import DOMAIN, TRACE_KEY, config, message
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -27,7 +28,9 @@ NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 def _route(tmp_path: Path, data: bytes, mailbox: str = "catchall") -> tuple[Routed, str | None]:
     blobs = LocalBlobStore(tmp_path / "blobs")
     fetched = prepare(RawSource("acme", mailbox, "pop3"), data, blobs=blobs, inline_threshold=1 << 20)
-    routed = route_raw(fetched.record, config=config(), blobs=blobs, origin="raw/0/1", now=NOW)
+    routed = route_raw(
+        fetched.record, config=config(), blobs=blobs, origin="raw/0/1", now=NOW, trace_key=TRACE_KEY
+    )
     assert isinstance(routed, Routed)
     return routed, fetched.message_id
 
@@ -42,11 +45,13 @@ def test_fetch_and_stream_write_one_message_id(tmp_path: Path) -> None:
     assert message_key("acme", fetched_id, "aa") == message_key("acme", routed.message_id, "bb")
 
 
-def test_audit_trace_finds_both_shapes() -> None:
-    assert same_message_id("x1@sender.example", "<X1@Sender.Example>")  # the fetch stage's old shape
-    assert same_message_id("<X1@sender.example>", "x1@sender.example")
-    assert not same_message_id("<X1@sender.example>", "<X2@sender.example>")
-    assert same_message_id("acme/bob@x/sha256:ff", "acme/bob@x/sha256:ff")
+def test_audit_lookups_find_both_shapes() -> None:
+    """The audit index files the canonical id and the fetch stage's old shape alike."""
+    old_shape = {"message_id": "x1@sender.example"}
+    canonical = {"message_id": "<X1@sender.example>"}
+    assert event_keys(old_shape) == event_keys(canonical)
+    assert set(event_keys(canonical)) & set(query_keys("<X1@Sender.Example> (typed)"))
+    assert lookup_key("<X1@sender.example>") != lookup_key("<X2@sender.example>")
 
 
 def test_unparseable_fields_count_as_absent_and_reach_the_audit_record(tmp_path: Path) -> None:
