@@ -27,6 +27,7 @@ EventName = Literal[
     "replayed",
     "paused",
     "resumed",
+    "size-mismatch",
 ]
 Stage = Literal["fetch", "stream", "deliver", "import", "replay", "dlq"]
 

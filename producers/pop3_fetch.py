@@ -37,6 +37,7 @@ class Listed:
     number: int
     uidl: str
     size: int
+    listed_size: bool = True  # False: LIST gave no size for this message
 
 
 @dataclass
@@ -68,8 +69,10 @@ def plan_pop3(
     plan = Pop3Plan()
     cap = source.max_messages_per_pass
     for number in sorted(listing):
-        item = Listed(number, listing[number], sizes.get(number, 0))
+        item = Listed(number, listing[number], sizes.get(number, 0), number in sizes)
         entry = known.get(item.uidl)
+        if entry is not None and not same_message(entry, item):
+            entry = None  # the server gave a known UIDL to another message: that one is new
         if entry is None:
             if cap is not None and len(plan.fetch) + len(plan.headers_only) >= cap:
                 continue
@@ -86,6 +89,20 @@ def plan_pop3(
         present = set(listing.values())
         plan.forget = [uidl for uidl in known if uidl not in present]
     return plan
+
+
+def same_message(entry: Record, item: Listed) -> bool:
+    """Whether the listed message is the one the fetch state knows under its UIDL.
+
+    RFC 1939 forbids reusing a UIDL, yet servers that derive it from a counter or a file name
+    do after a mailbox is rebuilt. A message is therefore known by its UIDL *and* its size as
+    LIST gave it when fetched: a reused UIDL on a message of another size is fetched as new,
+    never deleted or skipped unseen. State written before sizes were kept (``size`` null), or
+    a LIST without this message, falls back to the UIDL alone; a reused UIDL on a message of
+    exactly the same size is the case this cannot tell apart (deleting such a message unseen
+    would need its content compared, a ``TOP`` per message on every pass).
+    """
+    return entry.get("size") is None or not item.listed_size or entry["size"] == item.size
 
 
 def _connect(source: Pop3Source, ctx: FetchContext) -> Pop3Client:
@@ -181,7 +198,15 @@ def _skip(batch: Batch, source: Pop3Source, tenant: str, item: Listed, now: date
     batch.audit("skipped", details={"reason": reason, "uid": item.uidl, "size": str(item.size)})
     batch.state(
         pop3_key(tenant, source.id, item.uidl),
-        state_record(tenant, source.id, "skipped", first_seen_at=now, uidl=item.uidl, detail=reason),
+        state_record(
+            tenant,
+            source.id,
+            "skipped",
+            first_seen_at=now,
+            uidl=item.uidl,
+            detail=reason,
+            size=item.size if item.listed_size else None,
+        ),
     )
 
 
@@ -211,6 +236,7 @@ def _fetch(
                 uidl=item.uidl,
                 sha256=done.record["sha256"],
                 detail=done.message_id,
+                size=item.size if item.listed_size else None,
             ),
         )
         result.fetched += 1
@@ -236,6 +262,7 @@ def _fetch(
                 uidl=item.uidl,
                 sha256=done.record["sha256"],
                 detail="headers-notice",
+                size=item.size if item.listed_size else None,
             ),
         )
         result.skipped += 1

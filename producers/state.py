@@ -58,6 +58,7 @@ def state_record(
     uidl: str | None = None,
     sha256: str | None = None,
     detail: str | None = None,
+    size: int | None = None,
 ) -> Record:
     return {
         "tenant": tenant,
@@ -71,6 +72,7 @@ def state_record(
         "first_seen_at": first_seen_at,
         "updated_at": datetime.now(UTC),
         "detail": detail,
+        "size": size,
     }
 
 

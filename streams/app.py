@@ -39,6 +39,7 @@ from mailferry.streams.outbox import Outbox
 from mailferry.streams.records import Origin, dead_letter, routed_details
 from mailferry.streams.rescue import Rescuer, TopicRoles
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
+from mailferry.streams.trace_key import load_trace_key
 
 from mailferry.audit import audit_event
 from mailferry.blobstore import LocalBlobStore
@@ -87,6 +88,7 @@ class StreamApp:
         self.config = config
         self.kafka = config.kafka
         self.blobs = LocalBlobStore(config.blob_dir)
+        self.trace_key = load_trace_key(config)
         self.clock_ms = clock_ms
         self.window_ms = int(config.stream.dedup_window.total_seconds() * 1000)
         self.counters = Counters()
@@ -296,6 +298,7 @@ class StreamApp:
                 blobs=self.blobs,
                 origin=origin,
                 now=datetime.now(UTC),
+                trace_key=self.trace_key,
                 directory_for=self.directory,
             )
 

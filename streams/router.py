@@ -96,9 +96,13 @@ def route_raw(
     blobs: LocalBlobStore,
     origin: str,
     now: datetime,
+    trace_key: bytes,
     directory_for: DirectoryFor = no_directory,
 ) -> Routed | Rejected:
-    """Route one decoded raw record; never raises for a bad message, only for outages."""
+    """Route one decoded raw record; never raises for a bad message, only for outages.
+
+    ``trace_key`` signs the trace header of each delivery and checks the ones the message
+    already carries (``loopguard``)."""
     try:
         tenant = config.tenant(raw["tenant"])
     except KeyError:
@@ -109,7 +113,10 @@ def route_raw(
         return Rejected("malformed-message", exc.reason_code, exc.message)
     if not headers.fields:
         return Rejected("malformed-message", "no-headers", "no header could be parsed from the message")
-    loop = check_loop(headers, tenant.id, config.stream.max_received_hops)
+    message_id = normalise_message_id(headers.first("Message-ID"))
+    loop = check_loop(
+        headers, tenant.id, config.stream.max_received_hops, message_id=message_id, key=trace_key
+    )
     if loop is not None:
         return Rejected("loop", loop.reason_code, loop.message)
     source = _source(tenant, raw["mailbox_id"])
@@ -121,7 +128,6 @@ def route_raw(
         envelope_recipients=raw.get("envelope_recipients") or (),
         directory=directory_for(tenant),
     )
-    message_id = normalise_message_id(headers.first("Message-ID"))
     flags = list(resolution.flags) + ([HEADERS_ONLY] if raw.get("headers_only") else [])
     if raw.get("bypass_dedup"):
         flags.append(BYPASS_DEDUP)
@@ -131,7 +137,14 @@ def route_raw(
     candidates = []
     for recipient in capped.recipients:
         key = dedup_key(tenant.id, recipient.address, message_id, raw["sha256"])
-        trace = trace_value(tenant=tenant.id, mailbox_id=raw["mailbox_id"], dedup_key=key, routed_at=now)
+        trace = trace_value(
+            tenant=tenant.id,
+            mailbox_id=raw["mailbox_id"],
+            dedup_key=key,
+            routed_at=now,
+            message_id=message_id,
+            key=trace_key,
+        )
         delivery: Record = {
             "delivery_id": delivery_id(origin, recipient.address),
             "tenant": tenant.id,

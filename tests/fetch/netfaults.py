@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 
 class CuttingProxy:
@@ -58,14 +58,77 @@ class CuttingProxy:
         self._listener.close()
 
 
+class RewritingProxy:
+    """Forwards 127.0.0.1:<port> to a plain-text target port, passing each line (``\n``-ended,
+    literals included) of either direction through a rewrite function: a real server's answer
+    with one fault a real server will not produce on demand."""
+
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        to_server: Callable[[bytes], bytes] = lambda line: line,
+        to_client: Callable[[bytes], bytes] = lambda line: line,
+    ) -> None:
+        self.target_port = target_port
+        self.to_server = to_server
+        self.to_client = to_client
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            threading.Thread(target=self._pump, args=(client, upstream, self.to_server), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, self.to_client), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, rewrite: Callable[[bytes], bytes]) -> None:
+        pending = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                pending += data
+                cut = pending.rfind(b"\n") + 1
+                if cut:
+                    lines = pending[:cut].splitlines(keepends=True)
+                    pending = pending[cut:]
+                    dst.sendall(b"".join(rewrite(line) for line in lines))
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+    def close(self) -> None:
+        self._listener.close()
+
+
 class FakePop3Server:
     """A minimal POP3 server on loopback answering from a dict of canned replies.
 
-    ``replies`` maps a command (``"UIDL"``, ``"RETR 1"`` ...) to the full reply bytes;
-    ``DELE n`` is recorded in ``deleted`` and ``QUIT`` commits nothing (it is a fake).
+    ``replies`` maps a command (``"UIDL"``, ``"RETR 1"`` ...) to the full reply bytes, or to a
+    function giving the reply in pieces (a reply without end, say); ``DELE n`` is recorded in
+    ``deleted`` and ``QUIT`` commits nothing (it is a fake). Tests may change ``replies``
+    between sessions.
     """
 
-    def __init__(self, replies: dict[str, bytes], on_command: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        replies: dict[str, bytes | Callable[[], Iterable[bytes]]],
+        on_command: Callable[[str], None] | None = None,
+    ) -> None:
         self.replies = replies
         self.on_command = on_command
         self.deleted: list[int] = []
@@ -101,7 +164,11 @@ class FakePop3Server:
                     conn.sendall(b"+OK bye\r\n")
                     break
                 else:
-                    conn.sendall(self.replies.get(command, b"-ERR unknown\r\n"))
+                    reply = self.replies.get(command, b"-ERR unknown\r\n")
+                    for piece in [reply] if isinstance(reply, bytes) else reply():
+                        conn.sendall(piece)
+        except OSError:
+            pass  # the client hung up mid-reply
         finally:
             conn.close()
 

@@ -57,7 +57,9 @@ def candidates(stream: StreamApp, data: bytes, origin: str, mailbox: str = "catc
     _key, raw = build_raw_record(
         RawSource("acme", mailbox, "pop3"), data, blobs=blobs, inline_threshold=1 << 20
     )
-    routed = route_raw(raw, config=stream.config, blobs=blobs, origin=origin, now=NOW)
+    routed = route_raw(
+        raw, config=stream.config, blobs=blobs, origin=origin, now=NOW, trace_key=stream.trace_key
+    )
     assert isinstance(routed, Routed)
     return [c.delivery for c in routed.candidates]
 
