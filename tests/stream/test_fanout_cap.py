@@ -14,7 +14,7 @@ from mailferry.streams.router import Routed, route_raw
 from mailferry.blobstore import LocalBlobStore
 from mailferry.config.models import MailferryConfig
 from mailferry.rawrecord import RawSource, build_raw_record
-from tests.stream.factories import DOMAIN, message, tenant
+from tests.stream.factories import DOMAIN, TRACE_KEY, message, tenant
 
 POSTMASTER = f"postmaster@{DOMAIN}"
 
@@ -57,7 +57,9 @@ def test_the_router_applies_the_tenants_cap(tmp_path: Path) -> None:
         inline_threshold=1 << 20,
         envelope_recipients=envelope,
     )
-    routed = route_raw(raw, config=cfg, blobs=blobs, origin="p.raw/0/1", now=datetime.now(UTC))
+    routed = route_raw(
+        raw, config=cfg, blobs=blobs, origin="p.raw/0/1", now=datetime.now(UTC), trace_key=TRACE_KEY
+    )
     assert isinstance(routed, Routed)
     assert [c.delivery["recipient"] for c in routed.candidates] == [*envelope[:2], POSTMASTER]
     assert routed.over_cap == tuple(envelope[2:]) and routed.fallback == POSTMASTER
