@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from mailferry.consumers import metrics
 from mailferry.consumers.attempt import OutcomeNotRecordedError, Paused, Policy, Result, Settled, attempt
@@ -37,7 +37,8 @@ from mailferry.schemas.codec import DELIVERY, codec
 from mailferry.blobstore import LocalBlobStore
 from mailferry.config import MailferryConfig
 from mailferry.errors import MailferryError, PermanentError, TenantError
-from mailferry.kafka.clients import consumer_settings, producer_settings
+from mailferry.fence import TenantFence
+from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.status import write_snapshot
 
@@ -68,6 +69,7 @@ class DeliveryWorker:
         self.status_every_s = status_every_s
         self.policy = Policy(list(config.retry.tiers), config.retry.horizon)
         self.registry = registry or TargetRegistry(config)
+        self.fence = TenantFence(config)
         self.blobs = LocalBlobStore(config.blob_dir)
         self.tracker = OffsetTracker()
         self.pauses = TenantPauses(credential_retry)
@@ -80,8 +82,7 @@ class DeliveryWorker:
         self._last_commit = 0.0
         self._unassigned_since: float | None = None
         self._revoked: set[tuple[str, int]] = set()
-        limit = config.blob_store.inline_threshold * 2 + 1024 * 1024
-        self.producer = KafkaProducer(**producer_settings(config.kafka, servers, max_request_size=limit))
+        self.producer = new_producer(config.kafka, servers)
         self.ledger = Ledger(config.kafka, servers, self.producer)
         self.writer = OutcomeWriter(config, self.producer, self.ledger)
         self.consumer: KafkaConsumer | None = None
@@ -93,8 +94,7 @@ class DeliveryWorker:
         metrics.serve(self.config.metrics.port)
         self.ledger.load()
         self._check_targets_at_start()
-        settings = consumer_settings(self.config.kafka, self.servers, self.group_id)
-        self.consumer = KafkaConsumer(**settings, max_poll_records=500)
+        self.consumer = new_consumer(self.config.kafka, self.servers, self.group_id, max_poll_records=500)
         await_topics(self.consumer, [self.deliver_topic, *self.tier_topics])
         self._subscribe()
         try:
@@ -207,6 +207,7 @@ class DeliveryWorker:
         tenant = str(job.delivery["tenant"])
         try:
             _tenant, target_name = self.registry.resolve(tenant, job.delivery.get("target") or None)
+            self.fence.check(job.delivery)
         except PermanentError as exc:
             self._dead_letter_now(job, exc)
             return
