@@ -28,7 +28,6 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from kafka import KafkaAdminClient, KafkaProducer
 from rich.console import Console
 from rich.table import Table
 
@@ -38,7 +37,7 @@ from mailferry.audit_index.indexer import Indexer
 from mailferry.audit_index.store import IndexStore
 from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import common_settings, producer_settings
+from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import AUDIT, full_name, topic_specs
 
@@ -76,10 +75,7 @@ def mail_events(n: int, at: datetime) -> list[tuple[bytes, bytes]]:
 
 
 def produce(kafka: KafkaConfig, servers: list[str], mails: int, console: Console) -> float:
-    producer = KafkaProducer(
-        **producer_settings(kafka, servers, max_request_size=4 * 1024 * 1024)
-        | {"linger_ms": 50, "batch_size": 1024 * 1024}
-    )
+    producer = new_producer(kafka, servers, linger_ms=50, batch_size=1024 * 1024)
     topic = full_name(kafka, AUDIT)
     span = timedelta(days=2) / mails
     began = time.perf_counter()
@@ -149,7 +145,7 @@ def main() -> None:
         try:
             kafka = KafkaConfig(bootstrap_servers=[address], topic_prefix="bench")
             servers = [address]
-            admin = KafkaAdminClient(**common_settings(kafka, servers))
+            admin = new_admin(kafka, servers)
             ensure_topics(admin, topic_specs(kafka, 1))
             admin.close()
             events = args.mails * EVENTS_PER_MAIL
