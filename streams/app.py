@@ -34,7 +34,7 @@ from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
 from mailferry.streams.dedup import Sighting, decide
 from mailferry.streams.faust_settings import app_id, credentials, store_url
 from mailferry.streams.outbox import Outbox
-from mailferry.streams.records import dead_letter, routed_details
+from mailferry.streams.records import dead_letter, resolved_details, routed_details
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
 from mailferry.streams.trace_key import load_trace_key
 
@@ -242,6 +242,14 @@ class StreamApp:
         if isinstance(outcome, Rejected):
             await self._dead_letter(key, raw, message, outcome)
             return
+        await self._audit(
+            "resolved",
+            raw["tenant"],
+            mailbox_id=raw["mailbox_id"],
+            message_id=outcome.message_id,
+            sha256=raw["sha256"],
+            details=resolved_details(outcome, origin),
+        )
         if outcome.resolution.dropped_by is not None:
             self.counters.dropped_by_rule += 1
             await self._audit(
