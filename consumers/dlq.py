@@ -10,6 +10,7 @@ starts fresh. A dead letter of the stream stage (a raw message) goes back to the
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -70,9 +71,12 @@ class DeadLetterEntry:
 
 
 class DeadLetterQueue:
-    def __init__(self, config: MailferryConfig, servers: list[str]) -> None:
+    def __init__(self, config: MailferryConfig, servers: list[str], *, actor: str | None = None) -> None:
+        """``actor`` names who acts (audited with every requeue or discard): the OS user of
+        the command by default."""
         self.config = config
         self.servers = servers
+        self.actor = actor or getpass.getuser()
         self.dlt_topic = full_name(config.kafka, DLT)
         self.state_topic = full_name(config.kafka, DLT_STATE)
 
@@ -126,6 +130,7 @@ class DeadLetterQueue:
                 full_name(self.config.kafka, RAW),
             )
             for entry in entries:
+                acted_at = datetime.now(UTC)  # before the requeued copy can be delivered: the story's order
                 delivery, raw = entry.record.get("delivery"), entry.record.get("raw")
                 if delivery is not None:
                     if target is not None:
@@ -140,7 +145,7 @@ class DeadLetterQueue:
                     )
                 else:
                     continue
-                self._state(producer, entry, "requeued", {"target": target or ""})
+                self._state(producer, entry, "requeued", {"target": target or ""}, at=acted_at)
                 count += 1
             producer.flush()
         finally:
@@ -160,11 +165,18 @@ class DeadLetterQueue:
         return count
 
     def _state(
-        self, producer: KafkaProducer, entry: DeadLetterEntry, status: str, extra: dict[str, str]
+        self,
+        producer: KafkaProducer,
+        entry: DeadLetterEntry,
+        status: str,
+        extra: dict[str, str],
+        *,
+        at: datetime | None = None,
     ) -> None:
+        at = at or datetime.now(UTC)
         value = {
             "status": status,
-            "at": datetime.now(UTC).isoformat(),
+            "at": at.isoformat(),
             **{k: v for k, v in extra.items() if v},
         }
         producer.send(self.state_topic, key=entry.id.encode(), value=json.dumps(value).encode())
@@ -177,7 +189,8 @@ class DeadLetterQueue:
             sha256=delivery.get("sha256"),
             dedup_key=delivery.get("dedup_key"),
             recipient=delivery.get("recipient"),
-            details={"dead_letter_id": entry.id, "action": status, **extra},
+            details={"dead_letter_id": entry.id, "action": status, "actor": self.actor, **extra},
+            at=at,
         )
         producer.send(full_name(self.config.kafka, AUDIT), key=key, value=event)
 

@@ -37,6 +37,7 @@ from mailferry.schemas.codec import DELIVERY, codec
 from mailferry.blobstore import LocalBlobStore
 from mailferry.config import MailferryConfig
 from mailferry.errors import MailferryError, PermanentError, TenantError
+from mailferry.fence import TenantFence
 from mailferry.kafka.clients import consumer_settings, producer_settings
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.status import write_snapshot
@@ -68,6 +69,7 @@ class DeliveryWorker:
         self.status_every_s = status_every_s
         self.policy = Policy(list(config.retry.tiers), config.retry.horizon)
         self.registry = registry or TargetRegistry(config)
+        self.fence = TenantFence(config)
         self.blobs = LocalBlobStore(config.blob_dir)
         self.tracker = OffsetTracker()
         self.pauses = TenantPauses(credential_retry)
@@ -207,6 +209,7 @@ class DeliveryWorker:
         tenant = str(job.delivery["tenant"])
         try:
             _tenant, target_name = self.registry.resolve(tenant, job.delivery.get("target") or None)
+            self.fence.check(job.delivery)
         except PermanentError as exc:
             self._dead_letter_now(job, exc)
             return

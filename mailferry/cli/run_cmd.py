@@ -17,7 +17,7 @@ from mailferry.kafka.clients import common_settings
 from mailferry.kafka.topics import topic_specs
 from mailferry.supervisor import Role, Supervisor
 
-ROLES = ("fetch", "stream", "deliver")
+ROLES = ("fetch", "stream", "deliver", "audit index")
 
 
 def available_roles(ctx: typer.Context) -> set[str]:
@@ -71,8 +71,8 @@ def run(
         import subprocess
 
         subprocess.run(role_argv(cli, "mailboxes sync"), check=False)
-    chosen = [Role(name, role_argv(cli, name)) for name in roles if name in present]
-    missing = [name for name in roles if name not in present]
+    chosen = [Role(name, role_argv(cli, name)) for name in roles if name.split()[0] in present]
+    missing = [name for name in roles if name.split()[0] not in present]
     if missing:
         console.print(f"roles not available in this build: {', '.join(missing)}", highlight=False)
     supervisor = Supervisor(

@@ -99,6 +99,17 @@ class StreamConfig(Strict):
     )
 
 
+class AuditIndexConfig(Strict):
+    """The audit index role (``mailferry audit index``) and where ``audit trace`` finds one."""
+
+    path: Path | None = Field(None, description="default: <state_dir>/audit-index")
+    host: str = Field("127.0.0.1", description="where the index role answers lookups")
+    port: int | None = Field(None, ge=0, le=65535, description="HTTP lookups; None: off")
+    urls: list[str] = Field(default_factory=list, description="replicas audit trace may ask")
+    purge_interval: Duration = timedelta(hours=1)
+    scan_window: Duration = Field(timedelta(days=1), description="how far back a trace scans without index")
+
+
 class MetricsConfig(Strict):
     port: int | None = Field(None, ge=0, le=65535, description="Prometheus endpoint; None: off")
 
@@ -111,6 +122,7 @@ class MailferryConfig(Strict):
     retry: RetryConfig = RetryConfig()
     stream: StreamConfig = StreamConfig()
     metrics: MetricsConfig = MetricsConfig()
+    audit_index: AuditIndexConfig = AuditIndexConfig()
     tenants: list[Tenant] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -133,6 +145,10 @@ class MailferryConfig(Strict):
     @property
     def blob_dir(self) -> Path:
         return self.blob_store.path or self.state_dir / "blobs"
+
+    @property
+    def audit_index_dir(self) -> Path:
+        return self.audit_index.path or self.state_dir / "audit-index"
 
     @property
     def stream_data_dir(self) -> Path:
