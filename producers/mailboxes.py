@@ -15,15 +15,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaProducer
 from mailferry.schemas.codec import MAILBOX_CONFIG, Record, codec
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from mailferry.config import MailferryConfig
 from mailferry.config.sources import Source
 from mailferry.config.types import SecretRef
-from mailferry.errors import ConfigError, TransientError
-from mailferry.kafka.clients import producer_settings
+from mailferry.errors import ConfigError
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import MAILBOXES, full_name
 from mailferry.rawrecord import raw_key
@@ -105,10 +105,10 @@ def sync_mailboxes(config: MailferryConfig, servers: list[str]) -> SyncReport:
     """Publish changed sources, tombstone removed ones; wait until Kafka acknowledged all."""
     topic = full_name(config.kafka, MAILBOXES)
     existing = current_mailboxes(config, servers)
-    producer = KafkaProducer(**producer_settings(config.kafka, servers, max_request_size=1024 * 1024))
+    producer = new_producer(config.kafka, servers)
     report = SyncReport([], [], [])
-    futures = []
     try:
+        sends: ConfirmedSends[None] = ConfirmedSends(producer)
         wanted: set[str] = set()
         for tenant in config.tenants:
             for source in tenant.sources:
@@ -118,17 +118,12 @@ def sync_mailboxes(config: MailferryConfig, servers: list[str]) -> SyncReport:
                 if existing.get(key.decode()) == record["config_sha256"]:
                     report.unchanged.append(key.decode())
                     continue
-                futures.append(producer.send(topic, key=key, value=codec(MAILBOX_CONFIG).encode(record)))
+                sends.send(topic, key=key, value=codec(MAILBOX_CONFIG).encode(record))
                 report.published.append(key.decode())
         for key_text in sorted(set(existing) - wanted):
-            futures.append(producer.send(topic, key=key_text.encode(), value=None))
+            sends.send(topic, key=key_text.encode(), value=None)
             report.removed.append(key_text)
-        producer.flush(timeout=60)
-        for future in futures:
-            try:
-                future.get(timeout=60)
-            except Exception as exc:
-                raise TransientError(f"Kafka did not acknowledge the mailbox configs: {exc}") from exc
+        sends.confirm("mailbox configs")
     finally:
         producer.close(timeout=10)
     return report

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from mailferry.producers.context import FetchContext, PassResult
 from mailferry.producers.delivery_watch import DeliveryWatch
@@ -34,7 +34,7 @@ from mailferry.blobstore import LocalBlobStore
 from mailferry.config import MailferryConfig
 from mailferry.config.sources import ImapSource, Pop3Source, Source
 from mailferry.errors import ConfigError, MailferryError
-from mailferry.kafka.clients import consumer_settings
+from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import MAILBOXES, full_name
 from mailferry.status import write_snapshot
 
@@ -184,9 +184,10 @@ class _Membership(threading.Thread):
 
     def run(self) -> None:
         worker = self.worker
-        settings = consumer_settings(worker.config.kafka, worker.servers, group_id(worker.config))
-        consumer = KafkaConsumer(
-            **settings,
+        consumer = new_consumer(
+            worker.config.kafka,
+            worker.servers,
+            group_id(worker.config),
             session_timeout_ms=worker.session_timeout_ms,
             heartbeat_interval_ms=max(1000, worker.session_timeout_ms // 4),
             max_poll_interval_ms=600_000,

@@ -32,7 +32,7 @@ from typing import Any
 import faust
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
 from mailferry.streams.dedup import Sighting, decide
-from mailferry.streams.faust_settings import app_id, credentials, store_url
+from mailferry.streams.faust_settings import app_id, store_url
 from mailferry.streams.outbox import Outbox
 from mailferry.streams.records import dead_letter, resolved_details, routed_details
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
@@ -43,7 +43,8 @@ from mailferry.blobstore import LocalBlobStore
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import CachedDirectory, Directory
 from mailferry.errors import PermanentError, TransientError
-from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, TopicSpec, full_name
+from mailferry.kafka.clients import faust_settings
+from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, TopicSpec, full_name, largest_message_bytes
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +98,10 @@ class StreamApp:
         settings = self.kafka.topics.overrides.get(DEDUP_TOPIC, self.kafka.topics.defaults)
         self.partitions = settings.partitions
         self.replicas = settings.replication_factor
-        self.max_bytes = max_bytes = max(
-            s.max_message_bytes for s in [self.kafka.topics.defaults, *self.kafka.topics.overrides.values()]
-        )
+        self.max_bytes = max_bytes = largest_message_bytes(self.kafka)
         web_port = config.stream.web_port
         self.app = faust.App(
             app_id(config),
-            broker=";".join(f"kafka://{s}" for s in servers),
-            broker_credentials=credentials(config),
             store=self.store,
             datadir=str(config.stream_data_dir / app_id(config)),
             web_enabled=web_port != 0,
@@ -116,18 +113,16 @@ class StreamApp:
             topic_partitions=self.partitions,
             topic_replication_factor=settings.replication_factor,
             topic_disable_leader=True,
-            producer_acks=-1,
-            producer_max_request_size=max_bytes,
             # Faust's defaults (16 KB batches, no linger) put every 20 KB message in a batch
             # and a produce request of its own: measured 3.5x the CPU per record
             producer_max_batch_size=min(PRODUCER_BATCH_BYTES, max_bytes),
             producer_linger=PRODUCER_LINGER,
             consumer_auto_offset_reset="earliest",
-            consumer_max_fetch_size=max_bytes,
             broker_commit_every=500,
             broker_commit_interval=1.0,
             table_standby_replicas=0,
             processing_guarantee="at_least_once",
+            **faust_settings(self.kafka, servers),
         )
         self.raw_topic = self.app.topic(full_name(self.kafka, RAW))
         self.dedup_topic = self.app.topic(
