@@ -25,7 +25,7 @@ from mailferry.schemas.codec import AUDIT_EVENT, Record, codec
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
-from mailferry.kafka.clients import common_settings
+from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import AUDIT, full_name
 
 K = TypeVar("K", bound=Hashable)
@@ -81,9 +81,7 @@ class DeliveryWatch:
     def _catch_up(self, since: datetime) -> None:
         consumer = self._consumer
         if consumer is None:
-            consumer = self._consumer = KafkaConsumer(
-                **common_settings(self._kafka, self._servers), enable_auto_commit=False
-            )
+            consumer = self._consumer = new_consumer(self._kafka, self._servers)
         topic = full_name(self._kafka, AUDIT)
         if self._since is None or since < self._since:
             available = consumer.partitions_for_topic(topic)
