@@ -22,7 +22,7 @@ from mailferry.producers.context import FetchContext, PassResult
 from mailferry.producers.delivery_watch import DeliveryWatch
 from mailferry.producers.imap_fetch import imap_pass
 from mailferry.producers.imap_idle import idle_known, wait_for_mail
-from mailferry.producers.mailboxes import parse_source
+from mailferry.producers.mailboxes import resolve_source
 from mailferry.producers.pop3_fetch import pop3_pass
 from mailferry.producers.publish import Publisher, make_producer
 from mailferry.producers.scheduler import Scheduler
@@ -125,8 +125,8 @@ class FetchWorker:
             return
         record = codec(MAILBOX_CONFIG).decode(value)
         try:
-            source = parse_source(
-                record["config_json"], allow_plaintext_secrets=self.config.allow_plaintext_secrets
+            source = resolve_source(
+                self.config, record["tenant"], record["mailbox_id"], record["config_json"]
             )
         except ConfigError as exc:
             log.error("mailbox %s: %s", name, exc)

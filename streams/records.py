@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +11,27 @@ from mailferry.schemas.codec import DEAD_LETTER, Record, codec
 from mailferry.streams.router import Rejected, Routed
 
 MAX_DETAIL = 1000
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record was read: a Faust message's coordinates, or a delivery's ``raw_origin``."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @classmethod
+    def parse(cls, text: str | None) -> Origin:
+        topic, _, rest = (text or "").rpartition("/")
+        topic, _, partition = topic.rpartition("/")
+        try:
+            return cls(topic, int(partition), int(rest))
+        except ValueError:
+            return cls(text or "unknown", -1, -1)
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
 
 
 def dead_letter(

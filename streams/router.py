@@ -14,6 +14,7 @@ from datetime import datetime
 
 from mailferry.schemas.codec import Record
 from mailferry.streams.dedup import dedup_key, normalise_message_id
+from mailferry.streams.fanout import cap_recipients
 from mailferry.streams.headers import MessageHeaders, header_block, parse_headers
 from mailferry.streams.loopguard import TRACE_HEADER, check_loop, trace_value
 from mailferry.streams.resolver import Resolution, resolve
@@ -43,6 +44,8 @@ class Routed:
     candidates: tuple[Candidate, ...]
     resolution: Resolution
     message_id: str | None
+    over_cap: tuple[str, ...] = ()  # recipients past the tenant's cap: their copy went to ``fallback``
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,11 @@ def route_raw(
     flags = list(resolution.flags) + ([HEADERS_ONLY] if raw.get("headers_only") else [])
     if raw.get("bypass_dedup"):
         flags.append(BYPASS_DEDUP)
+    capped = cap_recipients(
+        resolution.recipients, cap=tenant.max_recipients_per_message, default_mailbox=tenant.default_mailbox
+    )
     candidates = []
-    for recipient in resolution.recipients:
+    for recipient in capped.recipients:
         key = dedup_key(tenant.id, recipient.address, message_id, raw["sha256"])
         trace = trace_value(
             tenant=tenant.id,
@@ -161,4 +167,4 @@ def route_raw(
             "routed_at": now,
         }
         candidates.append(Candidate(key, delivery, bool(raw.get("bypass_dedup"))))
-    return Routed(tuple(candidates), resolution, message_id)
+    return Routed(tuple(candidates), resolution, message_id, capped.over_cap, capped.fallback)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -58,3 +59,10 @@ app.command("demo")(demo_cmd.demo_cmd)
 
 for stage in (fetch_cli, stream_cli, deliver_cli):
     stage.register(app)
+
+
+def entry() -> None:
+    """The ``mailferry`` command. What it writes (mail, blobs, state, logs, the embedded broker's
+    data, which all hold mail or secrets) is readable by its own user only."""
+    os.umask(0o077)
+    app()

@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from mailferry.config.kafka import Strict
 from mailferry.config.types import ByteSize, Duration, SecretRef
+from mailferry.config.urls import CredentialUrl
 
 DEFAULT_ENVELOPE_HEADERS = (
     "Delivered-To",
@@ -32,7 +33,7 @@ class OAuth2ClientCredentials(Strict):
 
     kind: Literal["oauth2"] = "oauth2"
     mechanism: Literal["XOAUTH2", "OAUTHBEARER"] = "XOAUTH2"
-    token_url: str
+    token_url: CredentialUrl
     client_id: str
     client_secret: SecretRef
     scope: str = "https://outlook.office365.com/.default"
