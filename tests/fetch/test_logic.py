@@ -157,10 +157,12 @@ def test_sasl_initial_responses() -> None:
 
 
 def test_message_id_from_headers_only() -> None:
-    assert message_id(b"Subject: x\r\nMessage-ID:\r\n <a@b>\r\n\r\nMessage-ID: <body@x>\r\n") == "<a@b>"
-    assert message_id(b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n") is None
-    assert message_id(b"X-Message-ID: <no@x>\r\nmessage-id:   <Case@X>  \r\n\r\n") == "<Case@X>"
-    assert message_id(b"Message-ID:\r\n\r\n") is None
+    """The fetcher writes the same canonical id the stream puts in dedup keys."""
+    assert message_id(b"Subject: x\r\nMessage-ID:\r\n <a@b>\r\n\r\nMessage-ID: <body@x>\r\n") == ("<a@b>", [])
+    assert message_id(b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n") == (None, [])
+    assert message_id(b"X-Message-ID: <no@x>\r\nmessage-id:   <Case@X>  \r\n\r\n") == ("<Case@x>", [])
+    assert message_id(b"Message-ID:\r\n\r\n") == (None, [])
+    assert message_id(b"Message-ID: no id here\r\n\r\n") == (None, ["message-id:unparseable"])
 
 
 def test_backoff_grows_is_capped_and_honours_the_server_hint() -> None:
