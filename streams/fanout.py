@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from mailferry.streams.addresses import normalise_address
 from mailferry.streams.resolver import Reason, Recipient
+
+from mailferry.mail.addresses import normalise_address
 
 FAN_OUT_CAP = "fan-out-cap"
 
