@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.producer.future import FutureRecordMetadata
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
-from mailferry.kafka.clients import consumer_settings
+from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import DELIVERY_LEDGER, full_name
 
 log = logging.getLogger(__name__)
@@ -50,9 +50,7 @@ class Ledger:
         self._claimed: set[bytes] = set()
         self._claimed_changed = threading.Condition()
         self._stop = threading.Event()
-        settings = consumer_settings(kafka, servers, group_id=None)
-        settings["isolation_level"] = "read_uncommitted"
-        self._consumer = KafkaConsumer(**settings)
+        self._consumer = new_consumer(kafka, servers, isolation_level="read_uncommitted")
         self._thread: threading.Thread | None = None
 
     def load(self, timeout_s: float = 120.0) -> int:

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 from mailferry.consumers import metrics
 from mailferry.consumers.attempt import OutcomeNotRecordedError, Paused, Policy, Result, Settled, attempt
@@ -38,7 +38,7 @@ from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.errors import MailferryError, PermanentError, TenantError
 from mailferry.fence import TenantFence
-from mailferry.kafka.clients import consumer_settings, producer_settings
+from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.status import write_snapshot
 
@@ -82,8 +82,7 @@ class DeliveryWorker:
         self._last_commit = 0.0
         self._unassigned_since: float | None = None
         self._revoked: set[tuple[str, int]] = set()
-        limit = config.blob_store.inline_threshold * 2 + 1024 * 1024
-        self.producer = KafkaProducer(**producer_settings(config.kafka, servers, max_request_size=limit))
+        self.producer = new_producer(config.kafka, servers)
         self.ledger = Ledger(config.kafka, servers, self.producer)
         self.writer = OutcomeWriter(config, self.producer, self.ledger)
         self.consumer: KafkaConsumer | None = None
@@ -95,8 +94,7 @@ class DeliveryWorker:
         metrics.serve(self.config.metrics.port)
         self.ledger.load()
         self._check_targets_at_start()
-        settings = consumer_settings(self.config.kafka, self.servers, self.group_id)
-        self.consumer = KafkaConsumer(**settings, max_poll_records=500)
+        self.consumer = new_consumer(self.config.kafka, self.servers, self.group_id, max_poll_records=500)
         await_topics(self.consumer, [self.deliver_topic, *self.tier_topics])
         self._subscribe()
         try:

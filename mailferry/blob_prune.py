@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from pathlib import Path, PurePath, PurePosixPath
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from mailferry.blobs.base import PREFIX
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import SetupError, TransientError
-from mailferry.kafka.clients import consumer_settings
+from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import DELIVER, DLT, RAW, full_name, retry_topic
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, UnknownSchemaError, codec
@@ -174,7 +174,7 @@ def _snapshot(
     kafka: KafkaConfig, servers: list[str], retry_tiers: int
 ) -> tuple[TopicList, dict[TopicPartition, int]]:
     """The topics to read and, per partition that holds records, its end offset now."""
-    consumer = KafkaConsumer(**consumer_settings(kafka, servers, group_id=None))
+    consumer = new_consumer(kafka, servers)
     try:
         topics = reference_topics(kafka, set(consumer.topics()), retry_tiers)
         partitions = [

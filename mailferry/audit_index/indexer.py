@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from mailferry.audit_index.keys import SIGHTED, event_keys, key_hash
 from mailferry.audit_index.store import IndexStore
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.clients import consumer_settings
+from mailferry.kafka.clients import new_consumer
 from mailferry.schemas import AUDIT_EVENT, UnknownSchemaError, codec
 
 log = logging.getLogger(__name__)
@@ -52,9 +52,9 @@ class Indexer:
         self.store = store
         self.stats = IndexStats()
         self.purge_interval = purge_interval
-        settings = consumer_settings(kafka, servers, group_id=None)
-        settings |= {"isolation_level": "read_uncommitted", "max_poll_records": max_records}
-        self._consumer = KafkaConsumer(**settings)
+        self._consumer = new_consumer(
+            kafka, servers, isolation_level="read_uncommitted", max_poll_records=max_records
+        )
         self._assigned: set[int] = set()
         self._decode = codec(AUDIT_EVENT).decode
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from mailferry.audit_index.store import Position
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.clients import consumer_settings
+from mailferry.kafka.clients import new_consumer
 
 FETCH_BYTES = 64 * 1024
 SEEK_GAP = 200  # offsets: further than this ahead, seek instead of reading through
@@ -25,10 +25,10 @@ EMPTY_POLLS = 5
 
 class PositionReader:
     def __init__(self, kafka: KafkaConfig, servers: list[str], topic: str) -> None:
-        settings = consumer_settings(kafka, servers, group_id=None)
-        settings |= {"isolation_level": "read_uncommitted", "max_partition_fetch_bytes": FETCH_BYTES}
         self.topic = topic
-        self._consumer = KafkaConsumer(**settings)
+        self._consumer = new_consumer(
+            kafka, servers, isolation_level="read_uncommitted", max_partition_fetch_bytes=FETCH_BYTES
+        )
 
     def close(self) -> None:
         self._consumer.close()

@@ -40,7 +40,7 @@ from mailferry.blobs.base import (
 from mailferry.blobs.spool import spool, spool_verified
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
-from mailferry.kafka.clients import consumer_settings, producer_settings
+from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import BLOBS, BLOBS_INDEX, full_name
 
 RECORD_OVERHEAD = 64 * 1024  # key, headers and batch framing around one chunk
@@ -117,9 +117,12 @@ class KafkaBlobStore:
     def _producer_now(self) -> KafkaProducer:
         with self._lock:
             if self._producer is None:
-                settings = producer_settings(self.kafka, self.servers, self.chunk_size + RECORD_OVERHEAD)
-                settings["batch_size"] = 64 * 1024
-                self._producer = KafkaProducer(**settings)
+                self._producer = new_producer(
+                    self.kafka,
+                    self.servers,
+                    max_request_size=self.chunk_size + RECORD_OVERHEAD,
+                    batch_size=64 * 1024,
+                )
             return self._producer
 
     def put_chunks(self, chunks: Iterable[bytes]) -> tuple[str, int]:
@@ -180,7 +183,7 @@ class KafkaBlobStore:
     def _catch_up(self) -> None:
         """Read the index from where it was left to its end now (caller holds the lock)."""
         if self._index_reader is None:
-            reader = KafkaConsumer(**consumer_settings(self.kafka, self.servers, group_id=None))
+            reader = new_consumer(self.kafka, self.servers)
             partitions = [
                 TopicPartition(self.index_topic, p)
                 for p in reader.partitions_for_topic(self.index_topic) or ()
@@ -211,11 +214,11 @@ class KafkaBlobStore:
     # --- reading ------------------------------------------------------------------------
 
     def _records(self, digest: str, location: Location) -> Iterator[bytes]:
-        settings = consumer_settings(self.kafka, self.servers, group_id=None)
-        settings["max_partition_fetch_bytes"] = 2 * (self.chunk_size + RECORD_OVERHEAD)
-        settings["fetch_max_bytes"] = 2 * (self.chunk_size + RECORD_OVERHEAD)
+        window = 2 * (self.chunk_size + RECORD_OVERHEAD)  # at most about two chunks fetched ahead
         with _kafka_errors("reading a blob"):
-            consumer = KafkaConsumer(**settings)
+            consumer = new_consumer(
+                self.kafka, self.servers, max_partition_fetch_bytes=window, fetch_max_bytes=window
+            )
         try:
             tp = TopicPartition(self.topic, location.partition)
             consumer.assign([tp])

@@ -8,12 +8,11 @@ import time
 from types import FrameType
 
 import typer
-from kafka import KafkaAdminClient
 
 from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import common_settings
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import topic_specs
 from mailferry.supervisor import Role, Supervisor
 
@@ -36,7 +35,7 @@ def prepare(cli: CliContext) -> bool:
         started = broker.running_state() is None
         state = broker.start()
         console.print(f"embedded Kafka {state.version} at {state.address} (state in {config.state_dir})")
-    admin = KafkaAdminClient(**common_settings(config.kafka, cli.bootstrap_servers()))
+    admin = new_admin(config.kafka, cli.bootstrap_servers())
     try:
         report = ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
     finally:

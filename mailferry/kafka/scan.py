@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.clients import consumer_settings
+from mailferry.kafka.clients import new_consumer
 
 
 def _millis(moment: datetime) -> int:
@@ -34,9 +34,7 @@ def scan_topic(
 
     ``on_total`` hears the number of offsets in the range once it is fixed (for progress bars).
     """
-    settings = consumer_settings(kafka, servers, group_id=None)
-    settings["isolation_level"] = "read_uncommitted"
-    consumer = KafkaConsumer(**settings, consumer_timeout_ms=5000)
+    consumer = new_consumer(kafka, servers, isolation_level="read_uncommitted", consumer_timeout_ms=5000)
     try:
         available = consumer.partitions_for_topic(topic) or set()
         assigned = [

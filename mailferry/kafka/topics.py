@@ -61,12 +61,21 @@ def logical_topics(retry_tiers: int) -> list[str]:
     return [*_DEFAULTS, *(retry_topic(i) for i in range(retry_tiers))]
 
 
+def topic_settings(kafka: KafkaConfig, logical: str) -> TopicSettings:
+    return kafka.topics.overrides.get(logical, kafka.topics.defaults)
+
+
+def largest_message_bytes(kafka: KafkaConfig) -> int:
+    """The largest record any topic accepts: what producers may send and consumers must fetch."""
+    return max(s.max_message_bytes for s in [kafka.topics.defaults, *kafka.topics.overrides.values()])
+
+
 def topic_specs(kafka: KafkaConfig, retry_tiers: int) -> list[TopicSpec]:
     """Every topic the pipeline needs, with config overrides applied."""
     specs = []
     for logical in logical_topics(retry_tiers):
         cleanup, retention_ms = _DEFAULTS.get(logical, ("delete", _RETRY_RETENTION_MS))
-        settings: TopicSettings = kafka.topics.overrides.get(logical, kafka.topics.defaults)
+        settings = topic_settings(kafka, logical)
         retention = settings.retention
         if retention is None and logical in _RETENTION_OF_RAW and RAW in kafka.topics.overrides:
             retention = kafka.topics.overrides[RAW].retention

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.config.kafka import KafkaConfig
 
 from .conftest import RunningWorker, dead_letters, delivery_record, maildir_files, make_config, publish

@@ -28,7 +28,7 @@ from mailferry.blob_prune import (
     remove_if_stale,
     unread_partitions,
 )
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import SetupError
