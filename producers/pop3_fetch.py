@@ -166,8 +166,7 @@ def _pass(source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContex
             _fetch(client, batch, source, tenant, plan, now, ctx, result)
         finally:
             batch.confirm(ctx.confirm_timeout)
-        fresh = [item for item in plan.fetch if deletion_due(source, now, now)]
-        doomed = plan.delete + fresh
+        doomed = _doomed(source, tenant, state, ctx, plan, now)
         if doomed:
             client.delete(item.number for item in doomed)
         client.quit()
@@ -192,6 +191,19 @@ def _pass(source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContex
         after.state(pop3_key(tenant, source.id, uidl), None)
     after.confirm(ctx.confirm_timeout)
     return result
+
+
+def _doomed(
+    source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContext, plan: Pop3Plan, now: datetime
+) -> list[Listed]:
+    """What to delete at the end of the pass: by default whatever Kafka holds and is due; with
+    ``delete_when = "delivered"`` only messages of earlier passes delivered to every recipient."""
+    if source.delete_when != "delivered":
+        return plan.delete + [item for item in plan.fetch if deletion_due(source, now, now)]
+    known = state.pop3()
+    entries = {item.uidl: known[item.uidl] for item in plan.delete if item.uidl in known}
+    delivered = set(ctx.delivered(tenant, source.id, entries))
+    return [item for item in plan.delete if item.uidl in delivered]
 
 
 def _skip(batch: Batch, source: Pop3Source, tenant: str, item: Listed, now: datetime, reason: str) -> None:

@@ -36,7 +36,7 @@ from mailferry.streams.dedup import Sighting, decide
 from mailferry.streams.fanout import FAN_OUT_CAP
 from mailferry.streams.faust_settings import app_id, store_url
 from mailferry.streams.outbox import Outbox
-from mailferry.streams.records import Origin, dead_letter, routed_details
+from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
 from mailferry.streams.rescue import Rescuer, TopicRoles
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
 from mailferry.streams.trace_key import load_trace_key
@@ -251,6 +251,14 @@ class StreamApp:
         if isinstance(outcome, Rejected):
             await self._dead_letter(key, raw, Origin.parse(origin), outcome)
             return
+        await self._audit(
+            "resolved",
+            raw["tenant"],
+            mailbox_id=raw["mailbox_id"],
+            message_id=outcome.message_id,
+            sha256=raw["sha256"],
+            details=resolved_details(outcome, origin),
+        )
         if outcome.resolution.dropped_by is not None:
             self.counters.dropped_by_rule += 1
             await self._audit(
