@@ -206,20 +206,36 @@ def _doomed(
     return [item for item in plan.delete if item.uidl in delivered]
 
 
-def _skip(batch: Batch, source: Pop3Source, tenant: str, item: Listed, now: datetime, reason: str) -> None:
-    batch.audit("skipped", details={"reason": reason, "uid": item.uidl, "size": str(item.size)})
+def _remember(
+    batch: Batch,
+    source: Pop3Source,
+    tenant: str,
+    item: Listed,
+    now: datetime,
+    status: str,
+    *,
+    detail: str | None,
+    sha256: str | None = None,
+) -> None:
+    """The fetch-state record of a listed message, with the size that tells a reused UIDL apart."""
     batch.state(
         pop3_key(tenant, source.id, item.uidl),
         state_record(
             tenant,
             source.id,
-            "skipped",
+            status,
             first_seen_at=now,
             uidl=item.uidl,
-            detail=reason,
+            sha256=sha256,
+            detail=detail,
             size=item.size if item.listed_size else None,
         ),
     )
+
+
+def _skip(batch: Batch, source: Pop3Source, tenant: str, item: Listed, now: datetime, reason: str) -> None:
+    batch.audit("skipped", details={"reason": reason, "uid": item.uidl, "size": str(item.size)})
+    _remember(batch, source, tenant, item, now, "skipped", detail=reason)
 
 
 def _fetch(
@@ -238,18 +254,8 @@ def _fetch(
         raw = RawSource(tenant, source.id, "pop3", None, item.uidl)
         message = b"".join(chunks) if item.size <= ctx.inline_threshold else chunks
         done = ingest(batch, raw, message, blobs=ctx.blobs, inline_threshold=ctx.inline_threshold)
-        batch.state(
-            pop3_key(tenant, source.id, item.uidl),
-            state_record(
-                tenant,
-                source.id,
-                "fetched",
-                first_seen_at=now,
-                uidl=item.uidl,
-                sha256=done.record["sha256"],
-                detail=done.message_id,
-                size=item.size if item.listed_size else None,
-            ),
+        _remember(
+            batch, source, tenant, item, now, "fetched", detail=done.message_id, sha256=done.record["sha256"]
         )
         result.fetched += 1
         result.bytes += done.record["size"]
@@ -264,17 +270,7 @@ def _fetch(
             message_id=done.message_id,
             details={"reason": "oversize-headers-notice", "uid": item.uidl, "size": str(item.size)},
         )
-        batch.state(
-            pop3_key(tenant, source.id, item.uidl),
-            state_record(
-                tenant,
-                source.id,
-                "skipped",
-                first_seen_at=now,
-                uidl=item.uidl,
-                sha256=done.record["sha256"],
-                detail="headers-notice",
-                size=item.size if item.listed_size else None,
-            ),
+        _remember(
+            batch, source, tenant, item, now, "skipped", detail="headers-notice", sha256=done.record["sha256"]
         )
         result.skipped += 1

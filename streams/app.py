@@ -251,35 +251,15 @@ class StreamApp:
         if isinstance(outcome, Rejected):
             await self._dead_letter(key, raw, Origin.parse(origin), outcome)
             return
-        await self._audit(
-            "resolved",
-            raw["tenant"],
-            mailbox_id=raw["mailbox_id"],
-            message_id=outcome.message_id,
-            sha256=raw["sha256"],
-            details=resolved_details(outcome, origin),
-        )
+        await self._audit_routing("resolved", raw, outcome, details=resolved_details(outcome, origin))
         if outcome.resolution.dropped_by is not None:
             self.counters.dropped_by_rule += 1
-            await self._audit(
-                "skipped",
-                raw["tenant"],
-                mailbox_id=raw["mailbox_id"],
-                message_id=outcome.message_id,
-                sha256=raw["sha256"],
-                details={"rule": outcome.resolution.dropped_by, "origin": origin},
-            )
+            details = {"rule": outcome.resolution.dropped_by, "origin": origin}
+            await self._audit_routing("skipped", raw, outcome, details=details)
             return
         for address in outcome.over_cap:
-            await self._audit(
-                "skipped",
-                raw["tenant"],
-                mailbox_id=raw["mailbox_id"],
-                message_id=outcome.message_id,
-                sha256=raw["sha256"],
-                recipient=address,
-                details={"reason": FAN_OUT_CAP, "delivered_to": outcome.fallback, "origin": origin},
-            )
+            details = {"reason": FAN_OUT_CAP, "delivered_to": outcome.fallback, "origin": origin}
+            await self._audit_routing("skipped", raw, outcome, recipient=address, details=details)
         bodies = await asyncio.to_thread(shared_body, [c.delivery for c in outcome.candidates], self.blobs)
         for candidate, delivery in zip(outcome.candidates, bodies, strict=True):
             candidate = replace(candidate, delivery=delivery)
@@ -449,6 +429,20 @@ class StreamApp:
             dedup_key=delivery["dedup_key"],
             recipient=delivery["recipient"],
             details=details,
+        )
+
+    async def _audit_routing(
+        self, event: Any, raw: dict[str, Any], outcome: Routed, *, details: dict[str, str], **kwargs: Any
+    ) -> None:
+        """An audit event about how one raw message was routed."""
+        await self._audit(
+            event,
+            raw["tenant"],
+            mailbox_id=raw["mailbox_id"],
+            message_id=outcome.message_id,
+            sha256=raw["sha256"],
+            details=details,
+            **kwargs,
         )
 
     async def _audit(self, event: Any, tenant: str, **kwargs: Any) -> None:

@@ -11,7 +11,9 @@ from mailferry.cli.output import cli_errors
 @cli_errors
 def stream_cmd(
     ctx: typer.Context,
-    log_level: str = typer.Option("warning", help="debug, info, warning or error"),
+    log_level: str = typer.Option(
+        "warning", envvar="MAILFERRY_LOG_LEVEL", help="debug, info, warning or error"
+    ),
 ) -> None:
     """Run the stream role: resolve recipients, deduplicate and route raw mail to deliveries.
 
