@@ -23,6 +23,7 @@ def stream_cmd(
     from mailferry.streams.worker import run_stream
 
     cli: CliContext = ctx.obj
+    cli.check_secrets()
     run_stream(cli.config, cli.bootstrap_servers(), log_level=log_level)
 
 
