@@ -21,6 +21,7 @@ from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 from mailferry.config import Tenant
 from mailferry.config.targets import MaildirTarget as MaildirConfig
 from mailferry.errors import PermanentError, TenantError, TransientError
+from mailferry.mail import added_headers
 
 CHUNK = 1024 * 1024
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@+-_=")
@@ -117,8 +118,7 @@ class MaildirDelivery:
     def _write(path: Path, item: DeliveryItem) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with open(fd, "wb") as out, item.open_message() as source:
-            for name, value in item.add_headers:
-                out.write(f"{name}: {value}\r\n".encode())
+            out.write(added_headers.prefix(item.add_headers))
             while chunk := source.read(CHUNK):
                 out.write(chunk)
             out.flush()

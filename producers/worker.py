@@ -19,6 +19,7 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from mailferry.producers.context import FetchContext, PassResult
+from mailferry.producers.delivery_watch import DeliveryWatch
 from mailferry.producers.imap_fetch import imap_pass
 from mailferry.producers.imap_idle import idle_known, wait_for_mail
 from mailferry.producers.mailboxes import resolve_source
@@ -64,6 +65,7 @@ class FetchWorker:
             publisher=self.publisher,
             blobs=LocalBlobStore(config.blob_dir),
             inline_threshold=config.blob_store.inline_threshold,
+            deliveries=DeliveryWatch(config.kafka, servers),
         )
         limits = {t.id: t.fetch_concurrency for t in config.tenants}
         self.scheduler = Scheduler(
@@ -148,6 +150,8 @@ class FetchWorker:
             members.stopping.set()
             await asyncio.to_thread(members.join, 30)
             self.publisher.close()
+            if self.context.deliveries is not None:
+                self.context.deliveries.close()
             self.write_status(final=last)
         if members.error is not None:
             raise members.error

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import typer
 
+from mailferry import redact
 from mailferry.cli import (
     audit_cmd,
     blobs_cmd,
@@ -65,6 +67,12 @@ for stage in (fetch_cli, stream_cli, deliver_cli):
 
 def entry() -> None:
     """The ``mailferry`` command. What it writes (mail, blobs, state, logs, the embedded broker's
-    data, which all hold mail or secrets) is readable by its own user only."""
+    data, which all hold mail or secrets) is readable by its own user only; no log line holds a
+    secret (``mailferry.redact``); ``MAILFERRY_LOG_LEVEL`` (e.g. ``debug``) sets the level of
+    every role's log, libraries included."""
     os.umask(0o077)
+    redact.install()
+    level = os.environ.get("MAILFERRY_LOG_LEVEL", "").upper()
+    if isinstance(logging.getLevelName(level), int):
+        logging.basicConfig(level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     app()

@@ -36,6 +36,9 @@ class Tenant(Strict):
     plus_addressing: Literal["strip", "keep"] = "strip"
     fetch_concurrency: int = Field(10, ge=1)
     delivery_concurrency: int = Field(8, ge=1)
+    max_recipients_per_message: int = Field(
+        500, ge=1, description="the rest get no copy of their own: the default mailbox gets one for them"
+    )
     sources: list[Source] = Field(default_factory=list)
     targets: list[Target] = Field(min_length=1)
     rules: RuleSet = RuleSet()
