@@ -25,7 +25,7 @@ from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, 
 from mailferry.streams.app import DEDUP_TOPIC, StreamApp
 from mailferry.streams.faust_settings import app_id
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics

@@ -12,7 +12,7 @@ from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESS
 from mailferry.streams.app import StreamApp
 from mailferry.streams.router import Routed, route_raw
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.errors import TransientError
 from mailferry.rawrecord import RawSource, build_raw_record
 from tests.stream.factories import DOMAIN, config, message
