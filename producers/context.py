@@ -11,7 +11,7 @@ from mailferry.producers.delivery_watch import DeliveryWatch, K
 from mailferry.producers.publish import Publisher
 from mailferry.schemas.codec import Record
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 
 
 def _utcnow() -> datetime:
@@ -21,7 +21,7 @@ def _utcnow() -> datetime:
 @dataclass
 class FetchContext:
     publisher: Publisher
-    blobs: LocalBlobStore
+    blobs: BlobStore
     inline_threshold: int
     tokens: TokenProvider = field(default_factory=TokenProvider)
     confirm_timeout: float = 60.0

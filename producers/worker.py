@@ -30,7 +30,7 @@ from mailferry.producers.state import StateCache
 from mailferry.schemas.codec import MAILBOX_CONFIG, codec
 
 from mailferry.audit import audit_event
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.config.sources import ImapSource, Pop3Source, Source
 from mailferry.errors import ConfigError, MailferryError
@@ -64,7 +64,7 @@ class FetchWorker:
         self.publisher = Publisher(config, make_producer(config, servers))
         self.context = FetchContext(
             publisher=self.publisher,
-            blobs=LocalBlobStore(config.blob_dir),
+            blobs=open_blob_store(config, servers),
             inline_threshold=config.blob_store.inline_threshold,
             deliveries=DeliveryWatch(config.kafka, servers),
         )
@@ -155,6 +155,7 @@ class FetchWorker:
             members.stopping.set()
             await asyncio.to_thread(members.join, 30)
             self.publisher.close()
+            self.context.blobs.close()
             if self.context.deliveries is not None:
                 self.context.deliveries.close()
             self.write_status(final=last)

@@ -42,7 +42,7 @@ from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, 
 from mailferry.streams.trace_key import load_trace_key
 
 from mailferry.audit import audit_event
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import CachedDirectory, Directory
 from mailferry.errors import PermanentError, TransientError
@@ -89,7 +89,7 @@ class StreamApp:
     ) -> None:
         self.config = config
         self.kafka = config.kafka
-        self.blobs = LocalBlobStore(config.blob_dir)
+        self.blobs = open_blob_store(config, servers)
         self.trace_key = load_trace_key(config)
         self.clock_ms = clock_ms
         self.window_ms = int(config.stream.dedup_window.total_seconds() * 1000)

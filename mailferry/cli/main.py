@@ -16,6 +16,7 @@ from mailferry.cli import (
     demo_cmd,
     import_cmd,
     kafka_cmd,
+    migrate_cmd,
     replay_cmd,
     run_cmd,
     status_cmd,
@@ -66,6 +67,7 @@ app.command("run")(run_cmd.run)
 app.add_typer(import_cmd.app, name="import")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(blobs_cmd.app, name="blobs")
+app.add_typer(migrate_cmd.app, name="migrate")
 app.command("replay")(replay_cmd.replay_cmd)
 app.command("status")(status_cmd.status_cmd)
 app.command("demo")(demo_cmd.demo_cmd)

@@ -16,7 +16,7 @@ from mailferry.producers.scheduler import MailboxStatus, Scheduler
 from mailferry.producers.state import MailboxState
 from mailferry.schemas import AUDIT_EVENT, RAW_MESSAGE, codec
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore, open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.loader import parse_config
@@ -52,7 +52,7 @@ def make_context(config: MailferryConfig, **producer_overrides: Any) -> FetchCon
     producer = make_producer(config, list(config.kafka.bootstrap_servers), **producer_overrides)
     return FetchContext(
         publisher=Publisher(config, producer),
-        blobs=LocalBlobStore(config.blob_dir),
+        blobs=open_blob_store(config),  # as the fetch role does: kind kafka on the test broker
         inline_threshold=config.blob_store.inline_threshold,
         confirm_timeout=20.0,
     )
@@ -72,7 +72,7 @@ def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list
         consumer.close()
 
 
-def message_bytes(record: dict[str, Any], blobs: LocalBlobStore) -> bytes:
+def message_bytes(record: dict[str, Any], blobs: BlobStore) -> bytes:
     if record["inline"] is not None:
         data: bytes = record["inline"]
         return data

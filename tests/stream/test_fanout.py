@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer
 from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, codec
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
