@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from mailferry.config.console import ConsoleConfig
 from mailferry.config.kafka import KafkaConfig, Strict
 from mailferry.config.rules import RuleSet
 from mailferry.config.sources import Source
@@ -190,6 +191,7 @@ class MailferryConfig(Strict):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     audit_index: AuditIndexConfig = AuditIndexConfig()
+    console: ConsoleConfig = ConsoleConfig()
     tenants: list[Tenant] = Field(default_factory=list)
 
     @model_validator(mode="after")
