@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from mailferry.producers.publish import Batch
 from mailferry.schemas.codec import Record
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 from mailferry.mail.block import HeadCapture, chunks_of, locate
 from mailferry.mail.message_id import message_id_field, normalise_message_id
 from mailferry.rawrecord import RawSource, build_raw_record
@@ -44,7 +44,7 @@ def prepare(
     source: RawSource,
     message: bytes | Iterable[bytes],
     *,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     inline_threshold: int,
     headers_only: bool = False,
 ) -> Ingested:
@@ -83,7 +83,7 @@ def ingest(
     source: RawSource,
     message: bytes | Iterable[bytes],
     *,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     inline_threshold: int,
     headers_only: bool = False,
 ) -> Ingested:

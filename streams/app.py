@@ -36,13 +36,13 @@ from mailferry.streams.dedup import Sighting, decide
 from mailferry.streams.fanout import FAN_OUT_CAP
 from mailferry.streams.faust_settings import app_id, store_url
 from mailferry.streams.outbox import Outbox
-from mailferry.streams.records import Origin, dead_letter, routed_details
+from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
 from mailferry.streams.rescue import Rescuer, TopicRoles
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
 from mailferry.streams.trace_key import load_trace_key
 
 from mailferry.audit import audit_event
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import CachedDirectory, Directory
 from mailferry.errors import PermanentError, TransientError
@@ -88,7 +88,7 @@ class StreamApp:
     ) -> None:
         self.config = config
         self.kafka = config.kafka
-        self.blobs = LocalBlobStore(config.blob_dir)
+        self.blobs = open_blob_store(config, servers)
         self.trace_key = load_trace_key(config)
         self.clock_ms = clock_ms
         self.window_ms = int(config.stream.dedup_window.total_seconds() * 1000)
@@ -251,27 +251,15 @@ class StreamApp:
         if isinstance(outcome, Rejected):
             await self._dead_letter(key, raw, Origin.parse(origin), outcome)
             return
+        await self._audit_routing("resolved", raw, outcome, details=resolved_details(outcome, origin))
         if outcome.resolution.dropped_by is not None:
             self.counters.dropped_by_rule += 1
-            await self._audit(
-                "skipped",
-                raw["tenant"],
-                mailbox_id=raw["mailbox_id"],
-                message_id=outcome.message_id,
-                sha256=raw["sha256"],
-                details={"rule": outcome.resolution.dropped_by, "origin": origin},
-            )
+            details = {"rule": outcome.resolution.dropped_by, "origin": origin}
+            await self._audit_routing("skipped", raw, outcome, details=details)
             return
         for address in outcome.over_cap:
-            await self._audit(
-                "skipped",
-                raw["tenant"],
-                mailbox_id=raw["mailbox_id"],
-                message_id=outcome.message_id,
-                sha256=raw["sha256"],
-                recipient=address,
-                details={"reason": FAN_OUT_CAP, "delivered_to": outcome.fallback, "origin": origin},
-            )
+            details = {"reason": FAN_OUT_CAP, "delivered_to": outcome.fallback, "origin": origin}
+            await self._audit_routing("skipped", raw, outcome, recipient=address, details=details)
         bodies = await asyncio.to_thread(shared_body, [c.delivery for c in outcome.candidates], self.blobs)
         for candidate, delivery in zip(outcome.candidates, bodies, strict=True):
             candidate = replace(candidate, delivery=delivery)
@@ -441,6 +429,20 @@ class StreamApp:
             dedup_key=delivery["dedup_key"],
             recipient=delivery["recipient"],
             details=details,
+        )
+
+    async def _audit_routing(
+        self, event: Any, raw: dict[str, Any], outcome: Routed, *, details: dict[str, str], **kwargs: Any
+    ) -> None:
+        """An audit event about how one raw message was routed."""
+        await self._audit(
+            event,
+            raw["tenant"],
+            mailbox_id=raw["mailbox_id"],
+            message_id=outcome.message_id,
+            sha256=raw["sha256"],
+            details=details,
+            **kwargs,
         )
 
     async def _audit(self, event: Any, tenant: str, **kwargs: Any) -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailferry.schemas.codec import DEAD_LETTER, Record, codec
-from mailferry.streams.router import PARSE_DEFECT, Rejected
+from mailferry.streams.router import PARSE_DEFECT, Rejected, Routed
 
 MAX_DETAIL = 1000
 
@@ -72,6 +72,16 @@ def dead_letter(
         "raw": raw,
     }
     return codec(DEAD_LETTER).encode(record), tenant or "unknown"
+
+
+def resolved_details(outcome: Routed, origin: str) -> dict[str, str]:
+    """Audit details of a ``resolved`` event: the dedup key of every delivery the message will
+    get (none when a rule dropped it). A source with ``delete_when = "delivered"`` deletes the
+    message once each of these keys has a ``delivered`` event; the list is not cut, as a cut
+    one would let it delete too early."""
+    dropped = outcome.resolution.dropped_by is not None
+    keys = [] if dropped else sorted({c.dedup_key for c in outcome.candidates})
+    return {"origin": origin, "recipients": str(len(keys)), "dedup_keys": "\n".join(keys)}
 
 
 def routed_details(delivery: dict[str, Any]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from mailferry.streams.fanout import cap_recipients
 from mailferry.streams.loopguard import TRACE_HEADER, check_loop, trace_value
 from mailferry.streams.resolver import Resolution, resolve
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.config.sources import Source
 from mailferry.delivery_flags import BYPASS_DEDUP
@@ -74,7 +74,7 @@ def _source(tenant: Tenant, mailbox_id: str) -> Source | None:
     return None
 
 
-def read_headers(raw: Record, blobs: LocalBlobStore) -> MessageHeaders:
+def read_headers(raw: Record, blobs: BlobStore) -> MessageHeaders:
     """Headers of a raw record; a blob is read chunk by chunk only up to the blank line."""
     inline = raw.get("inline")
     if inline is not None:
@@ -94,7 +94,7 @@ def route_raw(
     raw: Record,
     *,
     config: MailferryConfig,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     origin: str,
     now: datetime,
     trace_key: bytes,

@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler, ValidationInfo
 from pydantic_core import PydanticCustomError, core_schema
 
+from mailferry import redact
+
 PLAINTEXT_REFERENCE = "plain:***"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]{0,31}):")
 # Schemes of secret stores and helpers people write by habit. Naming only these (and any
@@ -89,10 +91,13 @@ class SecretRef:
 
     def reveal(self) -> str:
         """Read the secret now; raises ``ConfigError`` (naming the reference only) when it is not there."""
+        value = self._plain if self._plain is not None else self._read()
+        redact.register(value)  # from now on cut out of this process's logs, whoever logs it
+        return value
+
+    def _read(self) -> str:
         from mailferry.errors import ConfigError
 
-        if self._plain is not None:
-            return self._plain
         kind, _, name = self.reference.partition(":")
         if kind == "env":
             value = os.environ.get(name)

@@ -68,6 +68,12 @@ class SourceBase(Strict):
     oversize_action: Literal["skip", "headers-notice"] = "skip"
     max_messages_per_pass: int | None = Field(None, ge=1)
     enabled: bool = True
+    delete_when: Literal["acknowledged", "delivered"] = Field(
+        "acknowledged",
+        description="when a message may leave the source (delete, move): once Kafka acknowledged it, "
+        "or only once every recipient the stream resolved has a 'delivered' audit event (the "
+        "brief's stricter policy for single-broker deployments)",
+    )
 
     # personal mailboxes
     deliver_to: str | None = Field(None, description="personal: the Exchange mailbox")

@@ -15,6 +15,8 @@ DLT = "deliver.dlt"
 AUDIT = "audit"
 DELIVERY_LEDGER = "deliver.ledger"
 DLT_STATE = "deliver.dlt.state"  # per dead letter: requeued / discarded (compacted)
+BLOBS = "blobs"  # blob store kind kafka: content in chunks, keyed by digest
+BLOBS_INDEX = "blobs.index"  # per digest: where its chunks are (partition, offset range)
 
 
 def retry_topic(tier: int) -> str:
@@ -42,7 +44,14 @@ _DEFAULTS: dict[str, tuple[str, int | None]] = {
     DELIVER: ("delete", 7 * _DAY_MS),
     DLT: ("delete", 90 * _DAY_MS),
     AUDIT: ("delete", 365 * _DAY_MS),
+    BLOBS: ("delete", 90 * _DAY_MS),
+    BLOBS_INDEX: ("compact,delete", 90 * _DAY_MS),
 }
+# a blob must outlive every record that can name it: raw (replay) and deliver.dlt (requeue),
+# written up to the in-flight window after the blob; without a retention override of their
+# own, these topics keep the longer of the two plus that window
+_OUTLIVE = (BLOBS, BLOBS_INDEX)
+_IN_FLIGHT_MS = 7 * _DAY_MS
 _RETRY_RETENTION_MS = 7 * _DAY_MS
 
 
@@ -63,19 +72,37 @@ def largest_message_bytes(kafka: KafkaConfig) -> int:
     return max(s.max_message_bytes for s in [kafka.topics.defaults, *kafka.topics.overrides.values()])
 
 
+def _retention_ms(kafka: KafkaConfig, logical: str) -> int | None:
+    retention = topic_settings(kafka, logical).retention
+    if retention is not None:
+        return int(retention / timedelta(milliseconds=1))
+    return _DEFAULTS.get(logical, ("delete", _RETRY_RETENTION_MS))[1]
+
+
+def blob_retention_ms(kafka: KafkaConfig) -> int | None:
+    """Retention of the ``blobs`` topics: their own override, else raw's or deliver.dlt's
+    (the longer) plus the in-flight window; None (forever) when either keeps forever."""
+    own = kafka.topics.overrides.get(BLOBS)
+    if own is not None and own.retention is not None:
+        return int(own.retention / timedelta(milliseconds=1))
+    referrers = [_retention_ms(kafka, RAW), _retention_ms(kafka, DLT)]
+    if any(ms is None or ms < 0 for ms in referrers):
+        return None
+    return max(ms for ms in referrers if ms is not None) + _IN_FLIGHT_MS
+
+
 def topic_specs(kafka: KafkaConfig, retry_tiers: int) -> list[TopicSpec]:
     """Every topic the pipeline needs, with config overrides applied."""
     specs = []
     for logical in logical_topics(retry_tiers):
-        cleanup, retention_ms = _DEFAULTS.get(logical, ("delete", _RETRY_RETENTION_MS))
+        cleanup = _DEFAULTS.get(logical, ("delete", 0))[0]
         settings = topic_settings(kafka, logical)
-        if settings.retention is not None:
-            retention_ms = int(settings.retention / timedelta(milliseconds=1))
+        retention_ms = blob_retention_ms(kafka) if logical in _OUTLIVE else _retention_ms(kafka, logical)
         config = {
             "cleanup.policy": cleanup,
             "max.message.bytes": str(settings.max_message_bytes),
         }
-        if retention_ms is not None and cleanup == "delete":
+        if retention_ms is not None and cleanup != "compact":
             config["retention.ms"] = str(retention_ms)
         specs.append(
             TopicSpec(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typing
+from collections.abc import Iterator
 
 import pytest
 from mailferry.producers.mailboxes import mailbox_record, resolve_source
@@ -18,24 +19,24 @@ from tests.foundation.test_config import MINIMAL, SOURCE, problems
 ALLOW = {"allow_plaintext_secrets": True}
 
 
-def secret_fields(model: type[BaseModel] = MailferryConfig) -> set[str]:
-    """Every ``Model.field`` of the config tree that holds a secret."""
-    found: set[str] = set()
+def config_fields(model: type[BaseModel] = MailferryConfig) -> Iterator[tuple[str, list[object]]]:
+    """``("Model.field", [leaf types])`` for every field of every model in the config tree."""
     seen: set[type[BaseModel]] = set()
-
-    def walk(kind: type[BaseModel]) -> None:
+    pending = [model]
+    while pending:
+        kind = pending.pop()
         if kind in seen:
-            return
+            continue
         seen.add(kind)
         for name, field in kind.model_fields.items():
-            for part in _leaf_types(field.annotation):
-                if part is SecretRef:
-                    found.add(f"{kind.__name__}.{name}")
-                elif isinstance(part, type) and issubclass(part, BaseModel):
-                    walk(part)
+            leaves = _leaf_types(field.annotation)
+            yield f"{kind.__name__}.{name}", leaves
+            pending += [leaf for leaf in leaves if isinstance(leaf, type) and issubclass(leaf, BaseModel)]
 
-    walk(model)
-    return found
+
+def secret_fields() -> set[str]:
+    """Every ``Model.field`` of the config tree that holds a secret."""
+    return {name for name, leaves in config_fields() if SecretRef in leaves}
 
 
 def _leaf_types(annotation: object) -> list[object]:
@@ -254,22 +255,12 @@ def test_credentials_go_only_to_https_or_loopback(block: str) -> None:
 
 def test_every_field_named_like_a_secret_is_a_secret_type() -> None:
     """A new ``password``/``secret``/``key`` field typed ``str`` would be shown and published."""
-    named: set[str] = set()
-    seen: set[type[BaseModel]] = set()
-
-    def walk(kind: type[BaseModel]) -> None:
-        if kind in seen:
-            return
-        seen.add(kind)
-        for name, field in kind.model_fields.items():
-            if any(word in name for word in ("password", "secret", "token", "key")) and name not in {
-                "allow_plaintext_secrets",
-                "token_url",
-            }:
-                named.add(f"{kind.__name__}.{name}")
-            for part in _leaf_types(field.annotation):
-                if isinstance(part, type) and issubclass(part, BaseModel):
-                    walk(part)
-
-    walk(MailferryConfig)
+    words = ("password", "secret", "token", "key")
+    named = {
+        name
+        for name, _ in config_fields()
+        if any(word in name.split(".")[1] for word in words)
+        and name.split(".")[1] not in {"allow_plaintext_secrets", "token_url"}
+        and not name.endswith("_id")  # key ids name a secret, they are not one
+    }
     assert named - secret_fields() == set()

@@ -15,7 +15,7 @@ from mailferry.streams.router import Routed, route_raw
 
 from mailferry.audit import message_key
 from mailferry.audit_index.keys import event_keys, query_keys
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.mail import added_headers
 from mailferry.mail.headers import parse_message_headers
 from mailferry.mail.message_id import lookup_key

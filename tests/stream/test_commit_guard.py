@@ -25,7 +25,7 @@ from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, 
 from mailferry.streams.app import DEDUP_TOPIC, StreamApp
 from mailferry.streams.faust_settings import app_id
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore, open_blob_store
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
@@ -36,11 +36,21 @@ from tests.stream.test_stream_app import Publisher, StreamRole, Topics, _write_c
 pytestmark = pytest.mark.integration
 
 BOB = "bob@acme.example"
+TOPICS = {"deliver": DELIVER, "dlt": DLT}
 
 
 def mail(message_id: str, body_bytes: int) -> bytes:
     head = f"Delivered-To: {BOB}\r\nMessage-ID: <{message_id}@x.example>\r\n\r\n".encode()
     return head + b"x" * body_bytes
+
+
+def read_blob(config_path: Path, reference: str) -> bytes:
+    """A blob as the delivery stage would read it: from the store the config names."""
+    store = open_blob_store(load_config(config_path))
+    try:
+        return store.read(reference)
+    finally:
+        store.close()
 
 
 @pytest.fixture
@@ -50,11 +60,18 @@ def admin(kafka_config: KafkaConfig) -> Iterator[KafkaAdminClient]:
     client.close()
 
 
-def _configure(tmp_path: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient, extra: str) -> Path:
+def _configure(
+    tmp_path: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient, *, every: int = 0, **limits: int
+) -> Path:
+    """The test config with topic limits: ``every`` for all topics, ``limits`` per topic."""
     config_path = _write_config(tmp_path, kafka_config)
-    text = config_path.read_text(encoding="utf-8").replace(
-        "[kafka.topics.defaults]\npartitions = 2\n", f"[kafka.topics.defaults]\npartitions = 2\n{extra}"
-    )
+    text = config_path.read_text(encoding="utf-8")
+    if every:
+        text = text.replace("partitions = 2\n", f"partitions = 2\nmax_message_bytes = {every}\n", 1)
+    for logical, limit in limits.items():
+        text += (
+            f'\n[kafka.topics.overrides."{TOPICS[logical]}"]\npartitions = 2\nmax_message_bytes = {limit}\n'
+        )
     config_path.write_text(text, encoding="utf-8")
     ensure_topics(admin, topic_specs(load_config(config_path).kafka, 4))
     return config_path
@@ -76,7 +93,7 @@ def _delivered_then_next(config_path: Path, kafka_config: KafkaConfig, big: byte
             assert role.stop() == 0
     (big_delivery,) = [r for r in found if r["sha256"] == big_sha]
     assert big_delivery["inline"] is None
-    assert LocalBlobStore(load_config(config_path).blob_dir).read(big_delivery["blob_ref"]) == big
+    assert read_blob(config_path, big_delivery["blob_ref"]) == big
     return found
 
 
@@ -84,7 +101,7 @@ def test_a_record_the_client_refuses_at_once_goes_on_by_reference(
     tmp_path: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient
 ) -> None:
     limit = 30_000
-    config_path = _configure(tmp_path, kafka_config, admin, f"max_message_bytes = {limit}\n")
+    config_path = _configure(tmp_path, kafka_config, admin, every=limit)
     # the raw record just fits every topic; the delivery record (raw bytes plus routing) does not
     config = load_config(config_path)
     probe = mail("big", 0)
@@ -100,17 +117,14 @@ def test_a_record_the_client_refuses_at_once_goes_on_by_reference(
 def test_a_record_the_broker_refuses_goes_on_by_reference(
     tmp_path: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient
 ) -> None:
-    config_path = _configure(tmp_path, kafka_config, admin, "")
-    with config_path.open("a", encoding="utf-8") as out:
-        out.write(f"\n[kafka.topics.overrides.{DELIVER}]\npartitions = 2\nmax_message_bytes = 2000\n")
-    ensure_topics(admin, topic_specs(load_config(config_path).kafka, 4))
+    config_path = _configure(tmp_path, kafka_config, admin, deliver=2000)
     _delivered_then_next(config_path, kafka_config, mail("big", 8000))
 
 
 def test_no_offset_is_committed_past_a_changelog_write_that_failed(
     tmp_path: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient
 ) -> None:
-    config_path = _configure(tmp_path, kafka_config, admin, "")
+    config_path = _configure(tmp_path, kafka_config, admin)
     config = load_config(config_path)
     stream = StreamApp(config, kafka_config.bootstrap_servers)
     # the changelog refuses every sighting: each is larger than 40 bytes
@@ -147,10 +161,7 @@ def test_no_offset_is_committed_past_a_changelog_write_that_failed(
 def test_a_delivery_refused_even_by_reference_is_dead_lettered_and_the_rest_go_on(
     tmp_path: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient
 ) -> None:
-    config_path = _configure(tmp_path, kafka_config, admin, "")
-    with config_path.open("a", encoding="utf-8") as out:
-        out.write(f"\n[kafka.topics.overrides.{DELIVER}]\npartitions = 2\nmax_message_bytes = 300\n")
-    ensure_topics(admin, topic_specs(load_config(config_path).kafka, 4))
+    config_path = _configure(tmp_path, kafka_config, admin, deliver=300)
     publisher = Publisher(config_path)
     shas = [publisher.raw("catchall", mail(f"m{i}", 100 * i)) for i in range(1, 4)]
     dead = Topics(kafka_config, DLT, DEAD_LETTER)
@@ -169,10 +180,7 @@ def test_a_delivery_refused_even_by_reference_is_dead_lettered_and_the_rest_go_o
 def test_a_dead_letter_the_broker_refuses_goes_on_by_reference(
     tmp_path: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient
 ) -> None:
-    config_path = _configure(tmp_path, kafka_config, admin, "")
-    with config_path.open("a", encoding="utf-8") as out:
-        out.write(f'\n[kafka.topics.overrides."{DLT}"]\npartitions = 2\nmax_message_bytes = 3000\n')
-    ensure_topics(admin, topic_specs(load_config(config_path).kafka, 4))
+    config_path = _configure(tmp_path, kafka_config, admin, dlt=3000)
     publisher = Publisher(config_path)
     headless = b"\r\n" + b"no headers " * 1000
     sha = publisher.raw("catchall", headless)
@@ -188,4 +196,4 @@ def test_a_dead_letter_the_broker_refuses_goes_on_by_reference(
         assert role.stop() == 0
     assert letter["reason_code"] == "no-headers" and letter["raw"]["sha256"] == sha
     assert letter["raw"]["inline"] is None
-    assert LocalBlobStore(load_config(config_path).blob_dir).read(letter["raw"]["blob_ref"]) == headless
+    assert read_blob(config_path, letter["raw"]["blob_ref"]) == headless

@@ -11,7 +11,7 @@ from mailferry.streams.fanout import FAN_OUT_CAP, cap_recipients
 from mailferry.streams.resolver import Reason, Recipient
 from mailferry.streams.router import Routed, route_raw
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.config.models import MailferryConfig
 from mailferry.rawrecord import RawSource, build_raw_record
 from tests.stream.factories import DOMAIN, TRACE_KEY, message, tenant

@@ -13,7 +13,7 @@ from mailferry.streams.loopguard import TRACE_HEADER, check_loop, trace_value
 from mailferry.streams.router import Rejected, Routed, route_raw
 from mailferry.streams.trace_key import KEY_FILE, load_trace_key
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.config.models import MailferryConfig
 from mailferry.errors import ConfigError
 from mailferry.mail.headers import parse_message_headers

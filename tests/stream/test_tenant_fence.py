@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mailferry.streams.resolver import resolve
 from mailferry.streams.router import Rejected, Routed, route_raw
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.config.fence import fence_problems
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import Directory, LookupDirectory, StaticDirectory
