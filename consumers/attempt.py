@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from typing import BinaryIO
 
-from mailferry.consumers import metrics
 from mailferry.consumers.ledger import ledger_key
 from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
 from mailferry.consumers.retry_policy import DeadLetter, Retry, decide
@@ -24,6 +23,7 @@ from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 from mailferry.blobs import BlobStore
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
+from mailferry.observe import metrics
 
 log = logging.getLogger(__name__)
 
@@ -162,10 +162,10 @@ def _attempt(
         )
         if isinstance(decision, Retry):
             pending = writer.retry(job, decision, error)
-            metrics.outcome(tenant, target_name, "retried")
+            metrics.outcome(tenant, target_name, "retried", time.monotonic() - started)
         elif isinstance(decision, DeadLetter):
             pending = writer.dead_letter(job, decision, error)
-            metrics.outcome(tenant, target_name, "dead-lettered")
+            metrics.outcome(tenant, target_name, "dead-lettered", time.monotonic() - started)
         else:  # pragma: no cover - TenantError is caught above
             raise AssertionError(f"unexpected decision {decision}")
         return Settled(pending)
