@@ -240,7 +240,8 @@ def _bench(message_id: str | None) -> str:
 @dataclass
 class Report:
     expected: int
-    seconds: float
+    seconds: float  # until every fault fired and every pair arrived
+    all_arrived: float | None  # when every expected pair was first present
     faults: list[str]
     lost: dict[str, list[str]]
     duplicated: dict[str, list[str]]
@@ -295,6 +296,7 @@ def run(args: argparse.Namespace) -> Report:
         supervisor.start()
         broker_back_at: float | None = None
         done_since: float | None = None
+        all_arrived: float | None = None
         while time.monotonic() - began < args.timeout:
             supervisor.check()
             now = time.monotonic()
@@ -316,6 +318,8 @@ def run(args: argparse.Namespace) -> Report:
                 print(f"  {now - began:6.1f}s {seen}/{total} delivered: kill -9 {victim}", flush=True)
                 if fault.kind == "broker":
                     broker_back_at = now + args.broker_down
+            if seen >= total and all_arrived is None:
+                all_arrived = now - began
             if seen >= total and not faults and broker_back_at is None:
                 done_since = done_since or now
                 if now - done_since >= args.settle:
@@ -332,7 +336,8 @@ def run(args: argparse.Namespace) -> Report:
         duplicated = {t: sorted(f"{b} {r} x{n}" for (b, r), n in final[t].items() if n > 1) for t in TARGETS}
         dup_by_fault = {t: Counter(_blame(when, fired) for when in first_dup[t].values()) for t in TARGETS}
         fault_log = [f"{when - began:.1f}s kill -9 {kind}" for when, kind in fired]
-        return Report(total, seconds, fault_log, lost, duplicated, dup_by_fault, not any(lost.values()))
+        complete = not any(lost.values())
+        return Report(total, seconds, all_arrived, fault_log, lost, duplicated, dup_by_fault, complete)
     finally:
         if supervisor is not None:
             supervisor.stop()
@@ -376,7 +381,7 @@ def main() -> int:
     )
     parser.add_argument("--broker-kills", type=int, default=1)
     parser.add_argument("--broker-down", type=float, default=10.0, help="seconds before the broker restarts")
-    parser.add_argument("--gap", type=float, default=4.0, help="at least this many seconds between faults")
+    parser.add_argument("--gap", type=float, default=2.0, help="at least this many seconds between faults")
     parser.add_argument("--settle", type=float, default=15.0, help="quiet seconds after the last delivery")
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--seed", type=int, default=20261203)
@@ -385,7 +390,8 @@ def main() -> int:
     args = parser.parse_args()
     report = run(args)
     size = f"{args.messages} messages ({args.large} of 1-20 MB)"
-    print(f"\n{size}, {len(report.faults)} faults, {report.seconds:.0f} s")
+    arrived = "never" if report.all_arrived is None else f"{report.all_arrived:.0f} s"
+    print(f"\n{size}, {len(report.faults)} faults; all arrived after {arrived}, run {report.seconds:.0f} s")
     print("faults: " + "; ".join(report.faults))
     print(report.table())
     for t in TARGETS:
