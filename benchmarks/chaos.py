@@ -388,6 +388,7 @@ def main() -> int:
     parser.add_argument("--work", help="work folder (default: a new temporary one)")
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run's cleanup stops roles, broker, Dovecot
     report = run(args)
     size = f"{args.messages} messages ({args.large} of 1-20 MB)"
     arrived = "never" if report.all_arrived is None else f"{report.all_arrived:.0f} s"
