@@ -35,7 +35,8 @@ from exchangelib import Account, EWSDateTime
 from exchangelib.folders import BaseFolder
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
 from exchangelib.services import CreateItem
-from mailferry.consumers.ews_items import MESSAGE_FLAGS_DELIVERED, InboxMessage
+from mailferry.consumers.ews_items import MESSAGE_FLAGS_DELIVERED
+from mailferry.consumers.ews_marker import InboxMessage
 from mailferry.consumers.target import DeliveryItem
 
 RAW_BLOCK = 3 * 256 * 1024  # raw bytes per base64 block: a multiple of 3, so padding only at the end
@@ -221,9 +222,10 @@ class StreamedMessage:
     size: int
     prefix: bytes
     delivered_at: datetime
+    marker: str | None = None
 
     @classmethod
-    def of(cls, item: DeliveryItem, delivered_at: datetime) -> StreamedMessage:
+    def of(cls, item: DeliveryItem, delivered_at: datetime, marker: str | None = None) -> StreamedMessage:
         """Measures the source (the size goes into Content-Length), else trusts the record."""
         with item.open_message() as handle:
             try:
@@ -231,7 +233,7 @@ class StreamedMessage:
             except (OSError, ValueError):
                 size = item.size
         prefix = b"".join(f"{n}: {v}\r\n".encode() for n, v in item.add_headers)
-        return cls(item.open_message, size, prefix, delivered_at)
+        return cls(item.open_message, size, prefix, delivered_at, marker)
 
 
 def create_streamed(account: Account, folder: BaseFolder, message: StreamedMessage) -> list[Any]:
@@ -247,6 +249,7 @@ def create_streamed(account: Account, folder: BaseFolder, message: StreamedMessa
         is_read=False,
         mf_message_flags=MESSAGE_FLAGS_DELIVERED,
         mf_delivery_time=EWSDateTime.from_datetime(message.delivered_at),
+        mf_delivery_marker=message.marker,
     )
     return list(
         service.call(
