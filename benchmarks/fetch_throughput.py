@@ -50,7 +50,7 @@ from mailferry.producers.state import MailboxState
 from rich.console import Console
 from rich.table import Table
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import EmbeddedKafka
 from mailferry.config.loader import parse_config

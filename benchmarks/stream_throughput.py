@@ -39,7 +39,7 @@ from mailferry.streams.router import Routed, route_raw
 from rich.console import Console
 from rich.table import Table
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.config import load_config
 from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.config.models import MailferryConfig
@@ -49,6 +49,7 @@ from mailferry.kafka.topics import DELIVER, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 
 DOMAIN = "acme.example"
+TRACE_KEY = b"benchmark trace key, 32 characters or more"
 
 
 def sample(i: int, size: int) -> bytes:
@@ -97,7 +98,14 @@ def router_rate(config: MailferryConfig, mailbox: str, count: int, size: int) ->
     now = datetime.now(UTC)
     began, began_cpu = time.perf_counter(), time.process_time()
     for i, value in enumerate(values):
-        outcome = route_raw(raw_codec.decode(value), config=config, blobs=blobs, origin=f"raw/0/{i}", now=now)
+        outcome = route_raw(
+            raw_codec.decode(value),
+            config=config,
+            blobs=blobs,
+            origin=f"raw/0/{i}",
+            now=now,
+            trace_key=TRACE_KEY,
+        )
         assert isinstance(outcome, Routed)
         for candidate in outcome.candidates:
             delivery_codec.encode(candidate.delivery)

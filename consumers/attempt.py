@@ -28,7 +28,7 @@ from mailferry.consumers.outcomes import ACK_TIMEOUT_S, Job, OutcomeWriter, Pend
 from mailferry.consumers.retry_policy import DeadLetter, Retry, decide
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 
@@ -82,7 +82,7 @@ def idempotency_key(delivery: dict[str, object]) -> str:
     return str(delivery["dedup_key"])
 
 
-def delivery_item(delivery: dict[str, object], blobs: LocalBlobStore) -> DeliveryItem:
+def delivery_item(delivery: dict[str, object], blobs: BlobStore) -> DeliveryItem:
     inline = delivery.get("inline")
     blob_ref = delivery.get("blob_ref")
 
@@ -121,7 +121,7 @@ def attempt(
     target_name: str,
     *,
     writer: OutcomeWriter,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     policy: Policy,
 ) -> Result:
     delivery = job.delivery
@@ -139,7 +139,7 @@ def _attempt(
     target_name: str,
     *,
     writer: OutcomeWriter,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     policy: Policy,
 ) -> Result:
     delivery = job.delivery

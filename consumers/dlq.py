@@ -10,6 +10,7 @@ starts fresh. A dead letter of the stream stage (a raw message) goes back to the
 
 from __future__ import annotations
 
+import getpass
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -22,7 +23,8 @@ from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, Record, UnknownSchema
 from mailferry.audit import audit_event
 from mailferry.config import MailferryConfig
 from mailferry.errors import ConfigError
-from mailferry.kafka.clients import producer_settings
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name
 from mailferry.rawrecord import encode_raw, raw_key
@@ -70,9 +72,12 @@ class DeadLetterEntry:
 
 
 class DeadLetterQueue:
-    def __init__(self, config: MailferryConfig, servers: list[str]) -> None:
+    def __init__(self, config: MailferryConfig, servers: list[str], *, actor: str | None = None) -> None:
+        """``actor`` names who acts (audited with every requeue or discard): the OS user of
+        the command by default."""
         self.config = config
         self.servers = servers
+        self.actor = actor or getpass.getuser()
         self.dlt_topic = full_name(config.kafka, DLT)
         self.state_topic = full_name(config.kafka, DLT_STATE)
 
@@ -113,61 +118,71 @@ class DeadLetterQueue:
         return found
 
     def requeue(self, entries: Iterable[DeadLetterEntry], *, target: str | None = None) -> int:
-        """Put each dead letter's message back into the pipeline; returns how many."""
+        """Put each dead letter's message back into the pipeline; returns how many.
+
+        A dead letter is marked requeued only after Kafka acknowledged its requeued record;
+        ``NotAcknowledgedError`` (after the others were marked) when any record was refused.
+        """
         entries = list(entries)
         if target is not None:
             for entry in entries:
                 _check_target(self.config, str(entry.record["tenant"]), target)
+        deliver_topic, raw_topic = full_name(self.config.kafka, DELIVER), full_name(self.config.kafka, RAW)
         producer = self._producer()
-        count = 0
         try:
-            deliver_topic, raw_topic = (
-                full_name(self.config.kafka, DELIVER),
-                full_name(self.config.kafka, RAW),
-            )
+            sends: ConfirmedSends[str] = ConfirmedSends(producer)
             for entry in entries:
+                acted_at = datetime.now(UTC)  # before the requeued copy can be delivered: the story's order
                 delivery, raw = entry.record.get("delivery"), entry.record.get("raw")
                 if delivery is not None:
                     if target is not None:
                         delivery = {**delivery, "target": target}
                     key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
-                    producer.send(deliver_topic, key=key, value=codec(DELIVERY).encode(delivery))
+                    value = codec(DELIVERY).encode(delivery)
+                    sends.send(deliver_topic, key=key, value=value, tag=entry.id)
                 elif raw is not None:
                     if target is not None:
                         raw = {**raw, "target_override": target}
-                    producer.send(
-                        raw_topic, key=raw_key(raw["tenant"], raw["mailbox_id"]), value=encode_raw(raw)
-                    )
+                    key = raw_key(raw["tenant"], raw["mailbox_id"])
+                    sends.send(raw_topic, key=key, value=encode_raw(raw), tag=entry.id)
                 else:
                     continue
-                self._state(producer, entry, "requeued", {"target": target or ""})
-                count += 1
-            producer.flush()
+                self._mark(sends, entry, "requeued", {"target": target or ""}, at=acted_at)
+            outcome = sends.wait()
         finally:
             producer.close()
-        return count
+        outcome.raise_for_failures(f"dead letters to requeue ({len(outcome.acknowledged)} requeued)")
+        return len(outcome.acknowledged)
 
     def discard(self, entries: Iterable[DeadLetterEntry], *, note: str = "") -> int:
         producer = self._producer()
-        count = 0
         try:
+            sends: ConfirmedSends[str] = ConfirmedSends(producer)
             for entry in entries:
-                self._state(producer, entry, "discarded", {"note": note})
-                count += 1
-            producer.flush()
+                self._mark(sends, entry, "discarded", {"note": note})
+            outcome = sends.wait()
         finally:
             producer.close()
-        return count
+        outcome.raise_for_failures(f"dead letters to discard ({len(outcome.acknowledged)} discarded)")
+        return len(outcome.acknowledged)
 
-    def _state(
-        self, producer: KafkaProducer, entry: DeadLetterEntry, status: str, extra: dict[str, str]
+    def _mark(
+        self,
+        sends: ConfirmedSends[str],
+        entry: DeadLetterEntry,
+        status: str,
+        extra: dict[str, str],
+        *,
+        at: datetime | None = None,
     ) -> None:
+        """The state record and audit event saying what became of ``entry``, sent once its work was kept."""
+        at = at or datetime.now(UTC)
         value = {
             "status": status,
-            "at": datetime.now(UTC).isoformat(),
+            "at": at.isoformat(),
             **{k: v for k, v in extra.items() if v},
         }
-        producer.send(self.state_topic, key=entry.id.encode(), value=json.dumps(value).encode())
+        sends.then(entry.id, self.state_topic, key=entry.id.encode(), value=json.dumps(value).encode())
         delivery = entry.record.get("delivery") or {}
         key, event = audit_event(
             "retried" if status == "requeued" else "skipped",
@@ -177,13 +192,13 @@ class DeadLetterQueue:
             sha256=delivery.get("sha256"),
             dedup_key=delivery.get("dedup_key"),
             recipient=delivery.get("recipient"),
-            details={"dead_letter_id": entry.id, "action": status, **extra},
+            details={"dead_letter_id": entry.id, "action": status, "actor": self.actor, **extra},
+            at=at,
         )
-        producer.send(full_name(self.config.kafka, AUDIT), key=key, value=event)
+        sends.then(entry.id, full_name(self.config.kafka, AUDIT), key=key, value=event)
 
     def _producer(self) -> KafkaProducer:
-        limit = self.config.blob_store.inline_threshold * 2 + 1024 * 1024
-        return KafkaProducer(**producer_settings(self.config.kafka, self.servers, max_request_size=limit))
+        return new_producer(self.config.kafka, self.servers)
 
 
 def _matches(entry: DeadLetterEntry, wanted: Filter) -> bool:

@@ -29,13 +29,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer, TopicPartition
 from kafka.producer.future import FutureRecordMetadata
 from mailferry.consumers.ledger_state import DELIVERED, State, attempt_state, decode, encode, moved_state
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
-from mailferry.kafka.clients import consumer_settings
+from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import DELIVERY_LEDGER, full_name
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,7 @@ class Ledger:
         self._sync_lock = threading.Lock()
         self._sync_wanted: dict[int, threading.Event] = {}
         self._sync_targets: dict[int, tuple[int, threading.Event]] = {}
-        settings = consumer_settings(kafka, servers, group_id=None)
-        settings["isolation_level"] = "read_uncommitted"
-        self._consumer = KafkaConsumer(**settings)
+        self._consumer = new_consumer(kafka, servers, isolation_level="read_uncommitted")
         self._assigned: list[TopicPartition] = []
         self._thread: threading.Thread | None = None
 

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import (
     CommitFailedError,
@@ -50,10 +50,11 @@ from mailferry.consumers.subscription import Rebalance, await_topics
 from mailferry.consumers.tenants import TenantPauses
 from mailferry.schemas.codec import DELIVERY, codec
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.errors import ConfigError, MailferryError, PermanentError, TenantError
-from mailferry.kafka.clients import consumer_settings, producer_settings
+from mailferry.fence import TenantFence
+from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.status import write_snapshot
 
@@ -86,7 +87,8 @@ class DeliveryWorker:
         self.status_every_s = status_every_s
         self.policy = Policy(list(config.retry.tiers), config.retry.horizon)
         self.registry = registry or TargetRegistry(config)
-        self.blobs = LocalBlobStore(config.blob_dir)
+        self.fence = TenantFence(config)
+        self.blobs = open_blob_store(config, servers)
         self.tracker = OffsetTracker()
         self.pauses = TenantPauses(credential_retry)
         self._done: queue.Queue[Done] = queue.Queue()
@@ -101,11 +103,9 @@ class DeliveryWorker:
         self._unsynced: set[int] = set()
         self._abandoning = False
         self.handover = Handover()
-        limit = config.blob_store.inline_threshold * 2 + 1024 * 1024
-        self.producer = KafkaProducer(**producer_settings(config.kafka, servers, max_request_size=limit))
+        self.producer = new_producer(config.kafka, servers)
         # the write-ahead entry is waited for before each target write: no linger
-        ledger_settings = producer_settings(config.kafka, servers, max_request_size=1024 * 1024)
-        self.ledger_producer = KafkaProducer(**ledger_settings | {"linger_ms": 0})
+        self.ledger_producer = new_producer(config.kafka, servers, linger_ms=0)
         self.ledger = Ledger(config.kafka, servers, self.ledger_producer)
         self.writer = OutcomeWriter(config, self.producer, self.ledger)
         self.consumer: KafkaConsumer | None = None
@@ -117,10 +117,14 @@ class DeliveryWorker:
         metrics.serve(self.config.metrics.port)
         self.ledger.load()
         self._check_targets_at_start()
-        settings = consumer_settings(self.config.kafka, self.servers, self.group_id)
-        # range gives partition p of the deliver topic and of every tier to one worker
-        settings["partition_assignment_strategy"] = (RangePartitionAssignor,)
-        self.consumer = KafkaConsumer(**settings, max_poll_records=500)
+        self.consumer = new_consumer(
+            self.config.kafka,
+            self.servers,
+            self.group_id,
+            max_poll_records=500,
+            # range gives partition p of the deliver topic and of every tier to one worker
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )
         await_topics(self.consumer, [self.deliver_topic, *self.tier_topics])
         self._check_partitions()
         self._subscribe()
@@ -146,6 +150,7 @@ class DeliveryWorker:
         self.registry.close()
         self.ledger.close()
         self.ledger_producer.close(timeout=10)
+        self.blobs.close()
         self.producer.close(timeout=10)
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
@@ -256,6 +261,7 @@ class DeliveryWorker:
         tenant = str(job.delivery["tenant"])
         try:
             _tenant, target_name = self.registry.resolve(tenant, job.delivery.get("target") or None)
+            self.fence.check(job.delivery)
         except PermanentError as exc:
             self._dead_letter_now(job, exc)
             return

@@ -27,6 +27,8 @@ EventName = Literal[
     "replayed",
     "paused",
     "resumed",
+    "size-mismatch",
+    "resolved",
 ]
 Stage = Literal["fetch", "stream", "deliver", "import", "replay", "dlq"]
 

@@ -1,40 +1,131 @@
 """``mailferry audit trace``: every event of one message, from the retained audit topic.
 
-A message is named by its Message-ID or by a dedup key. Stages that see a message before
-its headers are parsed (fetch, import) know only its SHA-256, so the trace reads the topic
-twice: once to find the events that name the message and collect its content hashes, once
-more for the events that carry only one of those hashes. Two bounded passes keep memory
-flat however large the audit topic is.
+A message is named by its Message-ID, a dedup key, its content hash, a delivery id or a
+dead-letter id. With an audit index (``mailferry audit index``) the trace asks it for
+positions and reads only those offsets, widening once per round to the content hashes and
+Message-IDs the events found so far carry, so that fetch events (which know only the hash)
+and deliveries (which know the dedup key) join into one story. Without a reachable index it
+scans a bounded time range (``--since``, default ``audit_index.scan_window``) and says so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
 
+from mailferry.audit_index.access import IndexAccess
+from mailferry.audit_index.keys import (
+    SIGHTED,
+    key_hash,
+    matches,
+    query_keys,
+    related_keys,
+)
+from mailferry.audit_index.positions import PositionReader
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
 from mailferry.schemas import AUDIT_EVENT, UnknownSchemaError, codec
 
+MAX_ROUNDS = 4
+__all__ = ["Trace", "trace", "trace_message"]
 
-def normalise_message_id(value: str) -> str:
-    return value.strip().strip("<>").strip().lower()
+
+@dataclass
+class Trace:
+    events: list[dict[str, Any]]
+    via: Literal["index", "scan"]
+    notes: list[str] = field(default_factory=list)
+
+
+def _decoded(record: Any, tenant: str | None) -> dict[str, Any] | None:
+    try:
+        event: dict[str, Any] = codec(AUDIT_EVENT).decode(record.value)
+    except UnknownSchemaError:
+        return None
+    if tenant is not None and event["tenant"] != tenant:
+        return None
+    event["_offset"] = f"{record.partition}/{record.offset}"
+    return event
 
 
 def _events(
     kafka: KafkaConfig, servers: list[str], since: datetime | None, tenant: str | None
 ) -> Iterator[dict[str, Any]]:
-    decoder = codec(AUDIT_EVENT)
     for record in scan_topic(kafka, servers, full_name(kafka, AUDIT), since=since):
-        try:
-            event = decoder.decode(record.value)
-        except UnknownSchemaError:
-            continue
-        if tenant is None or event["tenant"] == tenant:
-            event["_offset"] = f"{record.partition}/{record.offset}"
+        event = _decoded(record, tenant)
+        if event is not None:
             yield event
+
+
+def _ordered(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(found.values(), key=lambda e: (e["at"], e["_offset"]))
+
+
+def _by_index(
+    kafka: KafkaConfig, servers: list[str], wanted: str, tenant: str | None, index: IndexAccess
+) -> Trace:
+    keys = set(query_keys(wanted))
+    asked: set[str] = set()
+    found: dict[str, dict[str, Any]] = {}
+    with PositionReader(kafka, servers, full_name(kafka, AUDIT)) as reader:
+        for _ in range(MAX_ROUNDS):
+            new = keys - asked
+            if not new:
+                break
+            asked |= new
+            for record in reader.read(index.lookup([key_hash(k) for k in sorted(new)])):
+                event = _decoded(record, tenant)
+                if event is not None and matches(event, asked):
+                    found[event["event_id"]] = event
+            keys |= related_keys(found.values())
+        notes = []
+        sighted = [key_hash(k) for k in sorted(asked) if k.startswith(SIGHTED)]
+        first = index.first_sighting(sighted) if found or sighted else None
+        if first is not None:
+            start = reader.log_start([first.position.partition]).get(first.position.partition, 0)
+            if first.position.offset < start:
+                seen = datetime.fromtimestamp(first.first_at_ms / 1000, UTC)
+                lost = "all its events are" if not found else "its older events are"
+                notes.append(
+                    f"first seen {seen:%Y-%m-%d %H:%M:%S} UTC; {lost} beyond the audit topic's retention"
+                )
+    return Trace(_ordered(found), "index", [f"from the audit index {index.name}", *notes])
+
+
+def _by_scan(
+    kafka: KafkaConfig, servers: list[str], wanted: str, tenant: str | None, since: datetime | None
+) -> Trace:
+    keys = set(query_keys(wanted))
+    found: dict[str, dict[str, Any]] = {}
+    for event in _events(kafka, servers, since, tenant):
+        if matches(event, keys):
+            found[event["event_id"]] = event
+    related = related_keys(found.values()) - keys
+    if related:
+        keys |= related
+        for event in _events(kafka, servers, since, tenant):
+            if event["event_id"] not in found and matches(event, keys):
+                found[event["event_id"]] = event
+    scope = f"since {since:%Y-%m-%d %H:%M:%S %Z}".rstrip() if since else "over the whole retained topic"
+    return Trace(_ordered(found), "scan", [f"no audit index reachable: scanned {scope}"])
+
+
+def trace_message(
+    kafka: KafkaConfig,
+    servers: list[str],
+    wanted: str,
+    *,
+    tenant: str | None = None,
+    since: datetime | None = None,
+    index: IndexAccess | None = None,
+) -> Trace:
+    """The events of the message ``wanted``, oldest first, and how they were found."""
+    if index is not None:
+        return _by_index(kafka, servers, wanted, tenant, index)
+    return _by_scan(kafka, servers, wanted, tenant, since)
 
 
 def trace(
@@ -45,22 +136,5 @@ def trace(
     tenant: str | None = None,
     since: datetime | None = None,
 ) -> list[dict[str, Any]]:
-    """The events of the message ``wanted`` (a Message-ID or a dedup key), oldest first."""
-    needle = normalise_message_id(wanted)
-    hashes: set[str] = set()
-    found: dict[str, dict[str, Any]] = {}
-    for event in _events(kafka, servers, since, tenant):
-        names = (
-            event.get("dedup_key") == wanted
-            or (event.get("message_id") and normalise_message_id(event["message_id"]) == needle)
-            or event.get("sha256") == wanted
-        )
-        if names:
-            found[event["event_id"]] = event
-            if event.get("sha256"):
-                hashes.add(event["sha256"])
-    if hashes:
-        for event in _events(kafka, servers, since, tenant):
-            if event.get("sha256") in hashes and event["event_id"] not in found:
-                found[event["event_id"]] = event
-    return sorted(found.values(), key=lambda e: (e["at"], e["_offset"]))
+    """The events of ``wanted`` by a scan (tests, the demo): no index needed."""
+    return trace_message(kafka, servers, wanted, tenant=tenant, since=since).events

@@ -15,16 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
-from kafka.producer.future import FutureRecordMetadata
-
 from mailferry.audit import audit_event
 from mailferry.batch_sources import BatchMessage, BatchProblem, read_eml, read_maildir, read_mbox
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
-from mailferry.errors import ConfigError, TransientError
-from mailferry.kafka.clients import producer_settings
+from mailferry.errors import ConfigError
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.topics import AUDIT, RAW, full_name
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 
@@ -108,28 +105,24 @@ def import_batch(
     if restart:
         checkpoint.clear()
     report = ImportReport(resumed_from=checkpoint.load())
-    blobs = LocalBlobStore(config.blob_dir)
+    blobs = open_blob_store(config, servers)
     threshold = config.blob_store.inline_threshold
-    producer = KafkaProducer(
-        **producer_settings(config.kafka, servers, max_request_size=threshold * 2 + 65536)
-    )
+    producer = new_producer(config.kafka, servers)
     raw_topic, audit_topic = full_name(config.kafka, RAW), full_name(config.kafka, AUDIT)
     source = RawSource(tenant=tenant, mailbox_id=mailbox, source_kind="import")
     pending: int | str | None = None
-    futures: list[FutureRecordMetadata] = []
+    sends: ConfirmedSends[str] = ConfirmedSends(producer)
+    durable_count = 0
 
     def durable(value: int | str) -> None:
-        producer.flush()
-        for future in futures:
-            try:
-                future.get(timeout=60)
-            except KafkaError as exc:
-                raise TransientError(
-                    f"Kafka did not acknowledge a record ({exc}); run the import again to resume "
-                    f"after the last acknowledged message ({report.imported - len(futures)} imported)"
-                ) from exc
-        futures.clear()
+        """The checkpoint moves only when Kafka acknowledged every message before it."""
+        nonlocal durable_count
+        sends.wait().raise_for_failures(
+            "messages to import; run the import again to resume after the last checkpoint "
+            f"({durable_count} messages imported for sure)"
+        )
         checkpoint.save(value, report.imported)
+        durable_count = report.imported
 
     try:
         for item in _messages(kind, paths, report.resumed_from):
@@ -144,7 +137,7 @@ def import_batch(
                 inline_threshold=threshold,
                 envelope_recipients=envelope_to or (),
             )
-            futures.append(producer.send(raw_topic, key=key, value=encode_raw(record)))
+            sends.send(raw_topic, key=key, value=encode_raw(record), tag=item.position)
             audit_key, audit_value = audit_event(
                 "imported",
                 stage="import",
@@ -153,7 +146,7 @@ def import_batch(
                 sha256=record["sha256"],
                 details={"position": item.position, "size": str(record["size"])},
             )
-            producer.send(audit_topic, key=audit_key, value=audit_value)
+            sends.then(item.position, audit_topic, key=audit_key, value=audit_value)
             report.imported += 1
             report.bytes += record["size"]
             pending = item.resume_after
@@ -165,4 +158,5 @@ def import_batch(
             durable(pending)
     finally:
         producer.close()
+        blobs.close()
     return report

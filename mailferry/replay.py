@@ -12,15 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kafka import KafkaProducer
-
 from mailferry.audit import audit_event
 from mailferry.config import MailferryConfig
 from mailferry.errors import ConfigError
-from mailferry.kafka.clients import producer_settings
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, RAW, full_name
 from mailferry.schemas import RAW_MESSAGE, UnknownSchemaError, codec
+
+CONFIRM_EVERY = 1000  # records sent before waiting: bounds the futures held and what a failure leaves
 
 
 @dataclass
@@ -29,6 +30,7 @@ class ReplayReport:
     bytes: int = 0
     undecodable: int = 0
     mailboxes: dict[str, int] = field(default_factory=dict)
+    replayed: int = 0  # acknowledged by Kafka, with their audit events
 
 
 def replay(
@@ -55,11 +57,8 @@ def replay(
     raw_topic = full_name(config.kafka, RAW)
     raw = codec(RAW_MESSAGE)
     report = ReplayReport()
-    producer = (
-        None
-        if dry_run
-        else KafkaProducer(**producer_settings(config.kafka, servers, max_request_size=16 * 1024 * 1024))
-    )
+    producer = None if dry_run else new_producer(config.kafka, servers)
+    sends: ConfirmedSends[int] | None = None if producer is None else ConfirmedSends(producer)
     try:
         for record in scan_topic(config.kafka, servers, raw_topic, since=since, until=until):
             try:
@@ -74,11 +73,11 @@ def replay(
             report.mailboxes[value["mailbox_id"]] = report.mailboxes.get(value["mailbox_id"], 0) + 1
             if on_record:
                 on_record()
-            if producer is None:
+            if sends is None:
                 continue
             origin = f"{record.topic}/{record.partition}/{record.offset}"
             value |= {"replay_of": origin, "bypass_dedup": bypass_dedup, "target_override": target}
-            producer.send(raw_topic, key=record.key, value=raw.encode(value))
+            sends.send(raw_topic, key=record.key, value=raw.encode(value), tag=report.matched)
             key, event = audit_event(
                 "replayed",
                 stage="replay",
@@ -87,9 +86,11 @@ def replay(
                 sha256=value["sha256"],
                 details={"origin": origin, "bypass_dedup": str(bypass_dedup), "target": target or ""},
             )
-            producer.send(full_name(config.kafka, AUDIT), key=key, value=event)
-        if producer is not None:
-            producer.flush()
+            sends.then(report.matched, full_name(config.kafka, AUDIT), key=key, value=event)
+            if len(sends) >= CONFIRM_EVERY:
+                report.replayed += sends.confirm("records to replay")
+        if sends is not None:
+            report.replayed += sends.confirm("records to replay")
     finally:
         if producer is not None:
             producer.close()

@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.clients import common_settings
+from mailferry.kafka.clients import new_admin, new_consumer
 
 
 def status_dir(state_dir: Path) -> Path:
@@ -75,9 +75,8 @@ class Lag:
 
 def consumer_lag(kafka: KafkaConfig, servers: list[str]) -> list[Lag]:
     """Lag of every consumer group on every topic under the prefix, summed over partitions."""
-    settings = common_settings(kafka, servers)
-    admin = KafkaAdminClient(**settings)
-    consumer = KafkaConsumer(**settings)
+    admin = new_admin(kafka, servers)
+    consumer = new_consumer(kafka, servers)
     prefix = kafka.topic_prefix + "."
     try:
         groups = [g["group_id"] for g in admin.list_groups()]

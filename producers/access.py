@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 import httpx
+from mailferry.producers.pop3_client import Pop3ReplyTooLongError
 from mailferry.producers.pop3_wire import Pop3ErrorReply, Pop3ProtocolError
 
 from mailferry.config.sources import (
@@ -179,6 +180,8 @@ def classify(exc: BaseException, source_id: str) -> MailferryError:
         if exc.code == "AUTH":
             return BadCredentialsError(f"{where}: login refused: {exc}")
         return TransientError(f"{where}: server error: {exc}", reason_code="server-error")
+    if isinstance(exc, Pop3ReplyTooLongError):
+        return TransientError(f"{where}: {exc}", reason_code="reply-too-long")
     if isinstance(exc, Pop3ProtocolError | imaplib.IMAP4.abort):
         return TransientError(f"{where}: protocol error: {exc}", reason_code="protocol")
     if isinstance(exc, imaplib.IMAP4.error):

@@ -15,22 +15,25 @@ from datetime import datetime
 
 from mailferry.producers.access import classify
 from mailferry.producers.context import FetchContext, PassResult
-from mailferry.producers.imap_session import ImapSession
+from mailferry.producers.imap_session import ImapSession, uid_set
 from mailferry.producers.ingest import prepare, publish
 from mailferry.producers.publish import Batch
 from mailferry.producers.state import CURSOR, MailboxState, cursor_key, imap_key, state_record
+from mailferry.schemas.codec import Record
 
 from mailferry.config.sources import ImapSource
 from mailferry.rawrecord import RawSource
 
 log = logging.getLogger(__name__)
 GROUP_BYTES = 8 * 1024 * 1024
+MISSING = "missing"
+SIZE_MISMATCH = "size-mismatch"
 
 
 @dataclass(frozen=True)
 class Step:
     uid: int
-    size: int
+    size: int | None  # RFC822.SIZE as announced; None when the server announced none
     action: str  # fetch | stream | headers | skip
 
 
@@ -42,11 +45,11 @@ def plan_folder(
     for uid in sorted(uids):
         if source.max_messages_per_pass is not None and len(steps) >= source.max_messages_per_pass:
             break
-        size = sizes.get(uid, 0)
-        if source.max_message_size is not None and size > source.max_message_size:
+        size = sizes.get(uid)
+        if source.max_message_size is not None and (size or 0) > source.max_message_size:
             action = "headers" if source.oversize_action == "headers-notice" else "skip"
         else:
-            action = "stream" if size > inline_threshold else "fetch"
+            action = "stream" if (size or 0) > inline_threshold else "fetch"
         steps.append(Step(uid, size, action))
     return steps
 
@@ -109,7 +112,8 @@ class FolderPass:
             new_uids = [u for u in self.session.search_uids(f"UID {last + 1}:*") if u > last]
             self._forget_vanished(batch, [uid for v, uid in known if v == uidvalidity], exists)
         pending = [uid for (v, uid), r in known.items() if v == uidvalidity and r["status"] == "fetched"]
-        steps = plan_folder(new_uids, self.session.sizes(new_uids), self.source, self.ctx.inline_threshold)
+        wanted = sorted(set(new_uids) | set(self._missing_to_retry(batch, known)))
+        steps = plan_folder(wanted, self.session.sizes(wanted), self.source, self.ctx.inline_threshold)
         try:
             self._take(batch, steps, now)
         finally:
@@ -127,7 +131,12 @@ class FolderPass:
                     ),
                 )
             batch.confirm(self.ctx.confirm_timeout)
-        self._after_fetch(sorted(set(pending + self.fetched)), now)
+        due = sorted(set(pending + self.fetched))
+        if self.source.delete_when == "delivered" and self.source.after_fetch in ("delete", "move"):
+            # only what an earlier pass fetched can be delivered by now
+            entries = {uid: known[(uidvalidity, uid)] for uid in pending}
+            due = sorted(self.ctx.delivered(self.tenant, self.source.id, entries))
+        self._after_fetch(due, now)
         return self.result
 
     def _forget_vanished(self, batch: Batch, remembered: list[int], exists: int) -> None:
@@ -141,6 +150,17 @@ class FolderPass:
             if uid not in present:
                 batch.state(self._key(uid), None)
 
+    def _missing_to_retry(self, batch: Batch, known: dict[tuple[int, int], Record]) -> list[int]:
+        """UIDs an earlier FETCH answer left out, still in the folder (the others are forgotten)."""
+        missing = [uid for (v, uid), r in known.items() if v == self.uidvalidity and r["status"] == MISSING]
+        if not missing:
+            return []
+        present = set(self.session.search_uids(f"UID {uid_set(missing)}"))
+        for uid in missing:
+            if uid not in present:
+                batch.state(self._key(uid), None)
+        return [uid for uid in missing if uid in present]
+
     def _raw_source(self, uid: int) -> RawSource:
         return RawSource(self.tenant, self.source.id, "imap", self.folder, f"{self.uidvalidity}/{uid}")
 
@@ -153,31 +173,61 @@ class FolderPass:
                 if (
                     following is None
                     or following.action != "fetch"
-                    or sum(s.size for s in group) + following.size > GROUP_BYTES
+                    or sum(s.size or 0 for s in group) + (following.size or 0) > GROUP_BYTES
                 ):
                     bodies = self.session.bodies([s.uid for s in group])
                     for item in group:
-                        if item.uid in bodies:
-                            self._one(batch, item.uid, bodies[item.uid], now)
-                        self.handled_upto = item.uid
+                        body = bodies.get(item.uid)
+                        if body is None:
+                            self._missing(batch, item, now)
+                        else:
+                            self._one(batch, item, body, now)
+                        self._handled(item.uid)
                     group = []
             elif step.action == "stream":
-                self._one(batch, step.uid, self.session.stream(step.uid, step.size), now)
-                self.handled_upto = step.uid
+                chunks = self.session.stream(step.uid)
+                if chunks is None:
+                    self._missing(batch, step, now)
+                else:
+                    self._one(batch, step, chunks, now)
+                self._handled(step.uid)
             elif step.action == "headers":
                 self._headers_notice(batch, step, now)
-                self.handled_upto = step.uid
+                self._handled(step.uid)
             else:
                 self._skip(batch, step, now, "oversize")
-                self.handled_upto = step.uid
+                self._handled(step.uid)
+
+    def _handled(self, uid: int) -> None:
+        # retried UIDs lie below the cursor: it never moves back
+        self.handled_upto = max(self.handled_upto, uid)
 
     def _key(self, uid: int) -> str:
         return imap_key(self.tenant, self.source.id, self.folder, self.uidvalidity, uid)
 
-    def _one(self, batch: Batch, uid: int, message: bytes | Iterable[bytes], now: datetime) -> None:
+    def _one(self, batch: Batch, step: Step, message: bytes | Iterable[bytes], now: datetime) -> None:
+        uid = step.uid
         raw = self._raw_source(uid)
         done = prepare(raw, message, blobs=self.ctx.blobs, inline_threshold=self.ctx.inline_threshold)
         sha = done.record["sha256"]
+        status = "fetched"
+        if done.record["size"] != step.size:
+            # published as read (to the literal's real end), but the server's own account of
+            # the message disagrees: it is left on the server for a person to look at
+            status = SIZE_MISMATCH
+            batch.audit(
+                "size-mismatch",
+                message_id=done.message_id,
+                sha256=sha,
+                details={
+                    "uid": raw.source_uid or "",
+                    "folder": self.folder,
+                    "announced": "none" if step.size is None else str(step.size),
+                    "fetched": str(done.record["size"]),
+                    "action": "left on the server",
+                },
+            )
+            self.result.errors += 1
         if sha in self.known_sha:
             batch.audit(
                 "skipped",
@@ -195,7 +245,7 @@ class FolderPass:
             state_record(
                 self.tenant,
                 self.source.id,
-                "fetched",
+                status,
                 first_seen_at=now,
                 folder=self.folder,
                 uidvalidity=self.uidvalidity,
@@ -204,7 +254,40 @@ class FolderPass:
                 detail=done.message_id,
             ),
         )
-        self.fetched.append(uid)
+        if status == "fetched":
+            self.fetched.append(uid)
+
+    def _missing(self, batch: Batch, step: Step, now: datetime) -> None:
+        """The server listed ``step.uid`` but its FETCH answer had no body for it: remembered
+        as ``missing`` and asked for again on every later pass while the UID exists."""
+        previous = self.state.imap(self.folder).get((self.uidvalidity, step.uid))
+        attempt = 1
+        if previous is not None and previous["status"] == MISSING and (previous["detail"] or "").isdigit():
+            attempt = int(previous["detail"]) + 1
+        batch.audit(
+            "error",
+            details={
+                "reason": "no-body-in-fetch",
+                "uid": f"{self.uidvalidity}/{step.uid}",
+                "folder": self.folder,
+                "attempt": str(attempt),
+                "action": "retried on the next pass",
+            },
+        )
+        batch.state(
+            self._key(step.uid),
+            state_record(
+                self.tenant,
+                self.source.id,
+                MISSING,
+                first_seen_at=previous["first_seen_at"] if previous is not None else now,
+                folder=self.folder,
+                uidvalidity=self.uidvalidity,
+                uid=step.uid,
+                detail=str(attempt),
+            ),
+        )
+        self.result.errors += 1
 
     def _headers_notice(self, batch: Batch, step: Step, now: datetime) -> None:
         raw = self._raw_source(step.uid)
@@ -221,7 +304,7 @@ class FolderPass:
         batch.audit(
             "skipped",
             message_id=message_id,
-            details={"reason": reason, "uid": f"{self.uidvalidity}/{step.uid}", "size": str(step.size)},
+            details={"reason": reason, "uid": f"{self.uidvalidity}/{step.uid}", "size": str(step.size or 0)},
         )
         batch.state(
             self._key(step.uid),

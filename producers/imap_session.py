@@ -25,6 +25,7 @@ from mailferry.errors import TransientError
 
 DEFAULT_PORTS = {"implicit": 993, "starttls": 143, "none": 143}
 PART_SIZE = 4 * 1024 * 1024
+MAX_MESSAGE = 2 * 1024 * 1024 * 1024  # past this a server sending ranges without end is not mail
 _UID = re.compile(rb"UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _ITEM = re.compile(rb"^\d+ \(")
@@ -191,19 +192,39 @@ class ImapSession:
                 return item.data
         raise TransientError(f"source {self.source.id}: UID {uid} vanished", reason_code="vanished")
 
-    def stream(self, uid: int, size: int) -> Iterator[bytes]:
-        """A large message in ``PART_SIZE`` ranges."""
+    def stream(self, uid: int) -> Iterator[bytes] | None:
+        """A large message in ``PART_SIZE`` ranges, read to its real end; ``None`` when the
+        server gives no body for ``uid``.
+
+        The announced ``RFC822.SIZE`` is not trusted to end the loop: a server that announced
+        5 MiB for a 9 MiB message would otherwise have the message cut at a range boundary.
+        The caller compares what arrived with what was announced.
+        """
+        first = self._part(uid, 0)
+        if first is None:
+            return None
+        return self._parts(uid, first)
+
+    def _part(self, uid: int, offset: int) -> bytes | None:
+        typ, data = self.conn.uid("FETCH", str(uid), f"(UID BODY.PEEK[]<{offset}.{PART_SIZE}>)")
+        self.check(typ, data, "UID FETCH BODY.PEEK[]<partial>")
+        parts = [item.data for item in parse_fetch(data) if item.uid == uid and item.data is not None]
+        return parts[0] if parts else None
+
+    def _parts(self, uid: int, first: bytes) -> Iterator[bytes]:
+        part: bytes | None = first
         offset = 0
-        while offset < size:
-            typ, data = self.conn.uid("FETCH", str(uid), f"(UID BODY.PEEK[]<{offset}.{PART_SIZE}>)")
-            self.check(typ, data, "UID FETCH BODY.PEEK[]<partial>")
-            parts = [item.data for item in parse_fetch(data) if item.uid == uid and item.data is not None]
-            if not parts or not parts[0]:
-                break
-            offset += len(parts[0])
-            yield parts[0]
-            if len(parts[0]) < PART_SIZE:
-                break
+        while part:
+            offset += len(part)
+            if offset > MAX_MESSAGE:
+                raise TransientError(
+                    f"source {self.source.id}: UID {uid} is larger than {MAX_MESSAGE >> 20} MiB",
+                    reason_code="too-large",
+                )
+            yield part
+            if len(part) < PART_SIZE:
+                return
+            part = self._part(uid, offset)
 
     def store(self, uids: list[int], flags: str) -> None:
         typ, data = self.conn.uid("STORE", uid_set(uids), "+FLAGS.SILENT", flags)

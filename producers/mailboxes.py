@@ -1,9 +1,11 @@
 """The ``mailferry.mailboxes`` topic: every configured source as one compacted record.
 
-Fetch workers learn what to poll from this topic, not from their own config file, so that
-Kafka's consumer-group assignment decides which worker polls which mailbox. Secrets travel as
-references (``env:…``, ``file:…``); a clear-text secret only where the config file itself
-allows clear-text secrets, and the worker accepts it only under the same setting.
+Kafka's consumer-group assignment on this topic decides which fetch worker polls which
+mailbox. The record carries the source's settings with every secret as a reference, never a
+value: ``env:…`` and ``file:…`` as written, a clear-text secret (allowed in demo configs) as
+``config:<field>``. A worker polls a mailbox with the source of its *own* config file, and only
+when that source's wire form equals the record: a topic writer can neither read a secret nor
+point a worker's credentials at another host.
 """
 
 from __future__ import annotations
@@ -15,50 +17,60 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaProducer
 from mailferry.schemas.codec import MAILBOX_CONFIG, Record, codec
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
 from mailferry.config import MailferryConfig
 from mailferry.config.sources import Source
 from mailferry.config.types import SecretRef
-from mailferry.errors import ConfigError, TransientError
-from mailferry.kafka.clients import producer_settings
+from mailferry.errors import ConfigError
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import MAILBOXES, full_name
 from mailferry.rawrecord import raw_key
 
-_SOURCE = TypeAdapter(Source)
 
-
-def _wire(value: Any) -> Any:
+def _wire(value: Any, path: str) -> Any:
     if isinstance(value, SecretRef):
-        return value.to_wire()
+        return f"config:{path}" if value.is_plaintext else value.reference
     if isinstance(value, BaseModel):
-        return {name: _wire(getattr(value, name)) for name in type(value).model_fields}
+        return {
+            name: _wire(getattr(value, name), f"{path}.{name}".lstrip("."))
+            for name in type(value).model_fields
+        }
     if isinstance(value, timedelta):
         return f"{value.total_seconds():g}s"
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, list | tuple):
-        return [_wire(v) for v in value]
+        return [_wire(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _wire(v) for k, v in value.items()}
+        return {k: _wire(v, f"{path}.{k}") for k, v in value.items()}
     return value
 
 
 def source_json(source: Source) -> str:
-    """The source as JSON that ``parse_source`` reads back; secrets as references."""
-    return json.dumps(_wire(source), sort_keys=True, separators=(",", ":"))
+    """The source as published: its settings, every secret as a reference (never a value)."""
+    return json.dumps(_wire(source, ""), sort_keys=True, separators=(",", ":"))
 
 
-def parse_source(config_json: str, *, allow_plaintext_secrets: bool) -> Source:
+def resolve_source(config: MailferryConfig, tenant: str, mailbox_id: str, config_json: str) -> Source:
+    """The source a worker polls for a record: its own config file's, when the record matches it."""
+    where = f"mailbox {tenant}/{mailbox_id}"
     try:
-        return _SOURCE.validate_json(
-            config_json, context={"allow_plaintext_secrets": allow_plaintext_secrets}
+        own = next(s for s in config.tenant(tenant).sources if s.id == mailbox_id)
+    except (KeyError, StopIteration):
+        raise ConfigError(
+            f"{where} is in Kafka but not in this worker's config file; not polled "
+            "(run every fetch worker with the config that `mailboxes sync` published)"
+        ) from None
+    if source_json(own) != config_json:
+        raise ConfigError(
+            f"{where}: the config in Kafka differs from this worker's config file; not polled "
+            "(restart the worker with the file that was synced)"
         )
-    except ValidationError as exc:
-        raise ConfigError(f"mailbox config from Kafka does not validate: {exc}") from exc
+    return own
 
 
 def mailbox_record(tenant: str, source: Source) -> Record:
@@ -105,10 +117,10 @@ def sync_mailboxes(config: MailferryConfig, servers: list[str]) -> SyncReport:
     """Publish changed sources, tombstone removed ones; wait until Kafka acknowledged all."""
     topic = full_name(config.kafka, MAILBOXES)
     existing = current_mailboxes(config, servers)
-    producer = KafkaProducer(**producer_settings(config.kafka, servers, max_request_size=1024 * 1024))
+    producer = new_producer(config.kafka, servers)
     report = SyncReport([], [], [])
-    futures = []
     try:
+        sends: ConfirmedSends[None] = ConfirmedSends(producer)
         wanted: set[str] = set()
         for tenant in config.tenants:
             for source in tenant.sources:
@@ -118,17 +130,12 @@ def sync_mailboxes(config: MailferryConfig, servers: list[str]) -> SyncReport:
                 if existing.get(key.decode()) == record["config_sha256"]:
                     report.unchanged.append(key.decode())
                     continue
-                futures.append(producer.send(topic, key=key, value=codec(MAILBOX_CONFIG).encode(record)))
+                sends.send(topic, key=key, value=codec(MAILBOX_CONFIG).encode(record))
                 report.published.append(key.decode())
         for key_text in sorted(set(existing) - wanted):
-            futures.append(producer.send(topic, key=key_text.encode(), value=None))
+            sends.send(topic, key=key_text.encode(), value=None)
             report.removed.append(key_text)
-        producer.flush(timeout=60)
-        for future in futures:
-            try:
-                future.get(timeout=60)
-            except Exception as exc:
-                raise TransientError(f"Kafka did not acknowledge the mailbox configs: {exc}") from exc
+        sends.confirm("mailbox configs")
     finally:
         producer.close(timeout=10)
     return report

@@ -19,9 +19,20 @@ from typing import Literal
 
 from mailferry.producers.pop3_wire import TERMINATOR, DotUnstuffer, Pop3ProtocolError, check_status
 
+
+class Pop3ReplyTooLongError(Pop3ProtocolError):
+    """A multi-line reply past its cap: the session is dropped, nothing of it is used."""
+
+
 READ_SIZE = 256 * 1024
 MAX_LINE = 64 * 1024
 WINDOW = 64
+MAX_LISTING_LINES = 1_000_000
+"""UIDL/LIST: a mailbox of a million messages is far past any real one; a server sending more
+is broken or hostile and would otherwise fill memory without end."""
+MAX_LISTING_LINE = 84  # "<number up to 10 digits> <unique id up to 70>\r\n", with room to spare
+MAX_CAPA_LINES = 1000
+MAX_HEADERS = 4 * 1024 * 1024  # TOP n 0: the header block cap of the stream app
 
 TlsMode = Literal["implicit", "starttls", "none"]
 
@@ -120,8 +131,18 @@ class Pop3Client:
             body = body[1:]
         return body.replace(b"\r\n..", b"\r\n.")
 
-    def _body(self) -> bytes:
-        return b"".join(self._body_chunks())
+    def _body(self, what: str, max_bytes: int, max_lines: int | None = None) -> bytes:
+        """The whole body of a multi-line reply, refused past ``max_bytes`` (or ``max_lines``)."""
+        parts: list[bytes] = []
+        size = lines = 0
+        for chunk in self._body_chunks():
+            size += len(chunk)
+            lines += chunk.count(b"\n")
+            if size > max_bytes or (max_lines is not None and lines > max_lines):
+                limit = f"{max_lines:,} lines" if max_lines is not None else f"{max_bytes:,} bytes"
+                raise Pop3ReplyTooLongError(f"the server's {what} reply is longer than {limit}")
+            parts.append(chunk)
+        return b"".join(parts)
 
     # -- commands -----------------------------------------------------------------------------
     def send(self, *lines: str) -> None:
@@ -131,13 +152,18 @@ class Pop3Client:
         self.send(line)
         return check_status(self.readline())
 
-    def multiline(self, line: str) -> list[bytes]:
+    def multiline(self, line: str, max_lines: int) -> list[bytes]:
+        """A multi-line reply as lines; a reply of more than ``max_lines`` lines (or of lines
+        longer than ``MAX_LISTING_LINE`` on average) is refused before it is all read."""
         self.command(line)
-        return self._body().split(b"\r\n")[:-1]
+        body = self._body(line.split(" ")[0], max_lines * MAX_LISTING_LINE, max_lines)
+        return body.split(b"\r\n")[:-1]
 
     def capa(self) -> dict[str, list[str]]:
         try:
-            lines = self.multiline("CAPA")
+            lines = self.multiline("CAPA", MAX_CAPA_LINES)
+        except Pop3ReplyTooLongError:
+            raise
         except Exception:
             return {}
         caps: dict[str, list[str]] = {}
@@ -184,14 +210,14 @@ class Pop3Client:
 
     # -- transaction state --------------------------------------------------------------------
     def uidl(self) -> list[bytes]:
-        return self.multiline("UIDL")
+        return self.multiline("UIDL", MAX_LISTING_LINES)
 
     def list(self) -> list[bytes]:
-        return self.multiline("LIST")
+        return self.multiline("LIST", MAX_LISTING_LINES)
 
     def top(self, number: int, lines: int = 0) -> bytes:
         self.command(f"TOP {number} {lines}")
-        return self._body()
+        return self._body("TOP", MAX_HEADERS)
 
     def retrieve(self, numbers: Iterable[int]) -> Iterator[tuple[int, Iterator[bytes]]]:
         """``(number, chunks)`` per message, RETRs pipelined when the server allows it.

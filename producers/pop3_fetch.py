@@ -18,7 +18,7 @@ from mailferry.producers.access import (
     tls_context,
 )
 from mailferry.producers.context import FetchContext, PassResult
-from mailferry.producers.ingest import ingest
+from mailferry.producers.ingest import ingest, message_id
 from mailferry.producers.pop3_client import Pop3Client
 from mailferry.producers.pop3_wire import Pop3ErrorReply, parse_list, parse_uidl
 from mailferry.producers.publish import Batch
@@ -26,6 +26,7 @@ from mailferry.producers.state import MailboxState, pop3_key, state_record
 from mailferry.schemas.codec import Record
 
 from mailferry.config.sources import OAuth2ClientCredentials, OAuth2Command, PasswordAuth, Pop3Source
+from mailferry.mail.message_id import normalise_message_id
 from mailferry.rawrecord import RawSource
 
 DEFAULT_PORTS = {"implicit": 995, "starttls": 110, "none": 110}
@@ -37,6 +38,7 @@ class Listed:
     number: int
     uidl: str
     size: int
+    listed_size: bool = True  # False: LIST gave no size for this message
 
 
 @dataclass
@@ -68,8 +70,10 @@ def plan_pop3(
     plan = Pop3Plan()
     cap = source.max_messages_per_pass
     for number in sorted(listing):
-        item = Listed(number, listing[number], sizes.get(number, 0))
+        item = Listed(number, listing[number], sizes.get(number, 0), number in sizes)
         entry = known.get(item.uidl)
+        if entry is not None and not same_message(entry, item):
+            entry = None  # the server gave a known UIDL to another message: that one is new
         if entry is None:
             if cap is not None and len(plan.fetch) + len(plan.headers_only) >= cap:
                 continue
@@ -86,6 +90,20 @@ def plan_pop3(
         present = set(listing.values())
         plan.forget = [uidl for uidl in known if uidl not in present]
     return plan
+
+
+def same_message(entry: Record, item: Listed) -> bool:
+    """Whether the listed message is the one the fetch state knows under its UIDL.
+
+    RFC 1939 forbids reusing a UIDL, yet servers that derive it from a counter or a file name
+    do after a mailbox is rebuilt. A message is therefore known by its UIDL *and* its size as
+    LIST gave it when fetched: a reused UIDL on a message of another size is fetched as new,
+    never deleted or skipped unseen. State written before sizes were kept (``size`` null), or
+    a LIST without this message, falls back to the UIDL alone; a reused UIDL on a message of
+    exactly the same size is the case this cannot tell apart (deleting such a message unseen
+    would need its content compared, a ``TOP`` per message on every pass).
+    """
+    return entry.get("size") is None or not item.listed_size or entry["size"] == item.size
 
 
 def _connect(source: Pop3Source, ctx: FetchContext) -> Pop3Client:
@@ -149,8 +167,7 @@ def _pass(source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContex
             _fetch(client, batch, source, tenant, plan, now, ctx, result)
         finally:
             batch.confirm(ctx.confirm_timeout)
-        fresh = [item for item in plan.fetch if deletion_due(source, now, now)]
-        doomed = plan.delete + fresh
+        doomed, renamed = _still_the_same(client, _doomed(source, tenant, state, ctx, plan, now), plan, state)
         if doomed:
             client.delete(item.number for item in doomed)
         client.quit()
@@ -171,18 +188,88 @@ def _pass(source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContex
             "source-deleted", message_id=entry["detail"], sha256=entry["sha256"], details={"uid": item.uidl}
         )
         result.deleted += 1
-    for uidl in plan.forget:
+    for item in renamed:
+        after.audit(
+            "error",
+            details={"reason": "uidl-reused", "uid": item.uidl, "action": "fetched as new on the next pass"},
+        )
+        result.errors += 1
+    for uidl in plan.forget + [item.uidl for item in renamed]:
         after.state(pop3_key(tenant, source.id, uidl), None)
     after.confirm(ctx.confirm_timeout)
     return result
 
 
-def _skip(batch: Batch, source: Pop3Source, tenant: str, item: Listed, now: datetime, reason: str) -> None:
-    batch.audit("skipped", details={"reason": reason, "uid": item.uidl, "size": str(item.size)})
+def _still_the_same(
+    client: Pop3Client, doomed: list[Listed], plan: Pop3Plan, state: MailboxState
+) -> tuple[list[Listed], list[Listed]]:
+    """(what may be deleted, what turned out to be another message under a reused UIDL).
+
+    A message fetched in an earlier session is deleted only if its headers (``TOP n 0``)
+    still carry the Message-ID it had when fetched: this catches a reused UIDL on a message of
+    the same size, which the size check of the plan cannot. Messages fetched in this session,
+    messages without a Message-ID and servers without ``TOP`` are taken as they are.
+    """
+    if "TOP" not in client.capabilities:
+        return doomed, []
+    earlier = {item.uidl for item in plan.delete}
+    known = state.pop3()
+    keep: list[Listed] = []
+    renamed: list[Listed] = []
+    for item in doomed:
+        entry = known.get(item.uidl)
+        if item.uidl not in earlier or entry is None or entry["detail"] is None:
+            keep.append(item)
+            continue
+        found, _ = message_id(client.top(item.number, 0))
+        same = found == normalise_message_id(entry["detail"])
+        (keep if same else renamed).append(item)
+    return keep, renamed
+
+
+def _doomed(
+    source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContext, plan: Pop3Plan, now: datetime
+) -> list[Listed]:
+    """What to delete at the end of the pass: by default whatever Kafka holds and is due; with
+    ``delete_when = "delivered"`` only messages of earlier passes delivered to every recipient."""
+    if source.delete_when != "delivered":
+        return plan.delete + [item for item in plan.fetch if deletion_due(source, now, now)]
+    known = state.pop3()
+    entries = {item.uidl: known[item.uidl] for item in plan.delete if item.uidl in known}
+    delivered = set(ctx.delivered(tenant, source.id, entries))
+    return [item for item in plan.delete if item.uidl in delivered]
+
+
+def _remember(
+    batch: Batch,
+    source: Pop3Source,
+    tenant: str,
+    item: Listed,
+    now: datetime,
+    status: str,
+    *,
+    detail: str | None,
+    sha256: str | None = None,
+) -> None:
+    """The fetch-state record of a listed message, with the size that tells a reused UIDL apart."""
     batch.state(
         pop3_key(tenant, source.id, item.uidl),
-        state_record(tenant, source.id, "skipped", first_seen_at=now, uidl=item.uidl, detail=reason),
+        state_record(
+            tenant,
+            source.id,
+            status,
+            first_seen_at=now,
+            uidl=item.uidl,
+            sha256=sha256,
+            detail=detail,
+            size=item.size if item.listed_size else None,
+        ),
     )
+
+
+def _skip(batch: Batch, source: Pop3Source, tenant: str, item: Listed, now: datetime, reason: str) -> None:
+    batch.audit("skipped", details={"reason": reason, "uid": item.uidl, "size": str(item.size)})
+    _remember(batch, source, tenant, item, now, "skipped", detail=reason)
 
 
 def _fetch(
@@ -201,17 +288,8 @@ def _fetch(
         raw = RawSource(tenant, source.id, "pop3", None, item.uidl)
         message = b"".join(chunks) if item.size <= ctx.inline_threshold else chunks
         done = ingest(batch, raw, message, blobs=ctx.blobs, inline_threshold=ctx.inline_threshold)
-        batch.state(
-            pop3_key(tenant, source.id, item.uidl),
-            state_record(
-                tenant,
-                source.id,
-                "fetched",
-                first_seen_at=now,
-                uidl=item.uidl,
-                sha256=done.record["sha256"],
-                detail=done.message_id,
-            ),
+        _remember(
+            batch, source, tenant, item, now, "fetched", detail=done.message_id, sha256=done.record["sha256"]
         )
         result.fetched += 1
         result.bytes += done.record["size"]
@@ -226,16 +304,7 @@ def _fetch(
             message_id=done.message_id,
             details={"reason": "oversize-headers-notice", "uid": item.uidl, "size": str(item.size)},
         )
-        batch.state(
-            pop3_key(tenant, source.id, item.uidl),
-            state_record(
-                tenant,
-                source.id,
-                "skipped",
-                first_seen_at=now,
-                uidl=item.uidl,
-                sha256=done.record["sha256"],
-                detail="headers-notice",
-            ),
+        _remember(
+            batch, source, tenant, item, now, "skipped", detail="headers-notice", sha256=done.record["sha256"]
         )
         result.skipped += 1

@@ -10,17 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError
-from kafka.producer.future import FutureRecordMetadata
 from mailferry.producers.state import MailboxState, encode_state, partition_of
 from mailferry.schemas.codec import Record
 
 from mailferry.audit import EventName, audit_event
-from mailferry.audit_trace import normalise_message_id
 from mailferry.config import MailferryConfig
 from mailferry.errors import TransientError
-from mailferry.kafka.clients import producer_settings
-from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
+from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
+from mailferry.mail.message_id import normalise_message_id
 from mailferry.rawrecord import encode_raw, raw_key
 
 BATCH_SIZE = 4 * 1024 * 1024
@@ -36,21 +35,16 @@ def make_producer(config: MailferryConfig, servers: list[str], **overrides: Any)
     in the broker (measured: ``benchmarks/fetch_throughput.py``). The linger adds no latency
     to a pass: ``Batch.confirm`` flushes.
     """
-    threshold = config.blob_store.inline_threshold
-    topics = config.kafka.topics
-    accepted = min(
-        topics.overrides.get(name, topics.defaults).max_message_bytes for name in (RAW, AUDIT, FETCH_STATE)
-    )
+    accepted = min(topic_settings(config.kafka, name).max_message_bytes for name in (RAW, AUDIT, FETCH_STATE))
     batch_size = max(64 * 1024, min(BATCH_SIZE, accepted - 64 * 1024))
-    settings = producer_settings(
-        config.kafka, servers, max_request_size=max(threshold * 2 + 65536, 2 * batch_size)
-    )
-    settings.setdefault("delivery_timeout_ms", 60_000)
-    settings.setdefault("request_timeout_ms", 20_000)
-    settings.setdefault("batch_size", batch_size)
-    settings["linger_ms"] = max(settings.get("linger_ms", 0), LINGER_MS)
-    settings.setdefault("metrics_enabled", False)  # client-side metrics cost ~10% of the CPU per record
-    return KafkaProducer(**(settings | overrides))
+    tuned: dict[str, Any] = {
+        "delivery_timeout_ms": 60_000,
+        "request_timeout_ms": 20_000,
+        "batch_size": batch_size,
+        "linger_ms": LINGER_MS,
+        "metrics_enabled": False,  # client-side metrics cost ~10% of the CPU per record
+    }
+    return new_producer(config.kafka, servers, **(tuned | overrides))
 
 
 class Batch:
@@ -59,7 +53,7 @@ class Batch:
     def __init__(self, publisher: Publisher, state: MailboxState) -> None:
         self._publisher = publisher
         self._state = state
-        self._futures: list[FutureRecordMetadata] = []
+        self._sends: ConfirmedSends[None] = ConfirmedSends(publisher.producer)
         self._state_updates: list[tuple[str, Record | None]] = []
         # the partition Kafka's default partitioner would pick, worked out once per mailbox
         # instead of once per record (murmur2 is pure Python in kafka-python)
@@ -80,8 +74,7 @@ class Batch:
         if key != self._raw_key:
             self._raw_key, self._raw_partition = key, partition_of(key, p.partitions(p.raw_topic))
         value = encode_raw(record)
-        future = p.producer.send(p.raw_topic, key=key, value=value, partition=self._raw_partition)
-        self._futures.append(future)
+        self._sends.send(p.raw_topic, key=key, value=value, partition=self._raw_partition)
 
     def state(self, key: str, record: Record | None) -> None:
         """A fetch-state record (``None``: forget the message).
@@ -96,9 +89,7 @@ class Batch:
         partition = partition_of(raw_key(self.tenant, self.mailbox), p.partitions(p.state_topic))
         for key, record in self._state_updates:
             value = encode_state(record) if record is not None else None
-            self._futures.append(
-                p.producer.send(p.state_topic, key=key.encode(), value=value, partition=partition)
-            )
+            self._sends.send(p.state_topic, key=key.encode(), value=value, partition=partition)
 
     def audit(
         self,
@@ -114,11 +105,11 @@ class Batch:
             stage="fetch",
             tenant=self.tenant,
             mailbox_id=self.mailbox,
-            message_id=normalise_message_id(message_id) if message_id else None,
+            message_id=normalise_message_id(message_id),
             sha256=sha256,
             details=details,
         )
-        self._futures.append(p.producer.send(p.audit_topic, key=key, value=value))
+        self._sends.send(p.audit_topic, key=key, value=value)
 
     def confirm(self, timeout: float = 60.0) -> None:
         """Wait for every raw record and audit event, then write and wait for the state records.
@@ -135,17 +126,13 @@ class Batch:
         self._state_updates.clear()
 
     def _wait(self, timeout: float) -> None:
-        if not self._futures:
+        if not len(self._sends):
             return
         try:
-            self._publisher.producer.flush(timeout=timeout)
-            for future in self._futures:
-                future.get(timeout=timeout)
-        except KafkaError as exc:
+            self._sends.confirm("records of the pass", timeout)
+        except NotAcknowledgedError:
             self._state_updates.clear()
-            raise TransientError(f"Kafka did not acknowledge the pass's records: {exc}") from exc
-        finally:
-            self._futures.clear()
+            raise
 
 
 class Publisher:

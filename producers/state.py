@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.partitioner import murmur2
 from mailferry.schemas.codec import FETCH_STATE as FETCH_STATE_SCHEMA
 from mailferry.schemas.codec import Record, codec
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
-from mailferry.kafka.clients import common_settings
+from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import FETCH_STATE, full_name
 from mailferry.rawrecord import raw_key
 
@@ -58,6 +58,7 @@ def state_record(
     uidl: str | None = None,
     sha256: str | None = None,
     detail: str | None = None,
+    size: int | None = None,
 ) -> Record:
     return {
         "tenant": tenant,
@@ -71,6 +72,7 @@ def state_record(
         "first_seen_at": first_seen_at,
         "updated_at": datetime.now(UTC),
         "detail": detail,
+        "size": size,
     }
 
 
@@ -123,7 +125,7 @@ def _read(
     timeout: float,
 ) -> None:
     topic = full_name(kafka, FETCH_STATE)
-    consumer = KafkaConsumer(**common_settings(kafka, servers), enable_auto_commit=False)
+    consumer = new_consumer(kafka, servers)
     try:
         available = consumer.partitions_for_topic(topic)
         if not available:
@@ -210,7 +212,7 @@ class StateCache:
 
 
 def _partition_count(kafka: KafkaConfig, servers: list[str]) -> int:
-    consumer = KafkaConsumer(**common_settings(kafka, servers))
+    consumer = new_consumer(kafka, servers)
     try:
         partitions = consumer.partitions_for_topic(full_name(kafka, FETCH_STATE))
     finally:

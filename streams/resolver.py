@@ -8,7 +8,10 @@
 - candidates outside the tenant's accepted domains are ignored; the others are mapped through
   the address map, plus-addressing, aliases and the directory;
 - rules then deliver-to, copy-to, drop or add headers;
-- nothing resolved: the tenant's default mailbox with the ``possible-lost-bcc`` flag.
+- nothing resolved: the tenant's default mailbox with the ``possible-lost-bcc`` flag;
+- a mailbox outside the tenant's accepted domains (a directory answer, or a config that
+  was never validated) goes to the tenant's default mailbox with reason ``outside-tenant``:
+  the directory is the one input here that no config check can vet.
 
 Every recipient carries the reasons that put it there, for the audit trail.
 """
@@ -18,7 +21,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mailferry.streams.addresses import (
+from mailferry.streams.rule_match import matching_rules
+
+from mailferry.config.models import Tenant
+from mailferry.config.sources import DEFAULT_ENVELOPE_HEADERS, Source
+from mailferry.directory import Directory
+from mailferry.errors import PermanentError
+from mailferry.fence import OUTSIDE_TENANT, inside, tenant_domains
+from mailferry.mail.addresses import (
     addresses_in,
     ascii_domain,
     domain_of,
@@ -26,13 +36,7 @@ from mailferry.streams.addresses import (
     received_for,
     strip_plus,
 )
-from mailferry.streams.headers import MessageHeaders
-from mailferry.streams.rule_match import matching_rules
-
-from mailferry.config.models import Tenant
-from mailferry.config.sources import DEFAULT_ENVELOPE_HEADERS, Source
-from mailferry.directory import Directory
-from mailferry.errors import PermanentError
+from mailferry.mail.headers import MessageHeaders
 
 POSSIBLE_LOST_BCC = "possible-lost-bcc"
 GUESS_HEADERS = ("To", "Cc", "Resent-To", "Resent-Cc")
@@ -41,6 +45,7 @@ GUESS_HEADERS = ("To", "Cc", "Resent-To", "Resent-Cc")
 @dataclass(frozen=True)
 class Reason:
     kind: str  # personal | envelope | header-guess | rule | alias | address-map | directory | fallback
+    # | outside-tenant
     detail: str
 
 
@@ -164,6 +169,20 @@ class _Collector:
             existing.target = target
 
 
+def _fence(tenant: Tenant, found: _Collector) -> None:
+    """Send every mailbox outside the tenant to its default mailbox instead."""
+    domains = tenant_domains(tenant)
+    outside = [address for address in found.by_address if not inside(address, domains)]
+    if not outside:
+        return
+    fallback = normalise_address(tenant.default_mailbox) or tenant.default_mailbox.lower()
+    for address in outside:
+        recipient = found.by_address.pop(address)
+        detail = f"{address} is outside tenant {tenant.id}: its default mailbox instead"
+        found.add(fallback, [*recipient.reasons, Reason(OUTSIDE_TENANT, detail)])
+        found.ignored.append((address, OUTSIDE_TENANT))
+
+
 def resolve(
     *,
     tenant: Tenant,
@@ -214,6 +233,7 @@ def resolve(
         targets = [(a, reason) for a in (normalise_address(t) or t.lower() for t in rule.to)]
         take(targets, check_domain=False, target=rule.target)
 
+    _fence(tenant, found)
     flags: list[str] = []
     if not found.by_address:
         flags.append(POSSIBLE_LOST_BCC)

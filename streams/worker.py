@@ -12,14 +12,13 @@ import logging
 from typing import Any
 
 import faust
-from kafka import KafkaAdminClient
 from mailferry.streams.app import StreamApp
 from mailferry.streams.router import DirectoryFor, no_directory
 
 from mailferry.config.models import MailferryConfig
 from mailferry.errors import ConfigError
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import common_settings
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import topic_specs
 from mailferry.status import write_snapshot
 
@@ -28,7 +27,7 @@ SNAPSHOT_EVERY = 5.0
 
 
 def prepare_topics(config: MailferryConfig, servers: list[str], stream: StreamApp) -> None:
-    admin = KafkaAdminClient(**common_settings(config.kafka, servers))
+    admin = new_admin(config.kafka, servers)
     try:
         ensure_topics(
             admin, topic_specs(config.kafka, len(config.retry.tiers)) + stream.internal_topic_specs()

@@ -17,9 +17,16 @@ class CliContext:
 
     @property
     def config(self) -> MailferryConfig:
+        """The config, secrets unread: a command reads a secret only when it opens the connection
+        that needs it, so read-only commands run on a host that has Kafka access only."""
         if self._config is None:
-            self._config = load_config(self.config_path)
+            self._config = load_config(self.config_path, check_secrets=False)
         return self._config
+
+    def check_secrets(self) -> None:
+        """For the roles: stop at start-up, naming file, line and field, when a secret cannot be read."""
+        if self.config_path is not None:
+            load_config(self.config_path, check_secrets=True)
 
     def embedded_broker(self) -> EmbeddedBroker:
         config = self.config

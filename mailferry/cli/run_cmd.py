@@ -8,16 +8,15 @@ import time
 from types import FrameType
 
 import typer
-from kafka import KafkaAdminClient
 
 from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import common_settings
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import topic_specs
 from mailferry.supervisor import Role, Supervisor
 
-ROLES = ("fetch", "stream", "deliver")
+ROLES = ("fetch", "stream", "deliver", "audit index")
 
 
 def available_roles(ctx: typer.Context) -> set[str]:
@@ -36,7 +35,7 @@ def prepare(cli: CliContext) -> bool:
         started = broker.running_state() is None
         state = broker.start()
         console.print(f"embedded Kafka {state.version} at {state.address} (state in {config.state_dir})")
-    admin = KafkaAdminClient(**common_settings(config.kafka, cli.bootstrap_servers()))
+    admin = new_admin(config.kafka, cli.bootstrap_servers())
     try:
         report = ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
     finally:
@@ -65,14 +64,15 @@ def run(
     embedded broker if this command started it.
     """
     cli: CliContext = ctx.obj
+    cli.check_secrets()
     started_broker = prepare(cli)
     present = available_roles(ctx)
     if "mailboxes" in present:
         import subprocess
 
         subprocess.run(role_argv(cli, "mailboxes sync"), check=False)
-    chosen = [Role(name, role_argv(cli, name)) for name in roles if name in present]
-    missing = [name for name in roles if name not in present]
+    chosen = [Role(name, role_argv(cli, name)) for name in roles if name.split()[0] in present]
+    missing = [name for name in roles if name.split()[0] not in present]
     if missing:
         console.print(f"roles not available in this build: {', '.join(missing)}", highlight=False)
     supervisor = Supervisor(

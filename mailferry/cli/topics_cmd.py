@@ -8,15 +8,14 @@ from kafka import KafkaAdminClient
 from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import common_settings
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import topic_specs
 
 app = typer.Typer(help="The pipeline's Kafka topics.", no_args_is_help=True)
 
 
 def admin_client(cli: CliContext) -> KafkaAdminClient:
-    settings = common_settings(cli.config.kafka, cli.bootstrap_servers())
-    return KafkaAdminClient(**settings)
+    return new_admin(cli.config.kafka, cli.bootstrap_servers())
 
 
 @app.command()

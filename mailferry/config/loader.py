@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from mailferry.config.fence import fence_problems
 from mailferry.config.locate import LineIndex, format_loc
 from mailferry.config.models import MailferryConfig
 from mailferry.errors import ConfigError
@@ -38,15 +40,24 @@ def parse_config(text: str, *, source: str = "<config>", check_secrets: bool = T
     allow_plain = data.get("allow_plaintext_secrets", False) is True
     context = {"allow_plaintext_secrets": allow_plain, "check_secrets": check_secrets}
     try:
-        return MailferryConfig.model_validate(data, context=context)
+        config = MailferryConfig.model_validate(data, context=context)
     except ValidationError as exc:
-        index = LineIndex(text)
-        problems = []
-        for error in exc.errors(include_url=False):
-            loc = error["loc"]
-            line = index.line_of(loc)
-            where = f"{source}:{line}" if line is not None else source
-            message = _FRIENDLY.get(error["type"], error["msg"])
-            problems.append(f"{where}: {format_loc(loc)}: {message}")
-        summary = f"{source}: {len(problems)} problem(s) in the configuration"
-        raise ConfigError(summary + "\n" + "\n".join(problems), problems=problems) from None
+        errors = exc.errors(include_url=False)
+        raise _report(
+            source, text, [(e["loc"], _FRIENDLY.get(e["type"], e["msg"])) for e in errors]
+        ) from None
+    fenced = fence_problems(config)
+    if fenced:
+        raise _report(source, text, fenced)
+    return config
+
+
+def _report(source: str, text: str, found: Sequence[tuple[Sequence[str | int], str]]) -> ConfigError:
+    index = LineIndex(text)
+    problems = []
+    for loc, message in found:
+        line = index.line_of(loc)
+        where = f"{source}:{line}" if line is not None else source
+        problems.append(f"{where}: {format_loc(loc)}: {message}")
+    summary = f"{source}: {len(problems)} problem(s) in the configuration"
+    return ConfigError(summary + "\n" + "\n".join(problems), problems=problems)

@@ -1,7 +1,12 @@
-"""kafka-python and aiokafka client settings derived from one ``KafkaConfig``.
+"""The one place Kafka clients are built: kafka-python producers, consumers and admin clients,
+aiokafka keyword arguments and Faust's broker settings, all from one ``KafkaConfig``.
 
+Nobody else calls ``KafkaProducer(...)`` or reads security settings: a connection setting
+(SASL, TLS, a client certificate) added here reaches every role, command and test at once.
 Producers are idempotent with ``acks=all``: a source message is deleted only after Kafka
-acknowledged it, and that promise is only as good as these settings.
+acknowledged it, and that promise is only as good as these settings. Sizes come from the
+topic settings (``mailferry.kafka.topics.largest_message_bytes``), never from a call site's
+own arithmetic.
 """
 
 from __future__ import annotations
@@ -9,7 +14,10 @@ from __future__ import annotations
 import ssl
 from typing import Any
 
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
 from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.topics import largest_message_bytes
 
 
 def bootstrap(kafka: KafkaConfig, embedded_address: str | None = None) -> list[str]:
@@ -21,6 +29,7 @@ def bootstrap(kafka: KafkaConfig, embedded_address: str | None = None) -> list[s
 
 
 def common_settings(kafka: KafkaConfig, servers: list[str]) -> dict[str, Any]:
+    """Connection and security keyword arguments shared by every kafka-python client."""
     settings: dict[str, Any] = {
         "bootstrap_servers": servers,
         "client_id": kafka.client_id,
@@ -36,15 +45,18 @@ def common_settings(kafka: KafkaConfig, servers: list[str]) -> dict[str, Any]:
     return settings
 
 
-def producer_settings(kafka: KafkaConfig, servers: list[str], max_request_size: int) -> dict[str, Any]:
-    """kafka-python ``KafkaProducer`` keyword arguments."""
+def producer_settings(
+    kafka: KafkaConfig, servers: list[str], max_request_size: int | None = None
+) -> dict[str, Any]:
+    """kafka-python ``KafkaProducer`` keyword arguments; the request size follows the topics."""
+    limit = max_request_size or largest_message_bytes(kafka)
     return common_settings(kafka, servers) | {
         "acks": "all",
         "enable_idempotence": True,
         "max_in_flight_requests_per_connection": 5,
         "retries": 2**31 - 1,
         "linger_ms": 5,
-        "max_request_size": max_request_size,
+        "max_request_size": limit,
         "compression_type": None,
     }
 
@@ -59,11 +71,59 @@ def consumer_settings(kafka: KafkaConfig, servers: list[str], group_id: str | No
     }
 
 
+def new_producer(kafka: KafkaConfig, servers: list[str], **overrides: Any) -> KafkaProducer:
+    """An idempotent ``acks=all`` producer; ``overrides`` tune batching, never security."""
+    return KafkaProducer(**(producer_settings(kafka, servers) | overrides))
+
+
+def new_consumer(
+    kafka: KafkaConfig, servers: list[str], group_id: str | None = None, **overrides: Any
+) -> KafkaConsumer:
+    """A consumer that commits only when told to; ``overrides`` tune polling and isolation."""
+    return KafkaConsumer(**(consumer_settings(kafka, servers, group_id) | overrides))
+
+
+def new_admin(kafka: KafkaConfig, servers: list[str], **overrides: Any) -> KafkaAdminClient:
+    return KafkaAdminClient(**(common_settings(kafka, servers) | overrides))
+
+
+def _ssl_context(kafka: KafkaConfig) -> ssl.SSLContext:
+    return ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+
+
 def aiokafka_settings(kafka: KafkaConfig, servers: list[str]) -> dict[str, Any]:
     """Keyword arguments shared by aiokafka producers and consumers."""
     settings = common_settings(kafka, servers)
     if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
-        settings["ssl_context"] = context
+        settings["ssl_context"] = _ssl_context(kafka)
         settings.pop("ssl_cafile", None)
     return settings
+
+
+def faust_credentials(kafka: KafkaConfig) -> Any:
+    """Faust's ``broker_credentials`` for the configured protocol; certificates always verified."""
+    import faust
+
+    if kafka.security_protocol == "PLAINTEXT":
+        return None
+    context = _ssl_context(kafka)
+    if kafka.security_protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=kafka.sasl_username,
+        password=kafka.sasl_password.reveal() if kafka.sasl_password else None,
+        ssl_context=context if kafka.security_protocol == "SASL_SSL" else None,
+        mechanism=kafka.sasl_mechanism,
+    )
+
+
+def faust_settings(kafka: KafkaConfig, servers: list[str]) -> dict[str, Any]:
+    """The broker, credential and size keyword arguments of ``faust.App``."""
+    largest = largest_message_bytes(kafka)
+    return {
+        "broker": ";".join(f"kafka://{s}" for s in servers),
+        "broker_credentials": faust_credentials(kafka),
+        "producer_acks": -1,
+        "producer_max_request_size": largest,
+        "consumer_max_fetch_size": largest,
+    }

@@ -6,14 +6,14 @@ follow a live stream; the range is fixed when the scan starts, so a scan always 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.clients import consumer_settings
+from mailferry.kafka.clients import new_consumer
 
 
 def _millis(moment: datetime) -> int:
@@ -28,11 +28,13 @@ def scan_topic(
     since: datetime | None = None,
     until: datetime | None = None,
     partitions: list[int] | None = None,
+    on_total: Callable[[int], None] | None = None,
 ) -> Iterator[ConsumerRecord]:
-    """Every record of ``topic`` with a timestamp in [since, until), partition by partition."""
-    settings = consumer_settings(kafka, servers, group_id=None)
-    settings["isolation_level"] = "read_uncommitted"
-    consumer = KafkaConsumer(**settings, consumer_timeout_ms=5000)
+    """Every record of ``topic`` with a timestamp in [since, until), partition by partition.
+
+    ``on_total`` hears the number of offsets in the range once it is fixed (for progress bars).
+    """
+    consumer = new_consumer(kafka, servers, isolation_level="read_uncommitted", consumer_timeout_ms=5000)
     try:
         available = consumer.partitions_for_topic(topic) or set()
         assigned = [
@@ -49,6 +51,8 @@ def scan_topic(
         if until is not None:
             found = consumer.offsets_for_times({tp: _millis(until) for tp in assigned})
             end = {tp: (found[tp].offset if found.get(tp) else end[tp]) for tp in assigned}
+        if on_total is not None:
+            on_total(sum(max(0, end[tp] - begin[tp]) for tp in assigned))
         for tp in assigned:
             if begin[tp] >= end[tp]:
                 continue

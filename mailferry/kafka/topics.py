@@ -15,6 +15,8 @@ DLT = "deliver.dlt"
 AUDIT = "audit"
 DELIVERY_LEDGER = "deliver.ledger"
 DLT_STATE = "deliver.dlt.state"  # per dead letter: requeued / discarded (compacted)
+BLOBS = "blobs"  # blob store kind kafka: content in chunks, keyed by digest
+BLOBS_INDEX = "blobs.index"  # per digest: where its chunks are (partition, offset range)
 
 
 def retry_topic(tier: int) -> str:
@@ -42,7 +44,12 @@ _DEFAULTS: dict[str, tuple[str, int | None]] = {
     DELIVER: ("delete", 7 * _DAY_MS),
     DLT: ("delete", 90 * _DAY_MS),
     AUDIT: ("delete", 365 * _DAY_MS),
+    BLOBS: ("delete", 90 * _DAY_MS),
+    BLOBS_INDEX: ("compact,delete", 90 * _DAY_MS),
 }
+# a blob must live as long as the raw records that refer to it: without an override of
+# their own, these topics take raw's retention
+_RETENTION_OF_RAW = (BLOBS, BLOBS_INDEX)
 _RETRY_RETENTION_MS = 7 * _DAY_MS
 
 
@@ -54,19 +61,31 @@ def logical_topics(retry_tiers: int) -> list[str]:
     return [*_DEFAULTS, *(retry_topic(i) for i in range(retry_tiers))]
 
 
+def topic_settings(kafka: KafkaConfig, logical: str) -> TopicSettings:
+    return kafka.topics.overrides.get(logical, kafka.topics.defaults)
+
+
+def largest_message_bytes(kafka: KafkaConfig) -> int:
+    """The largest record any topic accepts: what producers may send and consumers must fetch."""
+    return max(s.max_message_bytes for s in [kafka.topics.defaults, *kafka.topics.overrides.values()])
+
+
 def topic_specs(kafka: KafkaConfig, retry_tiers: int) -> list[TopicSpec]:
     """Every topic the pipeline needs, with config overrides applied."""
     specs = []
     for logical in logical_topics(retry_tiers):
         cleanup, retention_ms = _DEFAULTS.get(logical, ("delete", _RETRY_RETENTION_MS))
-        settings: TopicSettings = kafka.topics.overrides.get(logical, kafka.topics.defaults)
-        if settings.retention is not None:
-            retention_ms = int(settings.retention / timedelta(milliseconds=1))
+        settings = topic_settings(kafka, logical)
+        retention = settings.retention
+        if retention is None and logical in _RETENTION_OF_RAW and RAW in kafka.topics.overrides:
+            retention = kafka.topics.overrides[RAW].retention
+        if retention is not None:
+            retention_ms = int(retention / timedelta(milliseconds=1))
         config = {
             "cleanup.policy": cleanup,
             "max.message.bytes": str(settings.max_message_bytes),
         }
-        if retention_ms is not None and cleanup == "delete":
+        if retention_ms is not None and cleanup != "compact":
             config["retention.ms"] = str(retention_ms)
         specs.append(
             TopicSpec(

@@ -12,7 +12,7 @@ from mailferry.schemas import RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
 from mailferry.audit import audit_event
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
@@ -102,7 +102,7 @@ def test_trace_follows_a_message_through_every_stage(config_file: Path, kafka_co
 
     result = runner.invoke(app, ["-c", str(config_file), "audit", "trace", "msg-1@example.org", "--json"])
     assert result.exit_code == 0, result.output
-    trail = json.loads(result.output)
+    trail = json.loads(result.output)["events"]
     assert [e["event"] for e in trail] == ["fetched", "routed", "delivered", "source-deleted"]
     assert trail[0]["details"] == {"uid": "7"}
     assert trail[1]["details"]["reason"] == "envelope Delivered-To #1"
@@ -110,7 +110,7 @@ def test_trace_follows_a_message_through_every_stage(config_file: Path, kafka_co
     by_key = runner.invoke(
         app, ["-c", str(config_file), "audit", "trace", "acme|bob@acme.example|msg-1@example.org", "--json"]
     )
-    assert [e["event"] for e in json.loads(by_key.output)] == [
+    assert [e["event"] for e in json.loads(by_key.output)["events"]] == [
         "fetched",
         "routed",
         "delivered",

@@ -7,6 +7,7 @@ from typing import Any
 from mailferry.config.models import MailferryConfig, Tenant
 
 DOMAIN = "acme.example"
+TRACE_KEY = b"test trace key, 32 characters or more"
 
 
 def tenant(**overrides: Any) -> Tenant:

@@ -11,9 +11,9 @@ from mailferry.streams.loopguard import TRACE_HEADER
 from mailferry.streams.resolver import POSSIBLE_LOST_BCC
 from mailferry.streams.router import Rejected, Routed, route_raw
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.rawrecord import RawSource, build_raw_record
-from tests.stream.factories import DOMAIN, config, message
+from tests.stream.factories import DOMAIN, TRACE_KEY, config, message
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 
@@ -30,7 +30,14 @@ def _raw(
 
 def _route(tmp_path: Path, data: bytes, **kwargs: object) -> Routed | Rejected:
     blobs = LocalBlobStore(tmp_path / "blobs")
-    return route_raw(_raw(blobs, data, **kwargs), config=config(), blobs=blobs, origin="p.raw/0/1", now=NOW)  # type: ignore[arg-type]
+    return route_raw(
+        _raw(blobs, data, **kwargs),
+        config=config(),
+        blobs=blobs,
+        origin="p.raw/0/1",
+        now=NOW,
+        trace_key=TRACE_KEY,
+    )  # type: ignore[arg-type]
 
 
 def test_routed_delivery_records_are_valid_avro(tmp_path: Path) -> None:
@@ -68,26 +75,17 @@ def test_large_message_headers_come_from_the_blob_store(tmp_path: Path) -> None:
     assert delivery["recipient"] == f"carol@{DOMAIN}"
 
 
-def test_loop_is_rejected(tmp_path: Path) -> None:
-    data = message((TRACE_HEADER, "tenant=acme; mailbox=catchall; key=k"), ("Delivered-To", f"bob@{DOMAIN}"))
-    rejected = _route(tmp_path, data)
-    assert isinstance(rejected, Rejected) and (rejected.error_class, rejected.reason_code) == (
-        "loop",
-        "loop-trace",
-    )
-
-
 def test_unknown_tenant_is_rejected(tmp_path: Path) -> None:
     blobs = LocalBlobStore(tmp_path)
     raw = _raw(blobs, message(("Subject", "x")), tenant="nobody")
-    result = route_raw(raw, config=config(), blobs=blobs, origin="o", now=NOW)
+    result = route_raw(raw, config=config(), blobs=blobs, origin="o", now=NOW, trace_key=TRACE_KEY)
     assert isinstance(result, Rejected) and result.reason_code == "unknown-tenant"
 
 
 def test_missing_blob_is_rejected(tmp_path: Path) -> None:
     blobs = LocalBlobStore(tmp_path)
     raw = _raw(blobs, message(("Subject", "x")), inline=None, blob_ref="sha256:" + "0" * 64)
-    result = route_raw(raw, config=config(), blobs=blobs, origin="o", now=NOW)
+    result = route_raw(raw, config=config(), blobs=blobs, origin="o", now=NOW, trace_key=TRACE_KEY)
     assert isinstance(result, Rejected) and result.reason_code == "blob-missing"
 
 
@@ -132,3 +130,12 @@ def test_bad_input_outcomes(tmp_path: Path) -> None:
     assert routed["1 MB header"] == [f"bob@{DOMAIN}"]
     assert routed["NUL bytes"] == [f"bob@{DOMAIN}"]
     assert routed["invalid addresses"] == [f"postmaster@{DOMAIN}"]
+
+
+def test_a_blob_reference_naming_a_file_is_rejected_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.eml"
+    outside.write_bytes(message(("Delivered-To", f"bob@{DOMAIN}"), ("Subject", "a host file")))
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    raw = _raw(blobs, message(("Subject", "x")), inline=None, blob_ref=f"sha256:{outside}")
+    result = route_raw(raw, config=config(), blobs=blobs, origin="o", now=NOW, trace_key=TRACE_KEY)
+    assert isinstance(result, Rejected) and result.reason_code == "blob-ref-invalid"

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from mailferry.streams.router import Routed, route_raw
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.rawrecord import RawSource, build_raw_record
-from tests.stream.factories import DOMAIN, config, message
+from tests.stream.factories import DOMAIN, TRACE_KEY, config, message
 
 
 def _flags(tmp_path: Path, bypass: bool) -> list[str]:
@@ -20,7 +20,9 @@ def _flags(tmp_path: Path, bypass: bool) -> list[str]:
         RawSource("acme", "catchall", "pop3"), data, blobs=blobs, inline_threshold=1 << 20
     )
     raw["bypass_dedup"] = bypass
-    routed = route_raw(raw, config=config(), blobs=blobs, origin="p.raw/0/7", now=datetime.now(UTC))
+    routed = route_raw(
+        raw, config=config(), blobs=blobs, origin="p.raw/0/7", now=datetime.now(UTC), trace_key=TRACE_KEY
+    )
     assert isinstance(routed, Routed)
     (candidate,) = routed.candidates
     assert candidate.bypass_dedup is bypass

@@ -15,16 +15,20 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record, codec
 from mailferry.streams.faust_settings import app_id
+from mailferry.streams.loopguard import trace_value
+from mailferry.streams.trace_key import load_trace_key
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
+from mailferry.config.models import MailferryConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
@@ -139,7 +143,7 @@ def setup(tmp_path: Path, kafka_config: KafkaConfig) -> Iterator[tuple[Path, Str
 class Publisher:
     def __init__(self, config_path: Path) -> None:
         self.config = load_config(config_path)
-        self.blobs = LocalBlobStore(self.config.blob_dir)
+        self.blobs = open_blob_store(self.config)  # kind kafka: the role finds them in the topic
         self.producer = KafkaProducer(
             bootstrap_servers=self.config.kafka.bootstrap_servers, acks="all", max_request_size=4 << 20
         )
@@ -160,10 +164,28 @@ class Publisher:
         self.producer.send(self.topic, key=key, value=value).get(30)
 
 
-LOOP = (
+FORGED = (
     b"X-Mailferry-Trace: tenant=acme; mailbox=catchall; key=k\r\nDelivered-To: bob@acme.example\r\n"
-    b"Message-ID: <loop@x.example>\r\n\r\nbody\r\n"
+    b"Message-ID: <forged@x.example>\r\n\r\nan unsigned trace is not obeyed\r\n"
 )
+
+
+def looped(config: MailferryConfig) -> bytes:
+    """A message carrying the trace a delivery of this deployment signed (its key in the state folder)."""
+    mid = "<loop@x.example>"
+    trace = trace_value(
+        tenant="acme",
+        mailbox_id="catchall",
+        dedup_key=f"acme/bob@acme.example/{mid}",
+        routed_at=datetime.now(UTC),
+        message_id=mid,
+        key=load_trace_key(config),
+    )
+    return (
+        f"X-Mailferry-Trace: {trace}\r\nDelivered-To: bob@acme.example\r\nMessage-ID: {mid}\r\n\r\nbody\r\n"
+    ).encode()
+
+
 HOPS = b"".join(b"Received: from a by b; Mon, 2 Nov 2026 10:00:00 +0000\r\n" for _ in range(25)) + b"\r\nx"
 SHARED = (
     b"Delivered-To: alice@acme.example\r\nMessage-ID: <both-ways@partner.example>\r\n"
@@ -195,7 +217,9 @@ def test_stream_role_end_to_end_with_restarts(
     names[publisher.raw("alice-private", SHARED)] = "shared"
     expected[("shared", ALICE)] += 1
     publisher.raw("catchall", b"\r\nno headers at all")
-    publisher.raw("catchall", LOOP)
+    publisher.raw("catchall", looped(publisher.config))
+    names[publisher.raw("catchall", FORGED)] = "forged"
+    expected[("forged", f"bob@{DOMAIN}")] += 1
     publisher.raw("catchall", HOPS)
     publisher.bytes_(b"acme/catchall", b"not an avro record")
 

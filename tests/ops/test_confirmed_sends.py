@@ -1,0 +1,246 @@
+"""Every send that marks something done is confirmed: a record Kafka refuses fails the command
+and nothing is marked (dead letters, replay, import), against the real broker.
+
+A topic whose ``max.message.bytes`` is below the record's size makes the broker refuse it;
+kafka-python's ``flush()`` only logs such a batch, so these tests fail when a writer trusts it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from mailferry.schemas import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
+from typer.testing import CliRunner
+
+from mailferry.blobs import LocalBlobStore
+from mailferry.cli.main import app
+from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_consumer, new_producer
+from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
+from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name, topic_specs
+from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+
+pytestmark = pytest.mark.integration
+SMALL = 1024  # bytes a refusing topic accepts; every record below is larger
+T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+
+def _limit(admin: KafkaAdminClient, topic: str, max_bytes: int) -> None:
+    resource = ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": str(max_bytes)})
+    admin.alter_configs([resource], incremental=True)
+    deadline = time.monotonic() + 10  # the broker applies it from its metadata log, a moment later
+    while time.monotonic() < deadline:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        if described["topic"][topic]["max.message.bytes"]["value"] == str(max_bytes):
+            return
+        time.sleep(0.1)
+
+
+def _values(kafka: KafkaConfig, logical: str) -> list[bytes]:
+    consumer = new_consumer(kafka, list(kafka.bootstrap_servers), consumer_timeout_ms=2000)
+    consumer.subscribe([full_name(kafka, logical)])
+    values = [m.value for m in consumer]
+    consumer.close()
+    return values
+
+
+def _audit(kafka: KafkaConfig) -> list[dict[str, Any]]:
+    return [codec(AUDIT_EVENT).decode(v) for v in _values(kafka, AUDIT)]
+
+
+@pytest.fixture
+def admin(kafka_config: KafkaConfig) -> Any:
+    client = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
+    ensure_topics(client, topic_specs(kafka_config, 2))
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient) -> Path:
+    path = tmp_path / "mailferry.toml"
+    path.write_text(
+        f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
+        f"[kafka]\nbootstrap_servers = {kafka_config.bootstrap_servers!r}\n"
+        f'topic_prefix = "{kafka_config.topic_prefix}"\n'
+        '[blob_store]\ninline_threshold = "64KiB"\n'
+        '[retry]\ntiers = ["1s", "2s"]\n'
+        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
+        'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
+        '[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "/tmp/unused"\n'
+        '[[tenants.sources]]\nid = "history"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
+        'username = "u"\nauth = { kind = "password", password = "x" }\ntls = "none"\n'
+        'allow_plaintext_login = true\ndeliver_to = "alice@acme.example"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_a_refused_record_is_failed_and_its_marks_are_never_sent(
+    kafka_config: KafkaConfig, admin: KafkaAdminClient
+) -> None:
+    servers = list(kafka_config.bootstrap_servers)
+    refusing = f"{kafka_config.topic_prefix}.refusing"
+    admin.create_topics([NewTopic(refusing, 1, 1, topic_configs={"max.message.bytes": str(SMALL)})])
+    marks = full_name(kafka_config, AUDIT)
+    producer = new_producer(kafka_config, servers)
+    sends: ConfirmedSends[str] = ConfirmedSends(producer, timeout=30)
+    sends.send(marks, key=b"kept", value=b"work", tag="kept")
+    sends.then("kept", marks, key=b"kept", value=b"mark")
+    kept = sends.wait()
+    # an idempotent producer stops after a refused batch: what follows on it fails as well
+    sends.send(refusing, key=b"lost", value=b"x" * (4 * SMALL), tag="lost")
+    sends.then("lost", marks, key=b"lost", value=b"mark")
+    lost = sends.wait()
+    producer.close()
+
+    assert (kept.acknowledged, kept.failed) == (["kept"], [])
+    assert lost.acknowledged == [] and [tag for tag, _ in lost.failed] == ["lost"]
+    with pytest.raises(NotAcknowledgedError, match="did not acknowledge 1 of 1 things: MessageSizeTooLarge"):
+        lost.raise_for_failures("things")
+    assert _values(kafka_config, AUDIT) == [b"work", b"mark"]  # no mark for the refused record
+
+
+def _dead_letter(body_size: int) -> dict[str, Any]:
+    body = b"Subject: big\r\n\r\n" + b"x" * body_size
+    delivery = {
+        "delivery_id": uuid.uuid4().hex,
+        "tenant": "acme",
+        "recipient": "alice@acme.example",
+        "target": "",
+        "dedup_key": f"acme/alice/{hashlib.sha256(body).hexdigest()}",
+        "message_id": "<big@test>",
+        "mailbox_id": "catchall",
+        "size": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "inline": body,
+        "blob_ref": None,
+        "reasons": [{"kind": "envelope", "detail": "Delivered-To"}],
+        "flags": [],
+        "add_headers": [],
+        "raw_origin": None,
+        "routed_at": T0,
+    }
+    return {
+        "dead_letter_id": uuid.uuid4().hex,
+        "stage": "deliver",
+        "tenant": "acme",
+        "error_class": "permanent",
+        "reason_code": "recipient-refused",
+        "error_message": "550 no such user",
+        "attempts": 1,
+        "origin_topic": "deliver",
+        "origin_partition": 0,
+        "origin_offset": 0,
+        "failed_at": T0,
+        "first_failed_at": None,
+        "delivery": delivery,
+        "raw": None,
+    }
+
+
+def test_dlq_requeue_refused_by_kafka_fails_and_leaves_the_dead_letter_dead(
+    config_file: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient
+) -> None:
+    letter = _dead_letter(4 * SMALL)
+    producer = new_producer(kafka_config, list(kafka_config.bootstrap_servers))
+    producer.send(full_name(kafka_config, DLT), key=b"acme", value=codec(DEAD_LETTER).encode(letter))
+    producer.flush()
+    producer.close()
+    _limit(admin, full_name(kafka_config, DELIVER), SMALL)
+    runner = CliRunner()
+    base = ["-c", str(config_file), "dlq"]
+
+    refused = runner.invoke(app, [*base, "requeue", letter["dead_letter_id"]])
+    assert refused.exit_code == 1, refused.output
+    assert "did not acknowledge 1 of 1 dead letters to requeue" in refused.output
+    listed = runner.invoke(app, [*base, "list", "--json"])
+    assert [json.loads(line)["status"] for line in listed.output.splitlines()] == ["dead"]
+    assert _values(kafka_config, DLT_STATE) == [] and _audit(kafka_config) == []
+
+    _limit(admin, full_name(kafka_config, DELIVER), 8 * 1024 * 1024)
+    requeued = runner.invoke(app, [*base, "requeue", letter["dead_letter_id"]])
+    assert requeued.exit_code == 0, requeued.output
+    assert [codec(DELIVERY).decode(v)["delivery_id"] for v in _values(kafka_config, DELIVER)] == [
+        letter["delivery"]["delivery_id"]
+    ]
+    assert [e["event"] for e in _audit(kafka_config)] == ["retried"]
+
+
+def test_dlq_discard_refused_by_kafka_fails(
+    config_file: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient
+) -> None:
+    letter = _dead_letter(100)
+    producer = new_producer(kafka_config, list(kafka_config.bootstrap_servers))
+    producer.send(full_name(kafka_config, DLT), key=b"acme", value=codec(DEAD_LETTER).encode(letter))
+    producer.flush()
+    producer.close()
+    _limit(admin, full_name(kafka_config, DLT_STATE), 64)  # below any state record
+
+    result = CliRunner().invoke(app, ["-c", str(config_file), "dlq", "discard", letter["dead_letter_id"]])
+    assert result.exit_code == 1, result.output
+    assert "did not acknowledge 1 of 1 dead letters to discard" in result.output
+    assert _values(kafka_config, DLT_STATE) == []
+
+
+def test_replay_refused_by_kafka_fails_without_replayed_events(
+    config_file: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient, tmp_path: Path
+) -> None:
+    key, record = build_raw_record(
+        RawSource("acme", "history", "pop3", source_uid="1"),
+        b"Subject: big\r\n\r\n" + b"x" * (4 * SMALL),
+        blobs=LocalBlobStore(tmp_path / "blobs"),
+        inline_threshold=64 * 1024,
+    )
+    producer = new_producer(kafka_config, list(kafka_config.bootstrap_servers))
+    stamp = int(T0.timestamp() * 1000)
+    producer.send(full_name(kafka_config, RAW), key=key, value=encode_raw(record), timestamp_ms=stamp)
+    producer.flush()
+    producer.close()
+    _limit(admin, full_name(kafka_config, RAW), SMALL)
+    window = [
+        "--from",
+        (T0 - timedelta(minutes=1)).isoformat(),
+        "--to",
+        (T0 + timedelta(minutes=1)).isoformat(),
+    ]
+
+    result = CliRunner().invoke(app, ["-c", str(config_file), "replay", "--tenant", "acme", *window])
+    assert result.exit_code == 1, result.output
+    assert "did not acknowledge 1 of 1 records to replay" in result.output
+    assert len(_values(kafka_config, RAW)) == 1
+    assert [e["event"] for e in _audit(kafka_config)] == []
+
+
+def test_import_refused_by_kafka_fails_and_keeps_no_checkpoint(
+    config_file: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient, tmp_path: Path
+) -> None:
+    mbox = tmp_path / "in.mbox"
+    mbox.write_bytes(
+        b"From sender@example.org Mon Nov  2 10:00:00 2026\n"
+        b"Message-ID: <big@import.test>\nSubject: big\n\n" + b"x" * (4 * SMALL) + b"\n\n"
+    )
+    _limit(admin, full_name(kafka_config, RAW), SMALL)
+    args = ["-c", str(config_file), "import", "mbox", str(mbox), "--tenant", "acme", "--mailbox", "history"]
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "did not acknowledge 1 of 1 messages to import" in result.output
+    assert not list((tmp_path / "state" / "imports").glob("*.json"))
+    assert _audit(kafka_config) == []
+
+    _limit(admin, full_name(kafka_config, RAW), 8 * 1024 * 1024)
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert [codec(RAW_MESSAGE).decode(v)["size"] for v in _values(kafka_config, RAW)] != []
+    assert [e["event"] for e in _audit(kafka_config)] == ["imported"]
