@@ -79,6 +79,9 @@ class S3BlobConfig(Strict):
     verify_tls: bool = True
     ca_file: Path | None = None
     part_size: ByteSize = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, description="multipart part size")
+    upload_concurrency: int = Field(
+        2, ge=1, le=16, description="parts in flight: memory is about this x part_size"
+    )
 
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> S3BlobConfig:

@@ -33,6 +33,14 @@ topic_prefix = "{kafka.topic_prefix}"
 [stream]
 trace_key = "{ref}"
 
+[blob_store]
+kind = "s3"
+
+[blob_store.s3]
+bucket = "mail"
+access_key_id = "{ref}"
+secret_access_key = "{ref}"
+
 [[tenants]]
 id = "acme"
 accepted_domains = ["acme.example"]
