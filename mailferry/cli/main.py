@@ -13,6 +13,7 @@ from mailferry.cli import (
     audit_cmd,
     blobs_cmd,
     config_cmd,
+    console_cmd,
     demo_cmd,
     import_cmd,
     kafka_cmd,
@@ -59,6 +60,7 @@ app.add_typer(blobs_cmd.app, name="blobs")
 app.add_typer(migrate_cmd.app, name="migrate")
 app.command("replay")(replay_cmd.replay_cmd)
 app.command("status")(status_cmd.status_cmd)
+app.command("console")(console_cmd.console_cmd)
 app.command("demo")(demo_cmd.demo_cmd)
 
 for stage in (fetch_cli, stream_cli, deliver_cli):

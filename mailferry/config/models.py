@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from mailferry.config.console import ConsoleConfig
 from mailferry.config.kafka import KafkaConfig, Strict
 from mailferry.config.rules import RuleSet
 from mailferry.config.sources import Source
@@ -168,6 +169,7 @@ class MailferryConfig(Strict):
     stream: StreamConfig = StreamConfig()
     metrics: MetricsConfig = MetricsConfig()
     audit_index: AuditIndexConfig = AuditIndexConfig()
+    console: ConsoleConfig = ConsoleConfig()
     tenants: list[Tenant] = Field(default_factory=list)
 
     @model_validator(mode="after")
