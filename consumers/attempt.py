@@ -21,7 +21,7 @@ from functools import partial
 from io import BytesIO
 from typing import BinaryIO
 
-from mailferry.consumers import crashpoints, metrics
+from mailferry.consumers import crashpoints
 from mailferry.consumers.ledger import ledger_key
 from mailferry.consumers.ledger_state import Verdict, verdict
 from mailferry.consumers.outcomes import ACK_TIMEOUT_S, Job, OutcomeWriter, Pending
@@ -31,6 +31,7 @@ from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 from mailferry.blobs import BlobStore
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
+from mailferry.observe import metrics
 
 log = logging.getLogger(__name__)
 
@@ -191,10 +192,10 @@ def _attempt(
         )
         if isinstance(decision, Retry):
             pending = writer.retry(job, decision, error, ledger_key=key)
-            metrics.outcome(tenant, target_name, "retried")
+            metrics.outcome(tenant, target_name, "retried", time.monotonic() - started)
         elif isinstance(decision, DeadLetter):
             pending = writer.dead_letter(job, decision, error, ledger_key=key)
-            metrics.outcome(tenant, target_name, "dead-lettered")
+            metrics.outcome(tenant, target_name, "dead-lettered", time.monotonic() - started)
         else:  # pragma: no cover - TenantError is caught above
             raise AssertionError(f"unexpected decision {decision}")
         return Settled(pending)

@@ -30,7 +30,6 @@ from kafka.errors import (
     UnknownMemberIdError,
 )
 from kafka.structs import OffsetAndMetadata
-from mailferry.consumers import metrics
 from mailferry.consumers.attempt import (
     Abandoned,
     OutcomeNotRecordedError,
@@ -56,6 +55,7 @@ from mailferry.errors import ConfigError, MailferryError, PermanentError, Tenant
 from mailferry.fence import TenantFence
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
+from mailferry.observe import health, metrics
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,6 @@ class DeliveryWorker:
 
     def run(self, stop: threading.Event, *, until: Any = None) -> None:
         """Deliver until ``stop`` is set (or ``until(worker)`` is true), then finish cleanly."""
-        metrics.serve(self.config.metrics.port)
         self.ledger.load()
         self._check_targets_at_start()
         self.consumer = new_consumer(
@@ -231,6 +230,7 @@ class DeliveryWorker:
         self._check_paused_tenants()
         self._commit()
         self._status()
+        health.beat()
 
     def _take(self, tp: TopicPartition, record: Any) -> bool:
         """Dispatch one record; False when the rest of this partition's batch must wait."""
@@ -435,6 +435,7 @@ class DeliveryWorker:
         """
         parts = {(tp.topic, tp.partition) for tp in partitions}
         self._revoked |= parts
+        health.ready(False, "rebalancing")
         if self._abandoning:
             return
         left = self.handover.close(parts, REVOKE_DRAIN_S)
@@ -455,6 +456,7 @@ class DeliveryWorker:
         self._revoked.clear()
         self.handover.reopen(now)
         self._unsynced |= {partition for _, partition in now - owned_before}
+        health.ready()
         self.tracker.forget(lost)
         self._awaiting = deque((j, p) for j, p in self._awaiting if (j.topic, j.partition) not in lost)
         self.pauses.drop_partitions(lost)

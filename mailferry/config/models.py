@@ -156,8 +156,29 @@ class AuditIndexConfig(Strict):
     scan_window: Duration = Field(timedelta(days=1), description="how far back a trace scans without index")
 
 
+Role = Literal["fetch", "stream", "deliver", "audit-index"]
+
+
 class MetricsConfig(Strict):
-    port: int | None = Field(None, ge=0, le=65535, description="Prometheus endpoint; None: off")
+    """``/metrics``, ``/healthz`` and ``/readyz`` of each role, on one port per process."""
+
+    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 in a container")
+    port: int | None = Field(None, ge=0, le=65535, description="every role's port; None: off")
+    role_ports: dict[Role, int] = Field(
+        default_factory=dict, description="a port per role, for several roles on one host"
+    )
+    stuck_after: Duration = Field(timedelta(minutes=2), description="/healthz fails after this silence")
+    lag_interval: Duration = Field(timedelta(seconds=15), description="how often consumer lag is measured")
+
+    def port_of(self, role: str) -> int | None:
+        for name, port in self.role_ports.items():
+            if name == role:
+                return port
+        return self.port
+
+
+class LoggingConfig(Strict):
+    format: Literal["text", "json"] = Field("text", description="json: one object per line")
 
 
 class MailferryConfig(Strict):
@@ -168,6 +189,7 @@ class MailferryConfig(Strict):
     retry: RetryConfig = RetryConfig()
     stream: StreamConfig = StreamConfig()
     metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
     audit_index: AuditIndexConfig = AuditIndexConfig()
     console: ConsoleConfig = ConsoleConfig()
     tenants: list[Tenant] = Field(default_factory=list)
