@@ -29,6 +29,7 @@ from mailferry.consumers.retry_policy import DeadLetter, Retry, decide
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
 from mailferry.blobs import BlobStore
+from mailferry.blobs.once import BlobOpener, ReadOnce
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 from mailferry.observe import metrics
@@ -83,7 +84,7 @@ def idempotency_key(delivery: dict[str, object]) -> str:
     return str(delivery["dedup_key"])
 
 
-def delivery_item(delivery: dict[str, object], blobs: BlobStore) -> DeliveryItem:
+def delivery_item(delivery: dict[str, object], blobs: BlobOpener) -> DeliveryItem:
     inline = delivery.get("inline")
     blob_ref = delivery.get("blob_ref")
 
@@ -156,9 +157,10 @@ def _attempt(
         error: BaseException | None = None
         found: bool | None = False
         history = job.history
+        reads = ReadOnce(blobs)  # the target's opens share one fetched, verified copy
         try:
             item = replace(
-                delivery_item(delivery, blobs), before_commit=partial(_write_ahead, writer, job, key)
+                delivery_item(delivery, reads), before_commit=partial(_write_ahead, writer, job, key)
             )
             if ask:
                 history = replace(history, ambiguous=True)  # until the target has answered
@@ -177,6 +179,8 @@ def _attempt(
             return Paused(target_name, exc)
         except Exception as exc:
             error = exc
+        finally:
+            reads.close()
         if error is None:
             note = _note(ask, found)
             pending = writer.delivered(job, key, target_name, checked=found is True, note=note)
