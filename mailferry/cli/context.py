@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mailferry.config import MailferryConfig, load_config
 from mailferry.errors import SetupError
+from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.embedded import EmbeddedBroker
 
 
@@ -17,8 +18,13 @@ class CliContext:
 
     @property
     def config(self) -> MailferryConfig:
+        """The loaded config; with the embedded broker, its generated client login applied."""
         if self._config is None:
-            self._config = load_config(self.config_path)
+            config = load_config(self.config_path)
+            if config.kafka.uses_embedded:
+                login = BrokerCredentials(config.kafka_state_dir).apply(config.kafka)
+                config = config.model_copy(update={"kafka": login})
+            self._config = config
         return self._config
 
     def embedded_broker(self) -> EmbeddedBroker:

@@ -23,6 +23,7 @@ import pytest
 
 from mailferry.audit_trace import trace
 from mailferry.config import load_config
+from mailferry.config.kafka import KafkaConfig
 from mailferry.demo import (
     ACME_USERS,
     GLOBEX_ACCOUNT,
@@ -31,6 +32,7 @@ from mailferry.demo import (
     DemoEnvironment,
     mailbox_summary,
 )
+from mailferry.kafka.embedded import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
@@ -75,9 +77,9 @@ class MainJob:
 
 
 @pytest.fixture
-def job(tmp_path: Path, kafka_broker: str, request: pytest.FixtureRequest) -> Iterator[MainJob]:
+def job(tmp_path: Path, embedded_broker: EmbeddedBroker, request: pytest.FixtureRequest) -> Iterator[MainJob]:
     env = DemoEnvironment(tmp_path, globex_target=getattr(request, "param", "maildir"))
-    env.start(kafka_servers=[kafka_broker], topic_prefix=f"e2e{uuid.uuid4().hex[:8]}")
+    env.start(kafka=embedded_broker.client_config(KafkaConfig(topic_prefix=f"e2e{uuid.uuid4().hex[:8]}")))
     main_job = MainJob(env, tmp_path / "run.log")
     main_job.start()
     try:

@@ -19,6 +19,7 @@ from mailferry.streams.faust_settings import app_id
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import DELIVER, full_name, topic_specs
 from tests.stream.test_stream_app import Publisher, StreamRole, _write_config
 
@@ -30,7 +31,7 @@ BIG = b"Delivered-To: bob@acme.example\r\nMessage-ID: <big@x.example>\r\n\r\n" +
 
 @pytest.fixture
 def admin(kafka_config: KafkaConfig) -> Iterator[KafkaAdminClient]:
-    client = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    client = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     yield client
     client.close()
 
