@@ -11,6 +11,7 @@ own arithmetic.
 
 from __future__ import annotations
 
+import logging
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -29,8 +30,17 @@ def bootstrap(kafka: KafkaConfig, embedded_address: str | None = None) -> list[s
     return [embedded_address]
 
 
+def _loopback(servers: list[str]) -> bool:
+    return all(s.rpartition(":")[0] in ("127.0.0.1", "localhost", "[::1]") for s in servers)
+
+
 def common_settings(kafka: KafkaConfig, servers: list[str]) -> dict[str, Any]:
     """Connection and security keyword arguments shared by every kafka-python client."""
+    if kafka.security_protocol == "SASL_PLAINTEXT" and _loopback(servers):
+        # the clients warn on every connection that SASL runs without TLS; on loopback (the
+        # embedded broker) nothing crosses a network, and the warning would drown the logs
+        for name in ("kafka.net.sasl.plain", "kafka.net.sasl.scram", "aiokafka.conn"):
+            logging.getLogger(name).addFilter(_drop_clear_text_warning)
     settings: dict[str, Any] = {
         "bootstrap_servers": servers,
         "client_id": kafka.client_id,
@@ -44,6 +54,11 @@ def common_settings(kafka: KafkaConfig, servers: list[str]) -> dict[str, Any]:
         if kafka.sasl_password is not None:
             settings["sasl_plain_password"] = kafka.sasl_password.reveal()
     return settings
+
+
+def _drop_clear_text_warning(record: logging.LogRecord) -> bool:
+    message = str(record.msg)
+    return "in the clear" not in message
 
 
 def producer_settings(
