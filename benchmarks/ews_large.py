@@ -32,7 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 
 DOMAIN = "contoso.example"
 USER, PASSWORD = "svc-mailferry", "emulator"

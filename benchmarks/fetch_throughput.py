@@ -49,7 +49,7 @@ from mailferry.producers.state import MailboxState
 from rich.console import Console
 from rich.table import Table
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.config.loader import parse_config

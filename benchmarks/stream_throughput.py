@@ -38,7 +38,7 @@ from mailferry.streams.router import Routed, route_raw
 from rich.console import Console
 from rich.table import Table
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.config import load_config
 from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.config.models import MailferryConfig

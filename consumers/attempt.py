@@ -21,7 +21,7 @@ from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
 from mailferry.consumers.retry_policy import DeadLetter, Retry, decide
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 
@@ -70,7 +70,7 @@ def idempotency_key(delivery: dict[str, object]) -> str:
     return str(delivery["dedup_key"])
 
 
-def delivery_item(delivery: dict[str, object], blobs: LocalBlobStore) -> DeliveryItem:
+def delivery_item(delivery: dict[str, object], blobs: BlobStore) -> DeliveryItem:
     inline = delivery.get("inline")
     blob_ref = delivery.get("blob_ref")
 
@@ -103,7 +103,7 @@ def attempt(
     target_name: str,
     *,
     writer: OutcomeWriter,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     policy: Policy,
 ) -> Result:
     delivery = job.delivery
@@ -121,7 +121,7 @@ def _attempt(
     target_name: str,
     *,
     writer: OutcomeWriter,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     policy: Policy,
 ) -> Result:
     delivery = job.delivery

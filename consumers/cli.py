@@ -33,6 +33,7 @@ def deliver_cmd(
         format="%(asctime)s deliver %(levelname)s %(name)s: %(message)s",
     )
     cli: CliContext = ctx.obj
+    cli.check_secrets()
     stop = threading.Event()
 
     def request_stop(signum: int, frame: FrameType | None) -> None:

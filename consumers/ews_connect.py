@@ -5,6 +5,8 @@ so every mailbox of a tenant goes through the same ``Protocol``. The endpoint is
 or autodiscovered once (never per message) and the version is configured or detected once.
 The retry policy is always fail-fast: retries belong to mailferry's retry topics, and
 exchangelib's ``FaultTolerance`` would retry a 401 as if the server were busy.
+TLS settings (``verify_tls``, ``ca_file``) belong to this target and its endpoint alone
+(``exchangelib_patches``), never to the whole process.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import requests.adapters
 from exchangelib import (
     BASIC,
     DELEGATE,
@@ -28,8 +29,7 @@ from exchangelib import (
     Version,
 )
 from exchangelib.autodiscover import Autodiscovery
-from exchangelib.errors import SessionPoolMinSizeReached
-from exchangelib.protocol import BaseProtocol, FailFast, Protocol
+from exchangelib.protocol import FailFast, Protocol
 from exchangelib.version import (
     EXCHANGE_2007,
     EXCHANGE_2007_SP1,
@@ -42,6 +42,7 @@ from exchangelib.version import (
     EXCHANGE_2019,
     EXCHANGE_O365,
 )
+from mailferry.consumers.exchangelib_patches import TlsSettings, TokenUrlOAuth2Credentials, tune_protocol
 
 from mailferry.config.models import Tenant
 from mailferry.config.targets import EwsTarget
@@ -72,67 +73,6 @@ def parse_version(name: str | None) -> Version | None:
     return Version(build=build)
 
 
-class _TlsPolicy:
-    """TLS settings per endpoint prefix, applied by one adapter class for all of exchangelib.
-
-    exchangelib picks its HTTP adapter per class, not per connection; this adapter looks
-    the endpoint up instead, so one tenant's private CA never loosens another tenant's TLS.
-    Unlisted endpoints keep requests' default: verified against the system store.
-    """
-
-    lock = threading.Lock()
-    verify: dict[str, bool | str] = {}
-
-    @classmethod
-    def register(cls, endpoint: str, verify: bool | str) -> None:
-        with cls.lock:
-            cls.verify[endpoint] = verify
-            BaseProtocol.HTTP_ADAPTER_CLS = _PolicyAdapter
-
-    @classmethod
-    def lookup(cls, url: str, default: Any) -> Any:
-        for prefix, value in cls.verify.items():
-            if url.startswith(prefix):
-                return value
-        return default
-
-
-class _PolicyAdapter(requests.adapters.HTTPAdapter):
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        super().cert_verify(conn, url, _TlsPolicy.lookup(url, verify), cert)
-
-    def get_connection_with_tls_context(
-        self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
-    ) -> Any:
-        return super().get_connection_with_tls_context(
-            request, _TlsPolicy.lookup(request.url, verify), proxies=proxies, cert=cert
-        )
-
-
-class _TokenUrlOAuth2Credentials(OAuth2Credentials):  # type: ignore[misc]
-    """App-only OAuth2 with a configurable token endpoint (sovereign clouds, emulators)."""
-
-    def __init__(self, *args: Any, token_endpoint: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._token_endpoint = token_endpoint
-
-    @property
-    def token_url(self) -> str:
-        return self._token_endpoint
-
-
-def _keep_pool_size() -> None:
-    """Replaces exchangelib's ``decrease_poolsize``, which it calls on every busy answer.
-
-    Shrinking takes the pool lock and then waits for a free session; when the pool is empty
-    and below its maximum, that wait tries to grow the pool under the same lock and the
-    process deadlocks (seen at 32 threads against a 27-request budget). Back-off is the
-    retry topics' job here, so the pool keeps its size; raising "minimum reached" makes
-    exchangelib give up instead of retrying ErrorExceededConnectionCount in a loop.
-    """
-    raise SessionPoolMinSizeReached("mailferry keeps the EWS session pool; the worker backs off")
-
-
 class EwsConnection:
     """Builds and caches the exchangelib objects of one target; thread-safe."""
 
@@ -141,6 +81,7 @@ class EwsConnection:
         self.target = target
         self._lock = threading.Lock()
         self._config: Configuration | None = None
+        self.tls: TlsSettings | None = None
         self._accounts: dict[str, Account] = {}
         self.credentials = self._credentials()
         self.access_type = IMPERSONATION if target.impersonation else DELEGATE
@@ -158,7 +99,7 @@ class EwsConnection:
                 "identity": Identity(primary_smtp_address=self.tenant.default_mailbox),
             }
             if t.token_url:
-                return _TokenUrlOAuth2Credentials(token_endpoint=t.token_url, **kwargs)
+                return TokenUrlOAuth2Credentials(token_endpoint=t.token_url, **kwargs)
             return OAuth2Credentials(**kwargs)
         if not (t.username and t.password):
             raise ConfigError(f"target {t.name}: {t.auth} needs username and password")
@@ -174,9 +115,7 @@ class EwsConnection:
     def _build_config(self) -> Configuration:
         t = self.target
         endpoint = t.endpoint or self._autodiscover()
-        verify: bool | str = str(t.ca_file) if t.ca_file else t.verify_tls
-        if verify is not True:
-            _TlsPolicy.register(endpoint, verify)
+        self.tls = TlsSettings(endpoint, str(t.ca_file) if t.ca_file else t.verify_tls)
         config = Configuration(
             service_endpoint=endpoint,
             credentials=self.credentials,
@@ -189,10 +128,8 @@ class EwsConnection:
         return config
 
     def _tune(self, protocol: Protocol) -> Protocol:
-        protocol.TIMEOUT = self.target.timeout.total_seconds()
-        protocol.RETRY_WAIT = 0  # a busy answer without BackOffMilliseconds keeps retry_after None
-        protocol.decrease_poolsize = _keep_pool_size
-        return protocol
+        assert self.tls is not None, "the config is built first"
+        return tune_protocol(protocol, timeout=self.target.timeout.total_seconds(), tls=self.tls)
 
     def _autodiscover(self) -> str:
         """Once per process and target, from the tenant's default mailbox."""

@@ -1,7 +1,8 @@
 """What a delivered item looks like in Exchange, independent of how it is written.
 
-Pure functions over the message head: the delivery time to show (the item's own, else the
-newest Received header, else Date) and the Internet Message-ID to find it by later. Also
+Pure functions over the message head (parsed by ``mailferry.mail``): the delivery time to
+show (the item's own, else the newest Received header, else Date) and the Internet
+Message-ID to find it by later. Also
 the exchangelib Message class that carries PR_MESSAGE_FLAGS (0x0E07 = 1, "not a draft") and
 PR_MESSAGE_DELIVERY_TIME (0x0E06): without them a MIME import shows up as an unsent draft
 dated now.
@@ -10,19 +11,18 @@ dated now.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email.message import Message as EmailMessage
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from email.utils import parsedate_to_datetime
 
 from exchangelib import Message
 from exchangelib.extended_properties import ExtendedProperty
 from mailferry.consumers.target import DeliveryItem
 
+from mailferry.mail.block import chunks_from, locate
+from mailferry.mail.dates import as_utc, parse_date, received_time
+from mailferry.mail.headers import MessageHeaders, parse_headers
+
 # PR_MESSAGE_FLAGS at creation: 1 (MSGFLAG_READ) without MSGFLAG_UNSENT (8) makes a received
 # item, not a draft; IsRead=false in the same request then marks it unread.
 MESSAGE_FLAGS_DELIVERED = 1
-HEAD_LIMIT = 256 * 1024
 
 
 class MessageFlags(ExtendedProperty):  # type: ignore[misc]
@@ -43,49 +43,31 @@ InboxMessage.register("mf_message_flags", MessageFlags)
 InboxMessage.register("mf_delivery_time", DeliveryTime)
 
 
-def read_head(item: DeliveryItem) -> EmailMessage:
-    """Parse only the header block (bounded), never the whole body."""
-    buf = b""
+def read_head(item: DeliveryItem) -> MessageHeaders:
+    """The header block only (up to the one limit), never the body."""
     with item.open_message() as handle:
-        while len(buf) < HEAD_LIMIT:
-            chunk = handle.read(16384)
-            if not chunk:
-                break
-            buf += chunk
-            if b"\r\n\r\n" in buf or b"\n\n" in buf:
-                break
-    return BytesHeaderParser(policy=compat32).parsebytes(buf[:HEAD_LIMIT], headersonly=True)
+        return parse_headers(locate(chunks_from(handle, 16384)).data)
 
 
-def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _parse_date(text: str) -> datetime | None:
-    try:
-        return _as_utc(parsedate_to_datetime(text.strip()))
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
-def delivery_time(item: DeliveryItem, head: EmailMessage, *, now: datetime | None = None) -> datetime:
+def delivery_time(item: DeliveryItem, head: MessageHeaders, *, now: datetime | None = None) -> datetime:
     """When the message reached its first mailbox: what Outlook shows as "Received"."""
     if item.received_at is not None:
-        return _as_utc(item.received_at)
-    for received in head.get_all("Received") or []:
-        _, sep, when = str(received).rpartition(";")
-        parsed = _parse_date(when) if sep else None
+        return as_utc(item.received_at)
+    for received in head.get_all("Received"):
+        parsed = received_time(received)
         if parsed is not None:
             return parsed
-    date = head.get("Date")
-    parsed = _parse_date(str(date)) if date else None
-    return parsed or _as_utc(now or datetime.now(UTC))
+    return parse_date(head.first("Date")) or as_utc(now or datetime.now(UTC))
 
 
-def internet_message_id(item: DeliveryItem, head: EmailMessage) -> str | None:
-    """The Message-ID exactly as Exchange indexes it (InternetMessageId, with angle brackets)."""
-    raw = head.get("Message-ID")
-    value = " ".join(str(raw).split()) if raw else (item.message_id or "")
+def internet_message_id(item: DeliveryItem, head: MessageHeaders) -> str | None:
+    """The Message-ID exactly as Exchange indexes it (InternetMessageId, with angle brackets).
+
+    Not ``mailferry.mail.message_id``'s canonical form: Exchange keeps the case of the
+    domain too, and the look-up must match what it stored.
+    """
+    raw = head.first("Message-ID")
+    value = " ".join(raw.split()) if raw else (item.message_id or "")
     value = value.strip()
     if not value:
         return None

@@ -38,6 +38,8 @@ from exchangelib.services import CreateItem
 from mailferry.consumers.ews_items import MESSAGE_FLAGS_DELIVERED, InboxMessage
 from mailferry.consumers.target import DeliveryItem
 
+from mailferry.mail import added_headers
+
 RAW_BLOCK = 3 * 256 * 1024  # raw bytes per base64 block: a multiple of 3, so padding only at the end
 
 
@@ -230,8 +232,7 @@ class StreamedMessage:
                 size = handle.seek(0, 2)
             except (OSError, ValueError):
                 size = item.size
-        prefix = b"".join(f"{n}: {v}\r\n".encode() for n, v in item.add_headers)
-        return cls(item.open_message, size, prefix, delivered_at)
+        return cls(item.open_message, size, added_headers.prefix(item.add_headers), delivered_at)
 
 
 def create_streamed(account: Account, folder: BaseFolder, message: StreamedMessage) -> list[Any]:

@@ -3,6 +3,7 @@
 Each message is written to ``tmp/`` and linked into ``new/`` under a name derived from the
 dedup key, so delivery is atomic (a reader never sees half a message) and idempotent (the
 second link of the same key fails with ``FileExistsError`` instead of making a copy).
+Files are 0600 and folders 0700 whatever the umask: mail is for its owner only.
 A mail reader that has seen the message moves it to ``cur/`` with a ``:2,<flags>`` suffix;
 ``already_delivered`` looks there too.
 """
@@ -20,6 +21,7 @@ from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 from mailferry.config import Tenant
 from mailferry.config.targets import MaildirTarget as MaildirConfig
 from mailferry.errors import PermanentError, TenantError, TransientError
+from mailferry.mail import added_headers
 
 CHUNK = 1024 * 1024
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@+-_=")
@@ -54,7 +56,7 @@ class MaildirDelivery:
 
     def check_credentials(self) -> None:
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise _classify(exc, self.root) from exc
         if not os.access(self.root, os.W_OK | os.X_OK):
@@ -72,8 +74,9 @@ class MaildirDelivery:
         box = self.mailbox_path(item.mailbox)
         name = message_filename(item.dedup_key)
         try:
-            for sub in ("tmp", "new", "cur"):
-                (box / sub).mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for folder in (box, box / "tmp", box / "new", box / "cur"):
+                folder.mkdir(mode=0o700, exist_ok=True)
             if self._in_cur(box, name):
                 return
             tmp = box / "tmp" / f"{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}"
@@ -113,9 +116,9 @@ class MaildirDelivery:
 
     @staticmethod
     def _write(path: Path, item: DeliveryItem) -> None:
-        with path.open("xb") as out, item.open_message() as source:
-            for name, value in item.add_headers:
-                out.write(f"{name}: {value}\r\n".encode())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(fd, "wb") as out, item.open_message() as source:
+            out.write(added_headers.prefix(item.add_headers))
             while chunk := source.read(CHUNK):
                 out.write(chunk)
             out.flush()

@@ -17,9 +17,6 @@ import smtplib
 import socket
 import ssl
 import threading
-from email.parser import BytesHeaderParser
-from email.policy import compat32
-from email.utils import getaddresses
 from typing import BinaryIO
 
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
@@ -34,10 +31,13 @@ from mailferry.errors import (
     TenantError,
     TransientError,
 )
+from mailferry.mail import added_headers
+from mailferry.mail.addresses import first_address
+from mailferry.mail.block import chunks_from, locate
+from mailferry.mail.headers import parse_headers
 
 LINE_LIMIT = 64 * 1024
 SEND_BUFFER = 256 * 1024
-HEADER_LIMIT = 1024 * 1024
 
 
 class SmtpDelivery:
@@ -112,7 +112,7 @@ class SmtpDelivery:
             conn.close()
 
     def deliver(self, item: DeliveryItem) -> None:
-        size = item.size + sum(len(n) + len(v) + 4 for n, v in item.add_headers)
+        size = item.size + added_headers.prefix_size(item.add_headers)
         if self.max_message_size is not None and size > self.max_message_size:
             raise PermanentError(
                 f"message of {size} bytes is over this target's limit of {self.max_message_size}",
@@ -171,7 +171,7 @@ def _send_data(conn: smtplib.SMTP, add_headers: tuple[tuple[str, str], ...], sou
     a 76-column message has ~13,000 lines per MB, and the per-line loop was most of this
     target's CPU. A line longer than ``LINE_LIMIT`` is passed on in pieces, as before.
     """
-    head = b"".join(f"{name}: {value}\r\n".encode() for name, value in add_headers)
+    head = added_headers.prefix(add_headers)
     if head:
         conn.send(head)
     at_line_start = True
@@ -206,22 +206,12 @@ def _stuffed(lines: bytes, at_line_start: bool) -> bytes:
 
 
 def envelope_sender(item: DeliveryItem) -> str:
-    """Return-Path, else Sender, else From of the message; empty (the null sender) if none."""
-    head = bytearray()
+    """Return-Path, else Sender, else From of the message; empty (the null sender) if none
+    of them holds a valid address."""
     with item.open_message() as source:
-        while len(head) < HEADER_LIMIT:
-            line = source.readline(LINE_LIMIT)
-            if not line or line in (b"\r\n", b"\n"):
-                break
-            head += line
-    headers = BytesHeaderParser(policy=compat32).parsebytes(bytes(head))
-    for name in ("Return-Path", "Sender", "From"):
-        value = headers.get(name)
-        if value:
-            addresses = [addr for _, addr in getaddresses([str(value)]) if addr]
-            if addresses:
-                return addresses[0]
-    return ""
+        headers = parse_headers(locate(chunks_from(source)).data)
+    values = [v for name in ("Return-Path", "Sender", "From") for v in headers.get_all(name)[:1]]
+    return first_address(values) or ""
 
 
 def classify(exc: BaseException, *, phase: str, recipient: str | None = None) -> MailferryError:

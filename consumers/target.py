@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol
 
+from mailferry.mail import added_headers
+
 
 @dataclass(frozen=True)
 class DeliveryItem:
@@ -33,8 +35,7 @@ class DeliveryItem:
         """The whole message with ``add_headers`` prepended (for APIs that take it whole)."""
         with self.open_message() as handle:
             body = handle.read()
-        prefix = b"".join(f"{n}: {v}\r\n".encode() for n, v in self.add_headers)
-        return prefix + body
+        return added_headers.prefix(self.add_headers) + body
 
 
 class DeliveryTarget(Protocol):

@@ -34,7 +34,7 @@ from mailferry.consumers.subscription import Rebalance, await_topics
 from mailferry.consumers.tenants import TenantPauses
 from mailferry.schemas.codec import DELIVERY, codec
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.errors import MailferryError, PermanentError, TenantError
 from mailferry.fence import TenantFence
@@ -70,7 +70,7 @@ class DeliveryWorker:
         self.policy = Policy(list(config.retry.tiers), config.retry.horizon)
         self.registry = registry or TargetRegistry(config)
         self.fence = TenantFence(config)
-        self.blobs = LocalBlobStore(config.blob_dir)
+        self.blobs = open_blob_store(config, servers)
         self.tracker = OffsetTracker()
         self.pauses = TenantPauses(credential_retry)
         self._done: queue.Queue[Done] = queue.Queue()
@@ -117,6 +117,7 @@ class DeliveryWorker:
         self._pools.clear()
         self.registry.close()
         self.ledger.close()
+        self.blobs.close()
         self.producer.close(timeout=10)
         if self.consumer is not None:
             self.consumer.close(autocommit=False)

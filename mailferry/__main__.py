@@ -1,5 +1,5 @@
 """``python -m mailferry``: the same as the ``mailferry`` command."""
 
-from mailferry.cli.main import app
+from mailferry.cli.main import entry
 
-app()
+entry()

@@ -28,6 +28,7 @@ EventName = Literal[
     "paused",
     "resumed",
     "size-mismatch",
+    "resolved",
 ]
 Stage = Literal["fetch", "stream", "deliver", "import", "replay", "dlq"]
 

@@ -20,7 +20,6 @@ from mailferry.audit_index.keys import (
     SIGHTED,
     key_hash,
     matches,
-    normalise_message_id,
     query_keys,
     related_keys,
 )
@@ -31,7 +30,7 @@ from mailferry.kafka.topics import AUDIT, full_name
 from mailferry.schemas import AUDIT_EVENT, UnknownSchemaError, codec
 
 MAX_ROUNDS = 4
-__all__ = ["Trace", "normalise_message_id", "trace", "trace_message"]
+__all__ = ["Trace", "trace", "trace_message"]
 
 
 @dataclass

@@ -18,12 +18,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Literal
+from pathlib import Path, PurePath, PurePosixPath
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from kafka import TopicPartition
 
-from mailferry.blobstore import PREFIX
+from mailferry.blobs.base import PREFIX
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import SetupError, TransientError
 from mailferry.kafka.clients import new_consumer
@@ -31,6 +31,9 @@ from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import DELIVER, DLT, RAW, full_name, retry_topic
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, UnknownSchemaError, codec
 from mailferry.schemas.codec import Record
+
+if TYPE_CHECKING:  # boto3 is imported only when kind s3 is used
+    from mailferry.blobs.s3 import S3BlobStore
 
 Action = Literal["keep", "delete"]
 TopicList = list[tuple[str, str]]  # (topic, schema name)
@@ -48,7 +51,7 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 @dataclass(frozen=True)
 class BlobFile:
     reference: str
-    path: Path
+    path: PurePath  # a file of kind local, an object key of kind s3
     size: int
     mtime: float  # seconds since the epoch
 
@@ -263,35 +266,88 @@ def remove_if_stale(blob: BlobFile, cutoff: float) -> bool:
     mtime check below sees that and puts it back) or finds it gone and writes it anew; the
     content is the same either way, so putting an aside copy back is harmless.
     """
-    aside = blob.path.with_name(ASIDE + blob.path.name)
+    path = Path(blob.path)
+    aside = path.with_name(ASIDE + path.name)
     try:
-        os.rename(blob.path, aside)
+        os.rename(path, aside)
     except FileNotFoundError:
         return False
     if aside.stat().st_mtime >= cutoff:
-        os.replace(aside, blob.path)
+        os.replace(aside, path)
         return False
     aside.unlink()
     return True
 
 
+class PruneSide(Protocol):
+    """What a prunable blob store kind offers: its blobs, and a careful delete."""
+
+    def listing(self) -> Iterable[BlobFile]: ...
+
+    def remove(self, blob: BlobFile, cutoff: float) -> bool:
+        """Delete ``blob`` unless it was re-put at/after ``cutoff``; True when it went."""
+        ...
+
+    def recover(self) -> None:
+        """Undo what a crashed earlier prune left half done."""
+        ...
+
+
+@dataclass(frozen=True)
+class LocalSide:
+    root: Path
+
+    def listing(self) -> Iterable[BlobFile]:
+        return list_blob_files(self.root)
+
+    def remove(self, blob: BlobFile, cutoff: float) -> bool:
+        return remove_if_stale(blob, cutoff)
+
+    def recover(self) -> None:
+        if self.root.is_dir():
+            recover_aside(self.root)
+
+
+@dataclass(frozen=True)
+class S3Side:
+    """Objects of an S3 bucket. S3 has no rename or conditional delete, so a re-put that
+    lands between the LastModified check and the delete is lost (the grace period makes
+    that window a narrow one); its delivery then dead-letters as ``blob-missing``."""
+
+    store: S3BlobStore
+
+    def listing(self) -> Iterable[BlobFile]:
+        for item in self.store.list_blobs():
+            yield BlobFile(item.reference, PurePosixPath(item.key), item.size, item.modified.timestamp())
+
+    def remove(self, blob: BlobFile, cutoff: float) -> bool:
+        modified = self.store.modified(blob.reference)
+        if modified is None or modified.timestamp() >= cutoff:
+            return False
+        self.store.delete(blob.reference)
+        return True
+
+    def recover(self) -> None:
+        return None
+
+
 def prune_blobs(
-    root: Path,
+    side: PruneSide,
     referenced: set[str],
     *,
     now: datetime,
     grace: timedelta,
     report: PruneReport,
 ) -> None:
-    """Apply the plan to the directory (or only count it, for a dry run)."""
+    """Apply the plan to the store (or only count it, for a dry run)."""
     cutoff = cutoff_for(now, grace)
-    if not report.dry_run and root.is_dir():
-        recover_aside(root)
-    for decision in plan_prune(list_blob_files(root), referenced, now, grace):
+    if not report.dry_run:
+        side.recover()
+    for decision in plan_prune(side.listing(), referenced, now, grace):
         blob = decision.blob
         if decision.action == "keep":
             report.count(decision.reason, blob)
-        elif report.dry_run or remove_if_stale(blob, cutoff):
+        elif report.dry_run or side.remove(blob, cutoff):
             report.count(ORPHAN, blob)
             report.deleted.append(blob)
         else:
@@ -301,7 +357,7 @@ def prune_blobs(
 def prune(
     kafka: KafkaConfig,
     servers: list[str],
-    root: Path,
+    side: PruneSide,
     *,
     retry_tiers: int,
     grace: timedelta,
@@ -316,5 +372,5 @@ def prune(
     cutoff_for(now, grace)
     report = PruneReport(dry_run=dry_run, topics=[])
     referenced = collect_references(kafka, servers, retry_tiers, report)
-    prune_blobs(root, referenced, now=now, grace=grace, report=report)
+    prune_blobs(side, referenced, now=now, grace=grace, report=report)
     return report

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from mailferry.errors import PermanentError
-from mailferry.streams.addresses import ascii_domain, normalise_address
+from mailferry.mail.addresses import ascii_domain, normalise_address
 
 if TYPE_CHECKING:
     from mailferry.config.models import MailferryConfig, Tenant

@@ -17,7 +17,7 @@ from typing import Literal
 
 from mailferry.audit import audit_event
 from mailferry.batch_sources import BatchMessage, BatchProblem, read_eml, read_maildir, read_mbox
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.errors import ConfigError
 from mailferry.kafka.clients import new_producer
@@ -105,7 +105,7 @@ def import_batch(
     if restart:
         checkpoint.clear()
     report = ImportReport(resumed_from=checkpoint.load())
-    blobs = LocalBlobStore(config.blob_dir)
+    blobs = open_blob_store(config, servers)
     threshold = config.blob_store.inline_threshold
     producer = new_producer(config.kafka, servers)
     raw_topic, audit_topic = full_name(config.kafka, RAW), full_name(config.kafka, AUDIT)
@@ -158,4 +158,5 @@ def import_batch(
             durable(pending)
     finally:
         producer.close()
+        blobs.close()
     return report

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 from mailferry.schemas.codec import RAW_MESSAGE, Record, codec
 
 
@@ -33,7 +33,7 @@ def build_raw_record(
     source: RawSource,
     message: bytes | Iterable[bytes],
     *,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     inline_threshold: int,
     headers_only: bool = False,
     envelope_recipients: Iterable[str] = (),

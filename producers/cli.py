@@ -53,6 +53,7 @@ def fetch_cmd(
     then the worker leaves the group so another one takes its mailboxes over.
     """
     cli: CliContext = ctx.obj
+    cli.check_secrets()
     if processes > 1:
         _supervise_workers(cli, processes, threads, status_every)
         return

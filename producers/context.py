@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from mailferry.producers.access import TokenProvider
+from mailferry.producers.delivery_watch import DeliveryWatch, K
 from mailferry.producers.publish import Publisher
+from mailferry.schemas.codec import Record
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 
 
 def _utcnow() -> datetime:
@@ -19,11 +21,18 @@ def _utcnow() -> datetime:
 @dataclass
 class FetchContext:
     publisher: Publisher
-    blobs: LocalBlobStore
+    blobs: BlobStore
     inline_threshold: int
     tokens: TokenProvider = field(default_factory=TokenProvider)
     confirm_timeout: float = 60.0
     now: Callable[[], datetime] = _utcnow
+    deliveries: DeliveryWatch | None = None  # needed by sources with delete_when = "delivered"
+
+    def delivered(self, tenant: str, mailbox: str, entries: Mapping[K, Record]) -> list[K]:
+        """``DeliveryWatch.delivered``; nothing counts as delivered without a watch."""
+        if self.deliveries is None:
+            return []
+        return self.deliveries.delivered(tenant, mailbox, entries)
 
 
 @dataclass

@@ -131,7 +131,12 @@ class FolderPass:
                     ),
                 )
             batch.confirm(self.ctx.confirm_timeout)
-        self._after_fetch(sorted(set(pending + self.fetched)), now)
+        due = sorted(set(pending + self.fetched))
+        if self.source.delete_when == "delivered" and self.source.after_fetch in ("delete", "move"):
+            # only what an earlier pass fetched can be delivered by now
+            entries = {uid: known[(uidvalidity, uid)] for uid in pending}
+            due = sorted(self.ctx.delivered(self.tenant, self.source.id, entries))
+        self._after_fetch(due, now)
         return self.result
 
     def _forget_vanished(self, batch: Batch, remembered: list[int], exists: int) -> None:

@@ -1,9 +1,11 @@
 """The ``mailferry.mailboxes`` topic: every configured source as one compacted record.
 
-Fetch workers learn what to poll from this topic, not from their own config file, so that
-Kafka's consumer-group assignment decides which worker polls which mailbox. Secrets travel as
-references (``env:…``, ``file:…``); a clear-text secret only where the config file itself
-allows clear-text secrets, and the worker accepts it only under the same setting.
+Kafka's consumer-group assignment on this topic decides which fetch worker polls which
+mailbox. The record carries the source's settings with every secret as a reference, never a
+value: ``env:…`` and ``file:…`` as written, a clear-text secret (allowed in demo configs) as
+``config:<field>``. A worker polls a mailbox with the source of its *own* config file, and only
+when that source's wire form equals the record: a topic writer can neither read a secret nor
+point a worker's credentials at another host.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mailferry.schemas.codec import MAILBOX_CONFIG, Record, codec
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
 from mailferry.config import MailferryConfig
 from mailferry.config.sources import Source
@@ -28,37 +30,47 @@ from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import MAILBOXES, full_name
 from mailferry.rawrecord import raw_key
 
-_SOURCE = TypeAdapter(Source)
 
-
-def _wire(value: Any) -> Any:
+def _wire(value: Any, path: str) -> Any:
     if isinstance(value, SecretRef):
-        return value.to_wire()
+        return f"config:{path}" if value.is_plaintext else value.reference
     if isinstance(value, BaseModel):
-        return {name: _wire(getattr(value, name)) for name in type(value).model_fields}
+        return {
+            name: _wire(getattr(value, name), f"{path}.{name}".lstrip("."))
+            for name in type(value).model_fields
+        }
     if isinstance(value, timedelta):
         return f"{value.total_seconds():g}s"
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, list | tuple):
-        return [_wire(v) for v in value]
+        return [_wire(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _wire(v) for k, v in value.items()}
+        return {k: _wire(v, f"{path}.{k}") for k, v in value.items()}
     return value
 
 
 def source_json(source: Source) -> str:
-    """The source as JSON that ``parse_source`` reads back; secrets as references."""
-    return json.dumps(_wire(source), sort_keys=True, separators=(",", ":"))
+    """The source as published: its settings, every secret as a reference (never a value)."""
+    return json.dumps(_wire(source, ""), sort_keys=True, separators=(",", ":"))
 
 
-def parse_source(config_json: str, *, allow_plaintext_secrets: bool) -> Source:
+def resolve_source(config: MailferryConfig, tenant: str, mailbox_id: str, config_json: str) -> Source:
+    """The source a worker polls for a record: its own config file's, when the record matches it."""
+    where = f"mailbox {tenant}/{mailbox_id}"
     try:
-        return _SOURCE.validate_json(
-            config_json, context={"allow_plaintext_secrets": allow_plaintext_secrets}
+        own = next(s for s in config.tenant(tenant).sources if s.id == mailbox_id)
+    except (KeyError, StopIteration):
+        raise ConfigError(
+            f"{where} is in Kafka but not in this worker's config file; not polled "
+            "(run every fetch worker with the config that `mailboxes sync` published)"
+        ) from None
+    if source_json(own) != config_json:
+        raise ConfigError(
+            f"{where}: the config in Kafka differs from this worker's config file; not polled "
+            "(restart the worker with the file that was synced)"
         )
-    except ValidationError as exc:
-        raise ConfigError(f"mailbox config from Kafka does not validate: {exc}") from exc
+    return own
 
 
 def mailbox_record(tenant: str, source: Source) -> Record:

@@ -166,8 +166,7 @@ def _pass(source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContex
             _fetch(client, batch, source, tenant, plan, now, ctx, result)
         finally:
             batch.confirm(ctx.confirm_timeout)
-        fresh = [item for item in plan.fetch if deletion_due(source, now, now)]
-        doomed = plan.delete + fresh
+        doomed = _doomed(source, tenant, state, ctx, plan, now)
         if doomed:
             client.delete(item.number for item in doomed)
         client.quit()
@@ -194,20 +193,49 @@ def _pass(source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContex
     return result
 
 
-def _skip(batch: Batch, source: Pop3Source, tenant: str, item: Listed, now: datetime, reason: str) -> None:
-    batch.audit("skipped", details={"reason": reason, "uid": item.uidl, "size": str(item.size)})
+def _doomed(
+    source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContext, plan: Pop3Plan, now: datetime
+) -> list[Listed]:
+    """What to delete at the end of the pass: by default whatever Kafka holds and is due; with
+    ``delete_when = "delivered"`` only messages of earlier passes delivered to every recipient."""
+    if source.delete_when != "delivered":
+        return plan.delete + [item for item in plan.fetch if deletion_due(source, now, now)]
+    known = state.pop3()
+    entries = {item.uidl: known[item.uidl] for item in plan.delete if item.uidl in known}
+    delivered = set(ctx.delivered(tenant, source.id, entries))
+    return [item for item in plan.delete if item.uidl in delivered]
+
+
+def _remember(
+    batch: Batch,
+    source: Pop3Source,
+    tenant: str,
+    item: Listed,
+    now: datetime,
+    status: str,
+    *,
+    detail: str | None,
+    sha256: str | None = None,
+) -> None:
+    """The fetch-state record of a listed message, with the size that tells a reused UIDL apart."""
     batch.state(
         pop3_key(tenant, source.id, item.uidl),
         state_record(
             tenant,
             source.id,
-            "skipped",
+            status,
             first_seen_at=now,
             uidl=item.uidl,
-            detail=reason,
+            sha256=sha256,
+            detail=detail,
             size=item.size if item.listed_size else None,
         ),
     )
+
+
+def _skip(batch: Batch, source: Pop3Source, tenant: str, item: Listed, now: datetime, reason: str) -> None:
+    batch.audit("skipped", details={"reason": reason, "uid": item.uidl, "size": str(item.size)})
+    _remember(batch, source, tenant, item, now, "skipped", detail=reason)
 
 
 def _fetch(
@@ -226,18 +254,8 @@ def _fetch(
         raw = RawSource(tenant, source.id, "pop3", None, item.uidl)
         message = b"".join(chunks) if item.size <= ctx.inline_threshold else chunks
         done = ingest(batch, raw, message, blobs=ctx.blobs, inline_threshold=ctx.inline_threshold)
-        batch.state(
-            pop3_key(tenant, source.id, item.uidl),
-            state_record(
-                tenant,
-                source.id,
-                "fetched",
-                first_seen_at=now,
-                uidl=item.uidl,
-                sha256=done.record["sha256"],
-                detail=done.message_id,
-                size=item.size if item.listed_size else None,
-            ),
+        _remember(
+            batch, source, tenant, item, now, "fetched", detail=done.message_id, sha256=done.record["sha256"]
         )
         result.fetched += 1
         result.bytes += done.record["size"]
@@ -252,17 +270,7 @@ def _fetch(
             message_id=done.message_id,
             details={"reason": "oversize-headers-notice", "uid": item.uidl, "size": str(item.size)},
         )
-        batch.state(
-            pop3_key(tenant, source.id, item.uidl),
-            state_record(
-                tenant,
-                source.id,
-                "skipped",
-                first_seen_at=now,
-                uidl=item.uidl,
-                sha256=done.record["sha256"],
-                detail="headers-notice",
-                size=item.size if item.listed_size else None,
-            ),
+        _remember(
+            batch, source, tenant, item, now, "skipped", detail="headers-notice", sha256=done.record["sha256"]
         )
         result.skipped += 1

@@ -9,6 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TERMINATOR = b"\r\n.\r\n"
+MAX_NUMBER_DIGITS = 18  # a message number or size; more digits than any mailbox holds
+
+
+def number(token: str | bytes) -> int | None:
+    """A decimal number of ASCII digits, or None.
+
+    ``str.isdigit`` alone accepts other scripts' digits and superscripts ('²' makes
+    ``int`` raise), and ``int`` refuses over 4,300 digits; both came from server replies.
+    """
+    if not token or len(token) > MAX_NUMBER_DIGITS or not token.isascii() or not token.isdigit():
+        return None
+    return int(token)
 
 
 class Pop3ProtocolError(Exception):
@@ -63,22 +75,23 @@ def parse_uidl(lines: list[bytes]) -> tuple[dict[int, str], list[ListingProblem]
     for raw in lines:
         text = raw.decode("latin-1").rstrip("\r\n")
         parts = text.split(" ")
-        if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) < 1:
+        position = number(parts[0]) if len(parts) == 2 else None
+        if position is None or position < 1:
             problems.append(ListingProblem(text[:200], "not '<number> <unique-id>'"))
             continue
-        number, uid = int(parts[0]), parts[1]
+        uid = parts[1]
         if not 1 <= len(uid) <= 70 or any(not 0x21 <= ord(c) <= 0x7E for c in uid):
             problems.append(ListingProblem(text[:200], "unique id is not 1-70 printable characters"))
             continue
-        if number in found:
+        if position in found:
             problems.append(ListingProblem(text[:200], "message number listed twice"))
             continue
         if uid in seen:
             problems.append(ListingProblem(text[:200], f"unique id shared with message {seen[uid]}"))
             found.pop(seen[uid], None)
             continue
-        seen[uid] = number
-        found[number] = uid
+        seen[uid] = position
+        found[position] = uid
     return found, problems
 
 
@@ -87,8 +100,10 @@ def parse_list(lines: list[bytes]) -> dict[int, int]:
     sizes: dict[int, int] = {}
     for raw in lines:
         parts = raw.split()
-        if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-            sizes[int(parts[0])] = int(parts[1])
+        if len(parts) >= 2:
+            position, size = number(parts[0]), number(parts[1])
+            if position is not None and size is not None:
+                sizes[position] = size
     return sizes
 
 

@@ -14,12 +14,12 @@ from mailferry.producers.state import MailboxState, encode_state, partition_of
 from mailferry.schemas.codec import Record
 
 from mailferry.audit import EventName, audit_event
-from mailferry.audit_trace import normalise_message_id
 from mailferry.config import MailferryConfig
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
 from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
+from mailferry.mail.message_id import normalise_message_id
 from mailferry.rawrecord import encode_raw, raw_key
 
 BATCH_SIZE = 4 * 1024 * 1024
@@ -105,7 +105,7 @@ class Batch:
             stage="fetch",
             tenant=self.tenant,
             mailbox_id=self.mailbox,
-            message_id=normalise_message_id(message_id) if message_id else None,
+            message_id=normalise_message_id(message_id),
             sha256=sha256,
             details=details,
         )

@@ -19,9 +19,10 @@ from typing import Any
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from mailferry.producers.context import FetchContext, PassResult
+from mailferry.producers.delivery_watch import DeliveryWatch
 from mailferry.producers.imap_fetch import imap_pass
 from mailferry.producers.imap_idle import idle_known, wait_for_mail
-from mailferry.producers.mailboxes import parse_source
+from mailferry.producers.mailboxes import resolve_source
 from mailferry.producers.pop3_fetch import pop3_pass
 from mailferry.producers.publish import Publisher, make_producer
 from mailferry.producers.scheduler import Scheduler
@@ -29,7 +30,7 @@ from mailferry.producers.state import StateCache
 from mailferry.schemas.codec import MAILBOX_CONFIG, codec
 
 from mailferry.audit import audit_event
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.config.sources import ImapSource, Pop3Source, Source
 from mailferry.errors import ConfigError, MailferryError
@@ -62,8 +63,9 @@ class FetchWorker:
         self.publisher = Publisher(config, make_producer(config, servers))
         self.context = FetchContext(
             publisher=self.publisher,
-            blobs=LocalBlobStore(config.blob_dir),
+            blobs=open_blob_store(config, servers),
             inline_threshold=config.blob_store.inline_threshold,
+            deliveries=DeliveryWatch(config.kafka, servers),
         )
         limits = {t.id: t.fetch_concurrency for t in config.tenants}
         self.scheduler = Scheduler(
@@ -123,8 +125,8 @@ class FetchWorker:
             return
         record = codec(MAILBOX_CONFIG).decode(value)
         try:
-            source = parse_source(
-                record["config_json"], allow_plaintext_secrets=self.config.allow_plaintext_secrets
+            source = resolve_source(
+                self.config, record["tenant"], record["mailbox_id"], record["config_json"]
             )
         except ConfigError as exc:
             log.error("mailbox %s: %s", name, exc)
@@ -148,6 +150,9 @@ class FetchWorker:
             members.stopping.set()
             await asyncio.to_thread(members.join, 30)
             self.publisher.close()
+            self.context.blobs.close()
+            if self.context.deliveries is not None:
+                self.context.deliveries.close()
             self.write_status(final=last)
         if members.error is not None:
             raise members.error

@@ -25,21 +25,24 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
+from mailferry.streams.bodies import shared_body
 from mailferry.streams.dedup import Sighting, decide
+from mailferry.streams.fanout import FAN_OUT_CAP
 from mailferry.streams.faust_settings import app_id, store_url
 from mailferry.streams.outbox import Outbox
-from mailferry.streams.records import dead_letter, routed_details
+from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
+from mailferry.streams.rescue import Rescuer, TopicRoles
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
 from mailferry.streams.trace_key import load_trace_key
 
 from mailferry.audit import audit_event
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import CachedDirectory, Directory
 from mailferry.errors import PermanentError, TransientError
@@ -85,7 +88,7 @@ class StreamApp:
     ) -> None:
         self.config = config
         self.kafka = config.kafka
-        self.blobs = LocalBlobStore(config.blob_dir)
+        self.blobs = open_blob_store(config, servers)
         self.trace_key = load_trace_key(config)
         self.clock_ms = clock_ms
         self.window_ms = int(config.stream.dedup_window.total_seconds() * 1000)
@@ -99,6 +102,9 @@ class StreamApp:
         self.partitions = settings.partitions
         self.replicas = settings.replication_factor
         self.max_bytes = max_bytes = largest_message_bytes(self.kafka)
+        smallest = min(
+            s.max_message_bytes for s in [self.kafka.topics.defaults, *self.kafka.topics.overrides.values()]
+        )
         web_port = config.stream.web_port
         self.app = faust.App(
             app_id(config),
@@ -114,8 +120,10 @@ class StreamApp:
             topic_replication_factor=settings.replication_factor,
             topic_disable_leader=True,
             # Faust's defaults (16 KB batches, no linger) put every 20 KB message in a batch
-            # and a produce request of its own: measured 3.5x the CPU per record
-            producer_max_batch_size=min(PRODUCER_BATCH_BYTES, max_bytes),
+            # and a produce request of its own: measured 3.5x the CPU per record. No larger
+            # than the smallest topic limit: a topic refuses a whole batch above its limit,
+            # every record in it, so only a record too large on its own may be refused
+            producer_max_batch_size=min(PRODUCER_BATCH_BYTES, smallest),
             producer_linger=PRODUCER_LINGER,
             consumer_auto_offset_reset="earliest",
             broker_commit_every=500,
@@ -145,7 +153,13 @@ class StreamApp:
             key_type=bytes,
             extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)},
         )
-        self.outbox = Outbox(self.app, on_failure=self._note_error)
+        roles = TopicRoles(
+            deliveries=frozenset(t.get_topic_name() for t in (self.deliver_topic, self.dedup_topic)),
+            dead_letters=self.dlt_topic.get_topic_name(),
+            audit=self.audit_topic.get_topic_name(),
+        )
+        self.rescuer = Rescuer(roles, self.blobs, self._send_bytes, self._dead_letter_refused)
+        self.outbox = Outbox(self.app, on_failure=self._note_error, rescue=self.rescuer)
         self.app.timer(PURGE_EVERY)(self.purge_expired)
         self.app.agent(self.raw_topic, name="route")(self._route_agent)
         self.app.agent(self.dedup_topic, name="dedup")(self._dedup_agent)
@@ -201,24 +215,24 @@ class StreamApp:
             message = event.message
             origin = f"{message.topic}/{message.partition}/{message.offset}"
             try:
-                await self._route_one(event.key, event.value, origin, message)
+                await self._route_one(event.key, event.value, origin)
             except Exception as exc:  # never stop on one message: dead-letter it instead
                 log.exception("stream: unexpected error on %s", origin)
                 self.counters.last_error = f"{type(exc).__name__}: {exc}"
                 await self._dead_letter(
                     event.key,
                     _decoded(RAW_MESSAGE, event.value),
-                    message,
+                    Origin(message.topic, message.partition, message.offset),
                     Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}"),
                 )
             yield None
 
-    async def _route_one(self, key: bytes | None, value: bytes, origin: str, message: Any) -> None:
+    async def _route_one(self, key: bytes | None, value: bytes, origin: str) -> None:
         try:
             raw = codec(RAW_MESSAGE).decode(value)
         except PermanentError as exc:
             await self._dead_letter(
-                key, None, message, Rejected("malformed-message", exc.reason_code, exc.message)
+                key, None, Origin.parse(origin), Rejected("malformed-message", exc.reason_code, exc.message)
             )
             return
         attempt = 0
@@ -235,20 +249,20 @@ class StreamApp:
                 log.warning("stream: %s, retrying %s in %.0f s", exc, origin, delay)
                 await asyncio.sleep(delay)
         if isinstance(outcome, Rejected):
-            await self._dead_letter(key, raw, message, outcome)
+            await self._dead_letter(key, raw, Origin.parse(origin), outcome)
             return
+        await self._audit_routing("resolved", raw, outcome, details=resolved_details(outcome, origin))
         if outcome.resolution.dropped_by is not None:
             self.counters.dropped_by_rule += 1
-            await self._audit(
-                "skipped",
-                raw["tenant"],
-                mailbox_id=raw["mailbox_id"],
-                message_id=outcome.message_id,
-                sha256=raw["sha256"],
-                details={"rule": outcome.resolution.dropped_by, "origin": origin},
-            )
+            details = {"rule": outcome.resolution.dropped_by, "origin": origin}
+            await self._audit_routing("skipped", raw, outcome, details=details)
             return
-        for candidate in outcome.candidates:
+        for address in outcome.over_cap:
+            details = {"reason": FAN_OUT_CAP, "delivered_to": outcome.fallback, "origin": origin}
+            await self._audit_routing("skipped", raw, outcome, recipient=address, details=details)
+        bodies = await asyncio.to_thread(shared_body, [c.delivery for c in outcome.candidates], self.blobs)
+        for candidate, delivery in zip(outcome.candidates, bodies, strict=True):
+            candidate = replace(candidate, delivery=delivery)
             if candidate.bypass_dedup:
                 await self._emit(candidate, {"dedup": "bypassed"})
             else:
@@ -297,7 +311,7 @@ class StreamApp:
                 await self._dead_letter(
                     event.key,
                     None,
-                    message,
+                    Origin(message.topic, message.partition, message.offset),
                     Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}"),
                     delivery=_decoded(DELIVERY, event.value),
                 )
@@ -323,8 +337,10 @@ class StreamApp:
                 },
             )
             return
-        if verdict == "reprocessed":
+        if verdict == "reprocessed" and previous is not None:
+            # written again: the first write may have failed to reach the changelog
             self.counters.reprocessed += 1
+            self.table[key] = previous.to_value()
         else:
             sighting = Sighting(now_ms, origin, delivery["mailbox_id"], delivery["delivery_id"])
             self.table[key] = sighting.to_value()
@@ -368,14 +384,14 @@ class StreamApp:
         self,
         key: bytes | None,
         raw: dict[str, Any] | None,
-        message: Any,
+        origin: Origin,
         why: Rejected,
         *,
         delivery: dict[str, Any] | None = None,
     ) -> None:
         self.counters.dead_lettered += 1
         record, tenant = dead_letter(
-            key, raw, message.topic, message.partition, message.offset, why, delivery=delivery
+            key, raw, origin.topic, origin.partition, origin.offset, why, delivery=delivery
         )
         await self._send(self.dlt_topic, key=key, value=record)
         await self._audit(
@@ -387,12 +403,21 @@ class StreamApp:
                 "error_class": why.error_class,
                 "reason_code": why.reason_code,
                 "error_message": why.message[:500],
-                "origin": f"{message.topic}/{message.partition}/{message.offset}",
+                "origin": str(origin),
             },
+        )
+
+    async def _dead_letter_refused(self, key: bytes | None, delivery: dict[str, Any], why: str) -> None:
+        origin = Origin.parse(delivery["raw_origin"])
+        await self._dead_letter(
+            key, None, origin, Rejected("permanent", "record-refused", why), delivery=delivery
         )
 
     async def _send(self, topic: Any, *, key: bytes | None, value: bytes) -> None:
         await self.outbox.send(topic, key=key, value=value)
+
+    async def _send_bytes(self, topic: str, key: bytes | None, value: bytes) -> None:
+        await self.outbox.send(self.app.topic(topic), key=key, value=value)
 
     async def _audit_delivery(self, event: Any, delivery: dict[str, Any], *, details: dict[str, str]) -> None:
         await self._audit(
@@ -404,6 +429,20 @@ class StreamApp:
             dedup_key=delivery["dedup_key"],
             recipient=delivery["recipient"],
             details=details,
+        )
+
+    async def _audit_routing(
+        self, event: Any, raw: dict[str, Any], outcome: Routed, *, details: dict[str, str], **kwargs: Any
+    ) -> None:
+        """An audit event about how one raw message was routed."""
+        await self._audit(
+            event,
+            raw["tenant"],
+            mailbox_id=raw["mailbox_id"],
+            message_id=outcome.message_id,
+            sha256=raw["sha256"],
+            details=details,
+            **kwargs,
         )
 
     async def _audit(self, event: Any, tenant: str, **kwargs: Any) -> None:

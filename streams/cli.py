@@ -11,7 +11,9 @@ from mailferry.cli.output import cli_errors
 @cli_errors
 def stream_cmd(
     ctx: typer.Context,
-    log_level: str = typer.Option("warning", help="debug, info, warning or error"),
+    log_level: str = typer.Option(
+        "warning", envvar="MAILFERRY_LOG_LEVEL", help="debug, info, warning or error"
+    ),
 ) -> None:
     """Run the stream role: resolve recipients, deduplicate and route raw mail to deliveries.
 
@@ -21,6 +23,7 @@ def stream_cmd(
     from mailferry.streams.worker import run_stream
 
     cli: CliContext = ctx.obj
+    cli.check_secrets()
     run_stream(cli.config, cli.bootstrap_servers(), log_level=log_level)
 
 

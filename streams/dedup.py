@@ -1,7 +1,8 @@
 """Deduplication keys and the first-sighting decision, with no I/O.
 
 The key is (tenant, recipient, normalised Message-ID), or the content hash when the
-Message-ID is missing or invalid. Message-ID alone would be wrong: a catch-all holds one
+Message-ID is missing or invalid (its canonical form is ``mailferry.mail.message_id``'s,
+the form these keys always had). Message-ID alone would be wrong: a catch-all holds one
 copy per recipient with the same Message-ID, and each recipient must get theirs.
 
 The window is a sliding one per key, measured from the first sighting, so a duplicate is
@@ -14,31 +15,8 @@ is idempotent, keeps it single.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
-
-_MESSAGE_ID = re.compile(r"<([^<>\s]+@[^<>\s]+)>")
-_BARE_ID = re.compile(r"^([^<>\s@]+@[^<>\s@]+)$")
-MAX_MESSAGE_ID = 998
-
-
-def normalise_message_id(value: str | None) -> str | None:
-    """``<local@domain>`` with the domain in lower case, or None when it is not a usable id.
-
-    The local part stays as written (it is case-sensitive by RFC 5322); comments, folding
-    and a missing pair of angle brackets are tolerated.
-    """
-    if not value:
-        return None
-    text = value.strip()
-    match = _MESSAGE_ID.search(text) or _BARE_ID.match(text)
-    if match is None:
-        return None
-    local, _, domain = match.group(1).rpartition("@")
-    if not local or not domain or len(match.group(1)) > MAX_MESSAGE_ID:
-        return None
-    return f"<{local}@{domain.lower()}>"
 
 
 def dedup_key(tenant: str, recipient: str, message_id: str | None, sha256: str) -> str:

@@ -22,7 +22,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailferry.streams.headers import MessageHeaders
+from mailferry.mail.headers import MessageHeaders
 
 TRACE_HEADER = "X-Mailferry-Trace"
 _MAC = "mac="

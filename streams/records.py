@@ -3,13 +3,35 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from mailferry.schemas.codec import DEAD_LETTER, Record, codec
-from mailferry.streams.router import Rejected
+from mailferry.streams.router import PARSE_DEFECT, Rejected, Routed
 
 MAX_DETAIL = 1000
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a record was read: a Faust message's coordinates, or a delivery's ``raw_origin``."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    @classmethod
+    def parse(cls, text: str | None) -> Origin:
+        topic, _, rest = (text or "").rpartition("/")
+        topic, _, partition = topic.rpartition("/")
+        try:
+            return cls(topic, int(partition), int(rest))
+        except ValueError:
+            return cls(text or "unknown", -1, -1)
+
+    def __str__(self) -> str:
+        return f"{self.topic}/{self.partition}/{self.offset}"
 
 
 def dead_letter(
@@ -52,13 +74,27 @@ def dead_letter(
     return codec(DEAD_LETTER).encode(record), tenant or "unknown"
 
 
+def resolved_details(outcome: Routed, origin: str) -> dict[str, str]:
+    """Audit details of a ``resolved`` event: the dedup key of every delivery the message will
+    get (none when a rule dropped it). A source with ``delete_when = "delivered"`` deletes the
+    message once each of these keys has a ``delivered`` event; the list is not cut, as a cut
+    one would let it delete too early."""
+    dropped = outcome.resolution.dropped_by is not None
+    keys = [] if dropped else sorted({c.dedup_key for c in outcome.candidates})
+    return {"origin": origin, "recipients": str(len(keys)), "dedup_keys": "\n".join(keys)}
+
+
 def routed_details(delivery: dict[str, Any]) -> dict[str, str]:
     """Audit details of a ``routed`` event: why this recipient, with which target and flags."""
     reasons = "; ".join(f"{r['kind']}:{r['detail']}" for r in delivery["reasons"])
-    return {
+    defects = [f.removeprefix(PARSE_DEFECT) for f in delivery["flags"] if f.startswith(PARSE_DEFECT)]
+    details = {
         "reasons": reasons[:MAX_DETAIL],
         "target": delivery["target"],
-        "flags": ",".join(delivery["flags"]),
+        "flags": ",".join(f for f in delivery["flags"] if not f.startswith(PARSE_DEFECT)),
         "delivery_id": delivery["delivery_id"],
         "origin": delivery["raw_origin"] or "",
     }
+    if defects:
+        details["parse_defects"] = ",".join(defects)[:MAX_DETAIL]
+    return details

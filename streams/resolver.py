@@ -21,15 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mailferry.streams.addresses import (
-    addresses_in,
-    ascii_domain,
-    domain_of,
-    normalise_address,
-    received_for,
-    strip_plus,
-)
-from mailferry.streams.headers import MessageHeaders
 from mailferry.streams.rule_match import matching_rules
 
 from mailferry.config.models import Tenant
@@ -37,6 +28,15 @@ from mailferry.config.sources import DEFAULT_ENVELOPE_HEADERS, Source
 from mailferry.directory import Directory
 from mailferry.errors import PermanentError
 from mailferry.fence import OUTSIDE_TENANT, inside, tenant_domains
+from mailferry.mail.addresses import (
+    addresses_in,
+    ascii_domain,
+    domain_of,
+    normalise_address,
+    received_for,
+    strip_plus,
+)
+from mailferry.mail.headers import MessageHeaders
 
 POSSIBLE_LOST_BCC = "possible-lost-bcc"
 GUESS_HEADERS = ("To", "Cc", "Resent-To", "Resent-Cc")

@@ -13,20 +13,24 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mailferry.schemas.codec import Record
-from mailferry.streams.dedup import dedup_key, normalise_message_id
-from mailferry.streams.headers import MessageHeaders, header_block, parse_headers
+from mailferry.streams.dedup import dedup_key
+from mailferry.streams.fanout import cap_recipients
 from mailferry.streams.loopguard import TRACE_HEADER, check_loop, trace_value
 from mailferry.streams.resolver import Resolution, resolve
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.config.sources import Source
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.directory import Directory
 from mailferry.errors import MalformedMessageError, PermanentError
+from mailferry.mail.block import READ_CHUNK, chunks_of, header_block
+from mailferry.mail.headers import MessageHeaders, field_defects, parse_headers
+from mailferry.mail.message_id import normalise_message_id
 
-HEADER_CHUNK = 64 * 1024
 HEADERS_ONLY = "headers-only"
+PARSE_DEFECT = "parse-defect:"  # flag prefix: a field that could not be parsed counted as absent
+MAX_DEFECT_FLAGS = 20
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class Routed:
     candidates: tuple[Candidate, ...]
     resolution: Resolution
     message_id: str | None
+    over_cap: tuple[str, ...] = ()  # recipients past the tenant's cap: their copy went to ``fallback``
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,17 +74,15 @@ def _source(tenant: Tenant, mailbox_id: str) -> Source | None:
     return None
 
 
-def read_headers(raw: Record, blobs: LocalBlobStore) -> MessageHeaders:
+def read_headers(raw: Record, blobs: BlobStore) -> MessageHeaders:
     """Headers of a raw record; a blob is read chunk by chunk only up to the blank line."""
     inline = raw.get("inline")
     if inline is not None:
-        data = bytes(inline)
-        chunks = (data[i : i + HEADER_CHUNK] for i in range(0, len(data), HEADER_CHUNK))
-        return parse_headers(header_block(chunks))
+        return parse_headers(header_block(chunks_of(bytes(inline))))
     blob_ref = raw.get("blob_ref")
     if not blob_ref:
         raise MalformedMessageError("raw record has neither inline bytes nor a blob reference")
-    return parse_headers(header_block(blobs.iter_chunks(blob_ref, HEADER_CHUNK)))
+    return parse_headers(header_block(blobs.iter_chunks(blob_ref, READ_CHUNK)))
 
 
 def delivery_id(origin: str, recipient: str) -> str:
@@ -90,7 +94,7 @@ def route_raw(
     raw: Record,
     *,
     config: MailferryConfig,
-    blobs: LocalBlobStore,
+    blobs: BlobStore,
     origin: str,
     now: datetime,
     trace_key: bytes,
@@ -126,10 +130,14 @@ def route_raw(
         directory=directory_for(tenant),
     )
     flags = list(resolution.flags) + ([HEADERS_ONLY] if raw.get("headers_only") else [])
+    flags += [PARSE_DEFECT + defect for defect in field_defects(headers)[:MAX_DEFECT_FLAGS]]
     if raw.get("bypass_dedup"):
         flags.append(BYPASS_DEDUP)
+    capped = cap_recipients(
+        resolution.recipients, cap=tenant.max_recipients_per_message, default_mailbox=tenant.default_mailbox
+    )
     candidates = []
-    for recipient in resolution.recipients:
+    for recipient in capped.recipients:
         key = dedup_key(tenant.id, recipient.address, message_id, raw["sha256"])
         trace = trace_value(
             tenant=tenant.id,
@@ -161,4 +169,4 @@ def route_raw(
             "routed_at": now,
         }
         candidates.append(Candidate(key, delivery, bool(raw.get("bypass_dedup"))))
-    return Routed(tuple(candidates), resolution, message_id)
+    return Routed(tuple(candidates), resolution, message_id, capped.over_cap, capped.fallback)

@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from mailferry.streams.headers import MessageHeaders
-
 from mailferry.config.rules import Condition, Rule, RuleSet
+from mailferry.mail.headers import MessageHeaders
 
 
 @lru_cache(maxsize=1024)

@@ -13,16 +13,14 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from mailferry.mail.message_id import lookup_key
+
 MESSAGE_ID = "mid:"
 CONTENT = "sha:"
 DEDUP = "dk:"
 DELIVERY = "did:"
 DEAD_LETTER = "dl:"
 SIGHTED = (MESSAGE_ID, CONTENT)  # keys whose first sighting is remembered past retention
-
-
-def normalise_message_id(value: str) -> str:
-    return value.strip().strip("<>").strip().lower()
 
 
 def key_hash(key: str) -> int:
@@ -38,7 +36,7 @@ def event_keys(event: Mapping[str, Any]) -> list[str]:
     """Every key the event is filed under."""
     keys: list[str] = []
     if event.get("message_id"):
-        keys.append(MESSAGE_ID + normalise_message_id(event["message_id"]))
+        keys.append(MESSAGE_ID + lookup_key(event["message_id"]))
     if event.get("sha256"):
         keys.append(CONTENT + _content(event["sha256"]))
     if event.get("dedup_key"):
@@ -54,7 +52,7 @@ def event_keys(event: Mapping[str, Any]) -> list[str]:
 def query_keys(wanted: str) -> list[str]:
     """What a person may have typed: any of the kinds, tried together."""
     text = wanted.strip()
-    keys = [MESSAGE_ID + normalise_message_id(text), DEDUP + text, DELIVERY + text, DEAD_LETTER + text]
+    keys = [MESSAGE_ID + lookup_key(text), DEDUP + text, DELIVERY + text, DEAD_LETTER + text]
     if text.lower().removeprefix("sha256:").isalnum():
         keys.append(CONTENT + _content(text))
     return keys

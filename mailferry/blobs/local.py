@@ -152,3 +152,6 @@ class LocalBlobStore:
 
     def delete(self, reference: str) -> None:
         self.path_of(reference).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        return None

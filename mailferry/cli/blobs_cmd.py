@@ -8,7 +8,18 @@ import typer
 from pydantic_core import PydanticCustomError
 from rich.table import Table
 
-from mailferry.blob_prune import IN_GRACE, ORPHAN, REFERENCED, REFRESHED, PruneReport, prune
+from mailferry.blob_prune import (
+    IN_GRACE,
+    ORPHAN,
+    REFERENCED,
+    REFRESHED,
+    LocalSide,
+    PruneReport,
+    PruneSide,
+    S3Side,
+    prune,
+)
+from mailferry.blobs import open_blob_store
 from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console
 from mailferry.config.types import parse_duration
@@ -30,6 +41,8 @@ def prune_cmd(
 ) -> None:
     """Delete blobs that no record on raw, deliver, deliver.retry.* or deliver.dlt refers to.
 
+    Kinds local and s3; with kind kafka the blobs topic's retention does it.
+
     Run it daily (cron or a systemd timer): blob lifetime then follows topic retention.
     """
     try:
@@ -40,15 +53,34 @@ def prune_cmd(
         raise typer.BadParameter("cannot be negative", param_hint="--grace")
     cli: CliContext = ctx.obj
     config = cli.config
-    report = prune(
-        config.kafka,
-        cli.bootstrap_servers(),
-        config.blob_dir,
-        retry_tiers=len(config.retry.tiers),
-        grace=grace_period,
-        now=datetime.now(UTC),
-        dry_run=dry_run,
-    )
+    if config.blob_kind == "kafka":
+        console.print(
+            "blob store kind kafka: blobs leave the blobs topic with its retention (that of raw); "
+            "nothing to prune",
+            highlight=False,
+        )
+        return
+    side: PruneSide = LocalSide(config.blob_dir)
+    store = None
+    if config.blob_kind == "s3":
+        from mailferry.blobs.s3 import S3BlobStore
+
+        store = open_blob_store(config)
+        assert isinstance(store, S3BlobStore)
+        side = S3Side(store)
+    try:
+        report = prune(
+            config.kafka,
+            cli.bootstrap_servers(),
+            side,
+            retry_tiers=len(config.retry.tiers),
+            grace=grace_period,
+            now=datetime.now(UTC),
+            dry_run=dry_run,
+        )
+    finally:
+        if store is not None:
+            store.close()
     console.print(summary_table(report))
     console.print(scan_line(report), highlight=False, soft_wrap=True)
     if report.deleted:

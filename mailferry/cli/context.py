@@ -18,14 +18,21 @@ class CliContext:
 
     @property
     def config(self) -> MailferryConfig:
-        """The loaded config; with the embedded broker, its generated client login applied."""
+        """The config, secrets unread: a command reads a secret only when it opens the connection
+        that needs it, so read-only commands run on a host that has Kafka access only. With the
+        embedded broker, its generated client login is applied."""
         if self._config is None:
-            config = load_config(self.config_path)
+            config = load_config(self.config_path, check_secrets=False)
             if config.kafka.uses_embedded:
                 login = BrokerCredentials(config.kafka_state_dir).apply(config.kafka)
                 config = config.model_copy(update={"kafka": login})
             self._config = config
         return self._config
+
+    def check_secrets(self) -> None:
+        """For the roles: stop at start-up, naming file, line and field, when a secret cannot be read."""
+        if self.config_path is not None:
+            load_config(self.config_path, check_secrets=True)
 
     def embedded_broker(self) -> EmbeddedBroker:
         config = self.config

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import typer
 
+from mailferry import redact
 from mailferry.cli import (
     audit_cmd,
     blobs_cmd,
@@ -13,6 +16,7 @@ from mailferry.cli import (
     demo_cmd,
     import_cmd,
     kafka_cmd,
+    migrate_cmd,
     replay_cmd,
     run_cmd,
     status_cmd,
@@ -52,9 +56,23 @@ app.command("run")(run_cmd.run)
 app.add_typer(import_cmd.app, name="import")
 app.add_typer(audit_cmd.app, name="audit")
 app.add_typer(blobs_cmd.app, name="blobs")
+app.add_typer(migrate_cmd.app, name="migrate")
 app.command("replay")(replay_cmd.replay_cmd)
 app.command("status")(status_cmd.status_cmd)
 app.command("demo")(demo_cmd.demo_cmd)
 
 for stage in (fetch_cli, stream_cli, deliver_cli):
     stage.register(app)
+
+
+def entry() -> None:
+    """The ``mailferry`` command. What it writes (mail, blobs, state, logs, the embedded broker's
+    data, which all hold mail or secrets) is readable by its own user only; no log line holds a
+    secret (``mailferry.redact``); ``MAILFERRY_LOG_LEVEL`` (e.g. ``debug``) sets the level of
+    every role's log, libraries included."""
+    os.umask(0o077)
+    redact.install()
+    level = os.environ.get("MAILFERRY_LOG_LEVEL", "").upper()
+    if isinstance(logging.getLevelName(level), int):
+        logging.basicConfig(level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    app()

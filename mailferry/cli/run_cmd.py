@@ -64,6 +64,7 @@ def run(
     embedded broker if this command started it.
     """
     cli: CliContext = ctx.obj
+    cli.check_secrets()
     started_broker = prepare(cli)
     present = available_roles(ctx)
     if "mailboxes" in present:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from mailferry.config.locate import Path
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.fence import address_domain, tenant_domains
-from mailferry.streams.addresses import ascii_domain
+from mailferry.mail.addresses import ascii_domain
 
 Problem = tuple[Path, str]
 

@@ -13,9 +13,12 @@ from mailferry.config.types import ByteSize, Duration, SecretRef
 
 
 class Strict(BaseModel):
-    """Base of every config model: unknown keys are errors, not silently ignored."""
+    """Base of every config model: unknown keys are errors, not silently ignored.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Errors never echo the input: a value that failed to validate may be (or hold) a secret.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class EmbeddedKafka(Strict):

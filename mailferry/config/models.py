@@ -36,6 +36,9 @@ class Tenant(Strict):
     plus_addressing: Literal["strip", "keep"] = "strip"
     fetch_concurrency: int = Field(10, ge=1)
     delivery_concurrency: int = Field(8, ge=1)
+    max_recipients_per_message: int = Field(
+        500, ge=1, description="the rest get no copy of their own: the default mailbox gets one for them"
+    )
     sources: list[Source] = Field(default_factory=list)
     targets: list[Target] = Field(min_length=1)
     rules: RuleSet = RuleSet()
@@ -64,12 +67,51 @@ class Tenant(Strict):
         raise KeyError(wanted)
 
 
-class BlobStoreConfig(Strict):
-    """Where messages above the inline threshold live; topics carry a reference."""
+class S3BlobConfig(Strict):
+    """Any S3-compatible store (AWS, MinIO, Ceph, s3proxy); objects ``<prefix><hex digest>``."""
 
-    kind: Literal["local"] = "local"
-    path: Path | None = Field(None, description="default: <state_dir>/blobs")
+    bucket: str = Field(min_length=3)
+    endpoint_url: str | None = Field(None, description="None: AWS for the region")
+    region: str = "us-east-1"
+    prefix: str = Field("blobs/", description="key prefix of the blobs in the bucket")
+    access_key_id: SecretRef | None = Field(None, description="None: boto3's own credential chain")
+    secret_access_key: SecretRef | None = None
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    part_size: ByteSize = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, description="multipart part size")
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> S3BlobConfig:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("access_key_id and secret_access_key go together")
+        return self
+
+
+class KafkaBlobConfig(Strict):
+    chunk_size: ByteSize = Field(
+        1024 * 1024, ge=64 * 1024, description="bytes per record; capped below the topic's max message size"
+    )
+
+
+class BlobStoreConfig(Strict):
+    """Where messages above the inline threshold live; topics carry a reference.
+
+    ``kind`` unset means ``kafka`` when ``kafka.bootstrap_servers`` names a cluster (hosts
+    share nothing else) and ``local`` with the embedded broker (one host).
+    """
+
+    kind: Literal["local", "kafka", "s3"] | None = None
+    path: Path | None = Field(None, description="kind local; default: <state_dir>/blobs")
+    spool_dir: Path | None = Field(None, description="temp files of kinds kafka/s3; default: system temp")
     inline_threshold: ByteSize = 512 * 1024
+    kafka: KafkaBlobConfig = KafkaBlobConfig()
+    s3: S3BlobConfig | None = None
+
+    @model_validator(mode="after")
+    def _s3_section(self) -> BlobStoreConfig:
+        if self.kind == "s3" and self.s3 is None:
+            raise ValueError("kind = 's3' needs a [blob_store.s3] section naming the bucket")
+        return self
 
 
 class RetryConfig(Strict):
@@ -131,6 +173,12 @@ class MailferryConfig(Strict):
         if len(set(ids)) != len(ids):
             raise ValueError("tenant ids must be unique")
         return self
+
+    @property
+    def blob_kind(self) -> Literal["local", "kafka", "s3"]:
+        if self.blob_store.kind is not None:
+            return self.blob_store.kind
+        return "kafka" if self.kafka.bootstrap_servers else "local"
 
     def tenant(self, tenant_id: str) -> Tenant:
         for tenant in self.tenants:

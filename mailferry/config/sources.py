@@ -10,6 +10,7 @@ from pydantic import Field, model_validator
 
 from mailferry.config.kafka import Strict
 from mailferry.config.types import ByteSize, Duration, SecretRef
+from mailferry.config.urls import CredentialUrl
 
 DEFAULT_ENVELOPE_HEADERS = (
     "Delivered-To",
@@ -32,7 +33,7 @@ class OAuth2ClientCredentials(Strict):
 
     kind: Literal["oauth2"] = "oauth2"
     mechanism: Literal["XOAUTH2", "OAUTHBEARER"] = "XOAUTH2"
-    token_url: str
+    token_url: CredentialUrl
     client_id: str
     client_secret: SecretRef
     scope: str = "https://outlook.office365.com/.default"
@@ -67,6 +68,12 @@ class SourceBase(Strict):
     oversize_action: Literal["skip", "headers-notice"] = "skip"
     max_messages_per_pass: int | None = Field(None, ge=1)
     enabled: bool = True
+    delete_when: Literal["acknowledged", "delivered"] = Field(
+        "acknowledged",
+        description="when a message may leave the source (delete, move): once Kafka acknowledged it, "
+        "or only once every recipient the stream resolved has a 'delivered' audit event (the "
+        "brief's stricter policy for single-broker deployments)",
+    )
 
     # personal mailboxes
     deliver_to: str | None = Field(None, description="personal: the Exchange mailbox")

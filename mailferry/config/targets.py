@@ -6,10 +6,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mailferry.config.kafka import Strict
 from mailferry.config.types import ByteSize, Duration, SecretRef
+from mailferry.config.urls import CredentialUrl
 
 
 class TargetBase(Strict):
@@ -21,7 +22,7 @@ class TargetBase(Strict):
 
 class EwsTarget(TargetBase):
     kind: Literal["ews"]
-    endpoint: str | None = Field(None, description="EWS URL; None: autodiscover once")
+    endpoint: CredentialUrl | None = Field(None, description="EWS URL; None: autodiscover once")
     version: str | None = Field(None, description="e.g. 'Exchange2016'; None: detected once")
     auth: Literal["basic", "ntlm", "oauth2"] = "ntlm"
     username: str | None = None
@@ -29,7 +30,7 @@ class EwsTarget(TargetBase):
     tenant_id: str | None = None
     client_id: str | None = None
     client_secret: SecretRef | None = None
-    token_url: str | None = None
+    token_url: CredentialUrl | None = None
     impersonation: bool = True
     ca_file: Path | None = None
     verify_tls: bool = True
@@ -41,8 +42,8 @@ class EwsTarget(TargetBase):
 class GraphTarget(TargetBase):
     kind: Literal["graph"]
     mode: Literal["import-mime", "json"] = "import-mime"
-    base_url: str = "https://graph.microsoft.com"
-    token_url: str | None = None
+    base_url: CredentialUrl = "https://graph.microsoft.com"
+    token_url: CredentialUrl | None = None
     tenant_id: str
     client_id: str
     client_secret: SecretRef
@@ -57,7 +58,17 @@ class SmtpTarget(TargetBase):
     ca_file: Path | None = None
     username: str | None = None
     password: SecretRef | None = None
+    allow_plaintext_login: bool = Field(False, description="allow a password over tls = 'none' (tests only)")
     mail_from: str | None = Field(None, description="envelope sender; None keeps the message's")
+
+    @model_validator(mode="after")
+    def _no_password_in_clear(self) -> SmtpTarget:
+        if self.tls == "none" and (self.username or self.password) and not self.allow_plaintext_login:
+            raise ValueError(
+                "tls = 'none' would send the password in clear; set allow_plaintext_login = true "
+                "to accept that"
+            )
+        return self
 
 
 class MaildirTarget(TargetBase):

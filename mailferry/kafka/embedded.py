@@ -22,6 +22,7 @@ from mailferry.errors import SetupError
 from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.node import (
     _asset,
+    cache_dir,
     cluster_id,
     ensure_client_user,
     fetch_jars,
@@ -34,7 +35,15 @@ from mailferry.kafka.node import (
     render_properties,
 )
 
-__all__ = ["BrokerState", "EmbeddedBroker", "_asset", "fetch_jars", "metadata_ok"]
+__all__ = [
+    "BrokerState",
+    "EmbeddedBroker",
+    "_asset",
+    "cache_dir",
+    "fetch_jars",
+    "free_port",
+    "metadata_ok",
+]
 
 
 @dataclass

@@ -15,6 +15,8 @@ DLT = "deliver.dlt"
 AUDIT = "audit"
 DELIVERY_LEDGER = "deliver.ledger"
 DLT_STATE = "deliver.dlt.state"  # per dead letter: requeued / discarded (compacted)
+BLOBS = "blobs"  # blob store kind kafka: content in chunks, keyed by digest
+BLOBS_INDEX = "blobs.index"  # per digest: where its chunks are (partition, offset range)
 
 
 def retry_topic(tier: int) -> str:
@@ -42,7 +44,12 @@ _DEFAULTS: dict[str, tuple[str, int | None]] = {
     DELIVER: ("delete", 7 * _DAY_MS),
     DLT: ("delete", 90 * _DAY_MS),
     AUDIT: ("delete", 365 * _DAY_MS),
+    BLOBS: ("delete", 90 * _DAY_MS),
+    BLOBS_INDEX: ("compact,delete", 90 * _DAY_MS),
 }
+# a blob must live as long as the raw records that refer to it: without an override of
+# their own, these topics take raw's retention
+_RETENTION_OF_RAW = (BLOBS, BLOBS_INDEX)
 _RETRY_RETENTION_MS = 7 * _DAY_MS
 
 
@@ -69,13 +76,16 @@ def topic_specs(kafka: KafkaConfig, retry_tiers: int) -> list[TopicSpec]:
     for logical in logical_topics(retry_tiers):
         cleanup, retention_ms = _DEFAULTS.get(logical, ("delete", _RETRY_RETENTION_MS))
         settings = topic_settings(kafka, logical)
-        if settings.retention is not None:
-            retention_ms = int(settings.retention / timedelta(milliseconds=1))
+        retention = settings.retention
+        if retention is None and logical in _RETENTION_OF_RAW and RAW in kafka.topics.overrides:
+            retention = kafka.topics.overrides[RAW].retention
+        if retention is not None:
+            retention_ms = int(retention / timedelta(milliseconds=1))
         config = {
             "cleanup.policy": cleanup,
             "max.message.bytes": str(settings.max_message_bytes),
         }
-        if retention_ms is not None and cleanup == "delete":
+        if retention_ms is not None and cleanup != "compact":
             config["retention.ms"] = str(retention_ms)
         specs.append(
             TopicSpec(

@@ -239,6 +239,7 @@ class DovecotServer:
         so a user added just after another one's login would otherwise be refused."""
         folder = self.runtime / "users"
         folder.mkdir(exist_ok=True)
+        folder.chmod(0o755)  # Dovecot's auth process reads it as its own user, whatever the umask
         tmp = folder / f".{user}.tmp"
         tmp.write_text(f"{user}:{{PLAIN}}{self._users[user]}::::::\n")
         tmp.chmod(0o644)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.errors import PermanentError
 
 BODY = b"Subject: large\r\n\r\n" + b"payload line\r\n" * 5000

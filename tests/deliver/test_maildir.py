@@ -89,3 +89,18 @@ def test_a_file_where_the_folder_should_be_is_retried_not_lost(tmp_path: Path) -
     (tmp_path / "ro").write_text("a file where a folder should be")
     with pytest.raises(TransientError):
         MaildirDelivery("archive", tmp_path / "ro").deliver(_item("bob@acme.example", "k1"))
+
+
+def test_mail_is_private_to_its_owner_whatever_the_umask(tmp_path: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        target = MaildirDelivery("archive", tmp_path / "archive")
+        target.check_credentials()
+        target.deliver(_item("bob@acme.example", "k1"))
+    finally:
+        os.umask(previous)
+    box = tmp_path / "archive" / "bob@acme.example"
+    folders = [tmp_path / "archive", box, box / "tmp", box / "new", box / "cur"]
+    assert {oct(f.stat().st_mode & 0o777) for f in folders} == {"0o700"}
+    (written,) = (box / "new").iterdir()
+    assert oct(written.stat().st_mode & 0o777) == "0o600"

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
 from mailferry.producers.context import FetchContext
+from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.imap_idle import idle_known, wait_for_mail
 from mailferry.producers.publish import Publisher, make_producer
+from mailferry.producers.scheduler import MailboxStatus, Scheduler
+from mailferry.producers.state import MailboxState
 from mailferry.schemas import AUDIT_EVENT, RAW_MESSAGE, codec
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import BlobStore, open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.loader import parse_config
+from mailferry.config.sources import ImapSource
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
@@ -45,7 +52,7 @@ def make_context(config: MailferryConfig, **producer_overrides: Any) -> FetchCon
     producer = make_producer(config, list(config.kafka.bootstrap_servers), **producer_overrides)
     return FetchContext(
         publisher=Publisher(config, producer),
-        blobs=LocalBlobStore(config.blob_dir),
+        blobs=open_blob_store(config),  # as the fetch role does: kind kafka on the test broker
         inline_threshold=config.blob_store.inline_threshold,
         confirm_timeout=20.0,
     )
@@ -66,7 +73,7 @@ def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list
         consumer.close()
 
 
-def message_bytes(record: dict[str, Any], blobs: LocalBlobStore) -> bytes:
+def message_bytes(record: dict[str, Any], blobs: BlobStore) -> bytes:
     if record["inline"] is not None:
         data: bytes = record["inline"]
         return data
@@ -77,3 +84,27 @@ def sample(n: int, size: int = 0) -> bytes:
     """A message with a Message-ID, a dot-stuffing trap and an optional padding body."""
     body = b"line one\r\n.starts with a dot\r\n..two dots\r\n" + b"x" * size
     return f"Message-ID: <m{n}@fetch.test>\r\nSubject: message {n}\r\n\r\n".encode() + body + b"\r\n"
+
+
+async def idle_scheduler(
+    source: ImapSource, state: MailboxState, ctx: FetchContext
+) -> tuple[Scheduler, MailboxStatus]:
+    """A scheduler polling ``source`` with IMAP IDLE between passes, once its first pass is done
+    and it waits on the server."""
+    scheduler = Scheduler(
+        lambda tenant, src: imap_pass(src, tenant, state, ctx),  # type: ignore[arg-type]
+        {"acme": 2},
+        idle_fn=lambda tenant, src, timeout, stop: wait_for_mail(
+            src,  # type: ignore[arg-type]
+            ctx.tokens,
+            timeout,
+            stop,
+            idle_known(state, src),  # type: ignore[arg-type]
+        ),
+    )
+    await scheduler.upsert("acme", source, "v1")
+    status = scheduler.loops[f"acme/{source.id}"].status
+    deadline = time.monotonic() + 60
+    while status.state != "push-wait" and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return scheduler, status

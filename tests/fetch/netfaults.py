@@ -1,4 +1,4 @@
-"""Network faults on loopback: a proxy that cuts the stream, a scripted fake POP3 server."""
+"""Network faults on loopback: proxies that cut or rewrite a stream, a scripted fake POP3 server."""
 
 from __future__ import annotations
 
@@ -7,14 +7,12 @@ import threading
 from collections.abc import Callable, Iterable
 
 
-class CuttingProxy:
-    """Forwards 127.0.0.1:<port> to a target port; closes both sides once the server has sent
-    ``cut_after`` bytes to the client (``None``: never)."""
+class _Proxy:
+    """Forwards 127.0.0.1:<port> to a target port, one thread per direction; subclasses say
+    what a direction does with the bytes (``_forward``)."""
 
-    def __init__(self, target_port: int, cut_after: int | None) -> None:
+    def __init__(self, target_port: int) -> None:
         self.target_port = target_port
-        self.cut_after = cut_after
-        self.cuts = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._stop = threading.Event()
@@ -27,22 +25,12 @@ class CuttingProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pump, args=(client, upstream, None), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, self.cut_after), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket, limit: int | None) -> None:
-        sent = 0
+    def _pump(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
         try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if limit is not None and sent + len(data) >= limit:
-                    dst.sendall(data[: limit - sent])
-                    self.cuts += 1
-                    break
-                dst.sendall(data)
-                sent += len(data)
+            self._forward(src, dst, to_client)
         except OSError:
             pass
         finally:
@@ -53,15 +41,39 @@ class CuttingProxy:
                     pass
                 sock.close()
 
+    def _forward(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
+        raise NotImplementedError
+
     def close(self) -> None:
         self._stop.set()
         self._listener.close()
 
 
-class RewritingProxy:
-    """Forwards 127.0.0.1:<port> to a plain-text target port, passing each line (``\n``-ended,
-    literals included) of either direction through a rewrite function: a real server's answer
-    with one fault a real server will not produce on demand."""
+class CuttingProxy(_Proxy):
+    """Closes both sides once the server has sent ``cut_after`` bytes to the client
+    (``None``: never)."""
+
+    def __init__(self, target_port: int, cut_after: int | None) -> None:
+        self.cut_after = cut_after
+        self.cuts = 0
+        super().__init__(target_port)
+
+    def _forward(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
+        limit = self.cut_after if to_client else None
+        sent = 0
+        while data := src.recv(65536):
+            if limit is not None and sent + len(data) >= limit:
+                dst.sendall(data[: limit - sent])
+                self.cuts += 1
+                return
+            dst.sendall(data)
+            sent += len(data)
+
+
+class RewritingProxy(_Proxy):
+    """Passes each line (``\\n``-ended, literals included) of either direction of a plain-text
+    session through a rewrite function: a real server's answer with one fault a real server
+    will not produce on demand."""
 
     def __init__(
         self,
@@ -70,49 +82,20 @@ class RewritingProxy:
         to_server: Callable[[bytes], bytes] = lambda line: line,
         to_client: Callable[[bytes], bytes] = lambda line: line,
     ) -> None:
-        self.target_port = target_port
         self.to_server = to_server
         self.to_client = to_client
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(target_port)
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            threading.Thread(target=self._pump, args=(client, upstream, self.to_server), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, self.to_client), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket, rewrite: Callable[[bytes], bytes]) -> None:
+    def _forward(self, src: socket.socket, dst: socket.socket, to_client: bool) -> None:
+        rewrite = self.to_client if to_client else self.to_server
         pending = b""
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                pending += data
-                cut = pending.rfind(b"\n") + 1
-                if cut:
-                    lines = pending[:cut].splitlines(keepends=True)
-                    pending = pending[cut:]
-                    dst.sendall(b"".join(rewrite(line) for line in lines))
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
-
-    def close(self) -> None:
-        self._listener.close()
+        while data := src.recv(65536):
+            pending += data
+            cut = pending.rfind(b"\n") + 1
+            if cut:
+                lines = pending[:cut].splitlines(keepends=True)
+                pending = pending[cut:]
+                dst.sendall(b"".join(rewrite(line) for line in lines))
 
 
 class FakePop3Server:

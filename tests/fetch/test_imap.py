@@ -13,9 +13,8 @@ import pytest
 from mailferry.producers import imap_fetch, imap_session
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
-from mailferry.producers.imap_idle import idle_known, wait_for_mail
+from mailferry.producers.imap_idle import wait_for_mail
 from mailferry.producers.imap_session import quote
-from mailferry.producers.scheduler import Scheduler
 from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import KafkaConfig
@@ -23,7 +22,7 @@ from mailferry.config.sources import ImapSource
 from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, RAW
 from mailferry.testing.dovecot import DovecotServer
-from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
+from tests.fetch.helpers import idle_scheduler, make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.netfaults import CuttingProxy
 
 pytestmark = pytest.mark.integration
@@ -219,22 +218,7 @@ async def test_scheduler_fetches_pushed_mail_long_before_the_poll_interval(
     source, ctx, state = _setup(
         dovecot, kafka_config, tmp_path, "i-push", [sample(1)], extra='poll_interval = "5m"\n'
     )
-    scheduler = Scheduler(
-        lambda tenant, src: imap_pass(src, tenant, state, ctx),  # type: ignore[arg-type]
-        {"acme": 2},
-        idle_fn=lambda tenant, src, timeout, stop: wait_for_mail(
-            src,  # type: ignore[arg-type]
-            ctx.tokens,
-            timeout,
-            stop,
-            idle_known(state, src),  # type: ignore[arg-type]
-        ),
-    )
-    await scheduler.upsert("acme", source, "v1")
-    status = scheduler.loops["acme/i-push"].status
-    deadline = time.monotonic() + 60
-    while status.state != "push-wait" and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    scheduler, status = await idle_scheduler(source, state, ctx)
     assert status.fetched == 1 and status.state == "push-wait"
     dovecot.seed("i-push", [sample(2)])
     deadline = time.monotonic() + 30  # the poll interval is 5 minutes: only a push gets here

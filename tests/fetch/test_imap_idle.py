@@ -11,14 +11,13 @@ import pytest
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
 from mailferry.producers.imap_idle import idle_known, wait_for_mail
-from mailferry.producers.scheduler import Scheduler
 from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import ImapSource
 from mailferry.kafka.topics import RAW
 from mailferry.testing.dovecot import DovecotServer
-from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
+from tests.fetch.helpers import idle_scheduler, make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.test_imap import imap_source_toml
 
 pytestmark = pytest.mark.integration
@@ -67,22 +66,7 @@ async def test_mail_in_a_second_folder_is_fetched_long_before_the_poll_interval(
 ) -> None:
     source, ctx = _setup(dovecot, kafka_config, tmp_path, "idle-push", 'poll_interval = "5m"\n')
     state = MailboxState("acme", "idle-push")
-    scheduler = Scheduler(
-        lambda tenant, src: imap_pass(src, tenant, state, ctx),  # type: ignore[arg-type]
-        {"acme": 2},
-        idle_fn=lambda tenant, src, timeout, stop: wait_for_mail(
-            src,  # type: ignore[arg-type]
-            ctx.tokens,
-            timeout,
-            stop,
-            idle_known(state, src),  # type: ignore[arg-type]
-        ),
-    )
-    await scheduler.upsert("acme", source, "v1")
-    status = scheduler.loops["acme/idle-push"].status
-    deadline = time.monotonic() + 60
-    while status.state != "push-wait" and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
+    scheduler, status = await idle_scheduler(source, state, ctx)
     assert status.state == "push-wait" and status.passes == 1
     await asyncio.sleep(2)  # every folder's IDLE is in place
     dovecot.seed("idle-push", [sample(3)], folder="Archive")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from mailferry.producers.access import oauthbearer, xoauth2
+from mailferry.producers.delivery_watch import Deliveries
 from mailferry.producers.imap_fetch import plan_folder
 from mailferry.producers.imap_session import parse_fetch, uid_set
 from mailferry.producers.ingest import message_id
@@ -156,10 +157,12 @@ def test_sasl_initial_responses() -> None:
 
 
 def test_message_id_from_headers_only() -> None:
-    assert message_id(b"Subject: x\r\nMessage-ID:\r\n <a@b>\r\n\r\nMessage-ID: <body@x>\r\n") == "<a@b>"
-    assert message_id(b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n") is None
-    assert message_id(b"X-Message-ID: <no@x>\r\nmessage-id:   <Case@X>  \r\n\r\n") == "<Case@X>"
-    assert message_id(b"Message-ID:\r\n\r\n") is None
+    """The fetcher writes the same canonical id the stream puts in dedup keys."""
+    assert message_id(b"Subject: x\r\nMessage-ID:\r\n <a@b>\r\n\r\nMessage-ID: <body@x>\r\n") == ("<a@b>", [])
+    assert message_id(b"Subject: x\r\n\r\nMessage-ID: <body@x>\r\n") == (None, [])
+    assert message_id(b"X-Message-ID: <no@x>\r\nmessage-id:   <Case@X>  \r\n\r\n") == ("<Case@x>", [])
+    assert message_id(b"Message-ID:\r\n\r\n") == (None, [])
+    assert message_id(b"Message-ID: no id here\r\n\r\n") == (None, ["message-id:unparseable"])
 
 
 def test_backoff_grows_is_capped_and_honours_the_server_hint() -> None:
@@ -235,3 +238,31 @@ def test_pop3_reader_finds_a_reply_end_split_at_any_byte() -> None:
             client = Pop3Client(_ScriptedSocket(pieces), "test")  # type: ignore[arg-type]
             got = [b"".join(chunks) for _, chunks in client.retrieve(range(1, len(bodies) + 1))]
             assert got == bodies, (cut_a, cut_b)
+
+
+def _event(kind: str, *, sha: str | None = None, key: str | None = None, keys: str = "") -> dict[str, object]:
+    return {
+        "event": kind,
+        "stage": "stream" if kind == "resolved" else "deliver",
+        "tenant": "acme",
+        "mailbox_id": "box",
+        "sha256": sha,
+        "dedup_key": key,
+        "details": {"dedup_keys": keys} if kind == "resolved" else {},
+    }
+
+
+def test_a_message_counts_as_delivered_only_when_every_resolved_key_was_delivered() -> None:
+    seen = Deliveries()
+    assert not seen.settled("acme", "box", "s1")  # nothing resolved yet: never delete
+    seen.add(_event("resolved", sha="s1", keys="k-bob\nk-carol"))
+    seen.add(_event("delivered", key="k-bob"))
+    assert not seen.settled("acme", "box", "s1")
+    seen.add(_event("resolved", sha="s1", keys="k-bob\nk-dave"))  # routed again: both routings count
+    seen.add(_event("delivered", key="k-carol"))
+    assert not seen.settled("acme", "box", "s1")
+    seen.add(_event("delivered", key="k-dave"))
+    assert seen.settled("acme", "box", "s1")
+    assert not seen.settled("acme", "other-box", "s1") and not seen.settled("globex", "box", "s1")
+    seen.add(_event("resolved", sha="s2"))  # a rule dropped it: nothing to deliver
+    assert seen.settled("acme", "box", "s2")

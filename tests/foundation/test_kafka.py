@@ -105,6 +105,8 @@ def test_topics_ensure_creates_then_changes_nothing_then_alters(
             "deliver",
             "deliver.dlt",
             "audit",
+            "blobs",
+            "blobs.index",
             "deliver.retry.0",
             "deliver.retry.1",
             "deliver.retry.2",
@@ -117,12 +119,14 @@ def test_topics_ensure_creates_then_changes_nothing_then_alters(
     assert configs[f"{prefix}.raw"]["cleanup.policy"] == "delete"
     assert configs[f"{prefix}.raw"]["retention.ms"] == str(90 * 24 * 3600 * 1000)
     assert configs[f"{prefix}.audit"]["retention.ms"] == str(365 * 24 * 3600 * 1000)
+    assert configs[f"{prefix}.blobs"]["retention.ms"] == str(90 * 24 * 3600 * 1000)
+    assert configs[f"{prefix}.blobs.index"]["cleanup.policy"] == "compact,delete"
     assert all(c["max.message.bytes"] == str(8 * 1024 * 1024) for c in configs.values())
     assert set(partition_counts(admin, names).values()) == {3}
 
     second = runner.invoke(app, ["-c", str(config), "topics", "ensure"])
     assert second.exit_code == 0, second.output
-    assert "nothing to change (12 topics in place)" in second.output
+    assert "nothing to change (14 topics in place)" in second.output
 
     changed = _write_config(
         tmp_path / "b.toml",
@@ -142,6 +146,8 @@ def test_topics_ensure_creates_then_changes_nothing_then_alters(
     assert after["max.message.bytes"] == str(16 * 1024 * 1024)
     assert after["cleanup.policy"] == "delete"
     assert partition_counts(admin, [f"{prefix}.raw"]) == {f"{prefix}.raw": 5}
+    blobs = _topic_configs(admin, [f"{prefix}.blobs"])[f"{prefix}.blobs"]
+    assert blobs["retention.ms"] == str(30 * 24 * 3600 * 1000)  # blobs live as long as raw
     admin.close()
 
 

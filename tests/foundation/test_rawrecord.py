@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.rawrecord import RawSource, build_raw_record
 
 SOURCE = RawSource("acme", "catchall", "imap")

@@ -11,7 +11,7 @@ from mailferry.schemas import RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
 from mailferry.audit import audit_event
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics

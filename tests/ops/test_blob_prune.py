@@ -28,7 +28,7 @@ from mailferry.blob_prune import (
     remove_if_stale,
     unread_partitions,
 )
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import SetupError
@@ -229,7 +229,8 @@ def test_prune_against_the_broker_deletes_only_old_orphans(tmp_path: Path, kafka
     state = tmp_path / "state"
     config_file = tmp_path / "c.toml"
     config_file.write_text(
-        f'state_dir = "{state}"\n' + kafka_config.connection_toml() + '[retry]\ntiers = ["1m", "10m"]\n',
+        f'state_dir = "{state}"\n' + kafka_config.connection_toml() + '[retry]\ntiers = ["1m", "10m"]\n'
+        '[blob_store]\nkind = "local"\n',
         encoding="utf-8",
     )
     store = LocalBlobStore(state / "blobs")
@@ -283,7 +284,7 @@ def test_prune_against_the_broker_deletes_only_old_orphans(tmp_path: Path, kafka
 def test_prune_refuses_when_the_topics_are_not_there(tmp_path: Path, kafka_config: KafkaConfig) -> None:
     config_file = tmp_path / "c.toml"
     config_file.write_text(
-        f'state_dir = "{tmp_path}"\n' + kafka_config.connection_toml(),
+        f'state_dir = "{tmp_path}"\n' + kafka_config.connection_toml() + '[blob_store]\nkind = "local"\n',
         encoding="utf-8",
     )
     store = LocalBlobStore(tmp_path / "blobs")

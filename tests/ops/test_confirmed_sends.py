@@ -21,7 +21,7 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from mailferry.schemas import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics

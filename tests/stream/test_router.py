@@ -11,7 +11,7 @@ from mailferry.streams.loopguard import TRACE_HEADER
 from mailferry.streams.resolver import POSSIBLE_LOST_BCC
 from mailferry.streams.router import Rejected, Routed, route_raw
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.rawrecord import RawSource, build_raw_record
 from tests.stream.factories import DOMAIN, TRACE_KEY, config, message
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mailferry.streams.router import Routed, route_raw
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import LocalBlobStore
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.rawrecord import RawSource, build_raw_record
 from tests.stream.factories import DOMAIN, TRACE_KEY, config, message

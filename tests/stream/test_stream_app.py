@@ -24,7 +24,7 @@ from mailferry.streams.faust_settings import app_id
 from mailferry.streams.loopguard import trace_value
 from mailferry.streams.trace_key import load_trace_key
 
-from mailferry.blobstore import LocalBlobStore
+from mailferry.blobs import open_blob_store
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.models import MailferryConfig
@@ -143,7 +143,7 @@ def setup(tmp_path: Path, kafka_config: KafkaConfig) -> Iterator[tuple[Path, Str
 class Publisher:
     def __init__(self, config_path: Path) -> None:
         self.config = load_config(config_path)
-        self.blobs = LocalBlobStore(self.config.blob_dir)
+        self.blobs = open_blob_store(self.config)  # kind kafka: the role finds them in the topic
         self.producer = new_producer(
             self.config.kafka, list(self.config.kafka.bootstrap_servers), acks="all", max_request_size=4 << 20
         )

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import base64
 import logging
+import ssl
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from mailferry.testing.certs import TestPki
 from mailferry.testing.ews_emulator import ntlm
 from mailferry.testing.ews_emulator.body import RequestBody
 from mailferry.testing.ews_emulator.common import Context
@@ -67,7 +69,9 @@ class EwsEmulator:
         busy_back_off_ms: int = 1000,
         max_message_size: int = 64 * 1024 * 1024,
         server_version: tuple[int, int, int, int] = (15, 1, 2507, 6),
+        tls: TestPki | None = None,
     ) -> None:
+        self.tls = tls  # serve HTTPS with this certificate (tests of the client's verification)
         self.max_concurrent = max_concurrent
         self.service_time = service_time
         self.busy_back_off_ms = busy_back_off_ms
@@ -121,7 +125,7 @@ class EwsEmulator:
         self.oauth.add_app(client_id, secret, tenant, principal=user.lower())
 
     def token_url(self, tenant: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{tenant}/oauth2/v2.0/token"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{tenant}/oauth2/v2.0/token"
 
     def add_mailbox(self, address: str, aliases: tuple[str, ...] | list[str] = ()) -> None:
         self.store.add_mailbox(address, tuple(aliases))
@@ -147,6 +151,13 @@ class EwsEmulator:
         handler = type("Handler", (_Handler,), {"emulator": self})
         self._httpd = _Server(("127.0.0.1", 0), handler)
         self._httpd.daemon_threads = True
+        if self.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
+            # the handshake happens in the request's thread, so a refusing client stalls nobody
+            self._httpd.socket = context.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="ews-emulator", daemon=True)
         self._thread.start()
         log.info("EWS EMULATOR (not Microsoft Exchange) listening on %s", self.url)
@@ -159,7 +170,11 @@ class EwsEmulator:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{EWS_PATH}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{EWS_PATH}"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
 
     def stop(self) -> None:
         if self._httpd is not None:

@@ -1,0 +1,221 @@
+"""The audit index at retention scale: build rate, size, trace time against the full scan,
+and the export rate, on a real embedded broker.
+
+Run: .venv/bin/python benchmarks/audit_index.py [--mails 2000000] [--traces 5] [--home DIR]
+
+With ``--home`` the broker's data and the index stay in DIR between runs: a second run skips
+producing (and, unless ``--rebuild``, building), so the timed traces can be repeated on a
+quiet machine without producing 10 million events again.
+
+Each generated mail leaves five events (fetched; routed and delivered for two recipients),
+so the default is 10 million events, stamped evenly over two days: the first day is the
+export's range (one day of a 1-million-mail tenant). Traces run the real command,
+``mailferry audit trace``, as a new process each, so their time includes the command's own
+start-up. The full scan is the same command with no index reachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from mailferry.audit import audit_event
+from mailferry.audit_export import export_events
+from mailferry.audit_index.indexer import Indexer
+from mailferry.audit_index.store import IndexStore
+from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
+from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_producer
+from mailferry.kafka.embedded import EmbeddedBroker
+from mailferry.kafka.topics import AUDIT, full_name, topic_specs
+
+DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
+EVENTS_PER_MAIL = 5
+
+
+def mail_events(n: int, at: datetime) -> list[tuple[bytes, bytes]]:
+    sha, mid = f"{n:064x}", f"<{n}.bench@example.org>"
+    events = [audit_event("fetched", stage="fetch", tenant="acme", mailbox_id="catchall", sha256=sha, at=at)]
+    for who in ("bob", "eve"):
+        dk = f"acme|{who}@acme.example|{n}.bench@example.org"
+        common = {"tenant": "acme", "message_id": mid, "sha256": sha, "dedup_key": dk}
+        events.append(
+            audit_event(
+                "routed",
+                stage="stream",
+                recipient=f"{who}@acme.example",
+                details={"reason": "envelope Delivered-To #1"},
+                at=at,
+                **common,
+            )
+        )
+        events.append(
+            audit_event(
+                "delivered",
+                stage="deliver",
+                recipient=f"{who}@acme.example",
+                details={"delivery_id": f"{n:x}-{who}", "target": "exchange", "attempts": "1"},
+                at=at,
+                **common,
+            )
+        )
+    return events
+
+
+def produce(kafka: KafkaConfig, servers: list[str], mails: int, console: Console) -> float:
+    producer = new_producer(kafka, servers, linger_ms=50, batch_size=1024 * 1024)
+    topic = full_name(kafka, AUDIT)
+    span = timedelta(days=2) / mails
+    began = time.perf_counter()
+    for n in range(mails):
+        at = DAY0 + n * span
+        millis = int(at.timestamp() * 1000)
+        for key, value in mail_events(n, at):
+            producer.send(topic, key=key, value=value, timestamp_ms=millis)
+        if n % 200_000 == 0 and n:
+            console.print(f"  produced {n * EVENTS_PER_MAIL:,} events", highlight=False)
+    producer.flush()
+    producer.close()
+    return time.perf_counter() - began
+
+
+def build_index(kafka: KafkaConfig, servers: list[str], folder: Path) -> tuple[float, float, int]:
+    topic = full_name(kafka, AUDIT)
+    store = IndexStore(folder, topic=topic)
+    indexer = Indexer(kafka, servers, topic, store)
+    wall, cpu = time.perf_counter(), time.process_time()
+    indexer.catch_up(timeout=24 * 3600)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    events = indexer.stats.events
+    indexer.close()
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    return wall, cpu, events
+
+
+def timed_cli(config: Path, args: list[str]) -> tuple[float, str]:
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "mailferry", "-c", str(config), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{args}: {done.stderr[-2000:]}")
+    return time.perf_counter() - began, done.stdout
+
+
+def write_config(path: Path, state: Path, kafka: KafkaConfig, index: Path) -> None:
+    path.write_text(
+        f'state_dir = "{state}"\n' + kafka.connection_toml() + f'[audit_index]\npath = "{index}"\n',
+        encoding="utf-8",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--mails", type=int, default=2_000_000)
+    parser.add_argument("--traces", type=int, default=5)
+    parser.add_argument("--skip-scan", action="store_true", help="leave out the full-scan row")
+    parser.add_argument("--home", type=Path, help="keep broker data and index here between runs")
+    parser.add_argument("--rebuild", action="store_true", help="with --home: build the index again")
+    args = parser.parse_args()
+    console = Console()
+    rows: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory(prefix="audit-bench-") as scratch:
+        home = args.home or Path(scratch)
+        home.mkdir(parents=True, exist_ok=True)
+        produced_marker = home / f"produced-{args.mails}"
+        broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0, heap="1g"), home / "kafka")
+        address = broker.start().address
+        try:
+            kafka = broker.client_config(KafkaConfig(topic_prefix="bench"))
+            servers = [address]
+            admin = new_admin(kafka, servers)
+            ensure_topics(admin, topic_specs(kafka, 1))
+            admin.close()
+            events = args.mails * EVENTS_PER_MAIL
+            if not produced_marker.exists():
+                console.print(f"producing {events:,} audit events ({args.mails:,} mails)", highlight=False)
+                produced = produce(kafka, servers, args.mails, console)
+                produced_marker.touch()
+                rows.append(("produce (setup)", f"{produced:.0f} s", f"{events / produced:,.0f} events/s"))
+            if args.rebuild or not (home / "index").exists():
+                shutil.rmtree(home / "index", ignore_errors=True)
+                wall, cpu, indexed = build_index(kafka, servers, home / "index")
+                size = sum(f.stat().st_size for f in (home / "index").iterdir())
+                per_million = size / 1e6 / (indexed / 1e6)
+                rate = f"{indexed / cpu:,.0f} events/CPU-s"
+                rows.append(("index build", f"{wall:.0f} s wall, {cpu:.0f} s CPU", rate))
+                rows.append(
+                    ("index size", f"{size / 1e6:,.0f} MB", f"{per_million:.1f} MB per million events")
+                )
+
+            config = home / "bench.toml"
+            write_config(config, home / "state", kafka, home / "index")
+            picks = random.Random(7).sample(range(args.mails), args.traces)
+            times = []
+            for n in picks:
+                took, out = timed_cli(config, ["audit", "trace", "--json", f"<{n}.bench@example.org>"])
+                found = out.count('"event_id"')
+                if found != EVENTS_PER_MAIL:
+                    raise RuntimeError(f"trace of mail {n} found {found} events")
+                times.append(took)
+            rows.append(
+                (
+                    f"audit trace, index ({args.traces} mails, new process each)",
+                    f"median {statistics.median(times):.2f} s, max {max(times):.2f} s",
+                    f"{EVENTS_PER_MAIL} events each",
+                )
+            )
+            took, _ = timed_cli(config, ["--help"])
+            rows.append(("the command's own start-up (--help)", f"{took:.2f} s", ""))
+            if not args.skip_scan:
+                noindex = home / "noindex.toml"
+                write_config(noindex, home / "state", kafka, home / "absent")
+                took, out = timed_cli(
+                    noindex,
+                    ["audit", "trace", "--json", "--since", "2000-01-01", f"<{picks[0]}.bench@example.org>"],
+                )
+                assert out.count('"event_id"') == EVENTS_PER_MAIL
+                rows.append(
+                    ("audit trace, full scan (same mail)", f"{took:.0f} s", f"{events / took:,.0f} events/s")
+                )
+
+            day = {"since": DAY0, "until": DAY0 + timedelta(days=1)}
+            with open(os.devnull, "w", encoding="utf-8") as sink:
+                wall, cpu = time.perf_counter(), time.process_time()
+                exported = export_events(kafka, servers, sink, **day)
+                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            rows.append(
+                (
+                    f"export one day, jsonl ({exported:,} events, {exported // EVENTS_PER_MAIL:,} mails)",
+                    f"{wall:.0f} s wall, {cpu:.0f} s CPU",
+                    f"{exported / wall:,.0f} events/s",
+                )
+            )
+        finally:
+            broker.stop()
+    table = Table(title=f"audit index, {events:,} events, {os.cpu_count()} cores")
+    for column in ("what", "time / size", "rate"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""s3proxy's Maven pom, package data of the test kit (mailferry.testing.s3proxy)."""
