@@ -5,11 +5,13 @@ Host A runs ``mailferry run --role fetch`` against a real Dovecot; host B runs `
 --role stream --role deliver`` into the EWS EMULATOR (driven by the real exchangelib). Each host
 has its own state folder and process tree; they share nothing but the Kafka cluster. Topics
 are replicated 3 times with ``min.insync.replicas = 2``, producers ``acks=all`` and idempotent.
-Messages are small (inline): large ones need the Kafka blob store, not on main yet.
+Some messages are above the inline threshold: their content travels through the ``blobs``
+topic (``[blob_store] kind = "kafka"``), since host B cannot read host A's disk.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -32,6 +34,7 @@ pytestmark = pytest.mark.integration
 USERS = ("ann@acme.example", "ben@acme.example", "cat@acme.example", "dan@acme.example")
 SERVICE, SERVICE_PASSWORD = "svc-mailferry", "svc-password"
 BATCH = 40
+LARGE_EVERY = 10  # every tenth message carries a 1.5 MB attachment (threshold: 512 KiB)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
         cluster.stop()
 
 
-def _message(index: int, recipients: tuple[str, ...]) -> bytes:
+def _message(index: int, recipients: tuple[str, ...], attachment: bytes | None) -> bytes:
     msg = EmailMessage()
     for recipient in recipients:
         msg["Delivered-To"] = recipient
@@ -53,6 +56,8 @@ def _message(index: int, recipients: tuple[str, ...]) -> bytes:
     msg["Subject"] = f"cluster test {index}"
     msg["Message-ID"] = f"<{index}.{uuid.uuid4().hex[:8]}@cluster.test>"
     msg.set_content(f"message {index}\n" + "x" * 2000)
+    if attachment is not None:
+        msg.add_attachment(attachment, maintype="application", subtype="octet-stream", filename="big.bin")
     return msg.as_bytes(policy=msg.policy.clone(linesep="\r\n"))
 
 
@@ -61,7 +66,8 @@ def _batch(start: int) -> tuple[list[bytes], Counter[tuple[str, str]]]:
     messages, wanted = [], Counter[tuple[str, str]]()
     for index in range(start, start + BATCH):
         recipient = USERS[index % len(USERS)]
-        data = _message(index, (recipient,))
+        large = os.urandom(1536 * 1024) if index % LARGE_EVERY == 0 else None
+        data = _message(index, (recipient,), large)
         messages.append(data)
         message_id = data.split(b"Message-ID: ", 1)[1].split(b"\r\n", 1)[0].decode()
         wanted[(message_id, recipient)] += 1
@@ -74,7 +80,7 @@ def _config(host: Path, kafka: KafkaConfig, dovecot: DovecotServer, ews: EwsEmul
         f'state_dir = "{host / "state"}"\nallow_plaintext_secrets = true\n'
         + kafka.connection_toml()
         + "[kafka.topics.defaults]\npartitions = 3\nreplication_factor = 3\n"
-        '[retry]\ntiers = ["2s", "10s"]\n[stream]\nweb_port = 0\n'
+        '[blob_store]\nkind = "kafka"\n[retry]\ntiers = ["2s", "10s"]\n[stream]\nweb_port = 0\n'
         '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "ann@acme.example"\ndefault_target = "exchange"\n'
         f'[[tenants.targets]]\nname = "exchange"\nkind = "ews"\nendpoint = "{ews.url}"\n'
@@ -173,6 +179,9 @@ def test_two_hosts_deliver_exactly_once_while_a_leader_is_killed(
             "twice or unexpected": delivered - wanted,
         }
         assert dovecot.message_count("catchall") == 0  # deleted at the source only after Kafka kept it
+        large = [item for user in USERS for item in ews.items(user) if len(item.mime) > 1024 * 1024]
+        assert len(large) == 2 * BATCH // LARGE_EVERY  # the large ones arrived whole, through Kafka
+        assert not any(p.is_file() for p in (host_a / "state").rglob("*") if "blob" in str(p))
     finally:
         for host in reversed(hosts):
             host.stop()
