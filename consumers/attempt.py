@@ -15,15 +15,16 @@ from datetime import UTC, datetime, timedelta
 from io import BytesIO
 from typing import BinaryIO
 
-from mailferry.consumers import metrics
 from mailferry.consumers.ledger import ledger_key
 from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
 from mailferry.consumers.retry_policy import DeadLetter, Retry, decide
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
 from mailferry.blobs import BlobStore
+from mailferry.blobs.once import BlobOpener, ReadOnce
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
+from mailferry.observe import metrics
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def idempotency_key(delivery: dict[str, object]) -> str:
     return str(delivery["dedup_key"])
 
 
-def delivery_item(delivery: dict[str, object], blobs: BlobStore) -> DeliveryItem:
+def delivery_item(delivery: dict[str, object], blobs: BlobOpener) -> DeliveryItem:
     inline = delivery.get("inline")
     blob_ref = delivery.get("blob_ref")
 
@@ -134,8 +135,9 @@ def _attempt(
             return Settled(pending)
         error: BaseException | None = None
         checked = False
+        reads = ReadOnce(blobs)  # the target's opens share one fetched, verified copy
         try:
-            item = delivery_item(delivery, blobs)
+            item = delivery_item(delivery, reads)
             if job.history.ambiguous and target.already_delivered(item):
                 checked = True
             else:
@@ -148,6 +150,8 @@ def _attempt(
             return Paused(target_name, exc)
         except Exception as exc:
             error = exc
+        finally:
+            reads.close()
         if error is None:
             pending = writer.delivered(job, key, target_name, checked=checked)
             metrics.outcome(tenant, target_name, "delivered", time.monotonic() - started)
@@ -162,10 +166,10 @@ def _attempt(
         )
         if isinstance(decision, Retry):
             pending = writer.retry(job, decision, error)
-            metrics.outcome(tenant, target_name, "retried")
+            metrics.outcome(tenant, target_name, "retried", time.monotonic() - started)
         elif isinstance(decision, DeadLetter):
             pending = writer.dead_letter(job, decision, error)
-            metrics.outcome(tenant, target_name, "dead-lettered")
+            metrics.outcome(tenant, target_name, "dead-lettered", time.monotonic() - started)
         else:  # pragma: no cover - TenantError is caught above
             raise AssertionError(f"unexpected decision {decision}")
         return Settled(pending)

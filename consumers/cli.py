@@ -47,8 +47,14 @@ def deliver_cmd(
         group_id=group,
         credential_retry=timedelta(seconds=credential_retry),
     )
+    from mailferry.observe.server import observe
+
+    observer = observe(cli.config, "deliver", cli.bootstrap_servers(), worker.group_id)
     console.print(f"delivering from {worker.deliver_topic} and {len(worker.tier_topics)} retry tiers")
-    worker.run(stop)
+    try:
+        worker.run(stop)
+    finally:
+        observer.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -70,6 +70,22 @@ class DeadLetterEntry:
             "status": self.status,
         }
 
+    def shown(self) -> dict[str, Any]:
+        """Everything about this dead letter for a person to read; the message bytes only as a size."""
+        record = dict(self.record)
+        delivery = dict(record.get("delivery") or {})
+        if delivery.get("inline") is not None:
+            delivery["inline"] = f"<{len(delivery['inline'])} bytes inline>"
+        record["delivery"] = delivery or None
+        if record.get("raw") is not None:
+            raw = dict(record["raw"])
+            raw["inline"] = f"<{len(raw['inline'] or b'')} bytes inline>"
+            record["raw"] = raw
+        record["status"] = self.status
+        record["status_detail"] = self.status_detail
+        record["dlt_position"] = f"{self.partition}/{self.offset}"
+        return record
+
 
 class DeadLetterQueue:
     def __init__(self, config: MailferryConfig, servers: list[str], *, actor: str | None = None) -> None:

@@ -98,20 +98,7 @@ def show_cmd(
     entries = _queue(ctx).find(_filter([dead_letter_id], None, None, None, None, True))
     if not entries:
         raise ConfigError(f"no dead letter with id {dead_letter_id}")
-    entry = entries[0]
-    record = dict(entry.record)
-    delivery = dict(record.get("delivery") or {})
-    if delivery.get("inline") is not None:
-        delivery["inline"] = f"<{len(delivery['inline'])} bytes inline>"
-    record["delivery"] = delivery or None
-    if record.get("raw") is not None:
-        raw = dict(record["raw"])
-        raw["inline"] = f"<{len(raw['inline'] or b'')} bytes inline>"
-        record["raw"] = raw
-    record["status"] = entry.status
-    record["status_detail"] = entry.status_detail
-    record["dlt_position"] = f"{entry.partition}/{entry.offset}"
-    print(json.dumps(record, default=str, indent=2))
+    print(json.dumps(entries[0].shown(), default=str, indent=2))
 
 
 def _select(

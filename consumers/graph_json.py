@@ -13,10 +13,14 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 
 from mailferry.errors import PermanentError
+from mailferry.mail.addresses import parse_address_list
+from mailferry.mail.block import chunks_of, locate
+from mailferry.mail.dates import parse_date
+from mailferry.mail.encoded_words import decode_value
+from mailferry.mail.headers import MessageHeaders, parse_headers
 
 LOSSES = (
     "header block other than x- headers (Received, DKIM, Authentication-Results, List-*, threading)",
@@ -27,26 +31,18 @@ LOSSES = (
 MAX_REQUEST = 4 * 1024 * 1024  # Graph's request size limit for JSON bodies
 
 
-def _recipients(message: EmailMessage, header: str) -> list[dict[str, Any]]:
-    values = [str(v) for v in message.get_all(header) or []]
-    return [
-        {"emailAddress": {"address": address, **({"name": name} if name else {})}}
-        for name, address in getaddresses(values)
-        if address
-    ]
+def _recipients(headers: MessageHeaders, header: str) -> list[dict[str, Any]]:
+    found = []
+    for value in headers.get_all(header):
+        parsed = parse_address_list(value)
+        for address, name in zip(parsed.written, parsed.names, strict=True):
+            found.append({"emailAddress": {"address": address, **({"name": name} if name else {})}})
+    return found
 
 
 def _utc(value: datetime) -> str:
     value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _sent_time(message: EmailMessage) -> datetime | None:
-    date = message.get("Date")
-    try:
-        return parsedate_to_datetime(str(date)) if date else None
-    except (TypeError, ValueError, IndexError):
-        return None
 
 
 def _body(message: EmailMessage) -> dict[str, str]:
@@ -86,27 +82,34 @@ def _attachments(message: EmailMessage) -> list[dict[str, Any]]:
 def to_graph_message(
     raw: bytes, *, delivered: datetime, add_headers: tuple[tuple[str, str], ...] = ()
 ) -> dict[str, Any]:
-    """The JSON body of ``POST /users/{id}/mailFolders/inbox/messages`` for ``raw``."""
+    """The JSON body of ``POST /users/{id}/mailFolders/inbox/messages`` for ``raw``.
+
+    The top-level header fields are read by ``mailferry.mail`` (never raises, linear); the
+    email package's modern parser is used for the MIME body only.
+    """
+    headers = parse_headers(locate(chunks_of(raw)).data)
     message = BytesParser(policy=policy.default).parsebytes(raw)
-    if not message.keys():
+    if not headers.fields:
         raise PermanentError("the message has no headers to convert", reason_code="mime-conversion-failed")
     result: dict[str, Any] = {
-        "subject": str(message.get("Subject", "")),
+        "subject": headers.first("Subject") or "",
         "body": _body(message),
-        "toRecipients": _recipients(message, "To"),
-        "ccRecipients": _recipients(message, "Cc"),
+        "toRecipients": _recipients(headers, "To"),
+        "ccRecipients": _recipients(headers, "Cc"),
         "isRead": False,
     }
     for header, member in (("From", "from"), ("Sender", "sender")):
-        first = _recipients(message, header)
+        first = _recipients(headers, header)
         if first:
             result[member] = first[0]
-    reply_to = _recipients(message, "Reply-To")
+    reply_to = _recipients(headers, "Reply-To")
     if reply_to:
         result["replyTo"] = reply_to
-    if message.get("Message-ID"):
-        result["internetMessageId"] = " ".join(str(message["Message-ID"]).split())
-    x_headers = [(n, v) for n, v in (*add_headers, *message.items()) if n.lower().startswith("x-")]
+    message_id = headers.first("Message-ID")
+    if message_id:
+        result["internetMessageId"] = " ".join(message_id.split())
+    written = ((str(n), decode_value(str(v))[0]) for n, v in message.raw_items())
+    x_headers = [(n, v) for n, v in (*add_headers, *written) if n.lower().startswith("x-")]
     if x_headers:
         result["internetMessageHeaders"] = [{"name": n, "value": str(v)[:900]} for n, v in x_headers[:5]]
     attachments = _attachments(message)
@@ -116,7 +119,7 @@ def to_graph_message(
         {"id": "Integer 0x0E07", "value": "1"},
         {"id": "SystemTime 0x0E06", "value": _utc(delivered)},
     ]
-    sent = _sent_time(message)
+    sent = parse_date(headers.first("Date"))
     if sent is not None:
         properties.append({"id": "SystemTime 0x0039", "value": _utc(sent)})
     result["singleValueExtendedProperties"] = properties

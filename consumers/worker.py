@@ -23,7 +23,6 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-from mailferry.consumers import metrics
 from mailferry.consumers.attempt import OutcomeNotRecordedError, Paused, Policy, Result, Settled, attempt
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.offsets import OffsetTracker
@@ -40,6 +39,7 @@ from mailferry.errors import MailferryError, PermanentError, TenantError
 from mailferry.fence import TenantFence
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
+from mailferry.observe import health, metrics
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,6 @@ class DeliveryWorker:
 
     def run(self, stop: threading.Event, *, until: Any = None) -> None:
         """Deliver until ``stop`` is set (or ``until(worker)`` is true), then finish cleanly."""
-        metrics.serve(self.config.metrics.port)
         self.ledger.load()
         self._check_targets_at_start()
         self.consumer = new_consumer(self.config.kafka, self.servers, self.group_id, max_poll_records=500)
@@ -178,6 +177,7 @@ class DeliveryWorker:
         self._check_paused_tenants()
         self._commit()
         self._status()
+        health.beat()
 
     def _take(self, tp: TopicPartition, record: Any) -> bool:
         """Dispatch one record; False when the rest of this partition's batch must wait."""
@@ -364,11 +364,13 @@ class DeliveryWorker:
         was not committed yet, which the ledger skips.
         """
         self._revoked |= {(tp.topic, tp.partition) for tp in partitions}
+        health.ready(False, "rebalancing")
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
         back = {(tp.topic, tp.partition) for tp in partitions}
         lost = [key for key in self._revoked if key not in back]
         self._revoked.clear()
+        health.ready()
         self.tracker.forget(lost)
         self._awaiting = deque((j, p) for j, p in self._awaiting if (j.topic, j.partition) not in lost)
         self.pauses.drop_partitions(lost)

@@ -60,7 +60,12 @@ def fetch_cmd(
     from mailferry.producers.worker import FetchWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from mailferry.producers.worker import group_id
+
+    from mailferry.observe.server import observe
+
     worker = FetchWorker(cli.config, cli.bootstrap_servers(), threads=threads, status_every=status_every)
+    observer = observe(cli.config, "fetch", cli.bootstrap_servers(), group_id(cli.config))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -69,7 +74,10 @@ def fetch_cmd(
             loop.add_signal_handler(sig, stop.set)
         await worker.run(stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        observer.close()
 
 
 def _supervise_workers(cli: CliContext, processes: int, threads: int, status_every: float) -> None:

@@ -18,7 +18,7 @@ from mailferry.producers.access import (
     tls_context,
 )
 from mailferry.producers.context import FetchContext, PassResult
-from mailferry.producers.ingest import ingest
+from mailferry.producers.ingest import ingest, message_id
 from mailferry.producers.pop3_client import Pop3Client
 from mailferry.producers.pop3_wire import Pop3ErrorReply, parse_list, parse_uidl
 from mailferry.producers.publish import Batch
@@ -26,6 +26,7 @@ from mailferry.producers.state import MailboxState, pop3_key, state_record
 from mailferry.schemas.codec import Record
 
 from mailferry.config.sources import OAuth2ClientCredentials, OAuth2Command, PasswordAuth, Pop3Source
+from mailferry.mail.message_id import normalise_message_id
 from mailferry.rawrecord import RawSource
 
 DEFAULT_PORTS = {"implicit": 995, "starttls": 110, "none": 110}
@@ -166,7 +167,7 @@ def _pass(source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContex
             _fetch(client, batch, source, tenant, plan, now, ctx, result)
         finally:
             batch.confirm(ctx.confirm_timeout)
-        doomed = _doomed(source, tenant, state, ctx, plan, now)
+        doomed, renamed = _still_the_same(client, _doomed(source, tenant, state, ctx, plan, now), plan, state)
         if doomed:
             client.delete(item.number for item in doomed)
         client.quit()
@@ -187,10 +188,43 @@ def _pass(source: Pop3Source, tenant: str, state: MailboxState, ctx: FetchContex
             "source-deleted", message_id=entry["detail"], sha256=entry["sha256"], details={"uid": item.uidl}
         )
         result.deleted += 1
-    for uidl in plan.forget:
+    for item in renamed:
+        after.audit(
+            "error",
+            details={"reason": "uidl-reused", "uid": item.uidl, "action": "fetched as new on the next pass"},
+        )
+        result.errors += 1
+    for uidl in plan.forget + [item.uidl for item in renamed]:
         after.state(pop3_key(tenant, source.id, uidl), None)
     after.confirm(ctx.confirm_timeout)
     return result
+
+
+def _still_the_same(
+    client: Pop3Client, doomed: list[Listed], plan: Pop3Plan, state: MailboxState
+) -> tuple[list[Listed], list[Listed]]:
+    """(what may be deleted, what turned out to be another message under a reused UIDL).
+
+    A message fetched in an earlier session is deleted only if its headers (``TOP n 0``)
+    still carry the Message-ID it had when fetched: this catches a reused UIDL on a message of
+    the same size, which the size check of the plan cannot. Messages fetched in this session,
+    messages without a Message-ID and servers without ``TOP`` are taken as they are.
+    """
+    if "TOP" not in client.capabilities:
+        return doomed, []
+    earlier = {item.uidl for item in plan.delete}
+    known = state.pop3()
+    keep: list[Listed] = []
+    renamed: list[Listed] = []
+    for item in doomed:
+        entry = known.get(item.uidl)
+        if item.uidl not in earlier or entry is None or entry["detail"] is None:
+            keep.append(item)
+            continue
+        found, _ = message_id(client.top(item.number, 0))
+        same = found == normalise_message_id(entry["detail"])
+        (keep if same else renamed).append(item)
+    return keep, renamed
 
 
 def _doomed(

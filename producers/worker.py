@@ -36,6 +36,7 @@ from mailferry.config.sources import ImapSource, Pop3Source, Source
 from mailferry.errors import ConfigError, MailferryError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import MAILBOXES, full_name
+from mailferry.observe import health, metrics
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ class FetchWorker:
         self.closing = False
         self.loop: asyncio.AbstractEventLoop | None = None
 
+    @metrics.observed_pass
     def run_pass(self, tenant: str, source: Source) -> PassResult:
         """One pass of one mailbox (in a scheduler thread)."""
         state = self.states.get(tenant, source.id)
@@ -105,9 +107,11 @@ class FetchWorker:
     # -- called from the consumer thread, run on the event loop -----------------------------
     async def on_assigned(self, partitions: set[int]) -> None:
         self.assigned |= partitions
+        health.ready()
         log.info("fetch worker assigned mailbox partitions %s", sorted(partitions))
 
     async def on_revoked(self, partitions: set[int]) -> None:
+        health.ready(False, "rebalancing")
         keys = [k for k, p in self.partition_of.items() if p in partitions]
         await self.scheduler.remove(keys)
         for key in keys:
@@ -142,6 +146,7 @@ class FetchWorker:
         try:
             while not stop.is_set() and members.is_alive():
                 self.write_status()
+                health.beat()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=self.status_every)
         finally:

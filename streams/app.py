@@ -48,6 +48,7 @@ from mailferry.directory import CachedDirectory, Directory
 from mailferry.errors import PermanentError, TransientError
 from mailferry.kafka.clients import faust_settings
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, TopicSpec, full_name, largest_message_bytes
+from mailferry.observe import metrics
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +216,8 @@ class StreamApp:
             message = event.message
             origin = f"{message.topic}/{message.partition}/{message.offset}"
             try:
-                await self._route_one(event.key, event.value, origin)
+                with metrics.stream_stage("route"):
+                    await self._route_one(event.key, event.value, origin)
             except Exception as exc:  # never stop on one message: dead-letter it instead
                 log.exception("stream: unexpected error on %s", origin)
                 self.counters.last_error = f"{type(exc).__name__}: {exc}"
@@ -303,7 +305,8 @@ class StreamApp:
     async def _dedup_agent(self, stream: Any) -> AsyncIterator[None]:
         async for event in stream.events():
             try:
-                await self._dedup_one(event.key, event.value)
+                with metrics.stream_stage("dedup"):
+                    await self._dedup_one(event.key, event.value)
             except Exception as exc:
                 message = event.message
                 log.exception("stream: unexpected error in dedup at %s/%s", message.partition, message.offset)

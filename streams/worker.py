@@ -14,12 +14,15 @@ from typing import Any
 import faust
 from mailferry.streams.app import StreamApp
 from mailferry.streams.router import DirectoryFor, no_directory
+from prometheus_client import REGISTRY
 
 from mailferry.config.models import MailferryConfig
 from mailferry.errors import ConfigError
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import topic_specs
+from mailferry.observe import health, logs, metrics
+from mailferry.observe.server import Observer, observe
 from mailferry.status import write_snapshot
 
 ROLE = "stream"
@@ -57,8 +60,10 @@ def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = 
 
     async def _snapshot() -> None:
         snapshot("running")
+        health.beat()
 
     stream.app.timer(SNAPSHOT_EVERY)(_snapshot)
+    observer = _observe(config, servers, stream)
 
     level = logging.getLevelName(log_level.upper())
     if not isinstance(level, int):
@@ -69,6 +74,7 @@ def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = 
         quiet=True,
         redirect_stdouts=False,
         workdir=str(config.stream_data_dir),
+        logging_config=logs.dict_config(ROLE, logs.chosen(config), level),
     )
     # Faust's terminal spinner lowers the root logger to DEBUG so it can spin on every
     # record; with it, each produced message builds log records nobody reads
@@ -77,4 +83,20 @@ def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = 
     try:
         worker.execute_from_commandline()
     finally:
+        observer.close()
         snapshot("stopped")
+
+
+def _observe(config: MailferryConfig, servers: list[str], stream: StreamApp) -> Observer:
+    """Metrics and probes: ready once a rebalance completed (tables recovered included)."""
+    REGISTRY.register(metrics.StreamCounters(stream.counters))
+
+    async def assigned(sender: Any, *_: Any, **__: Any) -> None:
+        health.ready()
+
+    async def revoked(sender: Any, *_: Any, **__: Any) -> None:
+        health.ready(False, "rebalancing")
+
+    stream.app.on_rebalance_complete.connect(assigned)  # type: ignore[arg-type]
+    stream.app.on_partitions_revoked.connect(revoked)  # type: ignore[arg-type]
+    return observe(config, ROLE, servers, config.stream.app_id)

@@ -5,7 +5,8 @@ one partition derived from it; a record on the compacted ``blobs.index`` topic t
 where they are (partition, first and last offset). A reader looks the digest up in the
 index it follows, reads that offset range, keeps the records with its key in sequence
 order (writers of other blobs interleave in the same partition) and checks the digest as
-it streams. Both topics take ``raw``'s retention, so a blob lives as long as the records
+it streams. Both topics keep the longer of ``raw``'s and ``deliver.dlt``'s retention plus
+the 7-day in-flight window (``topics.blob_retention_ms``), so a blob outlives the records
 that refer to it; ``blobs prune`` has nothing to do for this kind.
 
 Memory stays bounded both ways: a put spools to a temp file first (the key is the digest,

@@ -1,11 +1,13 @@
 """Kind ``s3``: any S3-compatible store through boto3; objects ``<prefix><hex digest>``.
 
 A put spools the content to a temp file while hashing (the key is the digest, known only
-at the end), then uploads it in parts of ``part_size`` with one part in flight, so memory
-stays near one part whatever the size. Re-putting content already there copies the object
-onto itself, which renews its LastModified: ``blobs prune`` deletes only what is both
-unreferenced and untouched for its grace period, as for kind ``local``. Reads stream the
-object's body and are checked against the digest before the end reaches the caller.
+at the end), then uploads it in parts of ``part_size``, by default one part in flight: with
+two (boto3's threaded transfer) a 150 MB put to s3proxy here took 44 s instead of 49 s but
+its peak RSS went from 82 to 166 MB, so ``upload_concurrency`` is for fast links only.
+Re-putting content already there copies the object onto itself, which renews its
+LastModified: ``blobs prune`` deletes only what is both unreferenced and untouched for its
+grace period, as for kind ``local``. Reads stream the object's body and are checked
+against the digest before the end reaches the caller.
 """
 
 from __future__ import annotations
@@ -74,8 +76,8 @@ class S3BlobStore:
         self._transfer = TransferConfig(
             multipart_threshold=config.part_size,
             multipart_chunksize=config.part_size,
-            max_concurrency=1,
-            use_threads=False,
+            max_concurrency=config.upload_concurrency,
+            use_threads=config.upload_concurrency > 1,
         )
         self._lock = threading.Lock()
         self._client: Any = None

@@ -116,6 +116,8 @@ def index_cmd(
     from mailferry.audit_index.server import serve
     from mailferry.audit_index.store import IndexStore
     from mailferry.kafka.topics import AUDIT, full_name
+    from mailferry.observe import health
+    from mailferry.observe.server import observe
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
@@ -145,9 +147,16 @@ def index_cmd(
     )
     where = f"; lookups on http://{config.audit_index.host}:{server.server_port}" if server else ""
     console.print(f"indexing {topic} into {store.path}{where}", highlight=False, markup=False)
+    observer = observe(config, "audit-index", cli.bootstrap_servers())
+
+    def stepped(_: object) -> None:
+        health.beat()
+        health.ready()
+
     try:
-        indexer.run(stop)
+        indexer.run(stop, on_step=stepped)
     finally:
+        observer.close()
         if server is not None:
             server.shutdown()
         indexer.close()

@@ -55,7 +55,8 @@ def prune_cmd(
     config = cli.config
     if config.blob_kind == "kafka":
         console.print(
-            "blob store kind kafka: blobs leave the blobs topic with its retention (that of raw); "
+            "blob store kind kafka: blobs leave the blobs topic with its retention "
+            "(longer than raw's and deliver.dlt's); "
             "nothing to prune",
             highlight=False,
         )

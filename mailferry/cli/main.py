@@ -13,6 +13,7 @@ from mailferry.cli import (
     audit_cmd,
     blobs_cmd,
     config_cmd,
+    console_cmd,
     demo_cmd,
     import_cmd,
     kafka_cmd,
@@ -24,6 +25,7 @@ from mailferry.cli import (
 )
 from mailferry.cli.context import CliContext
 from mailferry.consumers import cli as deliver_cli
+from mailferry.observe import logs
 from mailferry.producers import cli as fetch_cli
 from mailferry.streams import cli as stream_cli
 
@@ -45,7 +47,17 @@ def main(
         envvar="MAILFERRY_CONFIG",
         help="TOML config; without it, the built-in defaults with the embedded broker",
     ),
+    log_format: str | None = typer.Option(
+        None,
+        "--log-format",
+        envvar=logs.ENV,
+        help="text or json (one object per line) for every role; default: [logging] format",
+    ),
 ) -> None:
+    if log_format is not None:
+        if log_format not in ("text", "json"):
+            raise typer.BadParameter("text or json", param_hint="--log-format")
+        os.environ[logs.ENV] = log_format  # the roles `mailferry run` starts inherit it
     ctx.obj = CliContext(config)
 
 
@@ -59,6 +71,7 @@ app.add_typer(blobs_cmd.app, name="blobs")
 app.add_typer(migrate_cmd.app, name="migrate")
 app.command("replay")(replay_cmd.replay_cmd)
 app.command("status")(status_cmd.status_cmd)
+app.command("console")(console_cmd.console_cmd)
 app.command("demo")(demo_cmd.demo_cmd)
 
 for stage in (fetch_cli, stream_cli, deliver_cli):

@@ -79,6 +79,10 @@ class KafkaConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent_security(self) -> KafkaConfig:
+        """A configured cluster's settings must fit together. The embedded broker ignores
+        them: it accepts only the login it generated into its state folder."""
+        if self.uses_embedded:
+            return self
         sasl = self.security_protocol.startswith("SASL_")
         if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
             raise ValueError(

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from mailferry.config.console import ConsoleConfig
 from mailferry.config.kafka import KafkaConfig, Strict
 from mailferry.config.rules import RuleSet
 from mailferry.config.sources import Source
@@ -79,6 +80,9 @@ class S3BlobConfig(Strict):
     verify_tls: bool = True
     ca_file: Path | None = None
     part_size: ByteSize = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024, description="multipart part size")
+    upload_concurrency: int = Field(
+        2, ge=1, le=16, description="parts in flight: memory is about this x part_size"
+    )
 
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> S3BlobConfig:
@@ -152,8 +156,29 @@ class AuditIndexConfig(Strict):
     scan_window: Duration = Field(timedelta(days=1), description="how far back a trace scans without index")
 
 
+Role = Literal["fetch", "stream", "deliver", "audit-index"]
+
+
 class MetricsConfig(Strict):
-    port: int | None = Field(None, ge=0, le=65535, description="Prometheus endpoint; None: off")
+    """``/metrics``, ``/healthz`` and ``/readyz`` of each role, on one port per process."""
+
+    host: str = Field("127.0.0.1", description="bind address; 0.0.0.0 in a container")
+    port: int | None = Field(None, ge=0, le=65535, description="every role's port; None: off")
+    role_ports: dict[Role, int] = Field(
+        default_factory=dict, description="a port per role, for several roles on one host"
+    )
+    stuck_after: Duration = Field(timedelta(minutes=2), description="/healthz fails after this silence")
+    lag_interval: Duration = Field(timedelta(seconds=15), description="how often consumer lag is measured")
+
+    def port_of(self, role: str) -> int | None:
+        for name, port in self.role_ports.items():
+            if name == role:
+                return port
+        return self.port
+
+
+class LoggingConfig(Strict):
+    format: Literal["text", "json"] = Field("text", description="json: one object per line")
 
 
 class MailferryConfig(Strict):
@@ -164,7 +189,9 @@ class MailferryConfig(Strict):
     retry: RetryConfig = RetryConfig()
     stream: StreamConfig = StreamConfig()
     metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
     audit_index: AuditIndexConfig = AuditIndexConfig()
+    console: ConsoleConfig = ConsoleConfig()
     tenants: list[Tenant] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -80,7 +80,5 @@ class BrokerCredentials:
         }
 
     def apply(self, kafka: KafkaConfig) -> KafkaConfig:
-        """``kafka`` with this broker's client login (unless it names its own)."""
-        if kafka.sasl_mechanism is not None:
-            return kafka
+        """``kafka`` with this broker's client login in place of any security settings."""
         return kafka.model_copy(update=self.client_settings())

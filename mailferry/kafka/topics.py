@@ -47,9 +47,11 @@ _DEFAULTS: dict[str, tuple[str, int | None]] = {
     BLOBS: ("delete", 90 * _DAY_MS),
     BLOBS_INDEX: ("compact,delete", 90 * _DAY_MS),
 }
-# a blob must live as long as the raw records that refer to it: without an override of
-# their own, these topics take raw's retention
-_RETENTION_OF_RAW = (BLOBS, BLOBS_INDEX)
+# a blob must outlive every record that can name it: raw (replay) and deliver.dlt (requeue),
+# written up to the in-flight window after the blob; without a retention override of their
+# own, these topics keep the longer of the two plus that window
+_OUTLIVE = (BLOBS, BLOBS_INDEX)
+_IN_FLIGHT_MS = 7 * _DAY_MS
 _RETRY_RETENTION_MS = 7 * _DAY_MS
 
 
@@ -70,17 +72,32 @@ def largest_message_bytes(kafka: KafkaConfig) -> int:
     return max(s.max_message_bytes for s in [kafka.topics.defaults, *kafka.topics.overrides.values()])
 
 
+def _retention_ms(kafka: KafkaConfig, logical: str) -> int | None:
+    retention = topic_settings(kafka, logical).retention
+    if retention is not None:
+        return int(retention / timedelta(milliseconds=1))
+    return _DEFAULTS.get(logical, ("delete", _RETRY_RETENTION_MS))[1]
+
+
+def blob_retention_ms(kafka: KafkaConfig) -> int | None:
+    """Retention of the ``blobs`` topics: their own override, else raw's or deliver.dlt's
+    (the longer) plus the in-flight window; None (forever) when either keeps forever."""
+    own = kafka.topics.overrides.get(BLOBS)
+    if own is not None and own.retention is not None:
+        return int(own.retention / timedelta(milliseconds=1))
+    referrers = [_retention_ms(kafka, RAW), _retention_ms(kafka, DLT)]
+    if any(ms is None or ms < 0 for ms in referrers):
+        return None
+    return max(ms for ms in referrers if ms is not None) + _IN_FLIGHT_MS
+
+
 def topic_specs(kafka: KafkaConfig, retry_tiers: int) -> list[TopicSpec]:
     """Every topic the pipeline needs, with config overrides applied."""
     specs = []
     for logical in logical_topics(retry_tiers):
-        cleanup, retention_ms = _DEFAULTS.get(logical, ("delete", _RETRY_RETENTION_MS))
+        cleanup = _DEFAULTS.get(logical, ("delete", 0))[0]
         settings = topic_settings(kafka, logical)
-        retention = settings.retention
-        if retention is None and logical in _RETENTION_OF_RAW and RAW in kafka.topics.overrides:
-            retention = kafka.topics.overrides[RAW].retention
-        if retention is not None:
-            retention_ms = int(retention / timedelta(milliseconds=1))
+        retention_ms = blob_retention_ms(kafka) if logical in _OUTLIVE else _retention_ms(kafka, logical)
         config = {
             "cleanup.policy": cleanup,
             "max.message.bytes": str(settings.max_message_bytes),

@@ -64,12 +64,13 @@ class AddressList:
     """The valid addresses of one address-list value, and whether anything was left out.
 
     ``written`` holds the same addresses as they appeared (for an SMTP envelope, where the
-    local part's case is the sender's business).
+    local part's case is the sender's business), ``names`` their display names ('' if none).
     """
 
     addresses: tuple[str, ...]
     damaged: bool
     written: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
 
 
 class _Splitter:
@@ -78,6 +79,8 @@ class _Splitter:
     def __init__(self) -> None:
         self.found: list[str] = []
         self.written: list[str] = []
+        self.names: list[str] = []
+        self.name = ""
         self.damaged = False
         self.plain: list[str] = []
         self.angle: list[str] | None = None  # inside <...>
@@ -90,7 +93,8 @@ class _Splitter:
     def open_angle(self) -> None:
         if self.angle is not None:
             self.damaged = True
-        self.named = self.named or bool("".join(self.plain).strip())
+        self.name = " ".join("".join(self.plain).split()).replace('"', "")
+        self.named = self.named or bool(self.name)
         self.plain, self.angle = [], []
 
     def close_angle(self) -> None:
@@ -112,7 +116,8 @@ class _Splitter:
             else:
                 self.found.append(address)
                 self.written.append(candidate.strip().strip("<>").strip())
-        self.plain, self.routed, self.named = [], None, False
+                self.names.append(self.name)
+        self.plain, self.routed, self.named, self.name = [], None, False, ""
 
 
 def parse_address_list(value: str) -> AddressList:
@@ -152,7 +157,7 @@ def parse_address_list(value: str) -> AddressList:
             state.text(token)
     state.damaged = state.damaged or bool(depth) or quoted or literal
     state.end_entry()
-    return AddressList(tuple(state.found), state.damaged, tuple(state.written))
+    return AddressList(tuple(state.found), state.damaged, tuple(state.written), tuple(state.names))
 
 
 def addresses_in(value: str) -> list[str]:

@@ -43,11 +43,20 @@ def bytes_as_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 
+def _as_bytes(text: str) -> bytes:
+    """``text`` as UTF-8, the parser's surrogate escapes back as their bytes; any other lone
+    surrogate (never from the parser, but this is a public function) becomes ``?``."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
+
+
 def _text(raw: str) -> str:
     """A value from the parser, its surrogate-escaped 8-bit bytes read as ``bytes_as_text``."""
     if raw.isascii() or _ESCAPED.search(raw) is None:
         return raw
-    return bytes_as_text(raw.encode("utf-8", "surrogateescape"))
+    return bytes_as_text(_as_bytes(raw))
 
 
 @cache  # keys are drawn from _KNOWN_NAMES only, so the cache is bounded
@@ -85,7 +94,7 @@ def decode_bytes(data: bytes, charset: str) -> tuple[str, bool]:
 
 
 def _payload(encoding: str, text: str) -> bytes | None:
-    data = text.encode("utf-8", "surrogateescape")
+    data = _as_bytes(text)
     if encoding in "qQ":
         return binascii.a2b_qp(data, header=True)
     data = b"".join(data.split())

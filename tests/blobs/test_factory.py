@@ -61,20 +61,37 @@ def test_bad_blob_store_settings_name_the_field_and_line(text: str, expected: st
     assert expected in str(exc.value)
 
 
-def test_the_blobs_topics_take_raw_retention_and_are_created_with_the_rest() -> None:
-    config = parse_config('[kafka.topics.overrides.raw]\nretention = "30d"\n')
-    specs = {spec.logical: spec for spec in topic_specs(config.kafka, 2)}
-    month = str(30 * 24 * 3600 * 1000)
+def test_the_blobs_topics_outlive_raw_and_the_dead_letters_and_are_created_with_the_rest() -> None:
+    day = 24 * 3600 * 1000
+    specs = {spec.logical: spec for spec in topic_specs(parse_config("").kafka, 2)}
     assert specs["blobs"].config == {
         "cleanup.policy": "delete",
         "max.message.bytes": str(8 << 20),
-        "retention.ms": month,
+        "retention.ms": str(97 * day),  # raw's and deliver.dlt's 90 days + the 7-day in-flight window
     }
     assert specs["blobs.index"].config["cleanup.policy"] == "compact,delete"
-    assert specs["blobs.index"].config["retention.ms"] == month
+    assert specs["blobs.index"].config["retention.ms"] == str(97 * day)
+    longer_raw = parse_config('[kafka.topics.overrides.raw]\nretention = "180d"\n')
+    assert {s.logical: s for s in topic_specs(longer_raw.kafka, 1)}["blobs"].config["retention.ms"] == str(
+        187 * day
+    )
     own = parse_config(
         '[kafka.topics.overrides.raw]\nretention = "30d"\n[kafka.topics.overrides.blobs]\nretention = "60d"\n'
     )
-    assert {s.logical: s for s in topic_specs(own.kafka, 1)}["blobs"].config["retention.ms"] == str(
-        60 * 86400000
+    assert {s.logical: s for s in topic_specs(own.kafka, 1)}["blobs"].config["retention.ms"] == str(60 * day)
+    everything = parse_config('[kafka.topics.defaults]\nretention = "400d"\n')
+    assert {s.logical: s for s in topic_specs(everything.kafka, 1)}["blobs"].config["retention.ms"] == str(
+        407 * day
     )
+
+
+def test_blobs_prune_with_kind_kafka_leaves_it_to_retention(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mailferry.cli.main import app
+
+    config = tmp_path / "c.toml"
+    config.write_text(f'state_dir = "{tmp_path}"\n[kafka]\nbootstrap_servers = ["127.0.0.1:9"]\n')
+    result = CliRunner().invoke(app, ["-c", str(config), "blobs", "prune"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert "kind kafka" in result.output and "nothing to prune" in result.output

@@ -166,3 +166,22 @@ def test_s3_prune_deletes_only_unreferenced_objects_older_than_the_grace(s3_stor
     assert [b.reference for b in report.deleted] == [orphan]
     assert s3_store.exists(kept) and not s3_store.exists(orphan)
     assert client.get_object(Bucket=s3_store.bucket, Key="other/not-a-blob")["Body"].read() == b"left alone"
+
+
+def test_opens_of_one_attempt_share_one_fetched_copy(s3_store: S3BlobStore) -> None:
+    from mailferry.blobs.once import ReadOnce
+
+    data = _content(3 * 1024 * 1024, seed=9)
+    ref = s3_store.put(data)
+    reads = ReadOnce(s3_store)
+    first = reads.open(ref)
+    assert first.read(100) == data[:100]
+    s3_store.delete(ref)  # a second fetch would now fail: the copy is what the next opens read
+    with reads.open(ref) as second:
+        assert second.read() == data  # an offset of its own
+    assert first.read(100) == data[100:200]
+    first.close()
+    reads.close()
+    with pytest.raises(PermanentError) as exc:
+        ReadOnce(s3_store).open(ref)
+    assert exc.value.reason_code == "blob-missing"

@@ -20,6 +20,7 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 
 import pytest
+from kafka import TopicPartition
 
 from mailferry.audit_trace import trace
 from mailferry.config import load_config
@@ -32,7 +33,9 @@ from mailferry.demo import (
     DemoEnvironment,
     mailbox_summary,
 )
+from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.embedded import EmbeddedBroker
+from mailferry.kafka.topics import BLOBS, full_name
 
 pytestmark = pytest.mark.integration
 
@@ -147,6 +150,18 @@ def test_every_message_reaches_each_recipient_once(pipeline: DemoEnvironment, tm
     routed = next(e for e in events if e["event"] == "routed")
     assert routed["recipient"] == "it@globex.example"
     assert "possible-lost-bcc" in " ".join(routed["details"].values())
+
+    # the 2 MB attachment went through the blob store, kind kafka (the default with a
+    # cluster): chunks in the blobs topic, nothing in a local folder the hosts would share
+    assert config.blob_kind == "kafka"
+    assert not (config.state_dir / "blobs").exists()
+    consumer = new_consumer(config.kafka, servers)
+    try:
+        topic = full_name(config.kafka, BLOBS)
+        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        assert sum(consumer.end_offsets(parts).values()) >= 2  # 1 MiB chunks
+    finally:
+        consumer.close()
 
 
 def test_import_is_deduplicated_and_replay_bypass_delivers_again(

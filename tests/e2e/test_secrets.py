@@ -3,7 +3,8 @@ and every log, command output, topic record and file of the broker's data folder
 
 Real parts: ``mailferry run`` with its embedded Kafka broker, a real Dovecot (passwords and
 XOAUTH2/OAUTHBEARER checked against a loopback OAuth server), the EWS EMULATOR (basic and app-only
-OAuth), the GRAPH EMULATOR, aiosmtpd with AUTH. The config holds every secret in clear
+OAuth), the GRAPH EMULATOR, aiosmtpd with AUTH, a real s3proxy as the blob store (every message
+goes through it). The config holds every secret in clear
 (``allow_plaintext_secrets``), the case where a value is most easily copied somewhere.
 """
 
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote_plus
 
+import boto3
 import pytest
 from kafka import TopicPartition
 
@@ -33,6 +35,7 @@ from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.testing.dovecot import DovecotServer
 from mailferry.testing.ews_emulator.server import EwsEmulator
 from mailferry.testing.graph_emulator import GraphEmulator
+from mailferry.testing.s3proxy import S3Proxy
 from tests.deliver.smtp_sink import SmtpSink, make_test_ca
 from tests.fetch.helpers import sample
 from tests.fetch.oauth_server import OAuthServer
@@ -52,6 +55,7 @@ class Run:
     secrets: dict[str, str]
     texts: dict[str, bytes] = field(default_factory=dict)  # where -> what was captured there
     modes: dict[str, int] = field(default_factory=dict)  # every path under the state folder
+    s3_objects: int = 0
 
 
 def _config_text(
@@ -63,6 +67,7 @@ def _config_text(
     graph: GraphEmulator,
     smtp: SmtpSink,
     ca_file: Path,
+    s3: S3Proxy,
 ) -> str:
     def source(sid: str, kind: str, port: int, tls: str, deliver_to: str, auth: str) -> str:
         return (
@@ -101,6 +106,16 @@ partitions = 2
 
 [retry]
 tiers = ["2s", "10s"]
+
+[blob_store]
+kind = "s3"
+inline_threshold = 64
+
+[blob_store.s3]
+bucket = "mail"
+endpoint_url = "{s3.endpoint}"
+access_key_id = "{s["s3-key-id"]}"
+secret_access_key = "{s["s3-secret"]}"
 
 [stream]
 web_port = 0
@@ -262,6 +277,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             "graph-client",
             "smtp",
             "trace-key",
+            "s3-key-id",
+            "s3-secret",
         )
     }
     oauth = OAuthServer()
@@ -295,9 +312,19 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     graph.add_mailbox("postmaster@initech.example")
     ca = make_test_ca(root / "smtp-ca")
     smtp = SmtpSink(ca, users={"relay": s["smtp"]}).__enter__()
+    s3 = S3Proxy(root / "s3proxy")
+    s3.access_key, s3.secret_key = s["s3-key-id"], s["s3-secret"]
+    s3.start()
+    boto3.client(
+        "s3",
+        endpoint_url=s3.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=s3.access_key,
+        aws_secret_access_key=s3.secret_key,
+    ).create_bucket(Bucket="mail")
     config_path = root / "mailferry.toml"
     config_path.write_text(
-        _config_text(root, s, dovecot, oauth, ews, graph, smtp, ca.ca_file), encoding="utf-8"
+        _config_text(root, s, dovecot, oauth, ews, graph, smtp, ca.ca_file, s3), encoding="utf-8"
     )
     config = load_config(config_path)
     result = Run(root, config, s)
@@ -350,10 +377,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         except subprocess.TimeoutExpired:
             job.kill()
         smtp.__exit__()
+        s3.stop()
         graph.stop()
         ews.stop()
         dovecot.remove()
         oauth.close()
+    result.s3_objects = sum(1 for p in (root / "s3proxy" / "data").rglob("*") if p.is_file())
     result.texts["mailferry run"] = log.read_bytes()
     for path in sorted(config.state_dir.rglob("*")):  # role logs, status, blobs, the broker's data folder
         result.modes[str(path)] = path.lstat().st_mode
@@ -363,6 +392,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 
 
 def test_every_secret_field_is_seeded(run: Run) -> None:
+    assert run.s3_objects > 0, "the S3 credentials were used"
     found = secret_values(run.config)
     assert set(found) == secret_fields()
     assert {ref.reveal() for refs in found.values() for ref in refs} == set(run.secrets.values())

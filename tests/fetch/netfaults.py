@@ -139,7 +139,7 @@ class FakePop3Server:
                 if verb in ("USER", "PASS"):
                     conn.sendall(b"+OK\r\n")
                 elif verb == "CAPA":
-                    conn.sendall(b"+OK\r\nUSER\r\nUIDL\r\nPIPELINING\r\n.\r\n")
+                    conn.sendall(b"+OK\r\nUSER\r\nUIDL\r\nTOP\r\nPIPELINING\r\n.\r\n")
                 elif verb == "DELE":
                     self.deleted.append(int(command.split()[1]))
                     conn.sendall(b"+OK\r\n")

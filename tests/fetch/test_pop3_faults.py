@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from mailferry.producers.state import MailboxState
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import Pop3Source
 from mailferry.errors import TransientError
-from mailferry.kafka.topics import RAW
+from mailferry.kafka.topics import AUDIT, RAW
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.netfaults import FakePop3Server
 
@@ -37,6 +38,7 @@ def _mailbox(uidl: str, message: bytes) -> dict[str, bytes]:
         "UIDL": f"+OK\r\n1 {uidl}\r\n.\r\n".encode(),
         "LIST": f"+OK\r\n1 {len(message)}\r\n.\r\n".encode(),
         "RETR 1": b"+OK\r\n" + message.replace(b"\r\n.", b"\r\n..") + b".\r\n",  # dot-stuffed
+        "TOP 1 0": b"+OK\r\n" + message[: message.index(b"\r\n\r\n") + 4] + b".\r\n",
     }
 
 
@@ -67,6 +69,36 @@ def test_a_reused_uidl_names_a_new_message_that_is_fetched_before_anything_is_de
         assert sorted(message_bytes(r, ctx.blobs) for r in raw) == sorted([first, second])
         assert state.pop3()["reused-id"]["size"] == len(second)
         assert pop3_pass(source, "acme", state, ctx).fetched == 0  # the same message: known
+    finally:
+        server.close()
+        ctx.publisher.close()
+
+
+def test_a_reused_uidl_on_a_message_of_the_same_size_is_not_deleted_unseen(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    first, second = sample(1), sample(2)
+    assert len(first) == len(second)  # the size cannot tell them apart
+    server = FakePop3Server(_mailbox("reused-id", first))  # type: ignore[arg-type]
+    source, config = _source(
+        kafka_config, tmp_path, server.port, 'leave_on_server = true\ndelete_after = "1d"\n'
+    )
+    ctx = make_context(config)  # type: ignore[arg-type]
+    state = MailboxState("acme", "fake")
+    try:
+        assert pop3_pass(source, "acme", state, ctx).fetched == 1 and server.deleted == []
+        server.replies.update(_mailbox("reused-id", second))
+        later = datetime.now(UTC) + timedelta(days=2)  # the first message is due for deletion
+        ctx.now = lambda: later
+
+        checked = pop3_pass(source, "acme", state, ctx)
+        assert (checked.deleted, checked.errors) == (0, 1) and server.deleted == []
+        again = pop3_pass(source, "acme", state, ctx)
+        assert again.fetched == 1 and server.deleted == []  # fetched as new; its own clock starts
+        raw = read_topic(kafka_config, RAW)
+        assert sorted(message_bytes(r, ctx.blobs) for r in raw) == sorted([first, second])
+        reused = [e for e in read_topic(kafka_config, AUDIT) if e["details"].get("reason") == "uidl-reused"]
+        assert len(reused) == 1
     finally:
         server.close()
         ctx.publisher.close()

@@ -119,7 +119,7 @@ def test_topics_ensure_creates_then_changes_nothing_then_alters(
     assert configs[f"{prefix}.raw"]["cleanup.policy"] == "delete"
     assert configs[f"{prefix}.raw"]["retention.ms"] == str(90 * 24 * 3600 * 1000)
     assert configs[f"{prefix}.audit"]["retention.ms"] == str(365 * 24 * 3600 * 1000)
-    assert configs[f"{prefix}.blobs"]["retention.ms"] == str(90 * 24 * 3600 * 1000)
+    assert configs[f"{prefix}.blobs"]["retention.ms"] == str(97 * 24 * 3600 * 1000)  # raw/dlt + 7 d
     assert configs[f"{prefix}.blobs.index"]["cleanup.policy"] == "compact,delete"
     assert all(c["max.message.bytes"] == str(8 * 1024 * 1024) for c in configs.values())
     assert set(partition_counts(admin, names).values()) == {3}
@@ -147,7 +147,7 @@ def test_topics_ensure_creates_then_changes_nothing_then_alters(
     assert after["cleanup.policy"] == "delete"
     assert partition_counts(admin, [f"{prefix}.raw"]) == {f"{prefix}.raw": 5}
     blobs = _topic_configs(admin, [f"{prefix}.blobs"])[f"{prefix}.blobs"]
-    assert blobs["retention.ms"] == str(30 * 24 * 3600 * 1000)  # blobs live as long as raw
+    assert blobs["retention.ms"] == str(97 * 24 * 3600 * 1000)  # deliver.dlt's 90 d still names them
     admin.close()
 
 

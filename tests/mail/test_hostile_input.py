@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 from mailferry.consumers.ews_items import delivery_time, read_head
+from mailferry.consumers.graph_json import to_graph_message
 from mailferry.consumers.smtp import envelope_sender
 from mailferry.consumers.target import DeliveryItem
 from mailferry.producers.pop3_wire import parse_list, parse_uidl
 
+from mailferry.mail import added_headers
 from mailferry.mail.addresses import addresses_in, parse_address_list, received_for
 from mailferry.mail.encoded_words import decode_value
 from mailferry.mail.headers import field_defects, parse_message_headers
@@ -114,3 +116,26 @@ def test_smtp_envelope_sender_of_hostile_headers() -> None:
         envelope_sender(_item(b"Return-Path: <>\r\nFrom: Bob <Bob@Acme.Example>\r\n\r\n"))
         == "Bob@Acme.Example"
     )
+
+
+def test_lone_surrogates_do_not_raise() -> None:
+    """Found by the fuzz run: a lone surrogate outside the parser's escapes raised
+    ``UnicodeEncodeError`` in the decoder and in the added-headers writer."""
+    assert decode_value("\udcff\udd00 =?utf-8?q?a\ud800?=")[0] == "?? =?utf-8?q?a??="
+    assert decode_value("=?utf-8?q?\udd00?=") == ("?", True)
+    assert added_headers.prefix([("X-Tag", "a\ud800b")]) == b"X-Tag: a?b\r\n"
+
+
+@pytest.mark.parametrize(
+    "header",
+    [b"To: " + b"(" * 500 + b"bob@acme.example", b"Date: 1 Jan 99999999999 00:00:00", b"From: " + b"(" * 600],
+)
+def test_graph_json_conversion_of_hostile_headers(header: bytes) -> None:
+    """Graph's JSON mode read the headers with the email package's modern parser:
+    ``RecursionError`` on nested comments, ``OverflowError`` on a far-future Date."""
+    converted = to_graph_message(
+        header + b"\r\nTo: Bob <Bob@Acme.Example>\r\nSubject: hi\r\n\r\nbody",
+        delivered=datetime(2026, 12, 1, tzinfo=UTC),
+    )
+    assert converted["subject"] == "hi"
+    assert converted["toRecipients"][-1] == {"emailAddress": {"address": "Bob@Acme.Example", "name": "Bob"}}

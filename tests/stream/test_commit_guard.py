@@ -25,7 +25,7 @@ from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, 
 from mailferry.streams.app import DEDUP_TOPIC, StreamApp
 from mailferry.streams.faust_settings import app_id
 
-from mailferry.blobs import LocalBlobStore
+from mailferry.blobs import LocalBlobStore, open_blob_store
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
@@ -43,6 +43,15 @@ TOPICS = {"deliver": DELIVER, "dlt": DLT}
 def mail(message_id: str, body_bytes: int) -> bytes:
     head = f"Delivered-To: {BOB}\r\nMessage-ID: <{message_id}@x.example>\r\n\r\n".encode()
     return head + b"x" * body_bytes
+
+
+def read_blob(config_path: Path, reference: str) -> bytes:
+    """A blob as the delivery stage would read it: from the store the config names."""
+    store = open_blob_store(load_config(config_path))
+    try:
+        return store.read(reference)
+    finally:
+        store.close()
 
 
 @pytest.fixture
@@ -85,7 +94,7 @@ def _delivered_then_next(config_path: Path, kafka_config: KafkaConfig, big: byte
             assert role.stop() == 0
     (big_delivery,) = [r for r in found if r["sha256"] == big_sha]
     assert big_delivery["inline"] is None
-    assert LocalBlobStore(load_config(config_path).blob_dir).read(big_delivery["blob_ref"]) == big
+    assert read_blob(config_path, big_delivery["blob_ref"]) == big
     return found
 
 
@@ -188,4 +197,4 @@ def test_a_dead_letter_the_broker_refuses_goes_on_by_reference(
         assert role.stop() == 0
     assert letter["reason_code"] == "no-headers" and letter["raw"]["sha256"] == sha
     assert letter["raw"]["inline"] is None
-    assert LocalBlobStore(load_config(config_path).blob_dir).read(letter["raw"]["blob_ref"]) == headless
+    assert read_blob(config_path, letter["raw"]["blob_ref"]) == headless

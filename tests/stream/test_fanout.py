@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, codec
 
-from mailferry.blobs import LocalBlobStore
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import AUDIT, DELIVER, full_name, topic_specs
+from tests.stream.test_commit_guard import read_blob
 from tests.stream.test_stream_app import POSTMASTER, Publisher, StreamRole, Topics, _write_config
 
 pytestmark = pytest.mark.integration
@@ -94,7 +94,7 @@ def test_deliver_bytes_grow_with_recipients_not_with_size_and_the_cap_holds(
     assert wide_bytes < single_bytes + len(wide_records) * 2048
     assert {r["blob_ref"] for _s, r in wide_records} == {f"sha256:{wide_sha}"}
     assert all(r["inline"] is None for _s, r in wide_records)
-    assert LocalBlobStore(load_config(config_path).blob_dir).read(f"sha256:{wide_sha}") == wide
+    assert read_blob(config_path, f"sha256:{wide_sha}") == wide
 
     # the first CAP recipients get their own copy, the default mailbox one for the rest
     assert sorted(r["recipient"] for _s, r in wide_records) == sorted([*many[:CAP], POSTMASTER])

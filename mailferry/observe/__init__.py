@@ -1,0 +1,1 @@
+"""Observability of every role: Prometheus metrics, ``/healthz`` and ``/readyz``, JSON logs."""

@@ -1,0 +1,116 @@
+"""The console in a real headless Chromium against the real pipeline: a dead letter made by the
+real delivery worker (SMTP 550 from an aiosmtpd sink), requeued from the page and delivered."""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from mailferry.consumers.dlq import DeadLetterQueue, Filter
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+
+from mailferry.config.kafka import KafkaConfig
+from mailferry.status import write_snapshot
+from tests.deliver.conftest import RunningWorker, audit_events, dead_letters, delivery_record, publish
+from tests.deliver.smtp_sink import LoopbackCA, SmtpSink
+
+from .conftest import ServedConsole, screenshot, smtp_config
+
+pytestmark = pytest.mark.integration
+MESSAGE = (
+    b"From: sender@example.org\r\nTo: gone@acme.example\r\nSubject: console test\r\n"
+    b"Message-ID: <console-1@test.example>\r\n\r\nbody\r\n"
+)
+
+
+def _texts(browser: webdriver.Chrome, css: str) -> list[str]:
+    return [element.text for element in browser.find_elements(By.CSS_SELECTOR, css)]
+
+
+def test_pages_render_and_a_requeue_from_the_page_delivers(
+    tmp_path: Path,
+    kafka_config: KafkaConfig,
+    sink: SmtpSink,
+    ca: LoopbackCA,
+    start_worker: Callable[..., RunningWorker],
+    serve: Callable[..., ServedConsole],
+    browser: webdriver.Chrome,
+) -> None:
+    config = smtp_config(tmp_path, kafka_config, sink, ca)
+    sink.handler.replies["gone@acme.example"] = "550 5.1.1 no such user here"
+    publish(config, [delivery_record("gone@acme.example", MESSAGE, message_id="<console-1@test.example>")])
+    worker = start_worker(config)
+    worker.wait_for(lambda: bool(dead_letters(config)))
+    [letter] = dead_letters(config)
+    # what a fetch role reports about its mailboxes (the writer `mailferry status` reads)
+    write_snapshot(
+        config.state_dir,
+        "fetch",
+        {
+            "mailboxes": {
+                "acme/catchall": {
+                    "last_poll": "2026-12-03T10:00:00+00:00",
+                    "fetched": 3,
+                    "errors": 1,
+                    "last_error": "pop3: server busy",
+                }
+            }
+        },
+    )
+    console = serve(config)
+    browser.delete_all_cookies()
+
+    browser.get(console.url + "/")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Overview"
+    assert browser.find_element(By.ID, "tenant-acme").text == "acme"
+    [row] = [r for r in _texts(browser, "table.mailboxes tr") if r.startswith("catchall")]
+    assert "pop3: server busy" in row and "2026-12-03T10:00:00" in row
+    assert browser.find_element(By.ID, "throughput").tag_name == "svg"
+    assert any(".deliver" in line for line in _texts(browser, "#lag tr"))
+    assert browser.find_element(By.CSS_SELECTOR, 'meta[http-equiv="refresh"]')
+
+    browser.get(console.url + "/dlq")
+    link = browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{letter["dead_letter_id"]}"] a')
+    assert "recipient-refused" in browser.find_element(By.ID, "dead-letters").text
+    screenshot(browser, "dead-letters")
+    link.click()
+    assert browser.find_element(By.ID, "status").text == "dead"
+    assert "no such user here" in browser.find_element(By.ID, "record").text
+    screenshot(browser, "dead-letter")
+
+    # a POST carrying the browser's own session cookie but no CSRF token is refused, and changes nothing
+    cookies = {c["name"]: c["value"] for c in browser.get_cookies()}
+    action = f"{console.url}/dlq/{letter['dead_letter_id']}/discard"
+    assert httpx.post(action, cookies=cookies, data={}).status_code == 403
+    assert httpx.post(action, cookies=cookies, data={"csrf": "guessed"}).status_code == 403
+    queue = DeadLetterQueue(config, list(config.kafka.bootstrap_servers))
+    assert [e.status for e in queue.find(Filter(ids=frozenset({letter["dead_letter_id"]})))] == ["dead"]
+
+    del sink.handler.replies["gone@acme.example"]  # the mailbox was created
+    browser.find_element(By.ID, "requeue").click()
+    assert browser.find_element(By.ID, "flash").text == f"requeued {letter['dead_letter_id']}"
+    worker.wait_for(lambda: sink.handler.count() == 1)
+    worker.shutdown()
+    assert sink.handler.accepted[0].rcpt_tos == ["gone@acme.example"]
+    assert queue.find(Filter()) == []
+    [retried] = [e for e in audit_events(config, timeout_ms=1000) if e["stage"] == "dlq"]
+    assert retried["details"]["actor"] == f"console:{getpass.getuser()}"
+    assert retried["details"]["dead_letter_id"] == letter["dead_letter_id"]
+
+    browser.get(console.url + "/trace")
+    browser.find_element(By.NAME, "message_id").send_keys("<console-1@test.example>")
+    browser.find_element(By.ID, "search").click()
+    events = _texts(browser, "#events tr")
+    assert any("dead-lettered" in e for e in events)
+    assert any("retried" in e and f"actor=console:{getpass.getuser()}" in e for e in events)
+    assert any(" delivered " in f" {e} " for e in events)
+    screenshot(browser, "trace")
+
+    browser.get(console.url + "/")
+    assert browser.find_element(By.ID, "total-delivered").text == "1"
+    assert browser.find_elements(By.CSS_SELECTOR, "#throughput rect.bar.delivered")
+    screenshot(browser, "overview")
