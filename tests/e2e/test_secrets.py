@@ -97,6 +97,7 @@ topic_prefix = "sec"
 sasl_mechanism = "PLAIN"
 sasl_username = "mailferry"
 sasl_password = "{s["kafka"]}"
+ssl_key_password = "{s["kafka-key"]}"
 
 [kafka.embedded]
 port = 0
@@ -267,6 +268,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         name: _secret(name.replace("-", ""))
         for name in (
             "kafka",
+            "kafka-key",
             "pop3",
             "wrong-pop3",
             "imap",
