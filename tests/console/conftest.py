@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
 
 from mailferry.config import MailferryConfig
 from mailferry.console.app import build_app
@@ -82,6 +83,7 @@ def browser() -> Iterator[webdriver.Chrome]:
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
     driver.set_page_load_timeout(120)
+    driver.implicitly_wait(20)  # a loaded shared machine: elements may come late
     yield driver
     driver.quit()
 
@@ -92,3 +94,8 @@ def screenshot(browser: webdriver.Chrome, name: str) -> None:
     if folder:
         Path(folder).mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def on_page(browser: webdriver.Chrome, title: str, timeout: float = 60) -> None:
+    """Wait until the browser shows the page titled ``title`` (after a click that navigates)."""
+    WebDriverWait(browser, timeout).until(lambda b: b.title.startswith(title + " ·"))

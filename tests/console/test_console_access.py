@@ -20,7 +20,7 @@ from mailferry.console.access import is_loopback
 from mailferry.console.app import build_app
 from mailferry.errors import ConfigError
 
-from .conftest import ServedConsole
+from .conftest import ServedConsole, on_page
 
 
 def _config_text(kafka: KafkaConfig, tmp_path: Path, console: str = "") -> str:
@@ -73,12 +73,13 @@ def test_a_console_with_a_secret_asks_for_it_in_the_browser(
     assert browser.current_url == console.url + "/login"
     browser.find_element(By.ID, "secret").send_keys("wrong")
     browser.find_element(By.ID, "login").click()
+    on_page(browser, "Log in")
     assert browser.find_element(By.ID, "login-failed")
     browser.get(console.url + "/")
     assert browser.current_url == console.url + "/login"
 
     browser.find_element(By.ID, "secret").send_keys(secret)
     browser.find_element(By.ID, "login").click()
-    assert browser.find_element(By.TAG_NAME, "h1").text == "Overview"
+    on_page(browser, "Overview")
     expected = "console:admin" if kind == "token" else "console:ops"
     assert expected in browser.find_element(By.CSS_SELECTOR, "header .who").text

@@ -12,13 +12,14 @@ import pytest
 from mailferry.consumers.dlq import DeadLetterQueue, Filter
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.status import write_snapshot
 from tests.deliver.conftest import RunningWorker, audit_events, dead_letters, delivery_record, publish
 from tests.deliver.smtp_sink import LoopbackCA, SmtpSink
 
-from .conftest import ServedConsole, screenshot, smtp_config
+from .conftest import ServedConsole, on_page, screenshot, smtp_config
 
 pytestmark = pytest.mark.integration
 MESSAGE = (
@@ -78,6 +79,7 @@ def test_pages_render_and_a_requeue_from_the_page_delivers(
     assert "recipient-refused" in browser.find_element(By.ID, "dead-letters").text
     screenshot(browser, "dead-letters")
     link.click()
+    on_page(browser, f"Dead letter {letter['dead_letter_id']}")
     assert browser.find_element(By.ID, "status").text == "dead"
     assert "no such user here" in browser.find_element(By.ID, "record").text
     screenshot(browser, "dead-letter")
@@ -92,6 +94,7 @@ def test_pages_render_and_a_requeue_from_the_page_delivers(
 
     del sink.handler.replies["gone@acme.example"]  # the mailbox was created
     browser.find_element(By.ID, "requeue").click()
+    on_page(browser, "Dead letters")
     assert browser.find_element(By.ID, "flash").text == f"requeued {letter['dead_letter_id']}"
     worker.wait_for(lambda: sink.handler.count() == 1)
     worker.shutdown()
@@ -104,6 +107,7 @@ def test_pages_render_and_a_requeue_from_the_page_delivers(
     browser.get(console.url + "/trace")
     browser.find_element(By.NAME, "message_id").send_keys("<console-1@test.example>")
     browser.find_element(By.ID, "search").click()
+    WebDriverWait(browser, 60).until(lambda b: "message_id=" in b.current_url)
     events = _texts(browser, "#events tr")
     assert any("dead-lettered" in e for e in events)
     assert any("retried" in e and f"actor=console:{getpass.getuser()}" in e for e in events)
