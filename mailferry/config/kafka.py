@@ -79,18 +79,10 @@ class KafkaConfig(Strict):
 
     @model_validator(mode="after")
     def _consistent_security(self) -> KafkaConfig:
-        """A configured cluster's settings must fit together. The embedded broker ignores
-        them: it accepts only the login it generated into its state folder."""
+        """A configured cluster's TLS settings must fit together (SASL: ``config/viability.py``).
+        The embedded broker ignores them: it accepts only the login it generated."""
         if self.uses_embedded:
             return self
-        sasl = self.security_protocol.startswith("SASL_")
-        if sasl and not (self.sasl_mechanism and self.sasl_username and self.sasl_password):
-            raise ValueError(
-                f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username "
-                "and sasl_password"
-            )
-        if not sasl and self.sasl_mechanism:
-            raise ValueError("sasl_mechanism is set but security_protocol is not SASL_PLAINTEXT or SASL_SSL")
         tls_fields = [
             name
             for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile", "ssl_key_password")
