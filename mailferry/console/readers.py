@@ -23,7 +23,6 @@ from mailferry.status import Lag, consumer_lag, read_snapshots
 class MailboxRow:
     tenant: str
     mailbox: str
-    role_alive: bool
     status: dict[str, Any]
 
 
@@ -36,7 +35,10 @@ class Overview:
 
 
 def overview(config: MailferryConfig, servers: list[str]) -> Overview:
-    """Per tenant its mailboxes (from the fetch roles' snapshots), paused tenants, consumer lag."""
+    """Per tenant its mailboxes (from the fetch roles' snapshots), paused tenants, consumer lag.
+
+    A configured mailbox no running fetch role reports is listed too, as never polled: the
+    operator sees it is missing instead of not seeing it at all."""
     result = Overview(tenants={tenant.id: [] for tenant in config.tenants})
     for snapshot in read_snapshots(config.state_dir):
         result.roles.append({k: snapshot.get(k) for k in ("role", "pid", "updated_at", "alive")})
@@ -44,8 +46,15 @@ def overview(config: MailferryConfig, servers: list[str]) -> Overview:
             continue
         for name, status in sorted(snapshot.get("mailboxes", {}).items()):
             tenant, _, mailbox = str(name).partition("/")
-            result.tenants.setdefault(tenant, []).append(MailboxRow(tenant, mailbox or name, True, status))
+            result.tenants.setdefault(tenant, []).append(MailboxRow(tenant, mailbox or name, status))
         result.paused.update(snapshot.get("paused_tenants", {}))
+    for configured in config.tenants:
+        reported = {row.mailbox for row in result.tenants[configured.id]}
+        result.tenants[configured.id] += [
+            MailboxRow(configured.id, source.id, {"state": "never polled" if source.enabled else "disabled"})
+            for source in configured.sources
+            if source.id not in reported
+        ]
     result.lag = consumer_lag(config.kafka, servers)
     return result
 
