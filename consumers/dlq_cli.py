@@ -10,18 +10,26 @@ from mailferry.consumers.dlq import DeadLetterEntry, DeadLetterQueue, Filter
 from rich.table import Table
 
 from mailferry.cli.context import CliContext
-from mailferry.cli.output import cli_errors, console
-from mailferry.errors import ConfigError
+from mailferry.cli.output import cli_errors, console, print_json
+from mailferry.cli.times import as_utc
+from mailferry.errors import ConfigError, NotFoundError
 
 dlq_app = typer.Typer(
     help="Work with the dead-letter topic: list, show, requeue, discard.", no_args_is_help=True
 )
 
 TENANT = typer.Option(None, "--tenant", "-t", help="only this tenant")
-ERROR_CLASS = typer.Option(
-    None, "--error-class", "-e", help="permanent | transient-expired | malformed-message | ..."
-)
-SINCE = typer.Option(None, "--from", help="failed at or after (ISO time, local zone if none)")
+ERROR_CLASSES = ("permanent", "transient-expired", "tenant", "malformed-message", "loop")
+
+
+def _known_class(value: str | None) -> str | None:
+    if value is not None and value not in ERROR_CLASSES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(ERROR_CLASSES)}")
+    return value
+
+
+ERROR_CLASS = typer.Option(None, "--error-class", "-e", help=" | ".join(ERROR_CLASSES), callback=_known_class)
+SINCE = typer.Option(None, "--from", help="failed at or after (ISO time, UTC if no zone)")
 UNTIL = typer.Option(None, "--to", help="failed before (exclusive)")
 
 
@@ -37,8 +45,8 @@ def _filter(
         ids=frozenset(ids or ()),
         tenant=tenant,
         error_class=error_class,
-        since=since if since is None or since.tzinfo else since.astimezone(),
-        until=until if until is None or until.tzinfo else until.astimezone(),
+        since=as_utc(since) if since else None,
+        until=as_utc(until) if until else None,
         include_done=include_done,
     )
 
@@ -74,13 +82,12 @@ def list_cmd(
     since: datetime | None = SINCE,
     until: datetime | None = UNTIL,
     all_states: bool = typer.Option(False, "--all", help="also requeued and discarded ones"),
-    as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object: {dead_letters: [...]}"),
 ) -> None:
     """Dead letters (still dead, unless --all), oldest first."""
     entries = _queue(ctx).find(_filter(None, tenant, error_class, since, until, all_states))
     if as_json:
-        for entry in entries:
-            print(json.dumps(entry.summary()))
+        print_json({"dead_letters": [entry.summary() for entry in entries]})
         return
     if not entries:
         console.print("no dead letters match", highlight=False)
@@ -97,7 +104,7 @@ def show_cmd(
     """Everything about one dead letter (the message bytes only as a size)."""
     entries = _queue(ctx).find(_filter([dead_letter_id], None, None, None, None, True))
     if not entries:
-        raise ConfigError(f"no dead letter with id {dead_letter_id}")
+        raise NotFoundError(f"no dead letter with id {dead_letter_id}")
     print(json.dumps(entries[0].shown(), default=str, indent=2))
 
 
@@ -116,7 +123,7 @@ def _select(
     entries = queue.find(wanted)
     missing = wanted.ids - {e.id for e in entries}
     if missing:
-        raise ConfigError(f"no dead letter with id {', '.join(sorted(missing))}")
+        raise NotFoundError(f"no dead letter with id {', '.join(sorted(missing))}")
     return queue, entries
 
 

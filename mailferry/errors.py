@@ -98,6 +98,13 @@ class SetupError(PermanentError):
     reason_code = "setup"
 
 
+class NotFoundError(PermanentError):
+    """What a command was asked about does not exist (a dead letter id, a mailbox); exit code 1
+    in every command, unlike a usage error (2)."""
+
+    reason_code = "not-found"
+
+
 class MalformedMessageError(PermanentError):
     """Mail that cannot be parsed or routed; it is dead-lettered with this reason."""
 

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console, err_console
+from mailferry.cli.times import as_utc
 
 app = typer.Typer(help="The audit trail kept in the audit topic.", no_args_is_help=True)
 
@@ -26,11 +27,6 @@ app = typer.Typer(help="The audit trail kept in the audit topic.", no_args_is_he
 class ExportFormat(StrEnum):
     jsonl = "jsonl"
     csv = "csv"
-
-
-def as_utc(moment: datetime) -> datetime:
-    """A time typed without a zone is UTC, as the help texts say (not the machine's zone)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @app.command("trace")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import typer
 
 from mailferry.cli.context import CliContext
-from mailferry.cli.output import cli_errors, console
+from mailferry.cli.output import cli_errors, console, print_json
 from mailferry.kafka.embedded import fetch_jars
 
 app = typer.Typer(help="The embedded single-node Kafka broker (KRaft).", no_args_is_help=True)
@@ -48,7 +46,7 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) ->
     cli: CliContext = ctx.obj
     info = cli.embedded_broker().status()
     if as_json:
-        console.print_json(json.dumps(info))
+        print_json(info)
         return
     for key, value in info.items():
         console.print(f"{key:>8}: {value}")

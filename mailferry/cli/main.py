@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib.metadata import version
 from pathlib import Path
 
 import typer
@@ -29,12 +30,35 @@ from mailferry.observe import logs
 from mailferry.producers import cli as fetch_cli
 from mailferry.streams import cli as stream_cli
 
+LEVEL_ENV = "MAILFERRY_LOG_LEVEL"
+
 app = typer.Typer(
     name="mailferry",
     help="POP3/IMAP to Microsoft Exchange over a Kafka pipeline.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"mailferry {version('mailferry')}")
+        raise typer.Exit()
+
+
+def _set_level(level: str | None) -> None:
+    """One level for every role's log, libraries included; children of `mailferry run` inherit it
+    through the environment."""
+    if level is None:
+        return
+    if level.lower() not in LEVELS:
+        raise typer.BadParameter(" | ".join(LEVELS), param_hint="--log-level")
+    os.environ[LEVEL_ENV] = level.lower()
+    logging.basicConfig(format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level.upper())
 
 
 @app.callback()
@@ -47,6 +71,15 @@ def main(
         envvar="MAILFERRY_CONFIG",
         help="TOML config; without it, the built-in defaults with the embedded broker",
     ),
+    log_level: str | None = typer.Option(
+        None,
+        "--log-level",
+        envvar=LEVEL_ENV,
+        help="debug | info | warning | error | critical, for every role; default: each role's own",
+    ),
+    _version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="print the version and exit"
+    ),
     log_format: str | None = typer.Option(
         None,
         "--log-format",
@@ -58,6 +91,7 @@ def main(
         if log_format not in ("text", "json"):
             raise typer.BadParameter("text or json", param_hint="--log-format")
         os.environ[logs.ENV] = log_format  # the roles `mailferry run` starts inherit it
+    _set_level(log_level)
     ctx.obj = CliContext(config)
 
 
@@ -81,11 +115,8 @@ for stage in (fetch_cli, stream_cli, deliver_cli):
 def entry() -> None:
     """The ``mailferry`` command. What it writes (mail, blobs, state, logs, the embedded broker's
     data, which all hold mail or secrets) is readable by its own user only; no log line holds a
-    secret (``mailferry.redact``); ``MAILFERRY_LOG_LEVEL`` (e.g. ``debug``) sets the level of
-    every role's log, libraries included."""
+    secret (``mailferry.redact``); ``--log-level`` / ``MAILFERRY_LOG_LEVEL`` (e.g. ``debug``) sets
+    the level of every role's log, libraries included."""
     os.umask(0o077)
     redact.install()
-    level = os.environ.get("MAILFERRY_LOG_LEVEL", "").upper()
-    if isinstance(logging.getLevelName(level), int):
-        logging.basicConfig(level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
     app()

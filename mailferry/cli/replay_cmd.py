@@ -9,6 +9,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console
+from mailferry.cli.times import as_utc
 from mailferry.replay import replay
 
 
@@ -25,7 +26,7 @@ def replay_cmd(
 ) -> None:
     """Re-run raw records of a time range through the pipeline (offsets by timestamp)."""
     cli: CliContext = ctx.obj
-    since, until = (t if t.tzinfo else t.astimezone() for t in (since, until))
+    since, until = as_utc(since), as_utc(until)
     with Progress(
         SpinnerColumn(), TextColumn("{task.completed} records"), console=console, transient=True
     ) as progress:

@@ -9,7 +9,7 @@ import yaml
 from kafka import KafkaAdminClient
 
 from mailferry.cli.context import CliContext
-from mailferry.cli.output import cli_errors, console
+from mailferry.cli.output import cli_errors, console, print_json
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.strimzi import strimzi_resources
@@ -39,11 +39,30 @@ def ensure(ctx: typer.Context) -> None:
 
 @app.command("list")
 @cli_errors
-def list_topics(ctx: typer.Context) -> None:
+def list_topics(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="one JSON object: {topics: [...]}"),
+) -> None:
     """The topics the configuration asks for, with their settings."""
     cli: CliContext = ctx.obj
     config = cli.config
-    for spec in topic_specs(config.kafka, len(config.retry.tiers)):
+    specs = topic_specs(config.kafka, len(config.retry.tiers))
+    if as_json:
+        print_json(
+            {
+                "topics": [
+                    {
+                        "name": spec.name,
+                        "partitions": spec.partitions,
+                        "replication_factor": spec.replication_factor,
+                        "config": dict(sorted(spec.config.items())),
+                    }
+                    for spec in specs
+                ]
+            }
+        )
+        return
+    for spec in specs:
         settings = " ".join(f"{k}={v}" for k, v in sorted(spec.config.items()))
         console.print(
             f"{spec.name}  partitions={spec.partitions} rf={spec.replication_factor} {settings}",

@@ -126,7 +126,7 @@ def test_permanent_failure_is_dead_lettered_with_its_reason_and_requeue_delivers
     config_file = str(tmp_path / "mailferry.toml")
     listed = runner.invoke(app, ["-c", config_file, "dlq", "list", "--json", "--error-class", "permanent"])
     assert listed.exit_code == 0, listed.output
-    assert [json.loads(line)["id"] for line in listed.output.splitlines()] == [letter["dead_letter_id"]]
+    assert [e["id"] for e in json.loads(listed.output)["dead_letters"]] == [letter["dead_letter_id"]]
     refused = runner.invoke(app, ["-c", config_file, "dlq", "requeue"])
     assert refused.exit_code != 0  # neither ids nor a filter: refuses to requeue everything
 

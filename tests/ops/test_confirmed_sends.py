@@ -165,7 +165,7 @@ def test_dlq_requeue_refused_by_kafka_fails_and_leaves_the_dead_letter_dead(
     assert refused.exit_code == 1, refused.output
     assert "did not acknowledge 1 of 1 dead letters to requeue" in refused.output
     listed = runner.invoke(app, [*base, "list", "--json"])
-    assert [json.loads(line)["status"] for line in listed.output.splitlines()] == ["dead"]
+    assert [e["status"] for e in json.loads(listed.output)["dead_letters"]] == ["dead"]
     assert _values(kafka_config, DLT_STATE) == [] and _audit(kafka_config) == []
 
     _limit(admin, full_name(kafka_config, DELIVER), 8 * 1024 * 1024)
