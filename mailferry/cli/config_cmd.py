@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mailferry.cli.output import cli_errors, console
-from mailferry.config import load_config
+from mailferry.config.loader import validate_file
 
 app = typer.Typer(help="Configuration files.", no_args_is_help=True)
 
@@ -19,6 +19,6 @@ def validate(
     check_secrets: bool = typer.Option(True, help="also check that every env:/file: secret can be read here"),
 ) -> None:
     """Print every problem with file, line and field; exit non-zero when there is one."""
-    config = load_config(file, check_secrets=check_secrets)
+    config = validate_file(file, check_secrets=check_secrets)
     sources = sum(len(t.sources) for t in config.tenants)
     console.print(f"{file}: valid ({len(config.tenants)} tenants, {sources} sources)", highlight=False)

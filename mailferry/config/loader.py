@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from mailferry.config.fence import fence_problems
 from mailferry.config.locate import LineIndex, format_loc
 from mailferry.config.models import MailferryConfig
+from mailferry.config.viability import viability_problems
 from mailferry.errors import ConfigError
 
 _FRIENDLY = {
@@ -30,6 +31,16 @@ def load_config(path: Path | str | None, *, check_secrets: bool = True) -> Mailf
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
     return parse_config(text, source=str(path), check_secrets=check_secrets)
+
+
+def validate_file(path: Path, *, check_secrets: bool = True) -> MailferryConfig:
+    """``load_config`` plus what a file meant to run the pipeline must also have
+    (``viability``), every problem with its line."""
+    config = load_config(path, check_secrets=check_secrets)
+    found = viability_problems(config)
+    if found:
+        raise _report(str(path), path.read_text(encoding="utf-8"), found)
+    return config
 
 
 def parse_config(text: str, *, source: str = "<config>", check_secrets: bool = True) -> MailferryConfig:
