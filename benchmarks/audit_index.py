@@ -120,8 +120,7 @@ def timed_cli(config: Path, args: list[str]) -> tuple[float, str]:
 
 def write_config(path: Path, state: Path, kafka: KafkaConfig, index: Path) -> None:
     path.write_text(
-        f'state_dir = "{state}"\n[kafka]\nbootstrap_servers = {list(kafka.bootstrap_servers)!r}\n'
-        f'topic_prefix = "{kafka.topic_prefix}"\n[audit_index]\npath = "{index}"\n',
+        f'state_dir = "{state}"\n' + kafka.connection_toml() + f'[audit_index]\npath = "{index}"\n',
         encoding="utf-8",
     )
 
@@ -143,7 +142,7 @@ def main() -> None:
         broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0, heap="1g"), home / "kafka")
         address = broker.start().address
         try:
-            kafka = KafkaConfig(bootstrap_servers=[address], topic_prefix="bench")
+            kafka = broker.client_config(KafkaConfig(topic_prefix="bench"))
             servers = [address]
             admin = new_admin(kafka, servers)
             ensure_topics(admin, topic_specs(kafka, 1))

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient
 from mailferry.consumers.maildir import MaildirDelivery
 from mailferry.consumers.registry import TargetRegistry
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
@@ -18,6 +17,7 @@ from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import AmbiguousOutcomeError
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import DELIVER, full_name
 
 from .conftest import (
@@ -70,7 +70,7 @@ def test_records_become_maildir_files_exactly_once(
 
 
 def _committed(kafka_config: KafkaConfig, config: MailferryConfig) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     group = f"{kafka_config.topic_prefix}.deliver"
     committed = admin.list_group_offsets({group: None})[group]
     admin.close()
