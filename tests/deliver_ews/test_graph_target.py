@@ -134,15 +134,7 @@ def test_throttling_is_transient_with_retry_after(emulator: GraphEmulator, item_
 
 
 def test_emulator_throttles_a_fifth_concurrent_request(emulator: GraphEmulator) -> None:
-    token = httpx.post(
-        emulator.token_url("contoso-tenant"),
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "mailferry-app",
-            "client_secret": "app secret",
-            "scope": "https://graph.microsoft.com/.default",
-        },
-    ).json()["access_token"]
+    token = _token(emulator)
     emulator.inject(GraphFault.SLOW, count=6, operation="listMessages", delay=2.0)
     url = f"{emulator.base_url}/v1.0/users/bob@contoso.example/mailFolders/inbox/messages"
     with ThreadPoolExecutor(6) as pool:
@@ -242,15 +234,7 @@ def test_json_mode_refuses_bodies_over_four_megabytes(emulator: GraphEmulator, i
 
 
 def test_emulator_refuses_non_custom_internet_headers(emulator: GraphEmulator) -> None:
-    token = httpx.post(
-        emulator.token_url("contoso-tenant"),
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "mailferry-app",
-            "client_secret": "app secret",
-            "scope": "https://graph.microsoft.com/.default",
-        },
-    ).json()["access_token"]
+    token = _token(emulator)
     reply = httpx.post(
         f"{emulator.base_url}/v1.0/users/bob@contoso.example/mailFolders/inbox/messages",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
