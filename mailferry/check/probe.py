@@ -65,6 +65,14 @@ def check_source(tenant: Tenant, source: Pop3Source | ImapSource) -> CheckReport
     return report
 
 
+_TARGET_STEP = {
+    "ews": "authenticated and opened {mailbox}'s mailbox",
+    "graph": "token issued and {mailbox}'s Inbox read",
+    "smtp": "EHLO and AUTH accepted (nothing sent)",
+    "maildir": "folder writable",
+}
+
+
 def check_target(tenant: Tenant, name: str) -> CheckReport:
     kind = next(t.kind for t in tenant.targets if t.name == name)
     report = CheckReport(name=f"{tenant.id}/{name}", kind=kind)
@@ -75,7 +83,7 @@ def check_target(tenant: Tenant, name: str) -> CheckReport:
         finally:
             target.close()
         report.authenticated = True
-        report.steps.append(f"authenticated and opened {tenant.default_mailbox}'s mailbox")
+        report.steps.append(_TARGET_STEP[kind].format(mailbox=tenant.default_mailbox))
         report.ok = True
     except (MailferryError, OSError) as exc:
         report.error = str(exc) or type(exc).__name__
