@@ -8,7 +8,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 from mailferry.consumers.handover import Handover
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.ledger_state import (
@@ -22,6 +21,7 @@ from mailferry.consumers.ledger_state import (
 )
 
 from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.clients import new_producer
 
 from .conftest import make_config
 
@@ -96,7 +96,7 @@ def test_sync_makes_the_previous_owners_entries_visible_at_once(
         tmp_path, kafka_config, f'[[targets]]\nname = "m"\nkind = "maildir"\npath = "{tmp_path}"\n'
     )
     servers = list(config.kafka.bootstrap_servers)
-    producers = [KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=0) for _ in range(2)]
+    producers = [new_producer(config.kafka, servers, linger_ms=0) for _ in range(2)]
     previous, next_owner = (Ledger(config.kafka, servers, p) for p in producers)
     try:
         previous.load()
