@@ -25,8 +25,7 @@ def test_configured_mailboxes_no_role_reports_are_listed_as_never_polled(
     tmp_path: Path, kafka_config: KafkaConfig
 ) -> None:
     text = (
-        f'state_dir = "{tmp_path}"\n[kafka]\nbootstrap_servers = {kafka_config.bootstrap_servers!r}\n'
-        f'topic_prefix = "{kafka_config.topic_prefix}"\n[[tenants]]\nid = "acme"\n'
+        f'state_dir = "{tmp_path}"\n' + kafka_config.connection_toml() + '[[tenants]]\nid = "acme"\n'
         'accepted_domains = ["acme.example"]\ndefault_mailbox = "postmaster@acme.example"\n'
         'default_target = "box"\n'
         f'[[tenants.targets]]\nname = "box"\nkind = "maildir"\npath = "{tmp_path}/md"\n'
