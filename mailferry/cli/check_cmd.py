@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typer
 
-from mailferry.check.probe import check_source, check_target
 from mailferry.check.report import CheckReport
 from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console, print_json
@@ -13,6 +12,8 @@ from mailferry.errors import NotFoundError
 
 
 def _run(config: MailferryConfig, wanted: str | None) -> list[CheckReport]:
+    from mailferry.check.probe import check_source, check_target  # sockets and clients: load on use
+
     reports: list[CheckReport] = []
     for tenant in config.tenants:
         for source in tenant.sources:
