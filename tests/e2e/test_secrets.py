@@ -122,6 +122,10 @@ secret_access_key = "{s["s3-secret"]}"
 web_port = 0
 trace_key = "{s["trace-key"]}"
 
+[console]
+token = "{s["console-token"]}"
+password_hash = "{s["console-hash"]}"
+
 {tenant("acme", "acme.example")}
 [[tenants.targets]]
 name = "out"
@@ -281,6 +285,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             "trace-key",
             "s3-key-id",
             "s3-secret",
+            "console-token",
+            "console-hash",
         )
     }
     oauth = OAuthServer()

@@ -38,6 +38,10 @@ bucket = "mail"
 access_key_id = "{ref}"
 secret_access_key = "{ref}"
 
+[console]
+token = "{ref}"
+password_hash = "{ref}"
+
 [[tenants]]
 id = "acme"
 accepted_domains = ["acme.example"]
