@@ -32,6 +32,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from mailferry.config.kafka import KafkaConfig
+
 MB = 1024 * 1024
 
 
@@ -117,11 +119,11 @@ def _run_child(role: str, config: Path, state: Path, mb: int, seed: str) -> dict
     return result
 
 
-def _config(work: Path, kind: str, kafka: str, prefix: str, s3: Any) -> Path:
+def _config(work: Path, kind: str, kafka: KafkaConfig, prefix: str, s3: Any) -> Path:
     text = (
         f'allow_plaintext_secrets = true\nstate_dir = "{work / "state"}"\n'
-        f'[kafka]\nbootstrap_servers = ["{kafka}"]\ntopic_prefix = "{prefix}"\n'
-        f'[blob_store]\nkind = "{kind}"\nspool_dir = "{work / "spool"}"\n'
+        + kafka.model_copy(update={"topic_prefix": prefix}).connection_toml()
+        + f'[blob_store]\nkind = "{kind}"\nspool_dir = "{work / "spool"}"\n'
     )
     if kind == "s3":
         text += (
@@ -147,12 +149,12 @@ def main() -> None:
         return
 
     import boto3
-    from kafka import KafkaAdminClient
     from rich.console import Console
     from rich.table import Table
 
-    from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
+    from mailferry.config.kafka import EmbeddedKafka
     from mailferry.kafka.admin import ensure_topics
+    from mailferry.kafka.clients import new_admin
     from mailferry.kafka.embedded import EmbeddedBroker
     from mailferry.kafka.topics import topic_specs
     from mailferry.testing.s3proxy import S3Proxy
@@ -164,14 +166,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), base / "kafka")
-        address = broker.start().address
+        broker.start()
+        kafka = broker.client_config()
         s3 = S3Proxy(base / "s3proxy").start() if "s3" in kinds else None
         try:
             prefix = f"bench{uuid.uuid4().hex[:6]}"
-            admin = KafkaAdminClient(bootstrap_servers=[address])
-            ensure_topics(
-                admin, topic_specs(KafkaConfig(bootstrap_servers=[address], topic_prefix=prefix), 1)
-            )
+            admin = new_admin(kafka, list(kafka.bootstrap_servers))
+            ensure_topics(admin, topic_specs(kafka.model_copy(update={"topic_prefix": prefix}), 1))
             admin.close()
             if s3 is not None:
                 boto3.client(
@@ -181,7 +182,7 @@ def main() -> None:
             for kind in kinds:
                 work = base / kind
                 (work / "state").mkdir(parents=True)
-                config = _config(work, kind, address, prefix, s3)
+                config = _config(work, kind, kafka, prefix, s3)
                 seed = uuid.uuid4().hex
                 rows = [
                     ("idle", "imports + store", _run_child("idle", config, work / "state", args.mb, seed)),

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from kafka import KafkaAdminClient, KafkaProducer
 from mailferry.consumers.maildir import mailbox_dirname
 from mailferry.consumers.registry import build_target
 from mailferry.consumers.target import DeliveryItem
@@ -44,8 +43,9 @@ from rich.console import Console
 from rich.table import Table
 
 from mailferry.config import MailferryConfig, parse_config
-from mailferry.config.kafka import EmbeddedKafka
+from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import DELIVER, full_name, topic_specs
 
@@ -76,15 +76,16 @@ def message(index: int, size: int) -> bytes:
     return head + line * max(1, (size - len(head)) // len(line))
 
 
-def config_for(home: Path, address: str, target_toml: str) -> MailferryConfig:
+def config_for(home: Path, broker: EmbeddedBroker, target_toml: str) -> MailferryConfig:
+    kafka = broker.client_config(KafkaConfig(topic_prefix=f"b{uuid.uuid4().hex[:8]}"))
     text = (
-        f'state_dir = "{home / "state"}"\n[kafka]\nbootstrap_servers = ["{address}"]\n'
-        f'topic_prefix = "b{uuid.uuid4().hex[:8]}"\n'
-        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
+        f'state_dir = "{home / "state"}"\n'
+        + kafka.connection_toml()
+        + '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "postmaster@acme.example"\ndefault_target = "t"\n' + target_toml
     )
     config = parse_config(text)
-    admin = KafkaAdminClient(bootstrap_servers=[address])
+    admin = new_admin(kafka, list(kafka.bootstrap_servers))
     ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
     admin.close()
     return config
@@ -141,7 +142,7 @@ def direct_rate(config: MailferryConfig, records: list[dict[str, Any]], concurre
 def worker_rates(
     config: MailferryConfig, records: list[dict[str, Any]], delivered: Callable[[], int]
 ) -> tuple[float, float]:
-    producer = KafkaProducer(bootstrap_servers=list(config.kafka.bootstrap_servers), acks="all", linger_ms=5)
+    producer = new_producer(config.kafka, list(config.kafka.bootstrap_servers))
     topic = full_name(config.kafka, DELIVER)
     for rec in records:
         key = f"acme/{rec['recipient']}".encode()
@@ -183,7 +184,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), home / "kafka")
-        address = broker.start().address
+        broker.start()
         sink = CountingSink()
         smtp_port = free_port()
         controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
@@ -210,7 +211,7 @@ def main() -> None:
                 ),
             ]
             for name, toml, delivered in scenarios:
-                config = config_for(home, address, toml)
+                config = config_for(home, broker, toml)
                 records = [record(i, args.mailboxes, message(i, args.size)) for i in range(args.messages)]
                 direct = direct_rate(config, records, args.concurrency)
                 print(f"{name}: direct {direct:.0f}/s, now through the worker", file=sys.stderr)

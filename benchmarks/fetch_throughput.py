@@ -39,7 +39,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from kafka import KafkaAdminClient
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
 from mailferry.producers.mailboxes import sync_mailboxes
@@ -52,10 +51,11 @@ from rich.table import Table
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.config import MailferryConfig
-from mailferry.config.kafka import EmbeddedKafka
+from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.config.loader import parse_config
 from mailferry.config.sources import ImapSource, Pop3Source
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import topic_specs
 from mailferry.testing.dovecot import DovecotServer
@@ -112,11 +112,11 @@ def mixed_size(rnd: random.Random) -> int:
     return rnd.randint(100_000, 1_000_000)
 
 
-def config_for(tmp: Path, broker: str, dovecot: DovecotServer, users: list[str]) -> MailferryConfig:
-    return parse_config(config_text(tmp, broker, dovecot, users))
+def config_for(tmp: Path, kafka: KafkaConfig, dovecot: DovecotServer, users: list[str]) -> MailferryConfig:
+    return parse_config(config_text(tmp, kafka, dovecot, users))
 
 
-def config_text(tmp: Path, broker: str, dovecot: DovecotServer, users: list[str]) -> str:
+def config_text(tmp: Path, kafka: KafkaConfig, dovecot: DovecotServer, users: list[str]) -> str:
     sources = "".join(
         f'[[tenants.sources]]\nid = "{u}"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
         f'port = {dovecot.pop3_port}\ntls = "none"\nallow_plaintext_login = true\nusername = "{u}"\n'
@@ -126,8 +126,8 @@ def config_text(tmp: Path, broker: str, dovecot: DovecotServer, users: list[str]
     )
     text = (
         f'state_dir = "{tmp / "state"}"\nallow_plaintext_secrets = true\n'
-        f'[kafka]\nbootstrap_servers = ["{broker}"]\ntopic_prefix = "bench"\n'
-        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
+        + kafka.connection_toml()
+        + '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
         f'fetch_concurrency = 8\n[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "{tmp}"\n'
         + sources
@@ -360,7 +360,9 @@ def main() -> None:
     dovecot = DovecotServer(tmp / "dovecot").start()
     broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), tmp / "kafka")
     try:
-        address = broker.start().address
+        broker.start()
+        kafka = broker.client_config(KafkaConfig(topic_prefix="bench"))
+        address = broker.address
         users = [f"mb{i:03d}" for i in range(args.mailboxes)]
         rnd = random.Random(args.seed)
         total_bytes = 0
@@ -370,9 +372,9 @@ def main() -> None:
             total_bytes += sum(len(m) for m in batch)
             dovecot.seed(user, batch)
         config_path = tmp / "bench.toml"
-        config_path.write_text(config_text(tmp, address, dovecot, [*users, "huge"]))
+        config_path.write_text(config_text(tmp, kafka, dovecot, [*users, "huge"]))
         config = parse_config(config_path.read_text())
-        admin = KafkaAdminClient(bootstrap_servers=[address])
+        admin = new_admin(kafka, [address])
         ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
         admin.close()
         count = args.messages
@@ -443,7 +445,7 @@ def main() -> None:
             huge = make_message(random.Random(1), 999_999, args.huge_mb * 1_000_000)
             dovecot.add_user("huge", PASSWORD)
             huge_path = tmp / "huge.toml"
-            huge_path.write_text(_config_text(tmp / "state", address, dovecot))
+            huge_path.write_text(_config_text(tmp / "state", kafka, dovecot))
             rss = Table(title=f"peak RSS of one process fetching a {len(huge) / 1e6:.0f} MB message")
             for column in ("protocol", "RSS before (MB)", "peak RSS (MB)", "fetched MB"):
                 rss.add_column(column)
@@ -471,7 +473,7 @@ def main() -> None:
                 )
                 _empty(dovecot, "huge")
             dovecot.seed("huge", [huge])
-            peak_kb = worker_rss(tmp, address, dovecot)
+            peak_kb = worker_rss(tmp, kafka, dovecot)
             rss.add_row(
                 "pop3, a `mailferry fetch` worker", "-", f"{peak_kb / 1024:.0f}", f"{len(huge) / 1e6:.0f}"
             )
@@ -505,15 +507,15 @@ def results_table(rows: list[Row], messages: int, total_bytes: int) -> Table:
     return table
 
 
-def worker_rss(tmp: Path, address: str, dovecot: DovecotServer) -> int:
+def worker_rss(tmp: Path, kafka: KafkaConfig, dovecot: DovecotServer) -> int:
     """Peak RSS (KiB) of a real ``mailferry fetch`` process until the huge message has passed."""
     path = tmp / "worker.toml"
     path.write_text(
-        _config_text(tmp / "worker-state", address, dovecot)
+        _config_text(tmp / "worker-state", kafka, dovecot)
         .replace('id = "huge"', 'id = "huge-worker"')
         .replace("leave_on_server = true\n", 'poll_interval = "1s"\n')
     )
-    sync_mailboxes(parse_config(path.read_text()), [address])
+    sync_mailboxes(parse_config(path.read_text()), list(kafka.bootstrap_servers))
     worker = subprocess.Popen(
         [sys.executable, "-m", "mailferry", "-c", str(path), "fetch"],
         stdout=subprocess.DEVNULL,
@@ -537,11 +539,11 @@ def _kb(status: Path, field: str) -> int:
     return 0
 
 
-def _config_text(tmp: Path, address: str, dovecot: DovecotServer) -> str:
+def _config_text(tmp: Path, kafka: KafkaConfig, dovecot: DovecotServer) -> str:
     return (
         f'state_dir = "{tmp}"\nallow_plaintext_secrets = true\n'
-        f'[kafka]\nbootstrap_servers = ["{address}"]\ntopic_prefix = "bench"\n'
-        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
+        + kafka.connection_toml()
+        + '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
         f'[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "{tmp}"\n'
         f'[[tenants.sources]]\nid = "huge"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'

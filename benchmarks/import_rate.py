@@ -19,23 +19,20 @@ import tempfile
 import time
 from pathlib import Path
 
-from kafka import KafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
 from mailferry.config import load_config
 from mailferry.config.kafka import EmbeddedKafka
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import common_settings
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import topic_specs
 
 CONFIG = """\
 state_dir = "{state}"
 
-[kafka]
-bootstrap_servers = ["{server}"]
-
+{kafka}
 [[tenants]]
 id = "bench"
 accepted_domains = ["bench.example"]
@@ -80,12 +77,13 @@ def main() -> None:
         mbox = home / "batch.mbox"
         volume = write_mbox(mbox, args.messages, args.size)
         broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), home / "kafka")
-        state = broker.start()
+        broker.start()
         try:
             config_path = home / "bench.toml"
-            config_path.write_text(CONFIG.format(state=home / "state", server=state.address), "utf-8")
+            kafka = broker.client_config().connection_toml()
+            config_path.write_text(CONFIG.format(state=home / "state", kafka=kafka), "utf-8")
             config = load_config(config_path)
-            admin = KafkaAdminClient(**common_settings(config.kafka, [state.address]))
+            admin = new_admin(config.kafka, list(config.kafka.bootstrap_servers))
             ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
             admin.close()
             began = time.perf_counter()

@@ -3,7 +3,7 @@
 Run by ``benchmarks/stream_throughput.py`` (one child process per measurement, so the CPU
 time is that of the loop alone), or by hand:
 
-    .venv/bin/python benchmarks/stream_ceiling.py MODE --bootstrap HOST:PORT --source TOPIC
+    .venv/bin/python benchmarks/stream_ceiling.py MODE --config MAILFERRY.toml --source TOPIC
         --sink TOPIC --count N [--fanout K]
 
 MODE is one of
@@ -35,6 +35,9 @@ import tempfile
 import time
 from typing import Any
 
+from mailferry.config import load_config
+from mailferry.kafka.clients import aiokafka_settings, faust_credentials
+
 BATCH_BYTES = 16 * 1024 * 1024
 
 
@@ -49,7 +52,7 @@ async def aiokafka_loop(args: argparse.Namespace) -> str:
 
     consumer = AIOKafkaConsumer(
         args.source,
-        bootstrap_servers=args.bootstrap,
+        **aiokafka_settings(args.kafka, args.servers),
         group_id=f"ceiling-{os.getpid()}",
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -57,7 +60,7 @@ async def aiokafka_loop(args: argparse.Namespace) -> str:
         fetch_max_bytes=BATCH_BYTES * 4,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=args.bootstrap,
+        **aiokafka_settings(args.kafka, args.servers),
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
@@ -94,7 +97,8 @@ def faust_loop(args: argparse.Namespace) -> None:
 
     app = faust.App(
         f"ceiling-{os.getpid()}",
-        broker=f"kafka://{args.bootstrap}",
+        broker=";".join(f"kafka://{s}" for s in args.servers),
+        broker_credentials=faust_credentials(args.kafka),
         store="rocksdb://" if args.mode == "faust-shape" else "memory://",
         topic_partitions=2,
         datadir=tempfile.mkdtemp(prefix="ceiling-faust-"),
@@ -185,7 +189,7 @@ def main() -> None:
     parser.add_argument(
         "mode", choices=("aiokafka", "faust", "faust-producer", "faust-consume", "faust-shape")
     )
-    parser.add_argument("--bootstrap", required=True)
+    parser.add_argument("--config", required=True, help="a mailferry config: its [kafka] login and servers")
     parser.add_argument("--source", required=True)
     parser.add_argument("--sink", required=True)
     parser.add_argument("--count", type=int, required=True)
@@ -194,6 +198,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1 << 20, help="producer batch bytes (Faust: 16384)")
     parser.add_argument("--linger-ms", type=float, default=5.0, help="producer linger (Faust: 0)")
     args = parser.parse_args()
+    args.kafka = load_config(args.config).kafka
+    args.servers = list(args.kafka.bootstrap_servers)
     if args.mode == "aiokafka":
         print(asyncio.run(aiokafka_loop(args)), flush=True)
     else:

@@ -1,7 +1,7 @@
 """Stream stage throughput and dedup table recovery, on the real embedded broker.
 
 Run: .venv/bin/python benchmarks/stream_throughput.py [--messages 20000] [--size 20480]
-     [--recovery-keys 1000000] [--bootstrap HOST:PORT]
+     [--recovery-keys 1000000] [--bootstrap HOST:PORT --kafka-home DIR]
 
 Measures, for messages of ``--size`` bytes (20 KB by default):
 1. the pure router alone (Avro decode, header parse, resolution, delivery records, Avro
@@ -31,7 +31,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
 from mailferry.streams.faust_settings import app_id
@@ -44,6 +43,8 @@ from mailferry.config import load_config
 from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.config.models import MailferryConfig
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import aiokafka_settings, new_admin, new_consumer, new_producer
+from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import DELIVER, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
@@ -64,7 +65,7 @@ def sample(i: int, size: int) -> bytes:
     return headers + b"x" * max(0, size - len(headers))
 
 
-def write_config(home: Path, servers: list[str], prefix: str) -> Path:
+def write_config(home: Path, kafka: KafkaConfig, prefix: str) -> Path:
     source = (
         'kind = "pop3"\nhost = "127.0.0.1"\nusername = "u"\ntls = "none"\nallow_plaintext_login = true\n'
         'auth = { kind = "password", password = "x" }\n'
@@ -72,8 +73,8 @@ def write_config(home: Path, servers: list[str], prefix: str) -> Path:
     path = home / "mailferry.toml"
     path.write_text(
         f'state_dir = "{home / "state"}"\nallow_plaintext_secrets = true\n'
-        f'[kafka]\nbootstrap_servers = {servers!r}\ntopic_prefix = "{prefix}"\n'
-        "[kafka.topics.defaults]\npartitions = 2\n"
+        + kafka.model_copy(update={"topic_prefix": prefix}).connection_toml()
+        + "[kafka.topics.defaults]\npartitions = 2\n"
         "[stream]\nweb_port = 0\n"
         f'[[tenants]]\nid = "acme"\naccepted_domains = ["{DOMAIN}"]\n'
         f'default_mailbox = "postmaster@{DOMAIN}"\ndefault_target = "box"\n'
@@ -121,7 +122,7 @@ def publish_raw(
     topic: str | None = None,
 ) -> None:
     blobs = LocalBlobStore(config.blob_dir)
-    producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=20, batch_size=1 << 20)
+    producer = new_producer(config.kafka, servers, linger_ms=20, batch_size=1 << 20)
     topic = topic or full_name(config.kafka, RAW)
     for i in range(start, start + count):
         key, record = build_raw_record(
@@ -158,12 +159,7 @@ def count_deliveries(
     on_first: Callable[[], None] = lambda: None,
 ) -> tuple[float, float]:
     """(time of the first delivery, time of the ``expected``-th), perf_counter seconds."""
-    consumer = KafkaConsumer(
-        full_name(kafka, DELIVER),
-        bootstrap_servers=servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = new_consumer(kafka, servers, topics=[full_name(kafka, DELIVER)])
     seen, first = 0, 0.0
     deadline = time.perf_counter() + timeout
     try:
@@ -193,12 +189,12 @@ CEILINGS = (
 
 
 def ceiling_rows(
-    config: MailferryConfig, servers: list[str], count: int, size: int
+    config_path: Path, config: MailferryConfig, servers: list[str], count: int, size: int
 ) -> list[tuple[str, str, str]]:
     """What Kafka clients and Faust cost per record on this machine (benchmarks/stream_ceiling.py)."""
     script = Path(__file__).with_name("stream_ceiling.py")
     source = f"{config.kafka.topic_prefix}.ceiling.in"
-    admin = KafkaAdminClient(bootstrap_servers=servers)
+    admin = new_admin(config.kafka, servers)
     try:
         sinks = [f"{source}.out{number}.{i}" for number in range(len(CEILINGS)) for i in range(4)]
         admin.create_topics(
@@ -212,7 +208,7 @@ def ceiling_rows(
     publish_raw(config, servers, count, size, topic=source)
     rows = []
     for number, (label, mode, fanout, extra) in enumerate(CEILINGS):
-        argv = [sys.executable, str(script), mode, "--bootstrap", servers[0], "--source", source]
+        argv = [sys.executable, str(script), mode, "--config", str(config_path), "--source", source]
         argv += ["--sink", f"{source}.out{number}", "--count", str(count), "--fanout", str(fanout), *extra]
         try:
             output = subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False).stdout
@@ -238,20 +234,21 @@ def ceiling_rows(
 def fill_changelog(config: MailferryConfig, servers: list[str], keys: int) -> float:
     """Write ``keys`` sightings straight into the dedup table's changelog; returns seconds taken."""
     topic = f"{app_id(config)}-dedup-changelog"
-    admin = KafkaAdminClient(bootstrap_servers=servers)
+    admin = new_admin(config.kafka, servers)
     partitions = config.kafka.topics.defaults.partitions
     try:
         admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})])
     finally:
         admin.close()
     began = time.perf_counter()
-    asyncio.run(_send_sightings(servers, topic, keys))
+    asyncio.run(_send_sightings(config.kafka, servers, topic, keys))
     return time.perf_counter() - began
 
 
-async def _send_sightings(servers: list[str], topic: str, keys: int) -> None:
+async def _send_sightings(kafka: KafkaConfig, servers: list[str], topic: str, keys: int) -> None:
     """aiokafka: about five times faster than kafka-python for a million small records."""
-    producer = AIOKafkaProducer(bootstrap_servers=servers, acks=1, linger_ms=50, max_batch_size=1 << 20)
+    settings = aiokafka_settings(kafka, servers)
+    producer = AIOKafkaProducer(**settings, acks=1, linger_ms=50, max_batch_size=1 << 20)
     await producer.start()
     now_ms = int(time.time() * 1000)
     try:
@@ -292,18 +289,23 @@ def main() -> None:
     parser.add_argument("--recovery-keys", type=int, default=1_000_000, help="0 skips the recovery run")
     parser.add_argument("--ceiling-messages", type=int, default=0, help="0 skips the ceiling rows")
     parser.add_argument("--bootstrap", help="use this broker instead of starting the embedded one")
+    parser.add_argument("--kafka-home", help="with --bootstrap: that embedded broker's folder (its login)")
     args = parser.parse_args()
     console = Console()
     home = Path(tempfile.mkdtemp(prefix="mailferry-bench-stream-"))
     broker = None
     if args.bootstrap:
-        servers = [args.bootstrap]
+        kafka = KafkaConfig(bootstrap_servers=[args.bootstrap])
+        if args.kafka_home:
+            kafka = BrokerCredentials(Path(args.kafka_home)).apply(kafka)
     else:
         broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), home / "kafka")
-        servers = [broker.start().address]
+        broker.start()
+        kafka = broker.client_config()
+    servers = list(kafka.bootstrap_servers)
     rows: list[tuple[str, str, str]] = []
     try:
-        config_path = write_config(home, servers, f"bench{int(time.time())}")
+        config_path = write_config(home, kafka, f"bench{int(time.time())}")
         config = load_config(config_path)
         for mailbox in ("catchall", "alice"):
             wall, cpu_rate = router_rate(config, mailbox, args.router_messages, args.size)
@@ -313,10 +315,10 @@ def main() -> None:
             console.print(rows[-2:])
 
         if args.ceiling_messages:
-            rows.extend(ceiling_rows(config, servers, args.ceiling_messages, args.size))
+            rows.extend(ceiling_rows(config_path, config, servers, args.ceiling_messages, args.size))
             console.print(rows[-len(CEILINGS) :])
 
-        admin = KafkaAdminClient(bootstrap_servers=servers)
+        admin = new_admin(config.kafka, servers)
         ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
         admin.close()
         publish_raw(config, servers, args.messages, args.size)
@@ -349,9 +351,9 @@ def main() -> None:
 
         if args.recovery_keys:
             for label, keys in (("empty changelog", 0), (f"{args.recovery_keys:,} keys", args.recovery_keys)):
-                path = write_config(home, servers, f"rec{keys}x{int(time.time())}")
+                path = write_config(home, kafka, f"rec{keys}x{int(time.time())}")
                 cfg = load_config(path)
-                admin = KafkaAdminClient(bootstrap_servers=servers)
+                admin = new_admin(cfg.kafka, servers)
                 ensure_topics(admin, topic_specs(cfg.kafka, len(cfg.retry.tiers)))
                 admin.close()
                 if keys:

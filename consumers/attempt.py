@@ -1,5 +1,10 @@
 """One delivery attempt, run in a target's thread pool: ledger, target, decision, outcome.
 
+Write-ahead (docs/reliability.md): the ledger's state for the delivery decides skip, ask or
+write; the attempt is recorded (and acknowledged) when the target reaches the point after
+which the message may exist there (``DeliveryItem.committing``); an attempt found without an
+outcome is checked at the target before anything is written again.
+
 Returns the Kafka sends that record the outcome; the worker commits the offset once they
 are acknowledged (``OutcomeNotRecordedError``, or a failed send, means it must not be).
 A tenant-wide error is returned, not recorded: the worker keeps the record and pauses
@@ -10,13 +15,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from io import BytesIO
 from typing import BinaryIO
 
+from mailferry.consumers import crashpoints
 from mailferry.consumers.ledger import ledger_key
-from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
+from mailferry.consumers.ledger_state import Verdict, verdict
+from mailferry.consumers.outcomes import ACK_TIMEOUT_S, Job, OutcomeWriter, Pending
 from mailferry.consumers.retry_policy import DeadLetter, Retry, decide
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
@@ -52,7 +60,12 @@ class Paused:
     error: TenantError
 
 
-Result = Settled | Paused
+@dataclass(frozen=True)
+class Abandoned:
+    """Not attempted: its partition was being given up; the new owner reads it again."""
+
+
+Result = Settled | Paused | Abandoned
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,12 @@ def delivery_item(delivery: dict[str, object], blobs: BlobOpener) -> DeliveryIte
     )
 
 
+class WriteAheadError(TransientError):
+    """The attempt could not be recorded before the target write; nothing was written."""
+
+    reason_code = "write-ahead-not-recorded"
+
+
 def attempt(
     job: Job,
     target: DeliveryTarget,
@@ -129,23 +148,33 @@ def _attempt(
     tenant = str(delivery["tenant"])
     started = time.monotonic()
     try:
-        if writer.ledger.contains(key):
-            pending = writer.skipped(job, target_name)
+        seen = verdict(writer.ledger.state(key), job.history.attempts)
+        if seen in (Verdict.SKIP_DELIVERED, Verdict.SKIP_SUPERSEDED):
+            pending = writer.skipped(job, target_name, _SKIP_REASONS[seen])
             metrics.outcome(tenant, target_name, "skipped")
             return Settled(pending)
+        ask = seen is Verdict.ASK or job.history.ambiguous
         error: BaseException | None = None
-        checked = False
+        found: bool | None = False
+        history = job.history
         reads = ReadOnce(blobs)  # the target's opens share one fetched, verified copy
         try:
-            item = delivery_item(delivery, reads)
-            if job.history.ambiguous and target.already_delivered(item):
-                checked = True
-            else:
+            item = replace(
+                delivery_item(delivery, reads), before_commit=partial(_write_ahead, writer, job, key)
+            )
+            if ask:
+                history = replace(history, ambiguous=True)  # until the target has answered
+                found = target.already_delivered(item)
+                history = job.history
+            if found is not True:
                 target.deliver(item)
+                crashpoints.reach(crashpoints.AFTER_TARGET_WRITE)
+        except WriteAheadError:
+            raise
         except AmbiguousOutcomeError as exc:
             error = exc
             if _safe_check(target, item):
-                checked, error = True, None
+                found, error = True, None
         except TenantError as exc:
             return Paused(target_name, exc)
         except Exception as exc:
@@ -153,22 +182,23 @@ def _attempt(
         finally:
             reads.close()
         if error is None:
-            pending = writer.delivered(job, key, target_name, checked=checked)
+            note = _note(ask, found)
+            pending = writer.delivered(job, key, target_name, checked=found is True, note=note)
             metrics.outcome(tenant, target_name, "delivered", time.monotonic() - started)
             return Settled(pending)
         decision = decide(
             error,
-            job.history,
+            history,
             now=datetime.now(UTC),
             tiers=policy.tiers,
             horizon=policy.horizon,
             origin=job.origin,
         )
         if isinstance(decision, Retry):
-            pending = writer.retry(job, decision, error)
+            pending = writer.retry(job, decision, error, ledger_key=key)
             metrics.outcome(tenant, target_name, "retried", time.monotonic() - started)
         elif isinstance(decision, DeadLetter):
-            pending = writer.dead_letter(job, decision, error)
+            pending = writer.dead_letter(job, decision, error, ledger_key=key)
             metrics.outcome(tenant, target_name, "dead-lettered", time.monotonic() - started)
         else:  # pragma: no cover - TenantError is caught above
             raise AssertionError(f"unexpected decision {decision}")
@@ -178,6 +208,31 @@ def _attempt(
     except Exception as exc:
         log.exception("delivery %s: outcome not recorded", delivery.get("delivery_id"))
         raise OutcomeNotRecordedError(str(exc)) from exc
+
+
+_SKIP_REASONS = {
+    Verdict.SKIP_DELIVERED: "already in the ledger",
+    Verdict.SKIP_SUPERSEDED: "superseded by a newer retry record of this delivery",
+}
+
+
+def _write_ahead(writer: OutcomeWriter, job: Job, key: bytes) -> None:
+    """Record the attempt and wait for Kafka's acknowledgement, before the target write."""
+    try:
+        writer.ledger.begin(key, job.history.attempts, str(job.delivery["delivery_id"]), job.partition).get(
+            timeout=ACK_TIMEOUT_S
+        )
+    except Exception as exc:
+        raise WriteAheadError(f"the attempt was not recorded before the write: {exc}") from exc
+    crashpoints.reach(crashpoints.AFTER_WRITE_AHEAD)
+
+
+def _note(asked: bool, found: bool | None) -> str | None:
+    if found is True:
+        return "already in the mailbox: an earlier attempt had written it"
+    if asked and found is None:
+        return "possible duplicate: an earlier attempt may have written it and this target cannot be asked"
+    return None
 
 
 def _safe_check(target: DeliveryTarget, item: DeliveryItem) -> bool:

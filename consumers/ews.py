@@ -29,6 +29,7 @@ from mailferry.consumers.ews_items import (
     internet_message_id,
     read_head,
 )
+from mailferry.consumers.ews_marker import find
 from mailferry.consumers.ews_stream import StreamedMessage, create_streamed
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
@@ -99,7 +100,7 @@ class EwsDeliveryTarget:
             raise classify(exc, write=False, tenant=self.tenant.id) from exc
         delivered_at = delivery_time(item, head)
         if item.size > self.stream_threshold:
-            streamed = StreamedMessage.of(item, delivered_at)
+            streamed = StreamedMessage.of(item, delivered_at, item.marker)
             send: Callable[[], list[Any]] = partial(create_streamed, account, inbox, streamed)
         else:
             message = InboxMessage(
@@ -109,8 +110,10 @@ class EwsDeliveryTarget:
                 is_read=False,
                 mf_message_flags=MESSAGE_FLAGS_DELIVERED,
                 mf_delivery_time=EWSDateTime.from_datetime(delivered_at),
+                mf_delivery_marker=item.marker,
             )
             send = partial(account.bulk_create, folder=inbox, items=[message], message_disposition=SAVE_ONLY)
+        item.committing()
         try:
             results = send()
         except Exception as exc:
@@ -120,14 +123,12 @@ class EwsDeliveryTarget:
                 raise classify(result, write=True, tenant=self.tenant.id) from result
         log.debug("delivered %s to %s via EWS", item.dedup_key, primary)
 
-    def already_delivered(self, item: DeliveryItem) -> bool | None:
-        """FindItem on InternetMessageId in the Inbox; None when the message has no Message-ID."""
+    def already_delivered(self, item: DeliveryItem) -> bool:
+        """FindItem in the Inbox on InternetMessageId and mailferry's marker (``ews_marker``)."""
         message_id = internet_message_id(item, read_head(item))
-        if message_id is None:
-            return None
         try:
             inbox = self.connection.account(self.primary_address(item.mailbox)).inbox
-            return bool(inbox.filter(message_id=message_id).only("id").exists())
+            return find(inbox, message_id, item.marker)
         except MailferryError:
             raise
         except Exception as exc:

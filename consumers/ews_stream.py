@@ -35,7 +35,8 @@ from exchangelib import Account, EWSDateTime
 from exchangelib.folders import BaseFolder
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
 from exchangelib.services import CreateItem
-from mailferry.consumers.ews_items import MESSAGE_FLAGS_DELIVERED, InboxMessage
+from mailferry.consumers.ews_items import MESSAGE_FLAGS_DELIVERED
+from mailferry.consumers.ews_marker import InboxMessage
 from mailferry.consumers.target import DeliveryItem
 
 from mailferry.mail import added_headers
@@ -223,16 +224,17 @@ class StreamedMessage:
     size: int
     prefix: bytes
     delivered_at: datetime
+    marker: str | None = None
 
     @classmethod
-    def of(cls, item: DeliveryItem, delivered_at: datetime) -> StreamedMessage:
+    def of(cls, item: DeliveryItem, delivered_at: datetime, marker: str | None = None) -> StreamedMessage:
         """Measures the source (the size goes into Content-Length), else trusts the record."""
         with item.open_message() as handle:
             try:
                 size = handle.seek(0, 2)
             except (OSError, ValueError):
                 size = item.size
-        return cls(item.open_message, size, added_headers.prefix(item.add_headers), delivered_at)
+        return cls(item.open_message, size, added_headers.prefix(item.add_headers), delivered_at, marker)
 
 
 def create_streamed(account: Account, folder: BaseFolder, message: StreamedMessage) -> list[Any]:
@@ -248,6 +250,7 @@ def create_streamed(account: Account, folder: BaseFolder, message: StreamedMessa
         is_read=False,
         mf_message_flags=MESSAGE_FLAGS_DELIVERED,
         mf_delivery_time=EWSDateTime.from_datetime(message.delivered_at),
+        mf_delivery_marker=message.marker,
     )
     return list(
         service.call(

@@ -34,6 +34,8 @@ from mailferry.config.targets import GraphTarget
 from mailferry.errors import PermanentError, TenantError
 
 MAILBOX_CONCURRENCY = 4
+MARKER_PROPERTY = "String {6b3a1e0c-3f4d-4c1b-9a5e-6d61696c6665} Name MailferryDelivery"  # as ews_marker
+MARKER_HEADER = "X-Mailferry-Delivery"
 
 
 def graph_lookup(client: GraphClient) -> Callable[[str], str | None]:
@@ -118,9 +120,11 @@ class GraphDeliveryTarget:
         primary = self.primary_address(item.mailbox)
         raw = item.message_bytes()
         if self.mode == "import-mime":
+            raw = f"{MARKER_HEADER}: {item.marker}\r\n".encode() + raw
             path, body, kind = f"/beta{self._inbox(primary)}/importMime", base64.b64encode(raw), "text/plain"
         else:
             message = to_graph_message(raw, delivered=delivery_time(item, read_head(item)))
+            message["singleValueExtendedProperties"].append({"id": MARKER_PROPERTY, "value": item.marker})
             body, kind = json.dumps(message).encode(), "application/json"
             if len(body) > MAX_REQUEST:
                 raise PermanentError(
@@ -129,27 +133,55 @@ class GraphDeliveryTarget:
                     reason_code="size-exceeded",
                 )
             path = f"/v1.0{self._inbox(primary)}/messages"
+        item.committing()
         with self._mailbox_slot(primary):
             self.client.request("POST", path, write=True, content=body, content_type=kind)
 
     def already_delivered(self, item: DeliveryItem) -> bool | None:
-        """Filter the Inbox on internetMessageId; None when the message has no Message-ID."""
+        """Is this delivery's copy in the Inbox? Filtered on internetMessageId and the marker:
+        as an extended property (JSON mode), or as the ``X-Mailferry-Delivery`` header of the
+        imported MIME (import-mime mode, which takes nothing but MIME; None there when the
+        message has no Message-ID, since then Exchange makes one up and nothing is indexed)."""
         message_id = internet_message_id(item, read_head(item))
-        if message_id is None:
-            return None
         primary = self.primary_address(item.mailbox)
-        escaped = message_id.replace("'", "''")
+        clauses = [f"internetMessageId eq {_quoted(message_id)}"] if message_id is not None else []
+        params = {"$top": "50"}
+        if self.mode == "import-mime":
+            if message_id is None:
+                return None
+            params["$select"] = "id,internetMessageHeaders"
+        else:
+            clauses.append(
+                f"singleValueExtendedProperties/any(ep: ep/id eq {_quoted(MARKER_PROPERTY)}"
+                f" and ep/value eq {_quoted(item.marker)})"
+            )
+            params["$select"] = "id"
+        params["$filter"] = " and ".join(clauses)
         with self._mailbox_slot(primary):
             answer = self.client.request(
-                "GET",
-                f"/v1.0{self._inbox(primary)}/messages",
-                write=False,
-                params={"$filter": f"internetMessageId eq '{escaped}'", "$select": "id", "$top": "1"},
+                "GET", f"/v1.0{self._inbox(primary)}/messages", write=False, params=params
             )
-        return bool(answer.get("value"))
+        found = answer.get("value") or []
+        if self.mode != "import-mime":
+            return bool(found)
+        return any(_has_header(message, MARKER_HEADER, item.marker) for message in found)
 
     def close(self) -> None:
         self.client.close()
+
+
+def _quoted(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _has_header(message: dict[str, object], name: str, value: str) -> bool:
+    headers = message.get("internetMessageHeaders")
+    return isinstance(headers, list) and any(
+        isinstance(h, dict)
+        and str(h.get("name", "")).lower() == name.lower()
+        and str(h.get("value", "")).strip() == value
+        for h in headers
+    )
 
 
 def create(tenant: Tenant, target: GraphTarget) -> DeliveryTarget:

@@ -1,27 +1,37 @@
-"""The delivery ledger: which (target mailbox, dedup key) pairs were written, kept in Kafka.
+"""The delivery ledger: what happened to each (target mailbox, dedup key), kept in Kafka.
 
 Processing is at-least-once: a worker that dies after writing a message and before
 committing its offset sees the record again. The ledger, a compacted topic keyed by
 ``tenant/target/mailbox/dedup key``, is what keeps that second sight from writing a second
-copy: every worker reads it whole at start-up and then follows it, and checks it before
-each write. Entries are written (and acknowledged) before the offset is committed.
+copy. It is a write-ahead log (see ``ledger_state``): an attempt on a target that can be
+asked is recorded, and acknowledged, before the write; its outcome after it.
 
-Memory: one 16-byte digest per delivered message; a million deliveries cost about 100 MB
-with Python's set overhead. Compaction keeps the topic itself at one record per key.
+Ownership follows the partition: an entry goes to the ledger partition of the same number
+as the delivery's partition on the deliver topic (and its retry tiers), so the one worker
+that owns that partition is the only writer of its entries. A worker reads the topic whole
+at start-up and then follows it; when it is given a partition, ``sync`` reads that ledger
+partition to its current end before any record of it is worked, so the lookup is what the
+previous owner left, not a follower's lagging view. Its own writes enter its view as it
+sends them (the follower skips their echo, marked by the writer header).
+
+Memory: one 16-byte digest and a small int per delivery; about 150 MB per million.
+Compaction keeps the topic itself at one record per key.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
-from collections.abc import Iterator
+import time
+import uuid
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
 from kafka import KafkaProducer, TopicPartition
 from kafka.producer.future import FutureRecordMetadata
+from mailferry.consumers.ledger_state import DELIVERED, State, attempt_state, decode, encode, moved_state
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
@@ -29,6 +39,7 @@ from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import DELIVERY_LEDGER, full_name
 
 log = logging.getLogger(__name__)
+WRITER_HEADER = "mf-writer"
 
 
 def ledger_key(tenant: str, target: str, mailbox: str, dedup_key: str) -> bytes:
@@ -44,14 +55,22 @@ class Ledger:
 
     def __init__(self, kafka: KafkaConfig, servers: list[str], producer: KafkaProducer) -> None:
         self.topic = full_name(kafka, DELIVERY_LEDGER)
+        self.writer_id = uuid.uuid4().hex.encode()
         self._producer = producer
-        self._seen: set[bytes] = set()
+        self._states: dict[bytes, int] = {}
         self._lock = threading.Lock()
         self._claimed: set[bytes] = set()
         self._claimed_changed = threading.Condition()
         self._stop = threading.Event()
+        self._sync_lock = threading.Lock()
+        self._sync_wanted: dict[int, threading.Event] = {}
+        self._sync_targets: dict[int, tuple[int, threading.Event]] = {}
         self._consumer = new_consumer(kafka, servers, isolation_level="read_uncommitted")
+        self._assigned: list[TopicPartition] = []
         self._thread: threading.Thread | None = None
+
+    def partitions(self) -> int:
+        return len(self._consumer.partitions_for_topic(self.topic) or ())
 
     def load(self, timeout_s: float = 120.0) -> int:
         """Read the topic to its current end, then follow it; returns the entries loaded."""
@@ -59,44 +78,97 @@ class Ledger:
         assigned = [TopicPartition(self.topic, p) for p in sorted(partitions)]
         if not assigned:
             raise TransientError(f"ledger topic {self.topic} does not exist: run `mailferry topics ensure`")
+        self._assigned = assigned
         self._consumer.assign(assigned)
         self._consumer.seek_to_beginning(*assigned)
         end = self._consumer.end_offsets(assigned)
-        deadline = datetime.now(UTC).timestamp() + timeout_s
+        deadline = time.monotonic() + timeout_s
         while any(self._consumer.position(tp) < end[tp] for tp in assigned):
-            if datetime.now(UTC).timestamp() > deadline:
+            if time.monotonic() > deadline:
                 raise TransientError(f"ledger topic {self.topic}: not read to its end in {timeout_s}s")
-            self._absorb(self._consumer.poll(timeout_ms=500, max_records=5000))
+            self._absorb(self._consumer.poll(timeout_ms=500, max_records=5000), echoes=True)
         self._thread = threading.Thread(target=self._follow, name="ledger-follow", daemon=True)
         self._thread.start()
-        return len(self._seen)
+        return len(self._states)
 
-    def _absorb(self, batch: dict[TopicPartition, list[object]]) -> None:
+    def _absorb(self, batch: dict[TopicPartition, list[object]], *, echoes: bool = False) -> None:
         with self._lock:
             for records in batch.values():
                 for record in records:
                     key = getattr(record, "key", None)
                     if key is None:
                         continue
-                    if getattr(record, "value", None) is None:
-                        self._seen.discard(_digest(key))
-                    else:
-                        self._seen.add(_digest(key))
+                    headers = dict(getattr(record, "headers", None) or [])
+                    if not echoes and headers.get(WRITER_HEADER) == self.writer_id:
+                        continue  # our own write, in our view since we sent it
+                    self._apply(_digest(key), decode(getattr(record, "value", None)))
+
+    def _apply(self, digest: bytes, state: State) -> None:
+        if state is None:
+            self._states.pop(digest, None)
+        else:
+            self._states[digest] = state
 
     def _follow(self) -> None:
         while not self._stop.is_set():
             try:
-                self._absorb(self._consumer.poll(timeout_ms=500, max_records=5000))
+                self._start_syncs()
+                self._absorb(self._consumer.poll(timeout_ms=200, max_records=5000))
+                self._finish_syncs()
             except Exception as exc:  # keep following; a gap only costs a target-side check
                 log.warning("ledger follow: %s", exc)
                 self._stop.wait(1.0)
+
+    # -- the owner's barrier ----------------------------------------------------------------
+
+    def sync(self, partitions: Iterable[int], timeout_s: float = 60.0) -> None:
+        """Return once the view holds every entry of ``partitions`` written before this call.
+
+        Called when a partition is assigned: the previous owner finished (or died) before
+        the partition was given up, so its entries are all on the topic by now.
+        """
+        events = []
+        with self._sync_lock:
+            for partition in set(partitions):
+                event = threading.Event()
+                self._sync_wanted[partition] = event
+                events.append(event)
+        deadline = time.monotonic() + timeout_s
+        for event in events:
+            if not event.wait(max(0.0, deadline - time.monotonic())):
+                raise TransientError(
+                    f"ledger topic {self.topic}: partitions not read to their end in {timeout_s}s"
+                )
+
+    def _start_syncs(self) -> None:
+        with self._sync_lock:
+            wanted, self._sync_wanted = self._sync_wanted, {}
+        if not wanted:
+            return
+        tps = [TopicPartition(self.topic, p) for p in wanted]
+        end = self._consumer.end_offsets(tps)
+        with self._sync_lock:
+            for tp in tps:
+                self._sync_targets[tp.partition] = (end[tp], wanted[tp.partition])
+
+    def _finish_syncs(self) -> None:
+        with self._sync_lock:
+            targets = list(self._sync_targets.items())
+        for partition, (end, event) in targets:
+            if self._consumer.position(TopicPartition(self.topic, partition)) >= end:
+                event.set()
+                with self._sync_lock:
+                    self._sync_targets.pop(partition, None)
+
+    # -- one delivery -----------------------------------------------------------------------
 
     @contextmanager
     def claim(self, key: bytes) -> Iterator[None]:
         """Hold ``key`` while one attempt checks and writes it.
 
-        The same delivery can be in flight twice (a stream replay put it on the topic
-        again); without the claim both copies would pass the check before either wrote.
+        The same delivery can be in flight twice in one worker (a stream replay put it on
+        the topic again, or its original and its retry record are read together); without
+        the claim both copies would pass the check before either wrote.
         """
         digest = _digest(key)
         with self._claimed_changed:
@@ -110,21 +182,51 @@ class Ledger:
                 self._claimed.discard(digest)
                 self._claimed_changed.notify_all()
 
-    def contains(self, key: bytes) -> bool:
+    def state(self, key: bytes) -> State:
         with self._lock:
-            return _digest(key) in self._seen
+            return self._states.get(_digest(key))
 
-    def record(self, key: bytes, delivery_id: str) -> FutureRecordMetadata:
-        """Send one entry; the caller waits for the acknowledgement before committing."""
-        value = json.dumps({"delivery_id": delivery_id, "at": datetime.now(UTC).isoformat()}).encode()
-        future = self._producer.send(self.topic, key=key, value=value)
+    def contains(self, key: bytes) -> bool:
+        return self.state(key) == DELIVERED
+
+    def begin(self, key: bytes, generation: int, delivery_id: str, partition: int) -> FutureRecordMetadata:
+        """The write-ahead entry: the caller waits for it before writing to the target."""
+        return self._send(key, partition, "attempt", generation, delivery_id, attempt_state(generation))
+
+    def moved(self, key: bytes, generation: int, delivery_id: str, partition: int) -> FutureRecordMetadata:
+        """The delivery now lives in the retry record of ``generation`` (already acknowledged)."""
+        return self._send(key, partition, "moved", generation, delivery_id, moved_state(generation))
+
+    def record(self, key: bytes, delivery_id: str, *, partition: int | None = None) -> FutureRecordMetadata:
+        """The delivered entry; the caller waits for the acknowledgement before committing."""
+        return self._send(key, partition, "delivered", 0, delivery_id, DELIVERED)
+
+    def forget(self, key: bytes, partition: int) -> FutureRecordMetadata:
+        """Remove the entry (a dead letter): a requeued record starts afresh."""
+        future = self._producer.send(
+            self.topic, key=key, value=None, partition=partition, headers=[(WRITER_HEADER, self.writer_id)]
+        )
         with self._lock:
-            self._seen.add(_digest(key))
+            self._apply(_digest(key), None)
         return future
+
+    def _send(
+        self, key: bytes, partition: int | None, kind: str, generation: int, delivery_id: str, state: int
+    ) -> FutureRecordMetadata:
+        value = encode(kind, generation, delivery_id, datetime.now(UTC).isoformat())
+        future = self._producer.send(
+            self.topic, key=key, value=value, partition=partition, headers=[(WRITER_HEADER, self.writer_id)]
+        )
+        with self._lock:
+            self._apply(_digest(key), state)
+        return future
+
+    def flush(self, timeout_s: float) -> None:
+        self._producer.flush(timeout=timeout_s)
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._seen)
+            return len(self._states)
 
     def close(self) -> None:
         self._stop.set()

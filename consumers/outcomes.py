@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
+from mailferry.consumers import crashpoints
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.retry_policy import DeadLetter, History, Retry
 from mailferry.schemas.codec import DEAD_LETTER, Record, codec
@@ -54,20 +55,39 @@ class OutcomeWriter:
         self.dlt_topic = full_name(config.kafka, DLT)
         self._kafka = config.kafka
 
-    def delivered(self, job: Job, ledger_key: bytes, target: str, *, checked: bool = False) -> Pending:
-        ledger = self.ledger.record(ledger_key, job.delivery["delivery_id"])
+    def delivered(
+        self, job: Job, ledger_key: bytes, target: str, *, checked: bool = False, note: str | None = None
+    ) -> Pending:
+        ledger = self.ledger.record(ledger_key, job.delivery["delivery_id"], partition=job.partition)
         details = {"target": target, "attempts": str(job.history.attempts + 1)}
         if checked:
             details["found"] = "already in the mailbox after an ambiguous outcome"
+        if note:
+            details["note"] = note
         return [ledger, self._audit("delivered", job, details)]
 
-    def skipped(self, job: Job, target: str) -> Pending:
-        return [self._audit("skipped", job, {"target": target, "reason": "already in the ledger"})]
+    def skipped(self, job: Job, target: str, reason: str = "already in the ledger") -> Pending:
+        return [self._audit("skipped", job, {"target": target, "reason": reason})]
 
-    def retry(self, job: Job, decision: Retry, error: BaseException) -> Pending:
+    def retry(
+        self, job: Job, decision: Retry, error: BaseException, *, ledger_key: bytes | None = None
+    ) -> Pending:
+        """The retry record, on the partition of the same number (its owner is this record's),
+        then, once Kafka has it, the ledger entry that makes every older record of the
+        delivery stale: never two records that may both deliver it."""
         topic = full_name(self._kafka, retry_topic(decision.tier))
         headers = decision.history.to_headers(decision.due_at, _reason(error))
-        futures = [self.producer.send(topic, key=job.key, value=job.value, headers=headers)]
+        sent = self.producer.send(
+            topic, key=job.key, value=job.value, headers=headers, partition=job.partition
+        )
+        futures = [sent]
+        if ledger_key is not None:
+            self.wait([sent])
+            crashpoints.reach(crashpoints.AFTER_RETRY_RECORD)
+            generation = decision.history.attempts
+            futures.append(
+                self.ledger.moved(ledger_key, generation, job.delivery["delivery_id"], job.partition)
+            )
         futures.append(
             self._audit(
                 "retried",
@@ -83,7 +103,9 @@ class OutcomeWriter:
         )
         return futures
 
-    def dead_letter(self, job: Job, decision: DeadLetter, error: BaseException) -> Pending:
+    def dead_letter(
+        self, job: Job, decision: DeadLetter, error: BaseException, *, ledger_key: bytes | None = None
+    ) -> Pending:
         history = decision.history
         origin = history.origin or job.origin
         now = datetime.now(UTC)
@@ -105,6 +127,8 @@ class OutcomeWriter:
         }
         value = codec(DEAD_LETTER).encode(record)
         futures = [self.producer.send(self.dlt_topic, key=job.key, value=value)]
+        if ledger_key is not None and self.ledger.state(ledger_key) is not None:
+            futures.append(self.ledger.forget(ledger_key, job.partition))  # a requeue starts afresh
         futures.append(
             self._audit(
                 "dead-lettered",

@@ -8,7 +8,9 @@ connection and reuses it for the next message.
 
 Error table: 4xx → transient, 5xx → permanent, authentication or TLS failures →
 tenant-wide, a lost connection after the final dot → ambiguous (the server may have
-queued it; SMTP gives no way to ask, so ``already_delivered`` answers None).
+queued it; SMTP gives no way to ask, so ``already_delivered`` answers None). The attempt is
+recorded right before the final dot (``DeliveryItem.committing``), which keeps the window for
+a second copy after a crash as small as SMTP allows.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import smtplib
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
@@ -142,7 +145,7 @@ class SmtpDelivery:
             if code != 354:
                 raise smtplib.SMTPDataError(code, text)
             with item.open_message() as source:
-                _send_data(conn, item.add_headers, source)
+                _send_data(conn, item.add_headers, source, before_dot=item.committing)
             phase = "after-dot"
             code, text = conn.getreply()
             if code != 250:
@@ -164,8 +167,19 @@ class SmtpDelivery:
                 conn.close()
 
 
-def _send_data(conn: smtplib.SMTP, add_headers: tuple[tuple[str, str], ...], source: BinaryIO) -> None:
+def _send_data(
+    conn: smtplib.SMTP,
+    add_headers: tuple[tuple[str, str], ...],
+    source: BinaryIO,
+    *,
+    before_dot: Callable[[], None] = lambda: None,
+) -> None:
     """The message as SMTP DATA: CRLF line ends, leading dots doubled, final dot.
+
+    ``before_dot`` runs when everything but the final dot is sent: until the dot the server
+    discards the message if the connection drops, so that is where an attempt is recorded,
+    and the window in which a crash can cause a second copy is the server's reply to the
+    dot plus one Kafka acknowledgement (docs/reliability.md).
 
     Works on blocks of complete lines with ``bytes.replace`` (C) rather than line by line:
     a 76-column message has ~13,000 lines per MB, and the per-line loop was most of this
@@ -193,7 +207,10 @@ def _send_data(conn: smtplib.SMTP, add_headers: tuple[tuple[str, str], ...], sou
         tail = _stuffed(carry, at_line_start) + b"\r\n"
     elif not at_line_start:
         tail = b"\r\n"
-    conn.send(tail + b".\r\n")
+    if tail:
+        conn.send(tail)
+    before_dot()
+    conn.send(b".\r\n")
 
 
 def _stuffed(lines: bytes, at_line_start: bool) -> bytes:

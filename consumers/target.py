@@ -1,7 +1,11 @@
 """The interface every delivery target implements.
 
 Small on purpose: deliver one message into one mailbox, say whether it is already there,
-check credentials once at start-up. Each target translates its own library's errors into
+check credentials once at start-up. A target that can be asked calls ``item.committing()``
+right before the step after which the message may exist at the target (the request that
+creates it, SMTP's final dot): the worker records the attempt there (write-ahead) and, when
+an attempt is found without an outcome, asks the target before writing again
+(docs/reliability.md). Each target translates its own library's errors into
 ``TransientError`` / ``AmbiguousOutcomeError`` / ``PermanentError`` / ``TenantError`` in one
 table of its own; the worker decides retry, dead letter or pause from the type alone.
 Targets are synchronous (exchangelib is); the worker runs them in bounded thread pools.
@@ -9,6 +13,7 @@ Targets are synchronous (exchangelib is); the worker runs them in bounded thread
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +35,19 @@ class DeliveryItem:
     open_message: Callable[[], BinaryIO]  # the raw RFC 5322 bytes, streamed
     received_at: datetime | None = None  # delivery time to show in the mailbox
     add_headers: tuple[tuple[str, str], ...] = field(default=())  # prepended, trace header first
+    before_commit: Callable[[], None] | None = None  # the write-ahead record, set by the worker
+
+    def committing(self) -> None:
+        """The target is about to make the message exist: record the attempt first."""
+        if self.before_commit is not None:
+            self.before_commit()
+
+    @property
+    def marker(self) -> str:
+        """Unique to this delivery (tenant, mailbox, dedup key): stored with the item so that
+        ``already_delivered`` finds mailferry's own copy, not a same-Message-ID other one."""
+        text = f"{self.tenant}\n{self.mailbox.lower()}\n{self.dedup_key}"
+        return "mf1-" + hashlib.sha256(text.encode()).hexdigest()[:40]
 
     def message_bytes(self) -> bytes:
         """The whole message with ``add_headers`` prepended (for APIs that take it whole)."""
@@ -51,7 +69,8 @@ class DeliveryTarget(Protocol):
         ...
 
     def already_delivered(self, item: DeliveryItem) -> bool | None:
-        """After an ambiguous failure: is it there already? None when the target cannot tell."""
+        """After an ambiguous failure or an attempt without an outcome: is it there already?
+        None when the target cannot tell (SMTP)."""
         ...
 
     def close(self) -> None: ...

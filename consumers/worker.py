@@ -22,8 +22,24 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
 from kafka.structs import OffsetAndMetadata
-from mailferry.consumers.attempt import OutcomeNotRecordedError, Paused, Policy, Result, Settled, attempt
+from mailferry.consumers.attempt import (
+    Abandoned,
+    OutcomeNotRecordedError,
+    Paused,
+    Policy,
+    Result,
+    Settled,
+    attempt,
+)
+from mailferry.consumers.handover import Handover
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.offsets import OffsetTracker
 from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
@@ -35,7 +51,7 @@ from mailferry.schemas.codec import DELIVERY, codec
 
 from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
-from mailferry.errors import MailferryError, PermanentError, TenantError
+from mailferry.errors import ConfigError, MailferryError, PermanentError, TenantError
 from mailferry.fence import TenantFence
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
@@ -45,7 +61,9 @@ from mailferry.status import write_snapshot
 log = logging.getLogger(__name__)
 UNASSIGNED_REJOIN_S = 20.0
 COMMIT_EVERY_S = 0.5
+REVOKE_DRAIN_S = 30.0  # how long a revoked partition's running attempts may take to finish
 Done = tuple[Job, str, "Future[Result]"]
+REBALANCING = (CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError)
 
 
 class DeliveryWorker:
@@ -82,8 +100,13 @@ class DeliveryWorker:
         self._last_commit = 0.0
         self._unassigned_since: float | None = None
         self._revoked: set[tuple[str, int]] = set()
+        self._unsynced: set[int] = set()
+        self._abandoning = False
+        self.handover = Handover()
         self.producer = new_producer(config.kafka, servers)
-        self.ledger = Ledger(config.kafka, servers, self.producer)
+        # the write-ahead entry is waited for before each target write: no linger
+        self.ledger_producer = new_producer(config.kafka, servers, linger_ms=0)
+        self.ledger = Ledger(config.kafka, servers, self.ledger_producer)
         self.writer = OutcomeWriter(config, self.producer, self.ledger)
         self.consumer: KafkaConsumer | None = None
 
@@ -93,8 +116,16 @@ class DeliveryWorker:
         """Deliver until ``stop`` is set (or ``until(worker)`` is true), then finish cleanly."""
         self.ledger.load()
         self._check_targets_at_start()
-        self.consumer = new_consumer(self.config.kafka, self.servers, self.group_id, max_poll_records=500)
+        self.consumer = new_consumer(
+            self.config.kafka,
+            self.servers,
+            self.group_id,
+            max_poll_records=500,
+            # range gives partition p of the deliver topic and of every tier to one worker
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )
         await_topics(self.consumer, [self.deliver_topic, *self.tier_topics])
+        self._check_partitions()
         self._subscribe()
         try:
             while not stop.is_set() and not (until is not None and until(self)):
@@ -105,6 +136,7 @@ class DeliveryWorker:
 
     def abandon(self) -> None:
         """Stop without committing anything more: what a crash looks like to Kafka."""
+        self._abandoning = True
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
             self.consumer = None
@@ -116,11 +148,29 @@ class DeliveryWorker:
         self._pools.clear()
         self.registry.close()
         self.ledger.close()
+        self.ledger_producer.close(timeout=10)
         self.blobs.close()
         self.producer.close(timeout=10)
         if self.consumer is not None:
             self.consumer.close(autocommit=False)
             self.consumer = None
+
+    def _check_partitions(self) -> None:
+        """Ownership follows the partition: a delivery's records on the deliver topic and on
+        every tier, and its ledger entries, sit on partitions of one number, so the worker
+        owning that number owns the delivery. That needs one partition count for all."""
+        assert self.consumer is not None
+        counts = {
+            t: len(self.consumer.partitions_for_topic(t) or ())
+            for t in [self.deliver_topic, *self.tier_topics]
+        }
+        counts[self.ledger.topic] = self.ledger.partitions()
+        if len(set(counts.values())) > 1:
+            found = ", ".join(f"{t}: {n}" for t, n in counts.items())
+            raise ConfigError(
+                "the deliver topic, its retry tiers and the ledger need the same number of "
+                f"partitions ({found}); set them alike under [kafka.topics] and run `mailferry topics ensure`"
+            )
 
     def _subscribe(self) -> None:
         assert self.consumer is not None
@@ -168,6 +218,9 @@ class DeliveryWorker:
             self._collect(block_s=0.2)
         else:
             batch = self.consumer.poll(timeout_ms=500)
+            if self._unsynced:  # partitions new to this worker: read what their last owner left
+                self.ledger.sync(self._unsynced)
+                self._unsynced.clear()
             for tp, records in batch.items():
                 for record in records:
                     if not self._take(tp, record):
@@ -234,8 +287,14 @@ class DeliveryWorker:
         future.add_done_callback(report)
 
     def _attempt(self, job: Job, target_name: str) -> Result:
-        target = self.registry.get(str(job.delivery["tenant"]), target_name)
-        return attempt(job, target, target_name, writer=self.writer, blobs=self.blobs, policy=self.policy)
+        part = (job.topic, job.partition)
+        if not self.handover.enter(part):
+            return Abandoned()
+        try:
+            target = self.registry.get(str(job.delivery["tenant"]), target_name)
+            return attempt(job, target, target_name, writer=self.writer, blobs=self.blobs, policy=self.policy)
+        finally:
+            self.handover.leave(part)
 
     def _collect(self, block_s: float) -> None:
         """Apply finished attempts (main thread only: the consumer is not thread-safe)."""
@@ -253,6 +312,10 @@ class DeliveryWorker:
             if future.cancelled():  # stopping: never attempted, its offset stays uncommitted
                 continue
             result = future.result()  # OutcomeNotRecordedError stops the worker, offset uncommitted
+            if isinstance(result, Abandoned):
+                if self.tracker.is_tracked(job.topic, job.partition):  # the partition came back
+                    self._dispatch(job)
+                continue
             if isinstance(result, Paused):
                 if self.tracker.is_tracked(job.topic, job.partition):
                     self._pause(str(job.delivery["tenant"]), target_name, result.error)
@@ -336,7 +399,11 @@ class DeliveryWorker:
         if not points:
             return
         offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in points.items()}
-        self.consumer.commit(offsets)
+        try:
+            self.consumer.commit(offsets)
+        except REBALANCING as exc:  # poll returned mid-rebalance; the ledger makes a re-read harmless
+            log.info("commit deferred: %s", exc)
+            return
         log.debug("committed %s", points)
         self.tracker.committed(points)
 
@@ -356,20 +423,39 @@ class DeliveryWorker:
             self.consumer.resume(*(paused - wanted))
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
-        """A rebalance starts: remember what may be taken away, commit nothing.
+        """A rebalance starts: stop taking work of ``partitions`` and finish what is running.
 
-        kafka-python 3 calls this on its network thread, where a blocking call such as
-        ``commit`` is refused. Partitions that come back to this worker keep their state
-        (see ``assigned``); the others are forgotten, and the new owner reads again what
-        was not committed yet, which the ledger skips.
+        kafka-python 3 calls this on its IO thread, while the main loop waits inside
+        ``poll``: attempts not started yet are abandoned (``Handover``), running ones may take
+        up to ``REVOKE_DRAIN_S`` to finish, and their outcomes are flushed to Kafka before the
+        rebalance goes on, so the next owner's ledger view has them. Nothing is committed
+        here (``commit`` blocks, which the IO thread refuses): the next owner reads those
+        records again and the ledger skips them. Partitions that come back keep their state
+        (see ``assigned``).
         """
-        self._revoked |= {(tp.topic, tp.partition) for tp in partitions}
+        parts = {(tp.topic, tp.partition) for tp in partitions}
+        self._revoked |= parts
         health.ready(False, "rebalancing")
+        if self._abandoning:
+            return
+        left = self.handover.close(parts, REVOKE_DRAIN_S)
+        if left:
+            log.error(
+                "%d attempts still running after %ss; giving their partitions up anyway", left, REVOKE_DRAIN_S
+            )
+        try:
+            self.ledger.flush(REVOKE_DRAIN_S)
+            self.producer.flush(timeout=REVOKE_DRAIN_S)
+        except Exception as exc:
+            log.error("outcomes of revoked partitions not flushed: %s", exc)
 
     def assigned(self, partitions: list[TopicPartition]) -> None:
-        back = {(tp.topic, tp.partition) for tp in partitions}
-        lost = [key for key in self._revoked if key not in back]
+        now = {(tp.topic, tp.partition) for tp in partitions}
+        owned_before = set(self._revoked)
+        lost = [key for key in self._revoked if key not in now]
         self._revoked.clear()
+        self.handover.reopen(now)
+        self._unsynced |= {partition for _, partition in now - owned_before}
         health.ready()
         self.tracker.forget(lost)
         self._awaiting = deque((j, p) for j, p in self._awaiting if (j.topic, j.partition) not in lost)

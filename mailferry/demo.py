@@ -10,7 +10,6 @@ arrived, then prints a per-mailbox summary and one audit trace.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 from mailferry.config import MailferryConfig
+from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers.maildir import mailbox_dirname
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
@@ -52,10 +52,9 @@ class DemoEnvironment:
         *,
         poll_interval: str = "1s",
         large_attachment_bytes: int = 2 * 1024 * 1024,
-        kafka_servers: list[str] | None = None,
-        topic_prefix: str = "mailferry",
+        kafka: KafkaConfig | None = None,
     ) -> None:
-        """Start the servers and write the config; ``kafka_servers`` None means the embedded broker."""
+        """Start the servers and write the config; ``kafka`` None means the embedded broker."""
         self.dovecot = DovecotServer(self.root / "dovecot")
         self.dovecot.start()
         self.dovecot.add_user("alice.private", "alice-pop3-password")
@@ -75,26 +74,21 @@ class DemoEnvironment:
             for address in GLOBEX_USERS:
                 self.ews.add_mailbox(address)
         self.config_path = self.root / "mailferry-demo.toml"
-        self.config_path.write_text(
-            self.config_text(poll_interval, kafka_servers, topic_prefix), encoding="utf-8"
-        )
+        self.config_path.write_text(self.config_text(poll_interval, kafka), encoding="utf-8")
 
-    def config_text(self, poll_interval: str, kafka_servers: list[str] | None, topic_prefix: str) -> str:
+    def config_text(self, poll_interval: str, kafka: KafkaConfig | None) -> str:
         d = self.dovecot
-        if kafka_servers:
-            kafka = (
-                f"bootstrap_servers = {json.dumps(kafka_servers)}\ntopic_prefix = {json.dumps(topic_prefix)}"
-            )
-        else:
-            kafka = f"topic_prefix = {json.dumps(topic_prefix)}\n\n[kafka.embedded]\nport = 0"
+        kafka_table = (
+            kafka.connection_toml()
+            if kafka
+            else '[kafka]\ntopic_prefix = "mailferry"\n\n[kafka.embedded]\nport = 0\n'
+        )
         return f"""\
 # Written by the mailferry demo: two tenants against a local Dovecot, the EWS EMULATOR and a Maildir.
 allow_plaintext_secrets = true   # demo passwords; real configs use env: or file: references
 state_dir = "{self.root / "state"}"
 
-[kafka]
-{kafka}
-
+{kafka_table}
 [kafka.topics.defaults]
 partitions = 3
 

@@ -20,6 +20,7 @@ from kafka import TopicPartition
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.clients import new_admin, new_consumer
+from mailferry.kafka.node import pid_alive
 
 
 def status_dir(state_dir: Path) -> Path:
@@ -46,19 +47,9 @@ def read_snapshots(state_dir: Path) -> list[dict[str, Any]]:
         except (OSError, json.JSONDecodeError):
             continue
         pid = document.get("pid")
-        document["alive"] = isinstance(pid, int) and _alive(pid)
+        document["alive"] = isinstance(pid, int) and pid_alive(pid)
         snapshots.append(document)
     return snapshots
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,11 @@ class Pop3Client:
         self.secure = isinstance(sock, ssl.SSLSocket)
         self.capabilities: dict[str, list[str]] = {}
 
+    @property
+    def socket(self) -> socket.socket:
+        """The connection, for its TLS version and certificate (``mailferry check``)."""
+        return self._sock
+
     @classmethod
     def connect(
         cls, host: str, port: int, *, tls: TlsMode, context: ssl.SSLContext, timeout: float

@@ -12,6 +12,7 @@ from datetime import datetime
 
 from mailferry.producers.access import (
     BadCredentialsError,
+    TokenProvider,
     check_plaintext,
     classify,
     sasl_response,
@@ -107,6 +108,11 @@ def same_message(entry: Record, item: Listed) -> bool:
 
 
 def _connect(source: Pop3Source, ctx: FetchContext) -> Pop3Client:
+    return open_session(source, ctx.tokens)
+
+
+def open_session(source: Pop3Source, tokens: TokenProvider) -> Pop3Client:
+    """Connected and logged in (``mailferry check`` opens the same session as a fetch)."""
     port = source.port or DEFAULT_PORTS[source.tls]
     client = Pop3Client.connect(
         source.host,
@@ -125,7 +131,7 @@ def _connect(source: Pop3Source, ctx: FetchContext) -> Pop3Client:
                 client.login_user(source.username, auth.password.reveal())
         else:
             assert isinstance(auth, OAuth2ClientCredentials | OAuth2Command)
-            mechanism, response = sasl_response(source, ctx.tokens, port)
+            mechanism, response = sasl_response(source, tokens, port)
             client.login_sasl(mechanism, response)
     except Pop3ErrorReply as exc:
         client.close()

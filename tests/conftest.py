@@ -1,4 +1,8 @@
-"""Shared fixtures: one real embedded Kafka broker for the whole test session."""
+"""Shared fixtures: one real embedded Kafka broker for the whole test session.
+
+The broker requires SASL/SCRAM like every embedded broker; ``kafka_config`` carries its
+generated client login, and clients are built from it (``mailferry.kafka.clients``).
+"""
 
 from __future__ import annotations
 
@@ -13,18 +17,24 @@ from mailferry.kafka.embedded import EmbeddedBroker
 
 
 @pytest.fixture(scope="session")
-def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Address (host:port) of a real single-node KRaft broker started for this session."""
+def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """A real single-node KRaft broker started for this session."""
     home = Path(tmp_path_factory.mktemp("kafka"))
     broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), home)
-    state = broker.start()
+    broker.start()
     try:
-        yield state.address
+        yield broker
     finally:
         broker.stop()
 
 
+@pytest.fixture(scope="session")
+def kafka_broker(embedded_broker: EmbeddedBroker) -> str:
+    """Address (host:port) of the session broker."""
+    return embedded_broker.address
+
+
 @pytest.fixture
-def kafka_config(kafka_broker: str) -> KafkaConfig:
-    """A KafkaConfig pointing at the session broker with a topic prefix of its own per test."""
-    return KafkaConfig(bootstrap_servers=[kafka_broker], topic_prefix=f"t{uuid.uuid4().hex[:10]}")
+def kafka_config(embedded_broker: EmbeddedBroker) -> KafkaConfig:
+    """A KafkaConfig for the session broker (with its login) and a topic prefix of its own per test."""
+    return embedded_broker.client_config(KafkaConfig(topic_prefix=f"t{uuid.uuid4().hex[:10]}"))

@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from kafka import KafkaConsumer
 from mailferry.schemas.codec import AUDIT_EVENT, codec
 
 from mailferry.config.kafka import EmbeddedKafka
+from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.embedded import EmbeddedBroker
 
 STAGES = ("fetched", "routed", "delivered")
@@ -22,13 +22,9 @@ STAGES = ("fetched", "routed", "delivered")
 
 def stage_times(state_dir: Path, topic: str, began: float) -> dict[str, list[float]]:
     """Seconds after ``began`` of every fetched/routed/delivered event, sorted per event."""
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=[EmbeddedBroker(EmbeddedKafka(), state_dir / "kafka").address],
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        consumer_timeout_ms=3000,
-    )
+    broker = EmbeddedBroker(EmbeddedKafka(), state_dir / "kafka")
+    servers = [broker.address]
+    consumer = new_consumer(broker.client_config(), servers, topics=[topic], consumer_timeout_ms=3000)
     times: dict[str, list[float]] = {name: [] for name in STAGES}
     try:
         for record in consumer:

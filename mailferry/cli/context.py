@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mailferry.config import MailferryConfig, load_config
 from mailferry.errors import SetupError
+from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.embedded import EmbeddedBroker
 
 
@@ -18,9 +19,14 @@ class CliContext:
     @property
     def config(self) -> MailferryConfig:
         """The config, secrets unread: a command reads a secret only when it opens the connection
-        that needs it, so read-only commands run on a host that has Kafka access only."""
+        that needs it, so read-only commands run on a host that has Kafka access only. With the
+        embedded broker, its generated client login is applied."""
         if self._config is None:
-            self._config = load_config(self.config_path, check_secrets=False)
+            config = load_config(self.config_path, check_secrets=False)
+            if config.kafka.uses_embedded:
+                login = BrokerCredentials(config.kafka_state_dir).apply(config.kafka)
+                config = config.model_copy(update={"kafka": login})
+            self._config = config
         return self._config
 
     def check_secrets(self) -> None:

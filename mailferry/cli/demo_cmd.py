@@ -9,6 +9,7 @@ import time
 from collections.abc import Mapping
 from email.parser import BytesHeaderParser
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import Progress
@@ -20,7 +21,9 @@ from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console
 from mailferry.cli.run_cmd import prepare
 from mailferry.config.models import default_state_dir
-from mailferry.demo import DemoEnvironment, mailbox_summary, reset
+
+if TYPE_CHECKING:
+    from mailferry.demo import DemoEnvironment
 
 SUMMARY_COLUMNS = (
     "fetched",
@@ -48,6 +51,8 @@ def demo_cmd(
     root = root or default_state_dir() / "demo"
     if not console.is_terminal:
         console.width = max(console.width, 160)  # a log or CI page: do not fold the tables
+    from mailferry.demo import DemoEnvironment, reset
+
     reset(root)
     env = DemoEnvironment(root)
     cli: CliContext | None = None
@@ -73,6 +78,8 @@ def demo_cmd(
         _stop(run)
         run = None
         servers = cli.bootstrap_servers()
+        from mailferry.demo import mailbox_summary
+
         _print_summary(mailbox_summary(cli.config, servers))
         meeting = next(m for m in env.catchall if m.name == "catchall-meeting-bob")
         message_id = BytesHeaderParser().parsebytes(meeting.data)["Message-ID"]

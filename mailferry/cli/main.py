@@ -13,6 +13,7 @@ from mailferry import redact
 from mailferry.cli import (
     audit_cmd,
     blobs_cmd,
+    check_cmd,
     config_cmd,
     console_cmd,
     demo_cmd,
@@ -105,6 +106,7 @@ app.add_typer(blobs_cmd.app, name="blobs")
 app.add_typer(migrate_cmd.app, name="migrate")
 app.command("replay")(replay_cmd.replay_cmd)
 app.command("status")(status_cmd.status_cmd)
+app.command("check")(check_cmd.check_cmd)
 app.command("console")(console_cmd.console_cmd)
 app.command("demo")(demo_cmd.demo_cmd)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from mailferry.config.environment import with_kafka_environment
 from mailferry.config.fence import fence_problems
 from mailferry.config.locate import LineIndex, format_loc
 from mailferry.config.models import MailferryConfig
@@ -24,7 +26,7 @@ _FRIENDLY = {
 def load_config(path: Path | str | None, *, check_secrets: bool = True) -> MailferryConfig:
     """The config in ``path``, or the built-in defaults (embedded Kafka) when ``path`` is None."""
     if path is None:
-        return MailferryConfig()
+        return parse_config("", source="<defaults>", check_secrets=check_secrets)
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -48,6 +50,7 @@ def parse_config(text: str, *, source: str = "<config>", check_secrets: bool = T
         data: dict[str, Any] = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: invalid TOML: {exc}") from exc
+    data = with_kafka_environment(data, os.environ)
     allow_plain = data.get("allow_plaintext_secrets", False) is True
     context = {"allow_plaintext_secrets": allow_plain, "check_secrets": check_secrets}
     try:

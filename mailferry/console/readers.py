@@ -11,6 +11,7 @@ from typing import Any
 
 from mailferry.audit_index.access import open_index
 from mailferry.audit_trace import Trace, trace_message
+from mailferry.cli.status_cmd import mailbox_rows, paused_tenants
 from mailferry.config import MailferryConfig
 from mailferry.console.chart import Chart, per_minute
 from mailferry.kafka.scan import scan_topic
@@ -23,7 +24,6 @@ from mailferry.status import Lag, consumer_lag, read_snapshots
 class MailboxRow:
     tenant: str
     mailbox: str
-    role_alive: bool
     status: dict[str, Any]
 
 
@@ -36,16 +36,14 @@ class Overview:
 
 
 def overview(config: MailferryConfig, servers: list[str]) -> Overview:
-    """Per tenant its mailboxes (from the fetch roles' snapshots), paused tenants, consumer lag."""
-    result = Overview(tenants={tenant.id: [] for tenant in config.tenants})
-    for snapshot in read_snapshots(config.state_dir):
-        result.roles.append({k: snapshot.get(k) for k in ("role", "pid", "updated_at", "alive")})
-        if not snapshot["alive"]:
-            continue
-        for name, status in sorted(snapshot.get("mailboxes", {}).items()):
-            tenant, _, mailbox = str(name).partition("/")
-            result.tenants.setdefault(tenant, []).append(MailboxRow(tenant, mailbox or name, True, status))
-        result.paused.update(snapshot.get("paused_tenants", {}))
+    """Per tenant its mailboxes, paused tenants and consumer lag: exactly what ``mailferry status``
+    shows (a configured mailbox no fetch worker reports is listed as never polled)."""
+    snapshots = read_snapshots(config.state_dir)
+    result = Overview(tenants={tenant.id: [] for tenant in config.tenants}, paused=paused_tenants(snapshots))
+    result.roles = [{k: s.get(k) for k in ("role", "pid", "updated_at", "alive")} for s in snapshots]
+    for name, status in mailbox_rows(config, snapshots).items():
+        tenant, _, mailbox = name.partition("/")
+        result.tenants.setdefault(tenant, []).append(MailboxRow(tenant, mailbox or name, status))
     result.lag = consumer_lag(config.kafka, servers)
     return result
 

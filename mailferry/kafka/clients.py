@@ -11,7 +11,9 @@ own arithmetic.
 
 from __future__ import annotations
 
+import logging
 import ssl
+from collections.abc import Iterable
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -28,21 +30,35 @@ def bootstrap(kafka: KafkaConfig, embedded_address: str | None = None) -> list[s
     return [embedded_address]
 
 
+def _loopback(servers: list[str]) -> bool:
+    return all(s.rpartition(":")[0] in ("127.0.0.1", "localhost", "[::1]") for s in servers)
+
+
 def common_settings(kafka: KafkaConfig, servers: list[str]) -> dict[str, Any]:
     """Connection and security keyword arguments shared by every kafka-python client."""
+    if kafka.security_protocol == "SASL_PLAINTEXT" and _loopback(servers):
+        # the clients warn on every connection that SASL runs without TLS; on loopback (the
+        # embedded broker) nothing crosses a network, and the warning would drown the logs
+        for name in ("kafka.net.sasl.plain", "kafka.net.sasl.scram", "aiokafka.conn"):
+            logging.getLogger(name).addFilter(_drop_clear_text_warning)
     settings: dict[str, Any] = {
         "bootstrap_servers": servers,
         "client_id": kafka.client_id,
         "security_protocol": kafka.security_protocol,
     }
-    if kafka.ssl_cafile:
-        settings["ssl_cafile"] = str(kafka.ssl_cafile)
+    if kafka.uses_tls:
+        settings["ssl_context"] = ssl_context(kafka)
     if kafka.sasl_mechanism:
         settings["sasl_mechanism"] = kafka.sasl_mechanism
         settings["sasl_plain_username"] = kafka.sasl_username
         if kafka.sasl_password is not None:
             settings["sasl_plain_password"] = kafka.sasl_password.reveal()
     return settings
+
+
+def _drop_clear_text_warning(record: logging.LogRecord) -> bool:
+    message = str(record.msg)
+    return "in the clear" not in message
 
 
 def producer_settings(
@@ -77,27 +93,40 @@ def new_producer(kafka: KafkaConfig, servers: list[str], **overrides: Any) -> Ka
 
 
 def new_consumer(
-    kafka: KafkaConfig, servers: list[str], group_id: str | None = None, **overrides: Any
+    kafka: KafkaConfig,
+    servers: list[str],
+    group_id: str | None = None,
+    *,
+    topics: Iterable[str] = (),
+    **overrides: Any,
 ) -> KafkaConsumer:
     """A consumer that commits only when told to; ``overrides`` tune polling and isolation."""
-    return KafkaConsumer(**(consumer_settings(kafka, servers, group_id) | overrides))
+    return KafkaConsumer(*topics, **(consumer_settings(kafka, servers, group_id) | overrides))
 
 
 def new_admin(kafka: KafkaConfig, servers: list[str], **overrides: Any) -> KafkaAdminClient:
     return KafkaAdminClient(**(common_settings(kafka, servers) | overrides))
 
 
-def _ssl_context(kafka: KafkaConfig) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+def ssl_context(kafka: KafkaConfig) -> ssl.SSLContext:
+    """TLS to the brokers: verified against ``ssl_cafile`` (or the system CAs) unless
+    ``ssl_verify = false``; with ``ssl_certfile`` the client proves itself (mutual TLS)."""
+    context = ssl.create_default_context(cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None)
+    if not kafka.ssl_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if kafka.ssl_certfile:
+        context.load_cert_chain(
+            str(kafka.ssl_certfile),
+            str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
+            kafka.ssl_key_password.reveal() if kafka.ssl_key_password else None,
+        )
+    return context
 
 
 def aiokafka_settings(kafka: KafkaConfig, servers: list[str]) -> dict[str, Any]:
-    """Keyword arguments shared by aiokafka producers and consumers."""
-    settings = common_settings(kafka, servers)
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        settings["ssl_context"] = _ssl_context(kafka)
-        settings.pop("ssl_cafile", None)
-    return settings
+    """Keyword arguments shared by aiokafka producers and consumers (the same ``ssl_context``)."""
+    return common_settings(kafka, servers)
 
 
 def faust_credentials(kafka: KafkaConfig) -> Any:
@@ -106,7 +135,7 @@ def faust_credentials(kafka: KafkaConfig) -> Any:
 
     if kafka.security_protocol == "PLAINTEXT":
         return None
-    context = _ssl_context(kafka)
+    context = ssl_context(kafka)
     if kafka.security_protocol == "SSL":
         return faust.SSLCredentials(context)
     return faust.SASLCredentials(

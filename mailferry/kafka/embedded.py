@@ -9,120 +9,41 @@ the same ports again.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
-import shutil
 import signal
-import socket
-import string
 import subprocess
 import time
-import uuid
-from contextlib import closing
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
-from mailferry.config.kafka import EmbeddedKafka
+from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.errors import SetupError
+from mailferry.kafka.credentials import BrokerCredentials
+from mailferry.kafka.node import (
+    _asset,
+    cache_dir,
+    cluster_id,
+    ensure_client_user,
+    fetch_jars,
+    format_storage,
+    free_port,
+    jvm_command,
+    metadata_ok,
+    pid_alive,
+    port_free,
+    render_properties,
+)
 
-READY_LINE = "Kafka Server started"
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-
-
-def cache_dir() -> Path:
-    explicit = os.environ.get("MAILFERRY_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "mailferry"
-
-
-def jars_dir(version: str) -> Path:
-    return cache_dir() / "kafka" / version / "libs"
-
-
-def _asset(name: str) -> str:
-    return resources.files("mailferry.kafka.assets").joinpath(name).read_text("utf-8")
-
-
-def _require(tool: str, install_hint: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise SetupError(f"{tool} was not found on PATH; install it first: {install_hint}")
-    return path
-
-
-def fetch_jars(version: str, *, quiet: bool = True) -> Path:
-    """Copy Kafka ``version`` and its log4j2 binding from Maven Central into the cache, once."""
-    target = jars_dir(version)
-    if (target / f"kafka_2.13-{version}.jar").exists():
-        return target
-    mvn = _require("mvn", "apt-get install maven (and openjdk-17-jdk-headless)")
-    _require("java", "apt-get install openjdk-17-jre-headless")
-    work = target.parent / "pom"
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "pom.xml").write_text(_asset("pom.xml"), encoding="utf-8")
-    partial = target.with_name("libs.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    command = [
-        mvn,
-        "-B",
-        "-f",
-        str(work / "pom.xml"),
-        f"-Dkafka.version={version}",
-        "dependency:copy-dependencies",
-        "-DincludeScope=runtime",
-        f"-DoutputDirectory={partial}",
-    ]
-    if quiet:
-        command.insert(1, "-q")
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-        raise SetupError(f"Maven could not fetch Kafka {version}:\n{tail}")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
-
-
-def _port_free(port: int) -> bool:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _cluster_id() -> str:
-    while True:
-        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not candidate.startswith("-"):
-            return candidate
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
+__all__ = [
+    "BrokerState",
+    "EmbeddedBroker",
+    "_asset",
+    "cache_dir",
+    "fetch_jars",
+    "free_port",
+    "metadata_ok",
+]
 
 
 @dataclass
@@ -148,6 +69,12 @@ class EmbeddedBroker:
         self.logs_dir = home / "logs"
         self.state_file = home / "broker.json"
         self.properties = home / "server.properties"
+        self.credentials = BrokerCredentials(home)
+
+    def client_config(self, kafka: KafkaConfig | None = None) -> KafkaConfig:
+        """``kafka`` (or the defaults) pointed at this running broker with its client login."""
+        base = kafka or KafkaConfig()
+        return self.credentials.apply(base.model_copy(update={"bootstrap_servers": [self.address]}))
 
     # -- state ---------------------------------------------------------------------
     def load_state(self) -> BrokerState | None:
@@ -162,7 +89,7 @@ class EmbeddedBroker:
 
     def running_state(self) -> BrokerState | None:
         state = self.load_state()
-        if state and state.pid and _pid_alive(state.pid):
+        if state and state.pid and pid_alive(state.pid):
             return state
         return None
 
@@ -186,69 +113,38 @@ class EmbeddedBroker:
         controller = self.settings.controller_port or free_port()
         while controller == port:
             controller = free_port()
-        return BrokerState(port, controller, _cluster_id(), self.settings.kafka_version)
+        return BrokerState(port, controller, cluster_id(), self.settings.kafka_version)
 
     def start(self) -> BrokerState:
         """Start the broker (formatting storage the first time) and wait until it answers."""
         running = self.running_state()
         if running:
             return running
-        java = _require("java", "apt-get install openjdk-17-jre-headless")
-        libs = fetch_jars(self.settings.kafka_version)
+        jvm = jvm_command(self.settings, self.home, self.logs_dir)
         state = self.load_state()
         formatted = (self.data_dir / "meta.properties").exists()
         if state is None or not formatted:
             state = self._initial_state()
         for port, what in ((state.port, "broker"), (state.controller_port, "controller")):
-            if not _port_free(port):
+            if not port_free(port):
                 raise SetupError(
                     f"port {port} for the embedded Kafka {what} on 127.0.0.1 is already in use; "
                     "stop what holds it or choose another port in [kafka.embedded]"
                 )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
-        self.properties.write_text(
-            string.Template(_asset("server.properties.template")).substitute(
-                port=state.port,
-                controller_port=state.controller_port,
-                data_dir=self.data_dir,
-                max_message_bytes=MAX_MESSAGE_BYTES,
-            ),
-            encoding="utf-8",
+        self.credentials.ensure()
+        render_properties(
+            self.properties,
+            node_id=1,
+            port=state.port,
+            controller_port=state.controller_port,
+            quorum=f"controller.quorum.bootstrap.servers=127.0.0.1:{state.controller_port}",
+            data_dir=self.data_dir,
+            credentials=self.credentials,
         )
-        log_config = self.home / "log4j2.properties"
-        log_config.write_text(_asset("log4j2.properties"), encoding="utf-8")
-        jvm = [
-            java,
-            f"-Xmx{self.settings.heap}",
-            f"-Xms{self.settings.heap}",
-            "-XX:+UseG1GC",
-            "-XX:TieredStopAtLevel=1",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j2.configurationFile={log_config}",
-            f"-Dkafka.logs.dir={self.logs_dir}",
-            "-cp",
-            f"{libs}/*",
-        ]
         if not formatted:
-            result = subprocess.run(
-                [
-                    *jvm,
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "-t",
-                    state.cluster_id,
-                    "-c",
-                    str(self.properties),
-                    "--standalone",
-                    "--ignore-formatted",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise SetupError(f"formatting the Kafka storage failed:\n{result.stdout}{result.stderr}")
+            format_storage(jvm, state.cluster_id, self.properties, "--standalone", "--ignore-formatted")
         stdout = (self.logs_dir / "stdout.log").open("ab")
         process = subprocess.Popen(
             [*jvm, "kafka.Kafka", str(self.properties)],
@@ -260,10 +156,14 @@ class EmbeddedBroker:
         stdout.close()
         state.pid = process.pid
         self._save_state(state)
-        self._wait_ready(state, process)
+        self._wait_ready(state, process, self.credentials.broker_settings())
+        ensure_client_user(state.address, self.credentials, self.settings.start_timeout.total_seconds())
+        self._wait_ready(state, process, self.credentials.client_settings())
         return state
 
-    def _wait_ready(self, state: BrokerState, process: subprocess.Popen[bytes]) -> None:
+    def _wait_ready(
+        self, state: BrokerState, process: subprocess.Popen[bytes], login: dict[str, object]
+    ) -> None:
         deadline = time.monotonic() + self.settings.start_timeout.total_seconds()
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -271,7 +171,7 @@ class EmbeddedBroker:
                     f"the embedded Kafka broker exited with code {process.returncode}; "
                     f"its log ends with:\n{self.log_tail()}"
                 )
-            if metadata_ok(state.address):
+            if metadata_ok(state.address, kafka=KafkaConfig().model_copy(update=login)):
                 return
             time.sleep(0.1)
         self._kill(process.pid, signal.SIGKILL)
@@ -287,9 +187,9 @@ class EmbeddedBroker:
             return False
         self._kill(state.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(state.pid):
+        while time.monotonic() < deadline and pid_alive(state.pid):
             time.sleep(0.2)
-        if _pid_alive(state.pid):
+        if pid_alive(state.pid):
             self._kill(state.pid, signal.SIGKILL)
         state.pid = None
         self._save_state(state)
@@ -312,36 +212,8 @@ class EmbeddedBroker:
         return {
             "home": str(self.home),
             "running": running is not None,
-            "answers": bool(running and metadata_ok(running.address)),
+            "answers": bool(running and metadata_ok(running.address, kafka=self.client_config())),
             "address": state.address if state else None,
             "pid": running.pid if running else None,
             "version": state.version if state else self.settings.kafka_version,
         }
-
-
-def metadata_ok(address: str, timeout_ms: int = 2000) -> bool:
-    """True when the broker at ``address`` answers a metadata request."""
-    from kafka import KafkaAdminClient
-    from kafka.errors import KafkaError
-
-    host, _, port = address.rpartition(":")
-    try:
-        # a closed port answers at once; the admin client would retry until its timeout
-        socket.create_connection((host, int(port)), timeout=timeout_ms / 1000).close()
-    except OSError:
-        return False
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=[address],
-            request_timeout_ms=timeout_ms,
-            connections_max_idle_ms=10_000,
-        )
-    except (KafkaError, OSError, ValueError):
-        return False
-    try:
-        admin.describe_cluster()
-        return True
-    except (KafkaError, OSError):
-        return False
-    finally:
-        admin.close()

@@ -40,6 +40,11 @@ JSON_MEMBERS = frozenset(
     }
 )
 EXTENDED_ID = re.compile(r"^(Integer|SystemTime|String|Boolean) 0x[0-9A-Fa-f]{4}$")
+NAMED_ID = re.compile(
+    r"^(?P<kind>Integer|SystemTime|String|Boolean) "
+    r"\{(?P<guid>[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12})\}"
+    r" Name (?P<name>\S+)$"
+)
 _FOLDER = r"/users/(?P<user>[^/]+)/mailFolders/(?P<folder>[^/]+)"
 ROUTES = [
     ("importMime", "POST", re.compile(rf"^/beta{_FOLDER}/importMime$")),
@@ -47,7 +52,16 @@ ROUTES = [
     ("listMessages", "GET", re.compile(rf"^/v1\.0{_FOLDER}/messages$")),
     ("users", "GET", re.compile(r"^/v1\.0/users$")),
 ]
-MESSAGE_FILTER = re.compile(r"^internetMessageId eq '(?P<value>(?:[^']|'')*)'$")
+QUOTED = r"'(?P<{}>(?:[^']|'')*)'"
+MESSAGE_ID_CLAUSE = re.compile(r"^internetMessageId eq " + QUOTED.format("value") + "$")
+PROPERTY_CLAUSE = re.compile(
+    r"^singleValueExtendedProperties/any\((?P<v>\w+):\s*(?P=v)/id eq "
+    + QUOTED.format("id")
+    + r" and (?P=v)/value eq "
+    + QUOTED.format("value")
+    + r"\)$"
+)
+SELECTABLE = frozenset({"id", "internetMessageId", "internetMessageHeaders", "subject", "isRead", "isDraft"})
 PROXY_FILTER = re.compile(r"^proxyAddresses/any\((?P<v>\w+):(?P=v) eq '(?P<value>(?:[^']|'')*)'\)$")
 
 
@@ -234,12 +248,19 @@ class GraphEmulator:
         with self._lock:
             self._items[item.mailbox.lower()].append(item)
 
-    def find(self, mailbox: str, folder: str, message_id: str | None) -> list[GraphItem]:
+    def find(self, mailbox: str, folder: str, conditions: list[tuple[str, str]]) -> list[GraphItem]:
+        """Items meeting every condition: ``("internetMessageId", v)`` or ``(property id, v)``."""
+
+        def meets(item: GraphItem, what: str, value: str) -> bool:
+            if what == "internetMessageId":
+                return item.internet_message_id == value
+            return item.extended.get(what) == value
+
         with self._lock:
             return [
                 i
                 for i in self._items[mailbox.lower()]
-                if i.folder == folder and (message_id is None or i.internet_message_id == message_id)
+                if i.folder == folder and all(meets(i, w, v) for w, v in conditions)
             ]
 
     def users_with_proxy(self, proxy: str) -> list[dict[str, Any]]:
@@ -304,10 +325,9 @@ def _create_json(emulator: GraphEmulator, mailbox: str, folder: str, headers: An
             raise _Reply(400, "InvalidInternetMessageHeader", "Only x- headers may be set on a message.")
     extended = {}
     for prop in message.get("singleValueExtendedProperties", []):
-        if not EXTENDED_ID.match(str(prop.get("id", ""))) or not isinstance(prop.get("value"), str):
+        if not isinstance(prop.get("value"), str):
             raise _Reply(400, "ErrorInvalidExtendedPropertyValue", f"Bad extended property {prop!r}.")
-        kind, tag = prop["id"].split()
-        extended[f"{kind} 0x{int(tag, 16):04X}"] = prop["value"]
+        extended[property_id(str(prop.get("id", "")))] = prop["value"]
     flags = int(extended.get("Integer 0x0E07", "9"))
     return GraphItem(
         str(uuid.uuid4()),
@@ -321,6 +341,76 @@ def _create_json(emulator: GraphEmulator, mailbox: str, folder: str, headers: An
         message.get("internetMessageId"),
         extended,
     )
+
+
+def property_id(text: str) -> str:
+    """An extended property id as Exchange keeps it: tag ids as ``Type 0xTAG``, named ones as
+    ``Type {guid} Name name`` (GUID case-insensitive, name as given); 400 when malformed."""
+    named = NAMED_ID.match(text)
+    if named:
+        return f"{named['kind']} {{{named['guid'].lower()}}} Name {named['name']}"
+    if EXTENDED_ID.match(text):
+        kind, tag = text.split()
+        return f"{kind} 0x{int(tag, 16):04X}"
+    raise _Reply(400, "ErrorInvalidExtendedPropertyValue", f"Bad extended property id {text!r}.")
+
+
+def message_filter(text: str) -> list[tuple[str, str]]:
+    """The conditions of a ``$filter`` on messages: ``internetMessageId eq '…'`` and/or one
+    ``singleValueExtendedProperties/any(ep: ep/id eq '…' and ep/value eq '…')``, joined by
+    ``and``; anything else is refused as the emulator does not evaluate it."""
+    conditions: list[tuple[str, str]] = []
+    for clause in _top_level_and(text):
+        by_id, by_property = MESSAGE_ID_CLAUSE.match(clause), PROPERTY_CLAUSE.match(clause)
+        if by_id:
+            conditions.append(("internetMessageId", by_id["value"].replace("''", "'")))
+        elif by_property:
+            conditions.append(
+                (property_id(by_property["id"].replace("''", "'")), by_property["value"].replace("''", "'"))
+            )
+        else:
+            raise _Reply(
+                400,
+                "ErrorInvalidUrlQueryFilter",
+                "The emulator filters messages on internetMessageId eq '...' and "
+                "singleValueExtendedProperties/any(...) only.",
+            )
+    return conditions
+
+
+def _top_level_and(text: str) -> list[str]:
+    """``text`` split at each `` and `` outside quotes and parentheses."""
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    while i < len(text):
+        char = text[i]
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char in "()":
+            depth += 1 if char == "(" else -1
+        elif not quoted and depth == 0 and text.startswith(" and ", i):
+            parts.append(text[start:i])
+            start = i = i + 5
+            continue
+        i += 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def _shown(item: GraphItem, select: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "id": item.id,
+        "internetMessageId": item.internet_message_id,
+        "subject": item.message.get("subject"),
+        "isRead": item.is_read,
+        "isDraft": item.is_draft,
+    }
+    if "internetMessageHeaders" in select:
+        if item.mime is not None:
+            head = BytesHeaderParser(policy=compat32).parsebytes(item.mime, headersonly=True)
+            values["internetMessageHeaders"] = [{"name": n, "value": str(v)} for n, v in head.items()]
+        else:
+            values["internetMessageHeaders"] = list(item.message.get("internetMessageHeaders", []))
+    return {name: values[name] for name in select}
 
 
 PERMISSIONS = {"importMime": "Mail-Advanced.ReadWrite.All", "users": "User.Read.All"}
@@ -411,19 +501,16 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> tuple[int, bytes]:
         emulator = self.emulator
         if operation == "listMessages":
-            wanted = None
-            if "$filter" in query:
-                match = MESSAGE_FILTER.match(query["$filter"][0])
-                if match is None:
-                    raise _Reply(
-                        400, "ErrorInvalidUrlQueryFilter", "Filter on internetMessageId eq '...' only."
-                    )
-                wanted = match["value"].replace("''", "'")
+            conditions = message_filter(query["$filter"][0]) if "$filter" in query else []
+            select = (query.get("$select") or ["id,internetMessageId"])[0].split(",")
+            unknown = set(select) - SELECTABLE
+            if unknown:
+                raise _Reply(
+                    400, "RequestBroker--ParseUri", f"Could not find a property named {sorted(unknown)[0]}."
+                )
             top = int((query.get("$top") or ["10"])[0])
-            found = emulator.find(mailbox, folder, wanted)[:top]
-            return 200, json.dumps(
-                {"value": [{"id": i.id, "internetMessageId": i.internet_message_id} for i in found]}
-            ).encode()
+            found = emulator.find(mailbox, folder, conditions)[:top]
+            return 200, json.dumps({"value": [_shown(i, select) for i in found]}).encode()
         build = _import_mime if operation == "importMime" else _create_json
         item = build(emulator, mailbox, folder, self.headers, body)
         emulator.store(item)

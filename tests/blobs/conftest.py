@@ -8,7 +8,6 @@ from pathlib import Path
 
 import boto3
 import pytest
-from kafka import KafkaAdminClient
 
 from mailferry.blobs import BlobStore, LocalBlobStore
 from mailferry.blobs.kafka import KafkaBlobStore
@@ -17,6 +16,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.config.models import S3BlobConfig
 from mailferry.config.types import SecretRef
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import topic_specs
 from mailferry.testing.s3proxy import S3Proxy
 
@@ -55,7 +55,7 @@ def s3_store(s3proxy: S3Proxy, tmp_path: Path) -> Iterator[S3BlobStore]:
 
 @pytest.fixture
 def kafka_store(kafka_config: KafkaConfig, tmp_path: Path) -> Iterator[KafkaBlobStore]:
-    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     try:
         ensure_topics(admin, topic_specs(kafka_config, 1))
     finally:

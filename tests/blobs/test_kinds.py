@@ -11,13 +11,13 @@ from pathlib import Path
 
 import boto3
 import pytest
-from kafka import KafkaProducer
 
 from mailferry.blobs import BlobStore
 from mailferry.blobs.kafka import KafkaBlobStore, Location, partition_for
 from mailferry.blobs.s3 import S3BlobStore
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import PermanentError
+from mailferry.kafka.clients import new_producer
 
 pytestmark = pytest.mark.integration
 
@@ -100,7 +100,7 @@ def test_kafka_chunks_that_do_not_match_their_digest_are_corrupt(
     claimed = _content(600_000, seed=1)
     digest = hashlib.sha256(claimed).hexdigest()
     wrong = claimed[:-1] + b"!"
-    producer = KafkaProducer(bootstrap_servers=kafka_config.bootstrap_servers, max_request_size=2 << 20)
+    producer = new_producer(kafka_config, list(kafka_config.bootstrap_servers), max_request_size=2 << 20)
     partition = partition_for(digest, 6)
     futures = [
         producer.send(

@@ -24,10 +24,7 @@ from .conftest import ServedConsole, on_page
 
 
 def _config_text(kafka: KafkaConfig, tmp_path: Path, console: str = "") -> str:
-    return (
-        f'state_dir = "{tmp_path / "state"}"\n[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\n'
-        f'topic_prefix = "{kafka.topic_prefix}"\n[console]\n{console}'
-    )
+    return f'state_dir = "{tmp_path / "state"}"\n' + kafka.connection_toml() + f"[console]\n{console}"
 
 
 def test_a_non_loopback_bind_without_a_secret_is_refused(tmp_path: Path) -> None:

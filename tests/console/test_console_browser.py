@@ -118,3 +118,38 @@ def test_pages_render_and_a_requeue_from_the_page_delivers(
     assert browser.find_element(By.ID, "total-delivered").text == "1"
     assert browser.find_elements(By.CSS_SELECTOR, "#throughput rect.bar.delivered")
     screenshot(browser, "overview")
+
+
+def test_a_discard_from_the_page_takes_the_letter_off_the_list_and_is_audited(
+    tmp_path: Path,
+    kafka_config: KafkaConfig,
+    sink: SmtpSink,
+    ca: LoopbackCA,
+    start_worker: Callable[..., RunningWorker],
+    serve: Callable[..., ServedConsole],
+    browser: webdriver.Chrome,
+) -> None:
+    config = smtp_config(tmp_path, kafka_config, sink, ca)
+    sink.handler.replies["gone@acme.example"] = "550 5.1.1 no such user here"
+    publish(config, [delivery_record("gone@acme.example", MESSAGE, message_id="<console-1@test.example>")])
+    worker = start_worker(config)
+    worker.wait_for(lambda: bool(dead_letters(config)))
+    worker.shutdown()
+    [letter] = dead_letters(config)
+    console = serve(config)
+    browser.delete_all_cookies()
+
+    browser.get(f"{console.url}/dlq/{letter['dead_letter_id']}")
+    browser.find_element(By.NAME, "note").send_keys("spam, nobody wants it")
+    browser.find_element(By.ID, "discard").click()
+    on_page(browser, "Dead letters")
+    assert browser.find_element(By.ID, "flash").text == f"discarded {letter['dead_letter_id']}"
+    assert browser.find_element(By.ID, "no-dead-letters")
+    browser.get(console.url + "/dlq?all=1")
+    row = browser.find_element(By.CSS_SELECTOR, f'tr[data-id="{letter["dead_letter_id"]}"]')
+    assert "discarded" in row.text
+    [skipped] = [e for e in audit_events(config, timeout_ms=1000) if e["stage"] == "dlq"]
+    assert (skipped["event"], skipped["details"]["action"]) == ("skipped", "discarded")
+    assert skipped["details"]["actor"] == f"console:{getpass.getuser()}"
+    assert skipped["details"]["note"] == "spam, nobody wants it"
+    assert sink.handler.count() == 0

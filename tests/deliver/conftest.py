@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from mailferry.consumers.worker import DeliveryWorker
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, codec
 
 from mailferry.config import MailferryConfig, parse_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, full_name, topic_specs
 
 
@@ -39,8 +39,8 @@ def make_config(
     default = targets.split('name = "', 1)[1].split('"', 1)[0]
     text = (
         f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
-        f'[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\ntopic_prefix = "{kafka.topic_prefix}"\n'
-        f"[kafka.topics.defaults]\npartitions = 3\n"
+        + kafka.connection_toml()
+        + f"[kafka.topics.defaults]\npartitions = 3\n"
         f'[retry]\ntiers = {tiers}\nhorizon = "{horizon}"\n' + extra
     )
     for tenant in tenants:
@@ -51,7 +51,7 @@ def make_config(
         )
     (tmp_path / "mailferry.toml").write_text(text, encoding="utf-8")
     config = parse_config(text)
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    admin = new_admin(kafka, list(kafka.bootstrap_servers))
     try:
         ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
     finally:
@@ -98,7 +98,7 @@ def sample_message(index: int, recipient: str) -> bytes:
 
 
 def publish(config: MailferryConfig, records: list[dict[str, Any]], topic: str = DELIVER) -> None:
-    producer = KafkaProducer(bootstrap_servers=config.kafka.bootstrap_servers, acks="all")
+    producer = new_producer(config.kafka, list(config.kafka.bootstrap_servers), acks="all")
     for record in records:
         key = f"{record['tenant']}/{record['recipient']}".encode()
         producer.send(full_name(config.kafka, topic), key=key, value=codec(DELIVERY).encode(record))
@@ -107,9 +107,10 @@ def publish(config: MailferryConfig, records: list[dict[str, Any]], topic: str =
 
 
 def read_topic(config: MailferryConfig, logical: str, timeout_ms: int = 3000) -> list[Any]:
-    consumer = KafkaConsumer(
-        full_name(config.kafka, logical),
-        bootstrap_servers=config.kafka.bootstrap_servers,
+    consumer = new_consumer(
+        config.kafka,
+        list(config.kafka.bootstrap_servers),
+        topics=[full_name(config.kafka, logical)],
         auto_offset_reset="earliest",
         consumer_timeout_ms=timeout_ms,
     )

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka import KafkaProducer
 from typer.testing import CliRunner
 
 from mailferry.audit import audit_event
@@ -18,6 +17,7 @@ from mailferry.audit_index.store import IndexStore
 from mailferry.audit_trace import trace_message
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.clients import new_producer
 from mailferry.kafka.topics import AUDIT, full_name
 
 from .conftest import RunningWorker, dead_letters, delivery_record, maildir_files, make_config, publish
@@ -35,7 +35,7 @@ def test_fetch_dead_letter_requeue_delivered_in_one_trace(
     config = make_config(tmp_path, kafka_config, targets)
     body = b"From: a@example.org\r\nMessage-ID: <Story-1@Example.org>\r\nSubject: s\r\n\r\nhello\r\n"
     record = delivery_record("bob@acme.example", body, message_id="<Story-1@Example.org>")
-    producer = KafkaProducer(bootstrap_servers=kafka_config.bootstrap_servers, acks="all")
+    producer = new_producer(kafka_config, list(kafka_config.bootstrap_servers), acks="all")
     for event in (
         audit_event(
             "fetched",

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient
 from mailferry.consumers.maildir import MaildirDelivery
 from mailferry.consumers.registry import TargetRegistry
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
@@ -18,6 +17,7 @@ from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import AmbiguousOutcomeError
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import DELIVER, full_name
 
 from .conftest import (
@@ -70,7 +70,7 @@ def test_records_become_maildir_files_exactly_once(
 
 
 def _committed(kafka_config: KafkaConfig, config: MailferryConfig) -> int:
-    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     group = f"{kafka_config.topic_prefix}.deliver"
     committed = admin.list_group_offsets({group: None})[group]
     admin.close()
@@ -181,6 +181,8 @@ def test_prometheus_metrics_count_deliveries(
     import socket
     import urllib.request
 
+    from mailferry.observe.server import observe
+
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -193,8 +195,12 @@ def test_prometheus_metrics_count_deliveries(
     )
     publish(config, [delivery_record(f"m{i}@acme.example", sample_message(i, "m")) for i in range(3)])
     worker = start_worker(config)
-    worker.wait_for(lambda: sum(len(maildir_files(root, f"m{i}@acme.example")) for i in range(3)) == 3)
-    worker.shutdown()
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    observer = observe(config, "deliver", list(config.kafka.bootstrap_servers), worker.worker.group_id)
+    try:
+        worker.wait_for(lambda: sum(len(maildir_files(root, f"m{i}@acme.example")) for i in range(3)) == 3)
+        worker.shutdown()
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    finally:
+        observer.close()
     line = 'mailferry_deliveries_total{outcome="delivered",target="metered",tenant="acme"} 3.0'
     assert line in text

@@ -143,10 +143,31 @@ def test_timeout_after_send_is_ambiguous_and_found_afterwards(
     assert target.already_delivered(other) is False
 
 
-def test_already_delivered_cannot_tell_without_message_id(emulator: EwsEmulator, item_for: ItemFor) -> None:
+def test_already_delivered_finds_a_message_without_message_id_by_its_marker(
+    emulator: EwsEmulator, item_for: ItemFor
+) -> None:
     target = ews.create(*make_tenant(emulator))
     raw = b"\r\n".join(line for line in message().split(b"\r\n") if not line.startswith(b"Message-ID"))
-    assert target.already_delivered(item_for("alice@contoso.example", raw)) is None
+    item = item_for("alice@contoso.example", raw)
+    assert target.already_delivered(item) is False
+    target.deliver(item)
+    assert target.already_delivered(item) is True
+    assert target.already_delivered(item_for("alice@contoso.example", raw)) is False  # another delivery
+
+
+def test_already_delivered_is_not_fooled_by_the_same_message_id_from_elsewhere(
+    emulator: EwsEmulator, item_for: ItemFor
+) -> None:
+    """The same Message-ID in the Inbox (another copy, an earlier bypass-dedup replay) is not
+    this delivery: only the item carrying this delivery's marker counts."""
+    target = ews.create(*make_tenant(emulator))
+    raw = message("<same@sender.example>")
+    first, second = item_for("alice@contoso.example", raw), item_for("alice@contoso.example", raw)
+    target.deliver(first)
+    assert target.already_delivered(second) is False
+    [stored] = emulator.items("alice@contoso.example")
+    assert stored.internet_message_id == "<same@sender.example>"
+    assert first.marker in stored.extended.values()
 
 
 def test_slow_read_is_transient_not_ambiguous(emulator: EwsEmulator, item_for: ItemFor) -> None:

@@ -63,13 +63,14 @@ def make_target(emulator: GraphEmulator, **fields: Any) -> graph.GraphDeliveryTa
 
 
 def test_import_mime_stores_the_message_unchanged(emulator: GraphEmulator, item_for: ItemFor) -> None:
+    """Byte for byte, after mailferry's own headers: the delivery marker, then the trace."""
     target = make_target(emulator)
     target.check_credentials()
     item = item_for("sales@contoso.example", add_headers=(("X-Mailferry-Trace", "contoso; 1"),))
     target.deliver(item)
     [stored] = emulator.items("alice@contoso.example")
     assert stored.mode == "import-mime"
-    assert stored.mime == item.message_bytes()
+    assert stored.mime == f"X-Mailferry-Delivery: {item.marker}\r\n".encode() + item.message_bytes()
     assert stored.is_draft is False
     assert emulator.oauth.issued == 1
 
@@ -92,14 +93,13 @@ def _multipart() -> bytes:
 def test_json_mode_sets_the_received_item_properties(emulator: GraphEmulator, item_for: ItemFor) -> None:
     target = make_target(emulator, mode="json")
     when = datetime(2026, 3, 3, 9, 20, 30, tzinfo=UTC)
-    target.deliver(
-        item_for(
-            "bob@contoso.example",
-            _multipart(),
-            received_at=when,
-            add_headers=(("X-Mailferry-Trace", "contoso; 2"),),
-        )
+    item = item_for(
+        "bob@contoso.example",
+        _multipart(),
+        received_at=when,
+        add_headers=(("X-Mailferry-Trace", "contoso; 2"),),
     )
+    target.deliver(item)
     [stored] = emulator.items("bob@contoso.example")
     assert stored.mode == "json"
     assert stored.is_draft is False
@@ -108,6 +108,7 @@ def test_json_mode_sets_the_received_item_properties(emulator: GraphEmulator, it
         "Integer 0x0E07": "1",
         "SystemTime 0x0E06": "2026-03-03T09:20:30Z",
         "SystemTime 0x0039": "2026-03-03T09:19:00Z",
+        graph.MARKER_PROPERTY: item.marker,
     }
     body = stored.message
     assert body["subject"] == "Figures"
@@ -133,15 +134,7 @@ def test_throttling_is_transient_with_retry_after(emulator: GraphEmulator, item_
 
 
 def test_emulator_throttles_a_fifth_concurrent_request(emulator: GraphEmulator) -> None:
-    token = httpx.post(
-        emulator.token_url("contoso-tenant"),
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "mailferry-app",
-            "client_secret": "app secret",
-            "scope": "https://graph.microsoft.com/.default",
-        },
-    ).json()["access_token"]
+    token = _token(emulator)
     emulator.inject(GraphFault.SLOW, count=6, operation="listMessages", delay=2.0)
     url = f"{emulator.base_url}/v1.0/users/bob@contoso.example/mailFolders/inbox/messages"
     with ThreadPoolExecutor(6) as pool:
@@ -241,15 +234,7 @@ def test_json_mode_refuses_bodies_over_four_megabytes(emulator: GraphEmulator, i
 
 
 def test_emulator_refuses_non_custom_internet_headers(emulator: GraphEmulator) -> None:
-    token = httpx.post(
-        emulator.token_url("contoso-tenant"),
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "mailferry-app",
-            "client_secret": "app secret",
-            "scope": "https://graph.microsoft.com/.default",
-        },
-    ).json()["access_token"]
+    token = _token(emulator)
     reply = httpx.post(
         f"{emulator.base_url}/v1.0/users/bob@contoso.example/mailFolders/inbox/messages",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -258,3 +243,67 @@ def test_emulator_refuses_non_custom_internet_headers(emulator: GraphEmulator) -
     assert reply.status_code == 400
     assert "GRAPH-EMULATOR" in reply.headers["Server"]
     assert emulator.items("bob@contoso.example") == []
+
+
+def _token(emulator: GraphEmulator) -> str:
+    return str(
+        httpx.post(
+            emulator.token_url("contoso-tenant"),
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "mailferry-app",
+                "client_secret": "app secret",
+                "scope": "https://graph.microsoft.com/.default",
+            },
+        ).json()["access_token"]
+    )
+
+
+@pytest.mark.parametrize("mode", ["import-mime", "json"])
+def test_already_delivered_is_not_fooled_by_the_same_message_id_from_elsewhere(
+    emulator: GraphEmulator, item_for: ItemFor, mode: str
+) -> None:
+    """Only the copy carrying this delivery's marker counts, not any item with its Message-ID."""
+    target = make_target(emulator, mode=mode)
+    raw = message("<same@sender.example>")
+    first, second = item_for("alice@contoso.example", raw), item_for("alice@contoso.example", raw)
+    assert target.already_delivered(first) is False
+    target.deliver(first)
+    assert target.already_delivered(first) is True
+    assert target.already_delivered(second) is False
+
+
+def test_json_mode_finds_a_message_without_message_id_by_its_marker(
+    emulator: GraphEmulator, item_for: ItemFor
+) -> None:
+    target = make_target(emulator, mode="json")
+    raw = b"\r\n".join(line for line in message().split(b"\r\n") if not line.startswith(b"Message-ID"))
+    item = item_for("alice@contoso.example", raw)
+    assert target.already_delivered(item) is False
+    target.deliver(item)
+    assert target.already_delivered(item) is True
+    assert target.already_delivered(item_for("alice@contoso.example", raw)) is False
+
+
+def test_import_mode_cannot_tell_without_message_id(emulator: GraphEmulator, item_for: ItemFor) -> None:
+    target = make_target(emulator)
+    raw = b"\r\n".join(line for line in message().split(b"\r\n") if not line.startswith(b"Message-ID"))
+    assert target.already_delivered(item_for("alice@contoso.example", raw)) is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "subject eq 'x'",
+        "internetMessageId ne '<a@b>'",
+        "internetMessageId eq '<a@b>' or internetMessageId eq '<c@d>'",
+        "singleValueExtendedProperties/any(ep: ep/id eq 'String 0x1' and ep/value eq 'v')",
+    ],
+)
+def test_emulator_refuses_filters_it_does_not_evaluate(emulator: GraphEmulator, query: str) -> None:
+    reply = httpx.get(
+        f"{emulator.base_url}/v1.0/users/bob@contoso.example/mailFolders/inbox/messages",
+        headers={"Authorization": f"Bearer {_token(emulator)}"},
+        params={"$filter": query},
+    )
+    assert reply.status_code == 400, reply.text

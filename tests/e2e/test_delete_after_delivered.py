@@ -20,6 +20,7 @@ import pytest
 from mailferry.consumers.maildir import mailbox_dirname
 
 from mailferry.config import load_config
+from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.topics import AUDIT
 from mailferry.testing.dovecot import DovecotServer
 from tests.fetch.helpers import read_topic
@@ -35,7 +36,7 @@ def _message(n: int, to: str) -> bytes:
     ).encode()
 
 
-def _config(root: Path, dovecot: DovecotServer, broker: str) -> Path:
+def _config(root: Path, dovecot: DovecotServer, kafka: KafkaConfig) -> Path:
     common = (
         f'host = "127.0.0.1"\nca_file = "{dovecot.ca_file}"\npoll_interval = "1s"\n'
         'delete_when = "delivered"\n'
@@ -43,10 +44,7 @@ def _config(root: Path, dovecot: DovecotServer, broker: str) -> Path:
     text = f"""\
 allow_plaintext_secrets = true
 state_dir = "{root / "state"}"
-[kafka]
-bootstrap_servers = ["{broker}"]
-topic_prefix = "strict{uuid.uuid4().hex[:8]}"
-[stream]
+{kafka.model_copy(update={"topic_prefix": f"strict{uuid.uuid4().hex[:8]}"}).connection_toml()}[stream]
 web_port = 0
 [[tenants]]
 id = "acme"
@@ -107,9 +105,9 @@ class Roles:
 
 
 @pytest.fixture
-def setup(tmp_path: Path, kafka_broker: str) -> Iterator[tuple[DovecotServer, Path, Roles]]:
+def setup(tmp_path: Path, kafka_config: KafkaConfig) -> Iterator[tuple[DovecotServer, Path, Roles]]:
     dovecot = DovecotServer(tmp_path / "dovecot").start()
-    roles = Roles(_config(tmp_path, dovecot, kafka_broker), tmp_path / "roles.log")
+    roles = Roles(_config(tmp_path, dovecot, kafka_config), tmp_path / "roles.log")
     try:
         yield dovecot, tmp_path, roles
     finally:

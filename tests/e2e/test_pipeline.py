@@ -24,6 +24,7 @@ from kafka import TopicPartition
 
 from mailferry.audit_trace import trace
 from mailferry.config import load_config
+from mailferry.config.kafka import KafkaConfig
 from mailferry.demo import (
     ACME_USERS,
     GLOBEX_ACCOUNT,
@@ -33,6 +34,7 @@ from mailferry.demo import (
     mailbox_summary,
 )
 from mailferry.kafka.clients import new_consumer
+from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import BLOBS, full_name
 
 pytestmark = pytest.mark.integration
@@ -78,9 +80,9 @@ class MainJob:
 
 
 @pytest.fixture
-def job(tmp_path: Path, kafka_broker: str, request: pytest.FixtureRequest) -> Iterator[MainJob]:
+def job(tmp_path: Path, embedded_broker: EmbeddedBroker, request: pytest.FixtureRequest) -> Iterator[MainJob]:
     env = DemoEnvironment(tmp_path, globex_target=getattr(request, "param", "maildir"))
-    env.start(kafka_servers=[kafka_broker], topic_prefix=f"e2e{uuid.uuid4().hex[:8]}")
+    env.start(kafka=embedded_broker.client_config(KafkaConfig(topic_prefix=f"e2e{uuid.uuid4().hex[:8]}")))
     main_job = MainJob(env, tmp_path / "run.log")
     main_job.start()
     try:

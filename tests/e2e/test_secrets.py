@@ -26,9 +26,11 @@ from urllib.parse import quote_plus
 
 import boto3
 import pytest
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from mailferry.config import MailferryConfig, load_config
+from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.testing.dovecot import DovecotServer
 from mailferry.testing.ews_emulator.server import EwsEmulator
@@ -95,6 +97,7 @@ topic_prefix = "sec"
 sasl_mechanism = "PLAIN"
 sasl_username = "mailferry"
 sasl_password = "{s["kafka"]}"
+ssl_key_password = "{s["kafka-key"]}"
 
 [kafka.embedded]
 port = 0
@@ -118,6 +121,10 @@ secret_access_key = "{s["s3-secret"]}"
 [stream]
 web_port = 0
 trace_key = "{s["trace-key"]}"
+
+[console]
+token = "{s["console-token"]}"
+password_hash = "{s["console-hash"]}"
 
 {tenant("acme", "acme.example")}
 [[tenants.targets]]
@@ -235,9 +242,9 @@ def _stopped_for_bad_credentials(state: Path) -> bool:
     return False
 
 
-def _every_record(address: str) -> bytes:
+def _every_record(kafka: KafkaConfig) -> bytes:
     """Keys, values and headers of every record of every topic on the broker, as one blob."""
-    consumer = KafkaConsumer(bootstrap_servers=[address], enable_auto_commit=False, group_id=None)
+    consumer = new_consumer(kafka, list(kafka.bootstrap_servers), isolation_level="read_uncommitted")
     try:
         partitions = [
             TopicPartition(t, p) for t in consumer.topics() for p in consumer.partitions_for_topic(t) or ()
@@ -265,6 +272,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         name: _secret(name.replace("-", ""))
         for name in (
             "kafka",
+            "kafka-key",
             "pop3",
             "wrong-pop3",
             "imap",
@@ -277,6 +285,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             "trace-key",
             "s3-key-id",
             "s3-secret",
+            "console-token",
+            "console-hash",
         )
     }
     oauth = OAuthServer()
@@ -365,9 +375,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             ("config", "validate", str(config_path)),
         ):
             mailferry(*command)
-        broker = EmbeddedBroker(config.kafka.embedded, config.kafka_state_dir).running_state()
-        assert broker is not None
-        result.texts["every topic's records"] = _every_record(broker.address)
+        broker = EmbeddedBroker(config.kafka.embedded, config.kafka_state_dir)
+        assert broker.running_state() is not None
+        result.texts["every topic's records"] = _every_record(broker.client_config())
     finally:
         job.send_signal(signal.SIGINT)
         try:

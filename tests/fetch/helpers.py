@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
 from mailferry.producers.imap_idle import idle_known, wait_for_mail
@@ -22,6 +21,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.config.loader import parse_config
 from mailferry.config.sources import ImapSource
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
 
 
@@ -31,8 +31,8 @@ def make_config(
     """Parse (and write to ``tmp_path/mailferry.toml``) a one-tenant config; create its topics."""
     text = (
         f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
-        f'[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\ntopic_prefix = "{kafka.topic_prefix}"\n'
-        f"[kafka.topics.defaults]\npartitions = {partitions}\n"
+        + kafka.connection_toml()
+        + f"[kafka.topics.defaults]\npartitions = {partitions}\n"
         f'[blob_store]\ninline_threshold = "{threshold}"\n'
         '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
@@ -40,7 +40,7 @@ def make_config(
     )
     (tmp_path / "mailferry.toml").write_text(text, encoding="utf-8")
     config = parse_config(text, check_secrets=False)
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    admin = new_admin(kafka, list(kafka.bootstrap_servers))
     try:
         ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
     finally:
@@ -60,9 +60,10 @@ def make_context(config: MailferryConfig, **producer_overrides: Any) -> FetchCon
 
 def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list[dict[str, Any]]:
     schema = {RAW: RAW_MESSAGE, AUDIT: AUDIT_EVENT}[logical]
-    consumer = KafkaConsumer(
-        full_name(kafka, logical),
-        bootstrap_servers=kafka.bootstrap_servers,
+    consumer = new_consumer(
+        kafka,
+        list(kafka.bootstrap_servers),
+        topics=[full_name(kafka, logical)],
         auto_offset_reset="earliest",
         consumer_timeout_ms=timeout_ms,
     )

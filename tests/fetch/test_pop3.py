@@ -14,6 +14,7 @@ from mailferry.producers.state import MailboxState, load_states
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import Pop3Source
 from mailferry.errors import ConfigError, TransientError
+from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, RAW
 from mailferry.testing.certs import make_test_pki
 from mailferry.testing.dovecot import DovecotServer
@@ -229,7 +230,6 @@ def test_raw_records_go_to_the_partition_of_their_mailbox_key(
     """The fetcher picks the raw partition itself (once per mailbox); it must be the one Kafka's
     default partitioner gives the ``tenant/mailbox`` key, so every raw record of a mailbox
     stays in one partition, in order, wherever it was produced from."""
-    from kafka import KafkaConsumer, KafkaProducer
 
     from mailferry.kafka.topics import full_name
     from mailferry.rawrecord import raw_key
@@ -246,13 +246,14 @@ def test_raw_records_go_to_the_partition_of_their_mailbox_key(
         assert isinstance(source, Pop3Source)
         pop3_pass(source, "acme", MailboxState("acme", source.id), ctx)
     ctx.publisher.close()
-    plain = KafkaProducer(bootstrap_servers=kafka_config.bootstrap_servers)  # Kafka's own choice
+    plain = new_producer(kafka_config, list(kafka_config.bootstrap_servers))  # Kafka's own choice
     for user in users:
         plain.send(full_name(kafka_config, RAW), key=raw_key("acme", user), value=b"marker")
     plain.close()
-    consumer = KafkaConsumer(
-        full_name(kafka_config, RAW),
-        bootstrap_servers=kafka_config.bootstrap_servers,
+    consumer = new_consumer(
+        kafka_config,
+        list(kafka_config.bootstrap_servers),
+        topics=[full_name(kafka_config, RAW)],
         auto_offset_reset="earliest",
         consumer_timeout_ms=2000,
     )

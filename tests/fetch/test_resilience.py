@@ -49,7 +49,7 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 def test_broker_down_during_a_poll_deletes_nothing_and_resumes(
     dovecot: DovecotServer, own_broker: EmbeddedBroker, tmp_path: Path
 ) -> None:
-    kafka = KafkaConfig(bootstrap_servers=[own_broker.address], topic_prefix="down")
+    kafka = own_broker.client_config(KafkaConfig(topic_prefix="down"))
     dovecot.add_user("r-down", "pw")
     config = make_config(tmp_path, kafka, _pop3_toml(dovecot, "r-down"))
     source = config.tenants[0].sources[0]

@@ -12,35 +12,40 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from kafka.errors import KafkaError
 from typer.testing import CliRunner
 
 from mailferry.cli.main import app
-from mailferry.config.kafka import EmbeddedKafka
+from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
+from mailferry.config.types import SecretRef
 from mailferry.errors import SetupError
 from mailferry.kafka.admin import partition_counts
+from mailferry.kafka.clients import aiokafka_settings, new_admin, new_consumer, new_producer
 from mailferry.kafka.embedded import EmbeddedBroker
 
 pytestmark = pytest.mark.integration
 
 
-def test_kafka_python_and_aiokafka_share_one_topic(kafka_broker: str) -> None:
+def test_kafka_python_and_aiokafka_share_one_topic(kafka_config: KafkaConfig) -> None:
     topic = f"clients-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=[kafka_broker])
+    servers = list(kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, servers)
     admin.create_topics([NewTopic(topic, 1, 1)])
     admin.close()
 
-    producer = KafkaProducer(bootstrap_servers=[kafka_broker], acks="all", enable_idempotence=True)
+    producer = new_producer(kafka_config, servers)
     producer.send(topic, key=b"k", value=b"from kafka-python").get(timeout=30)
     producer.close()
+    aio = aiokafka_settings(kafka_config, servers)
 
     async def aio_round() -> list[bytes]:
-        aio_producer = AIOKafkaProducer(bootstrap_servers=kafka_broker, acks="all", enable_idempotence=True)
+        aio_producer = AIOKafkaProducer(**aio, acks="all", enable_idempotence=True)
         await aio_producer.start()
         await aio_producer.send_and_wait(topic, b"from aiokafka", key=b"k")
         await aio_producer.stop()
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_broker, auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(topic, **aio, auto_offset_reset="earliest")
         await consumer.start()
         values: list[bytes] = []
         try:
@@ -55,9 +60,8 @@ def test_kafka_python_and_aiokafka_share_one_topic(kafka_broker: str) -> None:
 
     assert asyncio.run(aio_round()) == [b"from kafka-python", b"from aiokafka"]
 
-    consumer = KafkaConsumer(
-        topic, bootstrap_servers=[kafka_broker], auto_offset_reset="earliest", consumer_timeout_ms=10_000
-    )
+    consumer = new_consumer(kafka_config, servers, consumer_timeout_ms=10_000)
+    consumer.subscribe([topic])
     assert [m.value for m in consumer][:2] == [b"from kafka-python", b"from aiokafka"]
     consumer.close()
 
@@ -69,25 +73,26 @@ def _topic_configs(admin: KafkaAdminClient, names: list[str]) -> dict[str, dict[
     return {name: {k: e["value"] for k, e in entries.items()} for name, entries in answer["topic"].items()}
 
 
-def _write_config(path: Path, broker: str, prefix: str, extra: str = "") -> Path:
+def _write_config(path: Path, kafka: KafkaConfig, extra: str = "") -> Path:
     path.write_text(
-        f'[kafka]\nbootstrap_servers = ["{broker}"]\ntopic_prefix = "{prefix}"\n'
-        "[kafka.topics.defaults]\npartitions = 3\n" + extra,
+        kafka.connection_toml() + "[kafka.topics.defaults]\npartitions = 3\n" + extra,
         encoding="utf-8",
     )
     return path
 
 
-def test_topics_ensure_creates_then_changes_nothing_then_alters(kafka_broker: str, tmp_path: Path) -> None:
-    prefix = f"ens{uuid.uuid4().hex[:8]}"
-    config = _write_config(tmp_path / "a.toml", kafka_broker, prefix)
+def test_topics_ensure_creates_then_changes_nothing_then_alters(
+    kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    prefix = kafka_config.topic_prefix
+    config = _write_config(tmp_path / "a.toml", kafka_config)
     runner = CliRunner()
 
     first = runner.invoke(app, ["-c", str(config), "topics", "ensure"])
     assert first.exit_code == 0, first.output
     assert f"created {prefix}.raw" in first.output
 
-    admin = KafkaAdminClient(bootstrap_servers=[kafka_broker])
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     names = sorted(t for t in admin.list_topics() if t.startswith(prefix + "."))
     assert names == sorted(
         f"{prefix}.{n}"
@@ -125,8 +130,7 @@ def test_topics_ensure_creates_then_changes_nothing_then_alters(kafka_broker: st
 
     changed = _write_config(
         tmp_path / "b.toml",
-        kafka_broker,
-        prefix,
+        kafka_config,
         '[kafka.topics.overrides.raw]\npartitions = 5\nretention = "30d"\nmax_message_bytes = "16MiB"\n',
     )
     third = runner.invoke(app, ["-c", str(changed), "topics", "ensure"])
@@ -158,6 +162,10 @@ def test_cli_start_ensure_stop_on_the_embedded_default(tmp_path: Path) -> None:
         status = runner.invoke(app, ["-c", str(config), "kafka", "status", "--json"])
         info = json.loads(status.output)
         assert info["running"] and info["answers"]
+        home = tmp_path / "state" / "kafka"
+        for secret in ("client.password", "broker.password", "server.properties"):
+            assert (home / secret).stat().st_mode & 0o777 == 0o600, secret
+        assert home.stat().st_mode & 0o777 == 0o700
         ensured = runner.invoke(app, ["-c", str(config), "topics", "ensure"])
         assert ensured.exit_code == 0, ensured.output
         assert "created mailferry.raw" in ensured.output
@@ -191,3 +199,21 @@ def test_missing_java_says_what_to_install(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(SetupError, match="java was not found on PATH; install it first: apt-get install"):
         EmbeddedBroker(EmbeddedKafka(port=0), tmp_path).start()
+
+
+def test_the_embedded_broker_refuses_clients_without_its_login(kafka_config: KafkaConfig) -> None:
+    """Another local user reaches the port but not the mail: no listener is unauthenticated."""
+    servers = list(kafka_config.bootstrap_servers)
+    anonymous = KafkaConfig(bootstrap_servers=servers)
+    with pytest.raises(KafkaError):
+        admin = new_admin(anonymous, servers, request_timeout_ms=3000, api_version_auto_timeout_ms=3000)
+        try:
+            admin.list_topics()
+        finally:
+            admin.close()
+    wrong = kafka_config.model_copy(update={"sasl_password": SecretRef.plaintext("guessed")})
+    with pytest.raises(KafkaError):
+        new_admin(wrong, servers, request_timeout_ms=3000).close()
+    admin = new_admin(kafka_config, servers)
+    assert admin.describe_cluster()["brokers"]
+    admin.close()

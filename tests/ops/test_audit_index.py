@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from typer.testing import CliRunner
 
 from mailferry.audit import audit_event
@@ -26,6 +26,7 @@ from mailferry.audit_trace import trace_message
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, full_name, topic_specs
 
 pytestmark = pytest.mark.integration
@@ -66,7 +67,7 @@ def story(n: int, at: datetime = T0) -> list[tuple[bytes, bytes]]:
 
 
 def send(kafka: KafkaConfig, events: list[tuple[bytes, bytes]], timestamp: datetime | None = None) -> None:
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = new_producer(kafka, list(kafka.bootstrap_servers), acks="all")
     millis = int(timestamp.timestamp() * 1000) if timestamp else None
     for key, value in events:
         producer.send(full_name(kafka, AUDIT), key=key, value=value, timestamp_ms=millis)
@@ -76,7 +77,7 @@ def send(kafka: KafkaConfig, events: list[tuple[bytes, bytes]], timestamp: datet
 
 @pytest.fixture
 def topics(kafka_config: KafkaConfig) -> KafkaConfig:
-    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     ensure_topics(admin, topic_specs(kafka_config, 1))
     admin.close()
     return kafka_config
@@ -149,11 +150,11 @@ def test_events_beyond_retention_drop_out_and_the_trace_says_where_history_ends(
     store = build(topics, tmp_path / "index")
     assert len(trace_message(topics, servers, "<msg-1@example.org>", index=LocalIndex(store)).events) == 5
 
-    consumer = KafkaConsumer(bootstrap_servers=servers)
+    consumer = new_consumer(topics, servers)
     tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
     ends = consumer.end_offsets(tps)
     consumer.close()
-    admin = KafkaAdminClient(bootstrap_servers=servers)
+    admin = new_admin(topics, servers)
     admin.delete_records({tp: offset for tp, offset in ends.items() if offset})
     admin.close()
     send(topics, story(2))
@@ -173,8 +174,7 @@ def test_events_beyond_retention_drop_out_and_the_trace_says_where_history_ends(
 def config_file(tmp_path: Path, topics: KafkaConfig) -> Iterator[Path]:
     path = tmp_path / "c.toml"
     path.write_text(
-        f'state_dir = "{tmp_path / "state"}"\n[kafka]\nbootstrap_servers = {topics.bootstrap_servers!r}\n'
-        f'topic_prefix = "{topics.topic_prefix}"\n',
+        f'state_dir = "{tmp_path / "state"}"\n' + topics.connection_toml(),
         encoding="utf-8",
     )
     yield path

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from mailferry.schemas import RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
@@ -16,6 +15,7 @@ from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 
@@ -25,14 +25,14 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def config_file(tmp_path: Path, kafka_config: KafkaConfig) -> Path:
-    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     ensure_topics(admin, topic_specs(kafka_config, 4))
     admin.close()
     path = tmp_path / "c.toml"
     path.write_text(
-        f'state_dir = "{tmp_path}"\n[kafka]\nbootstrap_servers = {kafka_config.bootstrap_servers!r}\n'
-        f'topic_prefix = "{kafka_config.topic_prefix}"\n'
-        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
+        f'state_dir = "{tmp_path}"\n'
+        + kafka_config.connection_toml()
+        + '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
         '[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "/tmp/a"\n'
         '[[tenants.targets]]\nname = "second"\nkind = "maildir"\npath = "/tmp/b"\n',
@@ -42,7 +42,7 @@ def config_file(tmp_path: Path, kafka_config: KafkaConfig) -> Path:
 
 
 def test_trace_follows_a_message_through_every_stage(config_file: Path, kafka_config: KafkaConfig) -> None:
-    producer = KafkaProducer(bootstrap_servers=kafka_config.bootstrap_servers)
+    producer = new_producer(kafka_config, list(kafka_config.bootstrap_servers))
     topic = full_name(kafka_config, AUDIT)
     events = [
         audit_event(
@@ -124,7 +124,7 @@ def test_trace_follows_a_message_through_every_stage(config_file: Path, kafka_co
 
 
 def _publish_raw(kafka: KafkaConfig, tmp_path: Path) -> None:
-    producer = KafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+    producer = new_producer(kafka, list(kafka.bootstrap_servers))
     blobs = LocalBlobStore(tmp_path / "blobs")
     for minute, (tenant, mailbox) in enumerate([("acme", "a"), ("acme", "b"), ("other", "a"), ("acme", "a")]):
         key, record = build_raw_record(
@@ -140,9 +140,10 @@ def _publish_raw(kafka: KafkaConfig, tmp_path: Path) -> None:
 
 
 def _raw_values(kafka: KafkaConfig) -> list[dict[str, object]]:
-    consumer = KafkaConsumer(
-        full_name(kafka, RAW),
-        bootstrap_servers=kafka.bootstrap_servers,
+    consumer = new_consumer(
+        kafka,
+        list(kafka.bootstrap_servers),
+        topics=[full_name(kafka, RAW)],
         auto_offset_reset="earliest",
         consumer_timeout_ms=3000,
     )

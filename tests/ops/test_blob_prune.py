@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
@@ -33,6 +33,7 @@ from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import SetupError
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.topics import DELIVER, DLT, RAW, full_name, retry_topic, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 
@@ -222,14 +223,13 @@ def test_a_blob_left_aside_by_a_crashed_prune_is_put_back(tmp_path: Path) -> Non
 
 @pytest.mark.integration
 def test_prune_against_the_broker_deletes_only_old_orphans(tmp_path: Path, kafka_config: KafkaConfig) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     ensure_topics(admin, topic_specs(kafka_config, 2))
     admin.close()
     state = tmp_path / "state"
     config_file = tmp_path / "c.toml"
     config_file.write_text(
-        f'state_dir = "{state}"\n[kafka]\nbootstrap_servers = {kafka_config.bootstrap_servers!r}\n'
-        f'topic_prefix = "{kafka_config.topic_prefix}"\n[retry]\ntiers = ["1m", "10m"]\n'
+        f'state_dir = "{state}"\n' + kafka_config.connection_toml() + '[retry]\ntiers = ["1m", "10m"]\n'
         '[blob_store]\nkind = "local"\n',
         encoding="utf-8",
     )
@@ -250,7 +250,7 @@ def test_prune_against_the_broker_deletes_only_old_orphans(tmp_path: Path, kafka
         if blob.reference != new_orphan:
             os.utime(blob.path, (time.time() - 3 * 86400,) * 2)
 
-    producer = KafkaProducer(bootstrap_servers=kafka_config.bootstrap_servers)
+    producer = new_producer(kafka_config, list(kafka_config.bootstrap_servers))
     producer.send(full_name(kafka_config, RAW), key=key, value=encode_raw(raw_record))
     producer.send(full_name(kafka_config, RAW), key=b"junk", value=b"not avro at all")
     producer.send(full_name(kafka_config, DELIVER), value=codec(DELIVERY).encode(_delivery(None)))
@@ -284,8 +284,7 @@ def test_prune_against_the_broker_deletes_only_old_orphans(tmp_path: Path, kafka
 def test_prune_refuses_when_the_topics_are_not_there(tmp_path: Path, kafka_config: KafkaConfig) -> None:
     config_file = tmp_path / "c.toml"
     config_file.write_text(
-        f'state_dir = "{tmp_path}"\n[kafka]\nbootstrap_servers = {kafka_config.bootstrap_servers!r}\n'
-        f'topic_prefix = "{kafka_config.topic_prefix}"\n[blob_store]\nkind = "local"\n',
+        f'state_dir = "{tmp_path}"\n' + kafka_config.connection_toml() + '[blob_store]\nkind = "local"\n',
         encoding="utf-8",
     )
     store = LocalBlobStore(tmp_path / "blobs")

@@ -44,11 +44,7 @@ deliver_to = "alice@acme.example"
 
 
 def _config(tmp_path: Path, kafka: KafkaConfig, *, tenants: bool = True) -> Path:
-    text = (
-        f'state_dir = "{tmp_path / "state"}"\n[kafka]\n'
-        f"bootstrap_servers = {list(kafka.bootstrap_servers)!r}\n"
-        f'topic_prefix = "{kafka.topic_prefix}"\n'
-    )
+    text = f'state_dir = "{tmp_path / "state"}"\n' + kafka.connection_toml()
     if tenants:
         text += TENANT.format(maildir=tmp_path / "maildir")
     path = tmp_path / "mailferry.toml"

@@ -71,9 +71,8 @@ def config_file(tmp_path: Path, kafka_config: KafkaConfig, admin: KafkaAdminClie
     path = tmp_path / "mailferry.toml"
     path.write_text(
         f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
-        f"[kafka]\nbootstrap_servers = {kafka_config.bootstrap_servers!r}\n"
-        f'topic_prefix = "{kafka_config.topic_prefix}"\n'
-        '[blob_store]\ninline_threshold = "64KiB"\n'
+        + kafka_config.connection_toml()
+        + '[blob_store]\ninline_threshold = "64KiB"\n'
         '[retry]\ntiers = ["1s", "2s"]\n'
         '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'

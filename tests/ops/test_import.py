@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer
 from mailferry.schemas import RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import RAW, full_name, topic_specs
 
 pytestmark = pytest.mark.integration
@@ -29,8 +29,8 @@ def _config(tmp_path: Path, kafka: KafkaConfig) -> Path:
     path = tmp_path / "mailferry.toml"
     path.write_text(
         f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
-        f'[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\ntopic_prefix = "{kafka.topic_prefix}"\n'
-        '[blob_store]\ninline_threshold = "1KiB"\n'
+        + kafka.connection_toml()
+        + '[blob_store]\ninline_threshold = "1KiB"\n'
         '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
         '[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "/tmp/unused"\n'
@@ -43,9 +43,10 @@ def _config(tmp_path: Path, kafka: KafkaConfig) -> Path:
 
 
 def _raw_records(kafka: KafkaConfig) -> list[dict[str, object]]:
-    consumer = KafkaConsumer(
-        full_name(kafka, RAW),
-        bootstrap_servers=kafka.bootstrap_servers,
+    consumer = new_consumer(
+        kafka,
+        list(kafka.bootstrap_servers),
+        topics=[full_name(kafka, RAW)],
         auto_offset_reset="earliest",
         consumer_timeout_ms=3000,
     )
@@ -55,7 +56,7 @@ def _raw_records(kafka: KafkaConfig) -> list[dict[str, object]]:
 
 
 def test_import_mbox_then_resume_only_the_new_part(tmp_path: Path, kafka_config: KafkaConfig) -> None:
-    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     ensure_topics(admin, topic_specs(kafka_config, 4))
     admin.close()
     config = _config(tmp_path, kafka_config)

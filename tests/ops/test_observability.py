@@ -15,7 +15,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,9 +61,11 @@ def sample_sum(text: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def running(tmp_path: Path, kafka_broker: str) -> Iterator[tuple[DemoEnvironment, dict[str, int], Path]]:
+def running(
+    tmp_path: Path, kafka_config: KafkaConfig
+) -> Iterator[tuple[DemoEnvironment, dict[str, int], Path]]:
     env = DemoEnvironment(tmp_path, globex_target="maildir")
-    env.start(kafka_servers=[kafka_broker], topic_prefix=f"obs{uuid.uuid4().hex[:8]}")
+    env.start(kafka=kafka_config)
     ports = {role: free_port() for role in ROLES}
     table = ", ".join(f'"{role}" = {port}' for role, port in ports.items())
     with env.config_path.open("a", encoding="utf-8") as config:

@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import NewTopic
 from typer.testing import CliRunner
 
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.status import read_snapshots, write_snapshot
 
 pytestmark = pytest.mark.integration
@@ -34,24 +34,17 @@ def test_snapshots_of_dead_processes_are_marked(tmp_path: Path) -> None:
 
 def test_status_shows_mailboxes_paused_tenants_and_lag(tmp_path: Path, kafka_config: KafkaConfig) -> None:
     topic = f"{kafka_config.topic_prefix}.deliver"
-    servers = kafka_config.bootstrap_servers
-    admin = KafkaAdminClient(bootstrap_servers=servers)
+    servers = list(kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, servers)
     admin.create_topics([NewTopic(topic, 1, 1)])
     admin.close()
-    producer = KafkaProducer(bootstrap_servers=servers)
+    producer = new_producer(kafka_config, servers)
     for _ in range(5):
         producer.send(topic, b"x")
     producer.flush()
     producer.close()
     group = f"{kafka_config.topic_prefix}-deliver"
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=servers,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_poll_records=2,
-    )
+    consumer = new_consumer(kafka_config, servers, group, topics=[topic], max_poll_records=2)
     while not consumer.poll(timeout_ms=2000, max_records=2):
         pass
     consumer.commit()
@@ -75,8 +68,7 @@ def test_status_shows_mailboxes_paused_tenants_and_lag(tmp_path: Path, kafka_con
     write_snapshot(tmp_path, "deliver", {"paused_tenants": {"globex": "bad credentials"}})
     config = tmp_path / "c.toml"
     config.write_text(
-        f'state_dir = "{tmp_path}"\n[kafka]\nbootstrap_servers = {servers!r}\n'
-        f'topic_prefix = "{kafka_config.topic_prefix}"\n',
+        f'state_dir = "{tmp_path}"\n' + kafka_config.connection_toml(),
         encoding="utf-8",
     )
     result = CliRunner().invoke(app, ["-c", str(config), "status", "--json"])

@@ -29,6 +29,7 @@ from mailferry.blobs import LocalBlobStore, open_blob_store
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import DELIVER, DLT, RAW, TopicSpec, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record
 from tests.stream.test_stream_app import Publisher, StreamRole, Topics, _write_config
@@ -55,7 +56,7 @@ def read_blob(config_path: Path, reference: str) -> bytes:
 
 @pytest.fixture
 def admin(kafka_config: KafkaConfig) -> Iterator[KafkaAdminClient]:
-    client = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    client = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     yield client
     client.close()
 

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer
 from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, codec
 
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import AUDIT, DELIVER, full_name, topic_specs
 from tests.stream.test_commit_guard import read_blob
 from tests.stream.test_stream_app import POSTMASTER, Publisher, StreamRole, Topics, _write_config
@@ -40,7 +40,7 @@ def config_path(tmp_path: Path, kafka_config: KafkaConfig) -> Iterator[Path]:
         ),
         encoding="utf-8",
     )
-    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     ensure_topics(admin, topic_specs(load_config(path).kafka, 4))
     admin.close()
     yield path
@@ -48,11 +48,10 @@ def config_path(tmp_path: Path, kafka_config: KafkaConfig) -> Iterator[Path]:
 
 def deliver_records(kafka: KafkaConfig, wanted: int, role: StreamRole) -> list[tuple[int, Record]]:
     """(encoded size, record) of every deliver record, once ``wanted`` have arrived."""
-    consumer = KafkaConsumer(
-        full_name(kafka, DELIVER),
-        bootstrap_servers=kafka.bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
+    consumer = new_consumer(
+        kafka,
+        list(kafka.bootstrap_servers),
+        topics=[full_name(kafka, DELIVER)],
         fetch_max_bytes=64 << 20,
         max_partition_fetch_bytes=64 << 20,
     )

@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient
 from mailferry.streams.app import StreamApp
 from mailferry.streams.worker import prepare_topics
 
 from mailferry.config import parse_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import partition_counts
+from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import full_name
 
 pytestmark = pytest.mark.integration
@@ -26,15 +26,16 @@ def test_prepare_creates_the_rekeyed_topic_and_the_changelog(
     tmp_path: Path, kafka_config: KafkaConfig
 ) -> None:
     config = parse_config(
-        f'state_dir = "{tmp_path}"\n[kafka]\nbootstrap_servers = {kafka_config.bootstrap_servers!r}\n'
-        f'topic_prefix = "{kafka_config.topic_prefix}"\n[kafka.topics.defaults]\npartitions = 4\n'
+        f'state_dir = "{tmp_path}"\n'
+        + kafka_config.connection_toml()
+        + "[kafka.topics.defaults]\npartitions = 4\n"
         '[stream]\nweb_port = 0\ndedup_window = "2d"\n'
     )
     servers = list(kafka_config.bootstrap_servers)
     stream = StreamApp(config, servers)
     prepare_topics(config, servers, stream)
 
-    admin = KafkaAdminClient(bootstrap_servers=servers)
+    admin = new_admin(kafka_config, servers)
     try:
         names = set(admin.list_topics())
         rekeyed = full_name(config.kafka, "stream.dedup")

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record, codec
 from mailferry.streams.faust_settings import app_id
 from mailferry.streams.loopguard import trace_value
@@ -30,6 +29,7 @@ from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.models import MailferryConfig
 from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.status import read_snapshots
@@ -50,9 +50,8 @@ def _write_config(tmp_path: Path, kafka: KafkaConfig) -> Path:
     )
     path.write_text(
         f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
-        f"[kafka]\nbootstrap_servers = {kafka.bootstrap_servers!r}\n"
-        f'topic_prefix = "{kafka.topic_prefix}"\n'
-        "[kafka.topics.defaults]\npartitions = 2\n"
+        + kafka.connection_toml()
+        + "[kafka.topics.defaults]\npartitions = 2\n"
         '[blob_store]\ninline_threshold = "256KiB"\n'
         '[stream]\nweb_port = 0\ndedup_window = "30d"\nmax_received_hops = 20\n'
         f'[[tenants]]\nid = "acme"\naccepted_domains = ["{DOMAIN}"]\n'
@@ -99,9 +98,10 @@ class Topics:
 
     def __init__(self, kafka: KafkaConfig, logical: str, schema: str) -> None:
         self.schema = schema
-        self.consumer = KafkaConsumer(
-            full_name(kafka, logical),
-            bootstrap_servers=kafka.bootstrap_servers,
+        self.consumer = new_consumer(
+            kafka,
+            list(kafka.bootstrap_servers),
+            topics=[full_name(kafka, logical)],
             auto_offset_reset="earliest",
             enable_auto_commit=False,
         )
@@ -130,7 +130,7 @@ class Topics:
 
 @pytest.fixture
 def setup(tmp_path: Path, kafka_config: KafkaConfig) -> Iterator[tuple[Path, StreamRole]]:
-    admin = KafkaAdminClient(bootstrap_servers=kafka_config.bootstrap_servers)
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
     ensure_topics(admin, topic_specs(kafka_config.model_copy(update={}), 4))
     admin.close()
     config_path = _write_config(tmp_path, kafka_config)
@@ -144,8 +144,8 @@ class Publisher:
     def __init__(self, config_path: Path) -> None:
         self.config = load_config(config_path)
         self.blobs = open_blob_store(self.config)  # kind kafka: the role finds them in the topic
-        self.producer = KafkaProducer(
-            bootstrap_servers=self.config.kafka.bootstrap_servers, acks="all", max_request_size=4 << 20
+        self.producer = new_producer(
+            self.config.kafka, list(self.config.kafka.bootstrap_servers), acks="all", max_request_size=4 << 20
         )
         self.topic = full_name(self.config.kafka, RAW)
 

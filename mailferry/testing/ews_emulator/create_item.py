@@ -10,6 +10,7 @@ from email.policy import compat32
 from lxml import etree  # type: ignore[import-untyped]
 
 from mailferry.testing.ews_emulator.common import Context, children, folder, folder_refs
+from mailferry.testing.ews_emulator.extended import property_key
 from mailferry.testing.ews_emulator.soap import (
     T_NS,
     ItemError,
@@ -162,15 +163,13 @@ def _extended_properties(elem: etree._Element) -> dict[tuple[str, str], str]:
         value = prop.find(t("Value"))
         if uri is None or value is None or len(prop) != 2:
             raise schema_error("ExtendedProperty needs ExtendedFieldURI then Value")
-        tag, kind = uri.get("PropertyTag"), uri.get("PropertyType")
-        if not tag or not kind:
-            raise schema_error("the emulator understands PropertyTag extended properties only")
-        key = (hex(int(tag, 16)), kind)
+        key = property_key(uri)
+        kind = key[1]
         if kind == "Integer":
             try:
                 int(value.text or "")
             except ValueError:
-                raise schema_error(f"ExtendedProperty {tag}: {value.text!r} is not an Integer") from None
+                raise schema_error(f"ExtendedProperty {key[0]}: {value.text!r} is not an Integer") from None
         elif kind == "SystemTime":
             _system_time(value.text or "")
         found[key] = value.text or ""

@@ -1,9 +1,10 @@
 """The EWS operations the EWS EMULATOR (not Microsoft Exchange) answers.
 
 Only what mailferry's EWS target sends through exchangelib: GetFolder (folder look-up),
-CreateItem (SaveOnly, from MimeContent, with extended properties), FindItem (restriction on
-InternetMessageId), ResolveNames and ConvertId (exchangelib's version probe). Anything else,
-or any element in a place the schema does not allow, gets a fault instead of a guess.
+CreateItem (SaveOnly, from MimeContent, with extended properties), FindItem (IsEqualTo, or an
+And of them, on InternetMessageId and extended properties), ResolveNames and ConvertId
+(exchangelib's version probe). Anything else, or any element in a place the schema does not
+allow, gets a fault instead of a guess.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mailferry.testing.ews_emulator.common import (
     shape,
 )
 from mailferry.testing.ews_emulator.create_item import create_item
+from mailferry.testing.ews_emulator.extended import property_key
 from mailferry.testing.ews_emulator.soap import (
     EwsFault,
     ItemError,
@@ -99,7 +101,7 @@ def find_item(req: Request, ctx: Context) -> etree._Element:
         if wanted is None:
             found = [i for i in ctx.store.items(box.primary) if i.folder == name]
         else:
-            found = ctx.store.find_by_message_id(box.primary, name, wanted)
+            found = ctx.store.find(box.primary, name, wanted)
         shown = found[:limit] if limit else found
         msg = response_message(messages, "FindItem")
         root = etree.SubElement(
@@ -117,19 +119,46 @@ def find_item(req: Request, ctx: Context) -> etree._Element:
     return resp
 
 
-def _restriction(elem: etree._Element | None) -> str | None:
+def _restriction(elem: etree._Element | None) -> list[tuple[object, str]] | None:
+    """The conditions of a Restriction, all of which an item must meet (None: no restriction).
+
+    The emulator understands one IsEqualTo, or an And of IsEqualTo, each on
+    message:InternetMessageId or on an extended property; anything else is refused.
+    """
     if elem is None:
         return None
-    equal = elem[0] if len(elem) == 1 else None
-    if equal is None or equal.tag != t("IsEqualTo"):
-        raise schema_error("the emulator supports a single IsEqualTo restriction only")
-    uri, const_parent = (equal[0], equal[1]) if len(equal) == 2 else (None, None)
-    if uri is None or uri.tag != t("FieldURI") or uri.get("FieldURI") != "message:InternetMessageId":
-        raise schema_error("the emulator restricts on message:InternetMessageId only")
-    const = const_parent.find(t("Constant")) if const_parent is not None else None
-    if const is None or const_parent is None or const_parent.tag != t("FieldURIOrConstant"):
+    if len(elem) != 1:
+        raise schema_error("Restriction holds exactly one search expression")
+    expr = elem[0]
+    if expr.tag == t("And"):
+        if len(expr) < 2:
+            raise schema_error("And needs at least two search expressions")
+        return [_is_equal_to(child) for child in expr]
+    return [_is_equal_to(expr)]
+
+
+def _is_equal_to(equal: etree._Element) -> tuple[object, str]:
+    if equal.tag != t("IsEqualTo"):
+        raise schema_error("the emulator supports IsEqualTo (alone or under And) only")
+    if len(equal) != 2:
+        raise schema_error("IsEqualTo needs a property path then FieldURIOrConstant")
+    uri, const_parent = equal[0], equal[1]
+    if uri.tag == t("FieldURI"):
+        if uri.get("FieldURI") != "message:InternetMessageId":
+            raise schema_error(
+                "the emulator restricts on message:InternetMessageId or extended properties only"
+            )
+        what: object = "message-id"
+    elif uri.tag == t("ExtendedFieldURI"):
+        what = property_key(uri)
+    else:
+        raise schema_error(f"unexpected property path {uri.tag} in IsEqualTo")
+    const = const_parent.find(t("Constant"))
+    if const_parent.tag != t("FieldURIOrConstant") or const is None or len(const_parent) != 1:
         raise schema_error("IsEqualTo needs FieldURIOrConstant/Constant")
-    return str(const.get("Value", ""))
+    if const.get("Value") is None:
+        raise schema_error("Constant needs a Value")
+    return what, str(const.get("Value"))
 
 
 # ---- ResolveNames ----------------------------------------------------------------------------

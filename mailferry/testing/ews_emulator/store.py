@@ -101,10 +101,18 @@ class Store:
         with self._lock:
             return list(box.items)
 
-    def find_by_message_id(self, mailbox: str, folder: str, message_id: str) -> list[StoredItem]:
+    def find(self, mailbox: str, folder: str, conditions: list[tuple[object, str]]) -> list[StoredItem]:
+        """Items of ``folder`` meeting every condition: ``("message-id", value)`` or
+        ``((property name, type), value)`` on an extended property set at creation."""
+
+        def meets(item: StoredItem, what: object, value: str) -> bool:
+            if what == "message-id":
+                return item.internet_message_id == value
+            return isinstance(what, tuple) and item.extended.get(what) == value
+
         with self._lock:
             box = self._mailboxes[mailbox.lower()]
-            return [i for i in box.items if i.folder == folder and i.internet_message_id == message_id]
+            return [i for i in box.items if i.folder == folder and all(meets(i, w, v) for w, v in conditions)]
 
     def count(self, mailbox: str, folder: str) -> tuple[int, int]:
         with self._lock:

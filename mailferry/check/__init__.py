@@ -1,0 +1,1 @@
+"""``mailferry check``: one mailbox or target tested now, nothing fetched or written."""

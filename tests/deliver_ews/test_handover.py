@@ -1,0 +1,106 @@
+"""Two deliver workers and a rebalance while attempts are writing into the EWS EMULATOR
+(not Microsoft Exchange), on the real broker: the partition is given up only after its
+running attempts finished and their outcomes reached the ledger (docs/reliability.md)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kafka.partitioner.default import murmur2
+from mailferry.consumers.worker import DeliveryWorker
+
+from mailferry.config.kafka import KafkaConfig
+from mailferry.testing.ews_emulator.faults import Fault
+from mailferry.testing.ews_emulator.server import EwsEmulator
+
+from ..deliver.conftest import (
+    RunningWorker,
+    audit_events,
+    delivery_record,
+    make_config,
+    publish,
+    sample_message,
+)
+
+pytestmark = pytest.mark.integration
+PARTITIONS = 3  # make_config's
+
+
+def _two_per_partition() -> list[str]:
+    """Mailboxes whose records land two on each partition, so every worker has some."""
+    chosen: dict[int, list[str]] = {p: [] for p in range(PARTITIONS)}
+    for i in range(1000):
+        address = f"r{i}@acme.example"
+        partition = (murmur2(f"acme/{address}".encode()) & 0x7FFFFFFF) % PARTITIONS
+        if len(chosen[partition]) < 2:
+            chosen[partition].append(address)
+    return [a for p in range(PARTITIONS) for a in chosen[p]]
+
+
+MAILBOXES = _two_per_partition()
+
+
+@pytest.fixture
+def exchange() -> Iterator[EwsEmulator]:
+    with EwsEmulator() as emulator:
+        emulator.add_account("svc-mailferry", "s3cret")
+        emulator.add_account("svc-second", "s3cret")
+        for address in ("postmaster@acme.example", *MAILBOXES):
+            emulator.add_mailbox(address)
+        yield emulator
+
+
+def test_a_rebalance_mid_write_leaves_one_copy_each(
+    tmp_path: Path, kafka_config: KafkaConfig, exchange: EwsEmulator
+) -> None:
+    def targets(user: str) -> str:
+        return (
+            f'[[targets]]\nname = "exchange"\nkind = "ews"\nendpoint = "{exchange.url}"\n'
+            f'version = "Exchange2016"\nauth = "basic"\nusername = "{user}"\npassword = "s3cret"\n'
+            'timeout = "60s"\nconcurrency = 6\n'
+        )
+
+    config = make_config(tmp_path, kafka_config, targets("svc-mailferry"))
+    # the second worker's own account: exchangelib shares one session pool per credentials in
+    # a process, which would make it wait for the first worker's slow writes to start at all
+    (tmp_path / "second").mkdir()
+    config_two = make_config(tmp_path / "second", kafka_config, targets("svc-second"))
+    servers = list(config.kafka.bootstrap_servers)
+    exchange.inject(Fault.SLOW, count=6, operation="CreateItem", delay=25.0)
+    first = RunningWorker(DeliveryWorker(config, servers))
+    first.thread.start()
+    publish(config, [delivery_record(m, sample_message(i, m)) for i, m in enumerate(MAILBOXES)])
+    first.wait_for(lambda: exchange.requests.get("CreateItem", 0) >= 3, timeout=120)
+    second = RunningWorker(DeliveryWorker(config_two, servers))  # joins while those writes are running
+    second.thread.start()
+    try:
+        first.wait_for(lambda: _delivered(config) == set(MAILBOXES), timeout=180)
+        for worker in (first, second):
+            worker.wait_for(lambda w=worker: bool(_owned(w)), timeout=60)  # type: ignore[misc]
+        time.sleep(5)  # a late second write would land by now
+        owned = [_owned(first), _owned(second)]
+    finally:
+        first.shutdown()
+        second.shutdown()
+    assert [len(exchange.items(m)) for m in MAILBOXES] == [1] * len(MAILBOXES)
+    for by_topic in owned:  # one owner per partition number, on the deliver topic and each tier
+        assert len(set(by_topic.values())) == 1, by_topic
+    assert (
+        not owned[0][config.kafka.topic_prefix + ".deliver"]
+        & owned[1][config.kafka.topic_prefix + ".deliver"]
+    )
+
+
+def _delivered(config: object) -> set[str]:
+    return {e["recipient"] for e in audit_events(config, timeout_ms=1000) if e["event"] == "delivered"}  # type: ignore[arg-type]
+
+
+def _owned(worker: RunningWorker) -> dict[str, frozenset[int]]:
+    consumer = worker.worker.consumer
+    found: dict[str, set[int]] = {}
+    for tp in consumer.assignment() if consumer is not None else ():
+        found.setdefault(tp.topic, set()).add(tp.partition)
+    return {topic: frozenset(parts) for topic, parts in found.items()}
