@@ -32,10 +32,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "compare"))
 
 from corpus import build_message
+from kafka.errors import KafkaError
 from mailferry.consumers.maildir import mailbox_dirname
 from sink import SmtpSink
 
-from mailferry.config import load_config
+from mailferry.config import MailferryConfig, load_config
 from mailferry.config.kafka import EmbeddedKafka
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin
@@ -101,7 +102,8 @@ def seed_corpus(
     return expected
 
 
-def config_text(work: Path, bootstrap: str, server: DovecotServer, urls: dict[str, str]) -> str:
+def config_text(work: Path, broker: EmbeddedBroker, server: DovecotServer, urls: dict[str, str]) -> str:
+    login = broker.credentials.client_settings()  # the embedded broker takes SASL/SCRAM clients only
     target_lines = {
         "ews": [
             'kind = "ews"',
@@ -128,7 +130,8 @@ def config_text(work: Path, bootstrap: str, server: DovecotServer, urls: dict[st
         f'state_dir = "{work / "state"}"',
         "",
         "[kafka]",
-        f'bootstrap_servers = ["{bootstrap}"]',
+        f'bootstrap_servers = ["{broker.address}"]',
+        *(f'{key} = "{getattr(value, "reference", value)}"' for key, value in login.items()),
         'topic_prefix = "chaos"',
         "",
         "[retry]",
@@ -265,7 +268,7 @@ def run(args: argparse.Namespace) -> Report:
     work = Path(args.work or tempfile.mkdtemp(prefix="mailferry-chaos-"))
     work.mkdir(parents=True, exist_ok=True)
     broker = EmbeddedBroker(EmbeddedKafka(port=0), work / "kafka")
-    bootstrap = broker.start().address
+    broker.start()
     server = DovecotServer(work / "dovecot").start()
     targets = Targets(work)
     supervisor: Supervisor | None = None
@@ -275,13 +278,9 @@ def run(args: argparse.Namespace) -> Report:
                 server.add_user(user, f"pw-{user}")
         expected = seed_corpus(server, args.messages, args.large, rng)
         config_path = work / "chaos.toml"
-        config_path.write_text(config_text(work, bootstrap, server, targets.start()), encoding="utf-8")
+        config_path.write_text(config_text(work, broker, server, targets.start()), encoding="utf-8")
         config = load_config(config_path)
-        admin = new_admin(config.kafka, [bootstrap])
-        try:
-            ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
-        finally:
-            admin.close()
+        _create_topics(config)
         mailferry = [sys.executable, "-m", "mailferry", "-c", str(config_path)]
         import subprocess
 
@@ -347,6 +346,22 @@ def run(args: argparse.Namespace) -> Report:
         server.remove()
         broker.stop()
         print(f"  work folder (config, role logs): {work}", flush=True)
+
+
+def _create_topics(config: MailferryConfig, attempts: int = 5) -> None:
+    """As ``mailferry run`` does; a broker that just started may not take a client at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            admin = new_admin(config.kafka, list(config.kafka.bootstrap_servers))
+            try:
+                ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
+            finally:
+                admin.close()
+            return
+        except KafkaError:
+            if attempt == attempts:
+                raise
+            time.sleep(3)
 
 
 def _kill(kind: str, supervisor: Supervisor, broker: EmbeddedBroker, rng: random.Random) -> str:
