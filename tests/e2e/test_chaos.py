@@ -1,0 +1,57 @@
+"""The chaos suite, short: ~100 messages through real Dovecot, a real broker, two workers of
+each role and four targets (EWS EMULATOR, GRAPH EMULATOR, aiosmtpd, Maildir) while role
+processes and the broker are ``kill -9``ed. It runs ``benchmarks/chaos.py`` itself, the same
+command as the full suite, and reads its JSON report.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+CHAOS = Path(__file__).resolve().parents[2] / "benchmarks" / "chaos.py"
+KILLS, BROKER_KILLS = 3, 1
+SMTP_CONCURRENCY = 8  # the SMTP target's default: at most this many in flight per killed deliver worker
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("chaos")
+    out = work / "report.json"
+    argv = [sys.executable, str(CHAOS), "--messages", "100", "--large", "2", "--kills", str(KILLS)]
+    argv += ["--broker-kills", str(BROKER_KILLS), "--broker-down", "5", "--gap", "3", "--settle", "8"]
+    argv += ["--timeout", "420", "--work", str(work / "run"), "--json", str(out)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert out.exists(), result.stdout[-4000:] + result.stderr[-4000:]
+    data: dict[str, Any] = json.loads(out.read_text())
+    data["output"] = result.stdout[-3000:]
+    return data
+
+
+@pytest.mark.timeout(660)
+def test_every_fault_fired_and_nothing_is_lost(report: dict[str, Any]) -> None:
+    assert len(report["faults"]) == KILLS + BROKER_KILLS, report["output"]
+    assert {t: v for t, v in report["lost"].items() if v} == {}, report["output"]
+
+
+@pytest.mark.timeout(660)
+@pytest.mark.xfail(
+    reason="issue 12: before write-ahead delivery a kill -9 between the target write and the ledger "
+    "record delivered twice (docs/reliability.md); make strict once chaos.py shows 0 on three runs",
+    strict=False,
+)
+def test_no_duplicate_at_ews_graph_or_maildir(report: dict[str, Any]) -> None:
+    dups = {t: report["duplicated"][t] for t in ("ews", "graph", "maildir") if report["duplicated"][t]}
+    assert dups == {}, report["output"]
+
+
+@pytest.mark.timeout(660)
+def test_smtp_duplicates_stay_under_the_bound(report: dict[str, Any]) -> None:
+    assert len(report["duplicated"]["smtp"]) <= (KILLS + BROKER_KILLS) * SMTP_CONCURRENCY, report["output"]
