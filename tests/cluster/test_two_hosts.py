@@ -30,7 +30,9 @@ from mailferry.testing.dovecot import DovecotServer
 from mailferry.testing.ews_emulator.server import EwsEmulator
 from mailferry.testing.kafka_cluster import KafkaCluster
 
-pytestmark = pytest.mark.integration
+# its own waits add up to 540 s on a loaded machine (cluster start, two batches, a broker restart):
+# the suite-wide 300 s would cut it short before they decide
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 USERS = ("ann@acme.example", "ben@acme.example", "cat@acme.example", "dan@acme.example")
 SERVICE, SERVICE_PASSWORD = "svc-mailferry", "svc-password"
 BATCH = 40
