@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "compare"))
 
 from corpus import build_message
 from kafka.errors import KafkaError
-from mailferry.consumers.maildir import mailbox_dirname
+from mailferry.consumers.targets.maildir import mailbox_dirname
 from sink import SmtpSink
 
 from mailferry.config import MailferryConfig, load_config

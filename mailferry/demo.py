@@ -20,7 +20,7 @@ from typing import Literal
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
-from mailferry.consumers.maildir import mailbox_dirname
+from mailferry.consumers.targets.maildir import mailbox_dirname
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
 from mailferry.schemas import AUDIT_EVENT, codec
