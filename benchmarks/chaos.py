@@ -43,9 +43,9 @@ from mailferry.kafka.clients import new_admin
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import topic_specs
 from mailferry.supervisor import Role, Supervisor
-from mailferry.testing.dovecot import DovecotServer
-from mailferry.testing.ews_emulator.server import EwsEmulator
-from mailferry.testing.graph_emulator import GraphEmulator
+from mailferry_testkit.dovecot import DovecotServer
+from mailferry_testkit.ews_emulator.server import EwsEmulator
+from mailferry_testkit.graph_emulator import GraphEmulator
 
 TARGETS = ("ews", "graph", "smtp", "maildir")
 ROLES = ("fetch", "stream", "deliver")
