@@ -8,8 +8,8 @@ from mailferry.consumers.targets.ews.target import EwsDeliveryTarget
 
 from mailferry.errors import TransientError
 from mailferry.exchange.directory import CachedDirectory, directory_for, exact_match
-from mailferry.testing.ews_emulator.faults import Fault
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit.ews_emulator.faults import Fault
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 from .conftest import make_tenant
 

@@ -3,7 +3,7 @@
 Blob store kind ``s3`` is tested against a real S3-compatible server rather than a mock
 of boto3: s3proxy speaks the S3 REST API (SigV4, multipart upload, copy, listing) and keeps
 the objects as files in a folder. Its jars are fetched with Maven the way the Kafka jars
-are (``python -m mailferry.testing.s3proxy fetch``, run by ``scripts/setup``).
+are (``python -m mailferry_testkit.s3proxy fetch``, run by ``scripts/setup``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
 
 def _pom() -> str:
-    return resources.files("mailferry.testing.s3proxy_assets").joinpath("pom.xml").read_text("utf-8")
+    return resources.files("mailferry_testkit.s3proxy_assets").joinpath("pom.xml").read_text("utf-8")
 
 
 def version() -> str:
     found = ET.fromstring(_pom()).find("m:properties/m:s3proxy.version", _POM_NS)
     if found is None or not found.text:
-        raise SetupError("deploy/s3proxy/pom.xml names no s3proxy.version")
+        raise SetupError("mailferry_testkit/s3proxy_assets/pom.xml names no s3proxy.version")
     return found.text
 
 
@@ -143,5 +143,5 @@ class S3Proxy:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["fetch"]:
-        sys.exit("usage: python -m mailferry.testing.s3proxy fetch")
+        sys.exit("usage: python -m mailferry_testkit.s3proxy fetch")
     print(f"s3proxy {version()} jars in {fetch_jars()}")
