@@ -8,7 +8,6 @@ are (``python -m mailferry_testkit.s3proxy fetch``, run by ``scripts/setup``).
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from types import TracebackType
 
 from mailferry.errors import SetupError
 from mailferry.kafka.embedded import cache_dir, free_port
+from mailferry.maven import JAVA_HINT, copy_dependencies, require_tool
 
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
@@ -46,25 +46,7 @@ def fetch_jars() -> Path:
     target = jars_dir()
     if (target / f"s3proxy-{version()}.jar").exists():
         return target
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise SetupError("mvn was not found on PATH; install it first: apt-get install maven")
-    work = target.parent / "pom"
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "pom.xml").write_text(_pom(), encoding="utf-8")
-    partial = target.with_name("libs.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    command = [
-        mvn, "-q", "-B", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={partial}",
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-        raise SetupError(f"Maven could not fetch s3proxy {version()}:\n{tail}")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
+    return copy_dependencies(_pom(), target, what=f"s3proxy {version()}")
 
 
 class S3Proxy:
@@ -85,9 +67,7 @@ class S3Proxy:
         jars = jars_dir()
         if not (jars / f"s3proxy-{version()}.jar").exists():
             raise SetupError(f"s3proxy jars are not in {jars}: run scripts/setup")
-        java = shutil.which("java")
-        if java is None:
-            raise SetupError("java was not found on PATH: run scripts/setup")
+        java = require_tool("java", JAVA_HINT)
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         properties = self.root / "s3proxy.properties"
