@@ -9,10 +9,13 @@ The topics are ensured first (idempotent), so the role also works on its own, ou
 from __future__ import annotations
 
 import logging
+import os
+import signal
 from typing import Any
 
 import faust
-from mailferry.streams.app import StreamApp
+from mailferry.streams.app import DEDUP_TOPIC, StreamApp
+from mailferry.streams.offset_gaps import refuse_gaps
 from mailferry.streams.router import DirectoryFor, no_directory
 from prometheus_client import REGISTRY
 
@@ -20,7 +23,7 @@ from mailferry.config.models import MailferryConfig
 from mailferry.errors import ConfigError
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin
-from mailferry.kafka.topics import topic_specs
+from mailferry.kafka.topics import RAW, full_name, topic_specs
 from mailferry.observe import health, logs, metrics
 from mailferry.observe.server import Observer, observe
 from mailferry.status import write_snapshot
@@ -53,6 +56,8 @@ def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = 
     config.stream_data_dir.mkdir(parents=True, exist_ok=True)
     stream = StreamApp(config, servers, directory_for=live_directories())
     prepare_topics(config, servers, stream)
+    gapless = {full_name(config.kafka, RAW), full_name(config.kafka, DEDUP_TOPIC)}
+    refuse_gaps(gapless, on_gap=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     def snapshot(state: str) -> None:
         payload: dict[str, Any] = {"state": state, **stream.status()}
