@@ -17,18 +17,19 @@ from mailferry.config import parse_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import partition_counts
 from mailferry.kafka.clients import new_admin
-from mailferry.kafka.topics import full_name
+from mailferry.kafka.topics import RAW, full_name
 
 pytestmark = pytest.mark.integration
 
 
-def test_prepare_creates_the_rekeyed_topic_and_the_changelog(
+def test_prepare_creates_the_changelog_co_partitioned_with_raw(
     tmp_path: Path, kafka_config: KafkaConfig
 ) -> None:
     config = parse_config(
         f'state_dir = "{tmp_path}"\n'
         + kafka_config.connection_toml()
         + "[kafka.topics.defaults]\npartitions = 4\n"
+        + "[kafka.topics.overrides.raw]\npartitions = 3\n"
         '[stream]\nweb_port = 0\ndedup_window = "2d"\n'
     )
     servers = list(kafka_config.bootstrap_servers)
@@ -38,9 +39,10 @@ def test_prepare_creates_the_rekeyed_topic_and_the_changelog(
     admin = new_admin(kafka_config, servers)
     try:
         names = set(admin.list_topics())
-        rekeyed = full_name(config.kafka, "stream.dedup")
+        raw = full_name(config.kafka, RAW)
         changelog = f"{config.kafka.topic_prefix}.{config.stream.app_id}-dedup-changelog"
-        assert {rekeyed, changelog} <= names
-        assert partition_counts(admin, [rekeyed, changelog]) == {rekeyed: 4, changelog: 4}
+        assert {raw, changelog} <= names
+        assert partition_counts(admin, [raw, changelog]) == {raw: 3, changelog: 3}
+        assert full_name(config.kafka, "stream.dedup") not in names  # no re-key hop
     finally:
         admin.close()
