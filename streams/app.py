@@ -93,7 +93,10 @@ class StreamApp:
         directory_for: DirectoryFor = no_directory,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         store: str | None = None,
+        raw_partitions: int | None = None,
     ) -> None:
+        """``raw_partitions``: how many ``raw`` has in Kafka (``worker.raw_partitions``),
+        which the table must match; the configured count when not given."""
         self.config = config
         self.kafka = config.kafka
         self.blobs = open_blob_store(config, servers)
@@ -108,7 +111,7 @@ class StreamApp:
         self._directory_for = directory_for
         # the table is co-partitioned with raw: as many partitions, the same numbers
         settings = topic_settings(self.kafka, RAW)
-        self.partitions = settings.partitions
+        self.partitions = raw_partitions or settings.partitions
         self.replicas = settings.replication_factor
         self.max_bytes = largest_message_bytes(self.kafka)
         smallest = min(
