@@ -48,8 +48,8 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import topic_specs
 from mailferry.supervisor import Role, Supervisor
-from mailferry.testing.dovecot import DovecotServer
-from mailferry.testing.kafka_cluster import REPLICATION
+from mailferry_testkit.dovecot import DovecotServer
+from mailferry_testkit.kafka_cluster import REPLICATION
 
 WORKERS = 2
 REBALANCE_ROLES = ("deliver", "stream")  # a third member joins these groups in turn

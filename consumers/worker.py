@@ -13,45 +13,42 @@ credentials again every ``credential_retry`` until they work.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.errors import (
-    CommitFailedError,
-    IllegalGenerationError,
-    RebalanceInProgressError,
-    UnknownMemberIdError,
-)
-from kafka.structs import OffsetAndMetadata
+from mailferry.consumers.assignment import AssignmentWatch, check_partition_counts, partition_counts
 from mailferry.consumers.attempt import (
     Abandoned,
     OutcomeNotRecordedError,
     Paused,
     Policy,
     Result,
-    Settled,
     attempt,
 )
+from mailferry.consumers.batching import batch_size, cut
+from mailferry.consumers.commits import Committer
 from mailferry.consumers.handover import Handover
+from mailferry.consumers.holds import PartitionHolds
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.offsets import OffsetTracker
 from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
+from mailferry.consumers.pools import TargetPools
 from mailferry.consumers.registry import TargetRegistry
 from mailferry.consumers.retry_policy import DeadLetter, History, due_at
 from mailferry.consumers.subscription import Rebalance, await_topics
+from mailferry.consumers.tenant_guard import TenantGuard
 from mailferry.consumers.tenants import TenantPauses
 from mailferry.schemas.codec import DELIVERY, codec
 
 from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
-from mailferry.errors import ConfigError, MailferryError, PermanentError, TenantError
+from mailferry.errors import MailferryError, PermanentError
 from mailferry.fence import TenantFence
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
@@ -59,11 +56,7 @@ from mailferry.observe import health, metrics
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
-UNASSIGNED_REJOIN_S = 20.0
-COMMIT_EVERY_S = 0.5
 REVOKE_DRAIN_S = 30.0  # how long a revoked partition's running attempts may take to finish
-Done = tuple[Job, str, "Future[Result]"]
-REBALANCING = (CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError)
 
 
 class DeliveryWorker:
@@ -90,15 +83,13 @@ class DeliveryWorker:
         self.fence = TenantFence(config)
         self.blobs = open_blob_store(config, servers)
         self.tracker = OffsetTracker()
+        self.committer = Committer(self.tracker)
         self.pauses = TenantPauses(credential_retry)
-        self._done: queue.Queue[Done] = queue.Queue()
-        self._pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
-        self._running = 0
+        self.pools: TargetPools[tuple[list[Job], str], list[Result]] = TargetPools()
         self._awaiting: deque[tuple[Job, Pending]] = deque()
-        self._tier_waits: dict[TopicPartition, datetime] = {}
+        self.holds = PartitionHolds()
         self._last_status = 0.0
-        self._last_commit = 0.0
-        self._unassigned_since: float | None = None
+        self.watch = AssignmentWatch()
         self._revoked: set[tuple[str, int]] = set()
         self._unsynced: set[int] = set()
         self._abandoning = False
@@ -108,6 +99,7 @@ class DeliveryWorker:
         self.ledger_producer = new_producer(config.kafka, servers, linger_ms=0)
         self.ledger = Ledger(config.kafka, servers, self.ledger_producer)
         self.writer = OutcomeWriter(config, self.producer, self.ledger)
+        self.guard = TenantGuard(self.registry, self.pauses, self.writer)
         self.consumer: KafkaConsumer | None = None
 
     # -- life cycle -------------------------------------------------------------------------
@@ -115,7 +107,8 @@ class DeliveryWorker:
     def run(self, stop: threading.Event, *, until: Any = None) -> None:
         """Deliver until ``stop`` is set (or ``until(worker)`` is true), then finish cleanly."""
         self.ledger.load()
-        self._check_targets_at_start()
+        if self.guard.check_at_start(self.config):
+            self._status(force=True)
         self.consumer = new_consumer(
             self.config.kafka,
             self.servers,
@@ -143,9 +136,7 @@ class DeliveryWorker:
         self.close()
 
     def close(self) -> None:
-        for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
-        self._pools.clear()
+        self.pools.stop(wait=True)
         self.registry.close()
         self.ledger.close()
         self.ledger_producer.close(timeout=10)
@@ -156,84 +147,45 @@ class DeliveryWorker:
             self.consumer = None
 
     def _check_partitions(self) -> None:
-        """Ownership follows the partition: a delivery's records on the deliver topic and on
-        every tier, and its ledger entries, sit on partitions of one number, so the worker
-        owning that number owns the delivery. That needs one partition count for all."""
         assert self.consumer is not None
-        counts = {
-            t: len(self.consumer.partitions_for_topic(t) or ())
-            for t in [self.deliver_topic, *self.tier_topics]
-        }
+        counts = partition_counts(self.consumer, [self.deliver_topic, *self.tier_topics])
         counts[self.ledger.topic] = self.ledger.partitions()
-        if len(set(counts.values())) > 1:
-            found = ", ".join(f"{t}: {n}" for t, n in counts.items())
-            raise ConfigError(
-                "the deliver topic, its retry tiers and the ledger need the same number of "
-                f"partitions ({found}); set them alike under [kafka.topics] and run `mailferry topics ensure`"
-            )
+        check_partition_counts(counts)
 
     def _subscribe(self) -> None:
         assert self.consumer is not None
         self.consumer.subscribe(
             [self.deliver_topic, *self.tier_topics], listener=Rebalance(self.revoked, self.assigned)
         )
-        self._unassigned_since = time.monotonic()
-
-    def _watch_assignment(self) -> None:
-        """Rejoin when no partition arrives for a long time.
-
-        kafka-python 3.0 can finish a rebalance without applying the new assignment when
-        the SyncGroup answer comes after the poll's timeout (seen on a loaded machine): the
-        worker then sits idle until the next metadata refresh, minutes later. Subscribing
-        again forces a fresh join. A deployment with more workers than partitions would
-        rejoin needlessly every ``UNASSIGNED_REJOIN_S``; there are at least 18 partitions.
-        """
-        assert self.consumer is not None
-        if self.consumer.assignment():
-            self._unassigned_since = None
-        elif self._unassigned_since is None:
-            self._unassigned_since = time.monotonic()
-        elif time.monotonic() - self._unassigned_since > UNASSIGNED_REJOIN_S:
-            log.warning("no partitions assigned for %ss: joining the group again", UNASSIGNED_REJOIN_S)
-            self.consumer.unsubscribe()
-            self._subscribe()
-
-    def _check_targets_at_start(self) -> None:
-        for tenant in self.config.tenants:
-            for target in tenant.targets:
-                try:
-                    self.registry.get(tenant.id, target.name).check_credentials()
-                except MailferryError as exc:
-                    if _is_tenant_error(exc):
-                        self._pause(tenant.id, target.name, exc)
-                    else:
-                        log.warning("target %s/%s not usable yet: %s", tenant.id, target.name, exc)
+        self.watch.subscribed()
 
     # -- the loop ---------------------------------------------------------------------------
 
     def _step(self) -> None:
         assert self.consumer is not None
         self._sync_pauses()
-        if self._running >= self.max_in_flight:
+        if self.pools.running >= self.max_in_flight:
             self._collect(block_s=0.2)
         else:
             batch = self.consumer.poll(timeout_ms=500)
             if self._unsynced:  # partitions new to this worker: read what their last owner left
                 self.ledger.sync(self._unsynced)
                 self._unsynced.clear()
+            jobs: list[Job] = []
             for tp, records in batch.items():
                 for record in records:
-                    if not self._take(tp, record):
+                    if not self._take(tp, record, jobs):
                         break
+            self._dispatch(jobs)
             self._collect(block_s=0.0)
-        self._watch_assignment()
+        self.watch.check(self.consumer, self._subscribe)
         self._check_paused_tenants()
         self._commit()
         self._status()
         health.beat()
 
-    def _take(self, tp: TopicPartition, record: Any) -> bool:
-        """Dispatch one record; False when the rest of this partition's batch must wait."""
+    def _take(self, tp: TopicPartition, record: Any, jobs: list[Job]) -> bool:
+        """Add one record to ``jobs``; False when the rest of this partition's records must wait."""
         if record.offset < self.tracker.position(tp.topic, tp.partition):
             return True  # read again after a rebalance gave the partition back: already ours
         headers = list(record.headers or [])
@@ -243,7 +195,7 @@ class DeliveryWorker:
                 assert self.consumer is not None
                 self.consumer.seek(tp, record.offset)
                 self.tracker.rewound(tp.topic, tp.partition, record.offset)
-                self._tier_waits[tp] = due
+                self.holds.wait_until(tp, due)
                 self._sync_pauses()
                 return False
         history = History.from_headers(headers)
@@ -254,75 +206,63 @@ class DeliveryWorker:
             return True
         job = Job(tp.topic, tp.partition, record.offset, record.key, record.value, headers, delivery, history)
         self.tracker.dispatched(tp.topic, tp.partition, record.offset)
-        self._dispatch(job)
+        jobs.append(job)
         return True
 
-    def _dispatch(self, job: Job) -> None:
-        tenant = str(job.delivery["tenant"])
-        try:
-            _tenant, target_name = self.registry.resolve(tenant, job.delivery.get("target") or None)
-            self.fence.check(job.delivery)
-        except PermanentError as exc:
-            self._dead_letter_now(job, exc)
-            return
-        if self.pauses.is_paused(tenant):
-            self.pauses.park(tenant, job, target_name)
-            return
-        key = (tenant, target_name)
-        pool = self._pools.get(key)
-        if pool is None:
+    def _dispatch(self, jobs: list[Job]) -> None:
+        """Hand ``jobs`` to the pools of their targets, in batches per partition and target."""
+        groups: dict[tuple[str, int, str, str], list[Job]] = {}
+        for job in jobs:
+            tenant = str(job.delivery["tenant"])
+            try:
+                _tenant, target_name = self.registry.resolve(tenant, job.delivery.get("target") or None)
+                self.fence.check(job.delivery)
+            except PermanentError as exc:
+                self._dead_letter_now(job, exc)
+                continue
+            if self.pauses.is_paused(tenant):
+                self.pauses.park(tenant, job, target_name)
+                continue
+            groups.setdefault((job.topic, job.partition, tenant, target_name), []).append(job)
+        for (_topic, _partition, tenant, target_name), group in groups.items():
             workers = self.registry.concurrency(tenant, target_name)
-            pool = ThreadPoolExecutor(
-                max_workers=workers, thread_name_prefix=f"deliver-{tenant}-{target_name}"
-            )
-            self._pools[key] = pool
-        future = pool.submit(self._attempt, job, target_name)
-        self._running += 1
-        metrics.IN_FLIGHT.set(self._running)
-        done = self._done
+            limit = batch_size(self.registry.kind(tenant, target_name))
+            for chunk in cut(group, limit, alone=lambda j: j.delivery.get("blob_ref") is not None):
+                work = partial(self._attempt, chunk, target_name)
+                self.pools.submit((tenant, target_name), workers, work, (chunk, target_name), len(chunk))
 
-        def report(finished: Future[Result]) -> None:
-            done.put((job, target_name, finished))
-
-        future.add_done_callback(report)
-
-    def _attempt(self, job: Job, target_name: str) -> Result:
-        part = (job.topic, job.partition)
+    def _attempt(self, jobs: list[Job], target_name: str) -> list[Result]:
+        part = (jobs[0].topic, jobs[0].partition)
         if not self.handover.enter(part):
-            return Abandoned()
+            return [Abandoned()] * len(jobs)
         try:
-            target = self.registry.get(str(job.delivery["tenant"]), target_name)
-            return attempt(job, target, target_name, writer=self.writer, blobs=self.blobs, policy=self.policy)
+            target = self.registry.get(str(jobs[0].delivery["tenant"]), target_name)
+            return attempt(
+                jobs, target, target_name, writer=self.writer, blobs=self.blobs, policy=self.policy
+            )
         finally:
             self.handover.leave(part)
 
     def _collect(self, block_s: float) -> None:
         """Apply finished attempts (main thread only: the consumer is not thread-safe)."""
-        timeout = block_s
-        while True:
-            try:
-                job, target_name, future = (
-                    self._done.get(timeout=timeout) if timeout else self._done.get_nowait()
-                )
-            except queue.Empty:
-                break
-            timeout = 0.0
-            self._running -= 1
-            metrics.IN_FLIGHT.set(self._running)
-            if future.cancelled():  # stopping: never attempted, its offset stays uncommitted
+        again: list[Job] = []
+        for (jobs, target_name), future in self.pools.finished(block_s):
+            if future.cancelled():  # stopping: never attempted, its offsets stay uncommitted
                 continue
-            result = future.result()  # OutcomeNotRecordedError stops the worker, offset uncommitted
-            if isinstance(result, Abandoned):
-                if self.tracker.is_tracked(job.topic, job.partition):  # the partition came back
-                    self._dispatch(job)
-                continue
-            if isinstance(result, Paused):
-                if self.tracker.is_tracked(job.topic, job.partition):
-                    self._pause(str(job.delivery["tenant"]), target_name, result.error)
-                    self.pauses.park(str(job.delivery["tenant"]), job, target_name)
-                continue
-            assert isinstance(result, Settled)
-            self._awaiting.append((job, result.pending))
+            results = future.result()  # OutcomeNotRecordedError stops the worker, offsets uncommitted
+            for job, result in zip(jobs, results, strict=True):
+                tracked = self.tracker.is_tracked(job.topic, job.partition)
+                if isinstance(result, Abandoned):
+                    if tracked:  # the partition came back
+                        again.append(job)
+                elif isinstance(result, Paused):
+                    if tracked:
+                        self._pause(str(job.delivery["tenant"]), target_name, result.error)
+                        self.pauses.park(str(job.delivery["tenant"]), job, target_name)
+                else:
+                    self._awaiting.append((job, result.pending))
+        if again:
+            self._dispatch(again)
         self._settle()
 
     def _settle(self) -> None:
@@ -340,33 +280,12 @@ class DeliveryWorker:
     # -- tenants ----------------------------------------------------------------------------
 
     def _pause(self, tenant: str, target_name: str, error: MailferryError) -> None:
-        if self.pauses.pause(tenant, target_name, error):
-            log.error("tenant %s paused: %s (%s)", tenant, error, error.reason_code)
-            metrics.PAUSED_TENANTS.set(len(self.pauses.paused()))
-            self.writer.tenant_event(
-                "paused", tenant, {"target": target_name, "reason": error.reason_code, "error": str(error)}
-            )
+        if self.guard.pause(tenant, target_name, error):
             self._status(force=True)
 
     def _check_paused_tenants(self) -> None:
-        for tenant, targets in self.pauses.due_checks():
-            failed: MailferryError | None = None
-            for target_name in targets:
-                try:
-                    self.registry.get(tenant, target_name).check_credentials()
-                except MailferryError as exc:
-                    failed = exc
-                    break
-            if failed is not None and _is_tenant_error(failed):
-                self.pauses.checked(tenant, failed)
-                continue
-            parked = self.pauses.resume(tenant)
-            log.warning("tenant %s resumed; %d parked deliveries continue", tenant, len(parked))
-            metrics.PAUSED_TENANTS.set(len(self.pauses.paused()))
-            self.writer.tenant_event("resumed", tenant, {"parked": str(len(parked))})
-            for job, _target in parked:
-                if self.tracker.is_tracked(job.topic, job.partition):
-                    self._dispatch(job)
+        for parked in self.guard.resumed():
+            self._dispatch([job for job, _ in parked if self.tracker.is_tracked(job.topic, job.partition)])
             self._status(force=True)
 
     # -- dead letters outside the pools -----------------------------------------------------
@@ -386,41 +305,12 @@ class DeliveryWorker:
     # -- offsets, pauses, status ------------------------------------------------------------
 
     def _commit(self, *, force: bool = False) -> None:
-        """Commit what is settled, at most every ``COMMIT_EVERY_S``: a synchronous commit per
-        delivery held the loop for a broker round trip each time. Waiting longer only means
-        more records read again after a crash, which the ledger keeps single."""
-        if self.consumer is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_commit < COMMIT_EVERY_S:
-            return
-        self._last_commit = now
-        points = self.tracker.to_commit()
-        if not points:
-            return
-        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in points.items()}
-        try:
-            self.consumer.commit(offsets)
-        except REBALANCING as exc:  # poll returned mid-rebalance; the ledger makes a re-read harmless
-            log.info("commit deferred: %s", exc)
-            return
-        log.debug("committed %s", points)
-        self.tracker.committed(points)
+        if self.consumer is not None:
+            self.committer.commit(self.consumer, force=force)
 
     def _sync_pauses(self) -> None:
         assert self.consumer is not None
-        now = datetime.now(UTC)
-        for tp, due in list(self._tier_waits.items()):
-            if due <= now:
-                del self._tier_waits[tp]
-        assigned = self.consumer.assignment()
-        wanted = {tp for tp in self._tier_waits if tp in assigned}
-        wanted |= {tp for tp in self.pauses.held_partitions() if tp in assigned}
-        paused = set(self.consumer.paused()) & assigned  # kafka's own view, right after a rebalance too
-        if wanted - paused:
-            self.consumer.pause(*(wanted - paused))
-        if paused - wanted:
-            self.consumer.resume(*(paused - wanted))
+        self.holds.sync(self.consumer, self.pauses.held_partitions())
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """A rebalance starts: stop taking work of ``partitions`` and finish what is running.
@@ -461,14 +351,13 @@ class DeliveryWorker:
         self._awaiting = deque((j, p) for j, p in self._awaiting if (j.topic, j.partition) not in lost)
         self.pauses.drop_partitions(lost)
         for topic, partition in lost:
-            self._tier_waits.pop(TopicPartition(topic, partition), None)
+            self.holds.drop(TopicPartition(topic, partition))
 
     def _finish(self) -> None:
         """Clean stop: drop queued attempts, wait for running ones (bounded), commit."""
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)  # queued work is read again next time
+        self.pools.stop(wait=False)  # queued work is read again next time
         deadline = time.monotonic() + 150
-        while self._running > 0 and time.monotonic() < deadline:
+        while self.pools.running > 0 and time.monotonic() < deadline:
             self._collect(block_s=0.5)
         self.producer.flush(timeout=60)
         self._settle()
@@ -482,21 +371,15 @@ class DeliveryWorker:
         self._last_status = now
         payload = {
             "group": self.group_id,
-            "in_flight": self._running,
+            "in_flight": self.pools.running,
             "ledger_entries": len(self.ledger),
             "paused_tenants": self.pauses.snapshot(),
-            "retry_waits": {
-                f"{tp.topic}/{tp.partition}": due.isoformat() for tp, due in self._tier_waits.items()
-            },
+            "retry_waits": self.holds.snapshot(),
         }
         try:
             write_snapshot(self.config.state_dir, "deliver", payload)
         except OSError as exc:
             log.warning("status snapshot not written: %s", exc)
-
-
-def _is_tenant_error(error: BaseException) -> bool:
-    return isinstance(error, TenantError)
 
 
 def _failed_once(history: History, origin: tuple[str, int, int]) -> History:

@@ -7,8 +7,8 @@ hand the agent a record prefetched before it, out of order (faust-streaming issu
 221), which looks the same: the chaos suite lost a raw record that way (``chaos.raw``
 partition 1, offset 21 never routed, offsets 20 and 22 routed, commit 20 -> 23).
 
-The stream's input topics have no such gaps: the fetch role's producer is idempotent, not
-transactional, and neither topic is compacted. For them a gap means a record was skipped,
+The stream's input topic (raw) has no such gaps: its producers are idempotent, not
+transactional, and it is not compacted. There a gap means a record was skipped,
 so it is not counted as processed: the commit stops before it, and the worker is stopped
 (gracefully; it commits only what it did process) so it reads the partition again from
 there when it comes back. Offsets read again are caught by the dedup table and the

@@ -19,7 +19,7 @@ from typing import Protocol
 from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.embedded import EmbeddedBroker
-from mailferry.testing.kafka_cluster import MIN_INSYNC, REPLICATION, KafkaCluster
+from mailferry_testkit.kafka_cluster import MIN_INSYNC, REPLICATION, KafkaCluster
 
 
 class Brokers(Protocol):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mailferry.config.kafka import KafkaConfig
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 
 from .mail import TARGETS, address, domain, users
 from .targets import EWS_ACCOUNT, EWS_PASSWORD, GRAPH_APP, GRAPH_SECRET, GRAPH_TENANT

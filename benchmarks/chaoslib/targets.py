@@ -12,8 +12,8 @@ from pathlib import Path
 from mailferry.consumers.maildir import mailbox_dirname
 from sink import SmtpSink
 
-from mailferry.testing.ews_emulator.server import EwsEmulator
-from mailferry.testing.graph_emulator import GraphEmulator
+from mailferry_testkit.ews_emulator.server import EwsEmulator
+from mailferry_testkit.graph_emulator import GraphEmulator
 
 from .mail import BIG, TARGETS, address, domain, users
 
