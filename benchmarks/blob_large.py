@@ -157,7 +157,7 @@ def main() -> None:
     from mailferry.kafka.clients import new_admin
     from mailferry.kafka.embedded import EmbeddedBroker
     from mailferry.kafka.topics import topic_specs
-    from mailferry.testing.s3proxy import S3Proxy
+    from mailferry_testkit.s3proxy import S3Proxy
 
     kinds = args.kinds.split(",")
     table = Table(title=f"one {args.mb} MB message through each blob store kind (peak RSS per process)")

@@ -53,7 +53,7 @@ def sample(size: int) -> bytes:
 
 def start_emulator(args: argparse.Namespace) -> tuple[subprocess.Popen[str], str]:
     command = [
-        sys.executable, "-m", "mailferry.testing.ews_emulator",
+        sys.executable, "-m", "mailferry_testkit.ews_emulator",
         "--mailboxes", str(args.mailboxes), "--domain", DOMAIN, "--account", f"{USER}:{PASSWORD}",
         "--max-concurrent", str(args.max_concurrent), "--service-time", str(args.service_time),
     ]  # fmt: skip

@@ -128,7 +128,7 @@ def vm_hwm() -> int:
 def run_row(
     path: str, size_mb: float, threshold: int, blobs: LocalBlobStore, count: int = 1
 ) -> dict[str, object]:
-    from mailferry.testing.ews_emulator.server import EwsEmulator
+    from mailferry_testkit.ews_emulator.server import EwsEmulator
 
     ref, size = blobs.put_chunks(message_chunks(int(size_mb * MB)))
     expected = hashlib.sha256(f"{TRACE[0]}: {TRACE[1]}\r\n".encode())

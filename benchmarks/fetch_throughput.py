@@ -58,7 +58,7 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import topic_specs
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 
 PASSWORD = "bench"
 TICKS = os.sysconf("SC_CLK_TCK")

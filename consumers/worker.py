@@ -13,12 +13,11 @@ credentials again every ``credential_retry`` until they work.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
@@ -30,6 +29,7 @@ from kafka.errors import (
     UnknownMemberIdError,
 )
 from kafka.structs import OffsetAndMetadata
+from mailferry.consumers.assignment import AssignmentWatch, check_partition_counts, partition_counts
 from mailferry.consumers.attempt import (
     Abandoned,
     OutcomeNotRecordedError,
@@ -40,18 +40,21 @@ from mailferry.consumers.attempt import (
     attempt,
 )
 from mailferry.consumers.handover import Handover
+from mailferry.consumers.holds import PartitionHolds
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.offsets import OffsetTracker
 from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
+from mailferry.consumers.pools import TargetPools
 from mailferry.consumers.registry import TargetRegistry
 from mailferry.consumers.retry_policy import DeadLetter, History, due_at
 from mailferry.consumers.subscription import Rebalance, await_topics
+from mailferry.consumers.tenant_guard import TenantGuard
 from mailferry.consumers.tenants import TenantPauses
 from mailferry.schemas.codec import DELIVERY, codec
 
 from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
-from mailferry.errors import ConfigError, MailferryError, PermanentError, TenantError
+from mailferry.errors import MailferryError, PermanentError
 from mailferry.fence import TenantFence
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
@@ -59,10 +62,8 @@ from mailferry.observe import health, metrics
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
-UNASSIGNED_REJOIN_S = 20.0
 COMMIT_EVERY_S = 0.5
 REVOKE_DRAIN_S = 30.0  # how long a revoked partition's running attempts may take to finish
-Done = tuple[Job, str, "Future[Result]"]
 REBALANCING = (CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError)
 
 
@@ -91,14 +92,12 @@ class DeliveryWorker:
         self.blobs = open_blob_store(config, servers)
         self.tracker = OffsetTracker()
         self.pauses = TenantPauses(credential_retry)
-        self._done: queue.Queue[Done] = queue.Queue()
-        self._pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
-        self._running = 0
+        self.pools: TargetPools[tuple[Job, str], Result] = TargetPools()
         self._awaiting: deque[tuple[Job, Pending]] = deque()
-        self._tier_waits: dict[TopicPartition, datetime] = {}
+        self.holds = PartitionHolds()
         self._last_status = 0.0
         self._last_commit = 0.0
-        self._unassigned_since: float | None = None
+        self.watch = AssignmentWatch()
         self._revoked: set[tuple[str, int]] = set()
         self._unsynced: set[int] = set()
         self._abandoning = False
@@ -108,6 +107,7 @@ class DeliveryWorker:
         self.ledger_producer = new_producer(config.kafka, servers, linger_ms=0)
         self.ledger = Ledger(config.kafka, servers, self.ledger_producer)
         self.writer = OutcomeWriter(config, self.producer, self.ledger)
+        self.guard = TenantGuard(self.registry, self.pauses, self.writer)
         self.consumer: KafkaConsumer | None = None
 
     # -- life cycle -------------------------------------------------------------------------
@@ -115,7 +115,8 @@ class DeliveryWorker:
     def run(self, stop: threading.Event, *, until: Any = None) -> None:
         """Deliver until ``stop`` is set (or ``until(worker)`` is true), then finish cleanly."""
         self.ledger.load()
-        self._check_targets_at_start()
+        if self.guard.check_at_start(self.config):
+            self._status(force=True)
         self.consumer = new_consumer(
             self.config.kafka,
             self.servers,
@@ -143,9 +144,7 @@ class DeliveryWorker:
         self.close()
 
     def close(self) -> None:
-        for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=True)
-        self._pools.clear()
+        self.pools.stop(wait=True)
         self.registry.close()
         self.ledger.close()
         self.ledger_producer.close(timeout=10)
@@ -156,65 +155,24 @@ class DeliveryWorker:
             self.consumer = None
 
     def _check_partitions(self) -> None:
-        """Ownership follows the partition: a delivery's records on the deliver topic and on
-        every tier, and its ledger entries, sit on partitions of one number, so the worker
-        owning that number owns the delivery. That needs one partition count for all."""
         assert self.consumer is not None
-        counts = {
-            t: len(self.consumer.partitions_for_topic(t) or ())
-            for t in [self.deliver_topic, *self.tier_topics]
-        }
+        counts = partition_counts(self.consumer, [self.deliver_topic, *self.tier_topics])
         counts[self.ledger.topic] = self.ledger.partitions()
-        if len(set(counts.values())) > 1:
-            found = ", ".join(f"{t}: {n}" for t, n in counts.items())
-            raise ConfigError(
-                "the deliver topic, its retry tiers and the ledger need the same number of "
-                f"partitions ({found}); set them alike under [kafka.topics] and run `mailferry topics ensure`"
-            )
+        check_partition_counts(counts)
 
     def _subscribe(self) -> None:
         assert self.consumer is not None
         self.consumer.subscribe(
             [self.deliver_topic, *self.tier_topics], listener=Rebalance(self.revoked, self.assigned)
         )
-        self._unassigned_since = time.monotonic()
-
-    def _watch_assignment(self) -> None:
-        """Rejoin when no partition arrives for a long time.
-
-        kafka-python 3.0 can finish a rebalance without applying the new assignment when
-        the SyncGroup answer comes after the poll's timeout (seen on a loaded machine): the
-        worker then sits idle until the next metadata refresh, minutes later. Subscribing
-        again forces a fresh join. A deployment with more workers than partitions would
-        rejoin needlessly every ``UNASSIGNED_REJOIN_S``; there are at least 18 partitions.
-        """
-        assert self.consumer is not None
-        if self.consumer.assignment():
-            self._unassigned_since = None
-        elif self._unassigned_since is None:
-            self._unassigned_since = time.monotonic()
-        elif time.monotonic() - self._unassigned_since > UNASSIGNED_REJOIN_S:
-            log.warning("no partitions assigned for %ss: joining the group again", UNASSIGNED_REJOIN_S)
-            self.consumer.unsubscribe()
-            self._subscribe()
-
-    def _check_targets_at_start(self) -> None:
-        for tenant in self.config.tenants:
-            for target in tenant.targets:
-                try:
-                    self.registry.get(tenant.id, target.name).check_credentials()
-                except MailferryError as exc:
-                    if _is_tenant_error(exc):
-                        self._pause(tenant.id, target.name, exc)
-                    else:
-                        log.warning("target %s/%s not usable yet: %s", tenant.id, target.name, exc)
+        self.watch.subscribed()
 
     # -- the loop ---------------------------------------------------------------------------
 
     def _step(self) -> None:
         assert self.consumer is not None
         self._sync_pauses()
-        if self._running >= self.max_in_flight:
+        if self.pools.running >= self.max_in_flight:
             self._collect(block_s=0.2)
         else:
             batch = self.consumer.poll(timeout_ms=500)
@@ -226,7 +184,7 @@ class DeliveryWorker:
                     if not self._take(tp, record):
                         break
             self._collect(block_s=0.0)
-        self._watch_assignment()
+        self.watch.check(self.consumer, self._subscribe)
         self._check_paused_tenants()
         self._commit()
         self._status()
@@ -243,7 +201,7 @@ class DeliveryWorker:
                 assert self.consumer is not None
                 self.consumer.seek(tp, record.offset)
                 self.tracker.rewound(tp.topic, tp.partition, record.offset)
-                self._tier_waits[tp] = due
+                self.holds.wait_until(tp, due)
                 self._sync_pauses()
                 return False
         history = History.from_headers(headers)
@@ -268,23 +226,10 @@ class DeliveryWorker:
         if self.pauses.is_paused(tenant):
             self.pauses.park(tenant, job, target_name)
             return
-        key = (tenant, target_name)
-        pool = self._pools.get(key)
-        if pool is None:
-            workers = self.registry.concurrency(tenant, target_name)
-            pool = ThreadPoolExecutor(
-                max_workers=workers, thread_name_prefix=f"deliver-{tenant}-{target_name}"
-            )
-            self._pools[key] = pool
-        future = pool.submit(self._attempt, job, target_name)
-        self._running += 1
-        metrics.IN_FLIGHT.set(self._running)
-        done = self._done
-
-        def report(finished: Future[Result]) -> None:
-            done.put((job, target_name, finished))
-
-        future.add_done_callback(report)
+        workers = self.registry.concurrency(tenant, target_name)
+        self.pools.submit(
+            (tenant, target_name), workers, partial(self._attempt, job, target_name), (job, target_name)
+        )
 
     def _attempt(self, job: Job, target_name: str) -> Result:
         part = (job.topic, job.partition)
@@ -298,17 +243,7 @@ class DeliveryWorker:
 
     def _collect(self, block_s: float) -> None:
         """Apply finished attempts (main thread only: the consumer is not thread-safe)."""
-        timeout = block_s
-        while True:
-            try:
-                job, target_name, future = (
-                    self._done.get(timeout=timeout) if timeout else self._done.get_nowait()
-                )
-            except queue.Empty:
-                break
-            timeout = 0.0
-            self._running -= 1
-            metrics.IN_FLIGHT.set(self._running)
+        for (job, target_name), future in self.pools.finished(block_s):
             if future.cancelled():  # stopping: never attempted, its offset stays uncommitted
                 continue
             result = future.result()  # OutcomeNotRecordedError stops the worker, offset uncommitted
@@ -340,30 +275,11 @@ class DeliveryWorker:
     # -- tenants ----------------------------------------------------------------------------
 
     def _pause(self, tenant: str, target_name: str, error: MailferryError) -> None:
-        if self.pauses.pause(tenant, target_name, error):
-            log.error("tenant %s paused: %s (%s)", tenant, error, error.reason_code)
-            metrics.PAUSED_TENANTS.set(len(self.pauses.paused()))
-            self.writer.tenant_event(
-                "paused", tenant, {"target": target_name, "reason": error.reason_code, "error": str(error)}
-            )
+        if self.guard.pause(tenant, target_name, error):
             self._status(force=True)
 
     def _check_paused_tenants(self) -> None:
-        for tenant, targets in self.pauses.due_checks():
-            failed: MailferryError | None = None
-            for target_name in targets:
-                try:
-                    self.registry.get(tenant, target_name).check_credentials()
-                except MailferryError as exc:
-                    failed = exc
-                    break
-            if failed is not None and _is_tenant_error(failed):
-                self.pauses.checked(tenant, failed)
-                continue
-            parked = self.pauses.resume(tenant)
-            log.warning("tenant %s resumed; %d parked deliveries continue", tenant, len(parked))
-            metrics.PAUSED_TENANTS.set(len(self.pauses.paused()))
-            self.writer.tenant_event("resumed", tenant, {"parked": str(len(parked))})
+        for parked in self.guard.resumed():
             for job, _target in parked:
                 if self.tracker.is_tracked(job.topic, job.partition):
                     self._dispatch(job)
@@ -409,18 +325,7 @@ class DeliveryWorker:
 
     def _sync_pauses(self) -> None:
         assert self.consumer is not None
-        now = datetime.now(UTC)
-        for tp, due in list(self._tier_waits.items()):
-            if due <= now:
-                del self._tier_waits[tp]
-        assigned = self.consumer.assignment()
-        wanted = {tp for tp in self._tier_waits if tp in assigned}
-        wanted |= {tp for tp in self.pauses.held_partitions() if tp in assigned}
-        paused = set(self.consumer.paused()) & assigned  # kafka's own view, right after a rebalance too
-        if wanted - paused:
-            self.consumer.pause(*(wanted - paused))
-        if paused - wanted:
-            self.consumer.resume(*(paused - wanted))
+        self.holds.sync(self.consumer, self.pauses.held_partitions())
 
     def revoked(self, partitions: list[TopicPartition]) -> None:
         """A rebalance starts: stop taking work of ``partitions`` and finish what is running.
@@ -461,14 +366,13 @@ class DeliveryWorker:
         self._awaiting = deque((j, p) for j, p in self._awaiting if (j.topic, j.partition) not in lost)
         self.pauses.drop_partitions(lost)
         for topic, partition in lost:
-            self._tier_waits.pop(TopicPartition(topic, partition), None)
+            self.holds.drop(TopicPartition(topic, partition))
 
     def _finish(self) -> None:
         """Clean stop: drop queued attempts, wait for running ones (bounded), commit."""
-        for pool in self._pools.values():
-            pool.shutdown(wait=False, cancel_futures=True)  # queued work is read again next time
+        self.pools.stop(wait=False)  # queued work is read again next time
         deadline = time.monotonic() + 150
-        while self._running > 0 and time.monotonic() < deadline:
+        while self.pools.running > 0 and time.monotonic() < deadline:
             self._collect(block_s=0.5)
         self.producer.flush(timeout=60)
         self._settle()
@@ -482,21 +386,15 @@ class DeliveryWorker:
         self._last_status = now
         payload = {
             "group": self.group_id,
-            "in_flight": self._running,
+            "in_flight": self.pools.running,
             "ledger_entries": len(self.ledger),
             "paused_tenants": self.pauses.snapshot(),
-            "retry_waits": {
-                f"{tp.topic}/{tp.partition}": due.isoformat() for tp, due in self._tier_waits.items()
-            },
+            "retry_waits": self.holds.snapshot(),
         }
         try:
             write_snapshot(self.config.state_dir, "deliver", payload)
         except OSError as exc:
             log.warning("status snapshot not written: %s", exc)
-
-
-def _is_tenant_error(error: BaseException) -> bool:
-    return isinstance(error, TenantError)
 
 
 def _failed_once(history: History, origin: tuple[str, int, int]) -> History:

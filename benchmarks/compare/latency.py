@@ -19,7 +19,7 @@ from pathlib import Path
 from corpus import DOMAIN, ENVELOPE_HEADER, GLOBAL_MAILBOX, build_message
 from sink import SmtpSink
 
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 
 _BENCH_ID = re.compile(rb"^X-Bench-Id:[ \t]*(\S+)", re.MULTILINE | re.IGNORECASE)
 

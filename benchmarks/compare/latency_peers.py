@@ -15,7 +15,7 @@ from procwatch import Watched
 from sink import SmtpSink
 from source import Corpus
 
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 
 WARMUP_TIMEOUT = 60.0
 SETTLE_TIMEOUT = 60.0

@@ -34,8 +34,8 @@ from results import Result
 from sink import SmtpSink
 from source import Corpus, personal, warm
 
-from mailferry.testing.dovecot import DovecotServer
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit.dovecot import DovecotServer
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 READY_TIMEOUT = 120.0
 EWS_MAX_MESSAGE = (

@@ -18,7 +18,7 @@ from results import LIMIT_ROW, Result
 from sink import SmtpSink
 from source import Corpus, seeded_server
 
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 
 HERE = Path(__file__).resolve().parent
 

@@ -32,7 +32,7 @@ from procwatch import Watched, process_tree, read_process, reaped_children_cpu
 from profiling import role_of
 from source import Corpus
 
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 
 
 @dataclass(frozen=True)

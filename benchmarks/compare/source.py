@@ -15,7 +15,7 @@ from pathlib import Path
 
 from corpus import GLOBAL_MAILBOX, CorpusSpec, generate
 
-from mailferry.testing.dovecot import DOVEADM, DovecotServer
+from mailferry_testkit.dovecot import DOVEADM, DovecotServer
 
 SEED_BATCH_BYTES = 64 * 1024 * 1024
 

@@ -1,4 +1,8 @@
-"""``mailferry demo``: the main job on this machine against a local Dovecot and the EWS EMULATOR."""
+"""``mailferry demo``: the main job on this machine against a local Dovecot and the EWS EMULATOR.
+
+The demo's servers and sample mail live in the test kit (``mailferry_testkit``, installed with
+``mailferry[demo]``), not in the runtime wheel; without it the command says how to get it.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +25,15 @@ from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console
 from mailferry.cli.run_cmd import prepare
 from mailferry.config.models import default_state_dir
+from mailferry.errors import SetupError
 
 if TYPE_CHECKING:
-    from mailferry.demo import DemoEnvironment
+    from mailferry_testkit.demo import DemoEnvironment
+
+NO_TESTKIT = (
+    "mailferry demo needs the test kit, which the runtime install leaves out: "
+    "pip install 'mailferry[demo]' (from a clone: scripts/demo)"
+)
 
 SUMMARY_COLUMNS = (
     "fetched",
@@ -51,8 +61,12 @@ def demo_cmd(
     root = root or default_state_dir() / "demo"
     if not console.is_terminal:
         console.width = max(console.width, 160)  # a log or CI page: do not fold the tables
-    from mailferry.demo import DemoEnvironment, reset
-
+    try:
+        from mailferry_testkit.demo import DemoEnvironment, reset
+    except ModuleNotFoundError as missing:
+        if missing.name != "mailferry_testkit":
+            raise
+        raise SetupError(NO_TESTKIT) from None
     reset(root)
     env = DemoEnvironment(root)
     cli: CliContext | None = None
@@ -78,7 +92,7 @@ def demo_cmd(
         _stop(run)
         run = None
         servers = cli.bootstrap_servers()
-        from mailferry.demo import mailbox_summary
+        from mailferry_testkit.demo import mailbox_summary
 
         _print_summary(mailbox_summary(cli.config, servers))
         meeting = next(m for m in env.catchall if m.name == "catchall-meeting-bob")

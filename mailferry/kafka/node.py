@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import os
-import shutil
 import socket
 import string
 import subprocess
@@ -25,6 +24,7 @@ from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.errors import SetupError
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.credentials import CLIENT_MECHANISM, CLIENT_USER, BrokerCredentials
+from mailferry.maven import JAVA_HINT, copy_dependencies, require_tool
 
 READY_LINE = "Kafka Server started"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -46,44 +46,14 @@ def _asset(name: str) -> str:
     return resources.files("mailferry.kafka.assets").joinpath(name).read_text("utf-8")
 
 
-def _require(tool: str, install_hint: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise SetupError(f"{tool} was not found on PATH; install it first: {install_hint}")
-    return path
-
-
 def fetch_jars(version: str, *, quiet: bool = True) -> Path:
     """Copy Kafka ``version`` and its log4j2 binding from Maven Central into the cache, once."""
     target = jars_dir(version)
     if (target / f"kafka_2.13-{version}.jar").exists():
         return target
-    mvn = _require("mvn", "apt-get install maven (and openjdk-17-jdk-headless)")
-    _require("java", "apt-get install openjdk-17-jre-headless")
-    work = target.parent / "pom"
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "pom.xml").write_text(_asset("pom.xml"), encoding="utf-8")
-    partial = target.with_name("libs.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    command = [
-        mvn,
-        "-B",
-        "-f",
-        str(work / "pom.xml"),
-        f"-Dkafka.version={version}",
-        "dependency:copy-dependencies",
-        "-DincludeScope=runtime",
-        f"-DoutputDirectory={partial}",
-    ]
-    if quiet:
-        command.insert(1, "-q")
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-        raise SetupError(f"Maven could not fetch Kafka {version}:\n{tail}")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
+    return copy_dependencies(
+        _asset("pom.xml"), target, what=f"Kafka {version}", properties={"kafka.version": version}, quiet=quiet
+    )
 
 
 def port_free(port: int) -> bool:
@@ -157,7 +127,7 @@ def render_properties(
 
 def jvm_command(settings: EmbeddedKafka, home: Path, logs_dir: Path) -> list[str]:
     """``java ... -cp <jars>``: what runs the storage tool and the broker."""
-    java = _require("java", "apt-get install openjdk-17-jre-headless")
+    java = require_tool("java", JAVA_HINT)
     libs = fetch_jars(settings.kafka_version)
     home.mkdir(parents=True, exist_ok=True)
     log_config = home / "log4j2.properties"

@@ -18,7 +18,7 @@ from mailferry.config.types import SecretRef
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import topic_specs
-from mailferry.testing.s3proxy import S3Proxy
+from mailferry_testkit.s3proxy import S3Proxy
 
 
 @pytest.fixture(scope="session")

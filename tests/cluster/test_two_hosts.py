@@ -25,9 +25,9 @@ import pytest
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.topics import DELIVER, RAW, full_name
-from mailferry.testing.dovecot import DovecotServer
-from mailferry.testing.ews_emulator.server import EwsEmulator
-from mailferry.testing.kafka_cluster import KafkaCluster
+from mailferry_testkit.dovecot import DovecotServer
+from mailferry_testkit.ews_emulator.server import EwsEmulator
+from mailferry_testkit.kafka_cluster import KafkaCluster
 
 # its own waits add up to 540 s on a loaded machine (cluster start, two batches, a broker restart):
 # the suite-wide 300 s would cut it short before they decide

@@ -17,7 +17,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from mailferry.testing.certs import TestPki, make_test_pki
+from mailferry_testkit.certs import TestPki, make_test_pki
 
 LoopbackCA = TestPki
 

@@ -14,7 +14,7 @@ from mailferry.consumers.target import DeliveryItem
 from mailferry.config.models import Tenant
 from mailferry.config.targets import EwsTarget
 from mailferry.config.types import SecretRef
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 SERVICE_USER = "svc-mailferry"
 SERVICE_PASSWORD = "correct horse"

@@ -12,7 +12,7 @@ from mailferry.check.probe import check_target
 from mailferry.config.models import Tenant
 from mailferry.config.secrets import SecretRef
 from mailferry.config.targets import GraphTarget
-from mailferry.testing.graph_emulator import GraphEmulator
+from mailferry_testkit.graph_emulator import GraphEmulator
 
 pytestmark = pytest.mark.integration
 

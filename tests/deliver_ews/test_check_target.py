@@ -7,7 +7,7 @@ import pytest
 
 from mailferry.check.probe import check_target
 from mailferry.config.secrets import SecretRef
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 from tests.deliver_ews.conftest import make_tenant
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from mailferry.consumers.ews import EwsDeliveryTarget
 from mailferry.consumers.ews_directory import CachedDirectory, directory_for, exact_match
 
 from mailferry.errors import TransientError
-from mailferry.testing.ews_emulator.faults import Fault
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit.ews_emulator.faults import Fault
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 from .conftest import make_tenant
 

@@ -8,8 +8,8 @@ import pytest
 import requests
 from lxml import etree
 
-from mailferry.testing.ews_emulator.server import EwsEmulator
-from mailferry.testing.ews_emulator.soap import E_NS
+from mailferry_testkit.ews_emulator.server import EwsEmulator
+from mailferry_testkit.ews_emulator.soap import E_NS
 
 from .conftest import SERVICE_PASSWORD, SERVICE_USER
 

@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from mailferry.testing.ews_emulator.body import parse_chunks
-from mailferry.testing.ews_emulator.soap import EwsFault, parse_request
+from mailferry_testkit.ews_emulator.body import parse_chunks
+from mailferry_testkit.ews_emulator.soap import EwsFault, parse_request
 
 T = "http://schemas.microsoft.com/exchange/services/2006/types"
 

@@ -16,7 +16,7 @@ from mailferry.consumers.target import DeliveryItem
 
 from mailferry.config.types import SecretRef
 from mailferry.errors import TenantError
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 from .conftest import SERVICE_USER, make_tenant
 from .test_ews_stream import big_message

@@ -23,8 +23,8 @@ from mailferry.consumers.ews_stream import RAW_BLOCK, EnvelopeBody, StreamedCrea
 from mailferry.consumers.target import DeliveryItem
 
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
-from mailferry.testing.ews_emulator.faults import Fault
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit.ews_emulator.faults import Fault
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 from .conftest import make_item, make_tenant, message
 from .test_ews_oauth import oauth_fields

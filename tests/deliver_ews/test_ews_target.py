@@ -13,8 +13,8 @@ from mailferry.consumers.target import DeliveryItem
 
 from mailferry.config.types import SecretRef
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
-from mailferry.testing.ews_emulator.faults import Fault
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit.ews_emulator.faults import Fault
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 from .conftest import make_tenant, message
 

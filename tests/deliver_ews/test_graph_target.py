@@ -19,7 +19,7 @@ from mailferry.config.models import Tenant
 from mailferry.config.targets import GraphTarget
 from mailferry.config.types import SecretRef
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
-from mailferry.testing.graph_emulator import GraphEmulator, GraphFault
+from mailferry_testkit.graph_emulator import GraphEmulator, GraphFault
 
 from .conftest import message
 

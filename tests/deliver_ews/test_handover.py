@@ -13,8 +13,8 @@ from kafka.partitioner.default import murmur2
 from mailferry.consumers.worker import DeliveryWorker
 
 from mailferry.config.kafka import KafkaConfig
-from mailferry.testing.ews_emulator.faults import Fault
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit.ews_emulator.faults import Fault
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 from ..deliver.conftest import (
     RunningWorker,

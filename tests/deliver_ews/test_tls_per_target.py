@@ -22,8 +22,8 @@ from mailferry.consumers.target import DeliveryItem
 from mailferry.config.targets import GraphTarget
 from mailferry.config.types import SecretRef
 from mailferry.errors import ConfigError, MailferryError
-from mailferry.testing import certs
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit import certs
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 from .conftest import SERVICE_PASSWORD, SERVICE_USER, make_tenant
 

@@ -22,9 +22,9 @@ from mailferry.consumers.worker import DeliveryWorker
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
-from mailferry.testing.ews_emulator.faults import Fault
-from mailferry.testing.ews_emulator.server import EwsEmulator
-from mailferry.testing.graph_emulator import GraphEmulator
+from mailferry_testkit.ews_emulator.faults import Fault
+from mailferry_testkit.ews_emulator.server import EwsEmulator
+from mailferry_testkit.graph_emulator import GraphEmulator
 
 from ..deliver.conftest import (
     RunningWorker,

@@ -1,6 +1,7 @@
 """The chaos suite, short: ~100 messages through real Dovecot, a real broker, two workers of
 each role and four targets (EWS EMULATOR, GRAPH EMULATOR, aiosmtpd, Maildir) while role
-processes and the broker are ``kill -9``ed. It runs ``benchmarks/chaos.py`` itself, the same
+processes and the broker are ``kill -9``ed and a third worker joins and leaves (rebalances),
+each fault while mail is in flight. It runs ``benchmarks/chaos.py`` itself, the same
 command as the full suite, and reads its JSON report.
 """
 
@@ -17,7 +18,8 @@ import pytest
 pytestmark = pytest.mark.integration
 
 CHAOS = Path(__file__).resolve().parents[2] / "benchmarks" / "chaos.py"
-KILLS, BROKER_KILLS = 3, 1
+KILLS, BROKER_KILLS, REBALANCES = 3, 1, 1
+FAULTS = KILLS + BROKER_KILLS + REBALANCES
 SMTP_CONCURRENCY = 8  # the SMTP target's default: at most this many in flight per killed deliver worker
 
 
@@ -26,7 +28,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("chaos")
     out = work / "report.json"
     argv = [sys.executable, str(CHAOS), "--messages", "100", "--large", "2", "--kills", str(KILLS)]
-    argv += ["--broker-kills", str(BROKER_KILLS), "--broker-down", "5", "--gap", "3", "--settle", "8"]
+    argv += ["--broker-kills", str(BROKER_KILLS), "--broker-down", "5", "--rebalances", str(REBALANCES)]
+    argv += ["--gap", "3", "--settle", "8"]
     argv += ["--timeout", "420", "--work", str(work / "run"), "--json", str(out)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
     assert out.exists(), result.stdout[-4000:] + result.stderr[-4000:]
@@ -36,8 +39,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 @pytest.mark.timeout(660)
-def test_every_fault_fired_and_nothing_is_lost(report: dict[str, Any]) -> None:
-    assert len(report["faults"]) == KILLS + BROKER_KILLS, report["output"]
+def test_every_fault_fired_while_mail_was_in_flight_and_nothing_is_lost(report: dict[str, Any]) -> None:
+    assert len(report["faults"]) == FAULTS, report["output"]
+    assert [f["kind"] for f in report["faults"] if f["in_flight"] <= 0] == [], report["output"]
     assert {t: v for t, v in report["lost"].items() if v} == {}, report["output"]
 
 

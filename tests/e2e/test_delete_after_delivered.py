@@ -22,7 +22,7 @@ from mailferry.consumers.maildir import mailbox_dirname
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.topics import AUDIT
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import read_topic
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,10 @@ from kafka import TopicPartition
 from mailferry.audit_trace import trace
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
-from mailferry.demo import (
+from mailferry.kafka.clients import new_consumer
+from mailferry.kafka.embedded import EmbeddedBroker
+from mailferry.kafka.topics import BLOBS, full_name
+from mailferry_testkit.demo import (
     ACME_USERS,
     GLOBEX_ACCOUNT,
     GLOBEX_USERS,
@@ -33,9 +36,6 @@ from mailferry.demo import (
     DemoEnvironment,
     mailbox_summary,
 )
-from mailferry.kafka.clients import new_consumer
-from mailferry.kafka.embedded import EmbeddedBroker
-from mailferry.kafka.topics import BLOBS, full_name
 
 pytestmark = pytest.mark.integration
 

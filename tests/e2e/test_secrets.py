@@ -32,10 +32,10 @@ from mailferry.config import MailferryConfig, load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.embedded import EmbeddedBroker
-from mailferry.testing.dovecot import DovecotServer
-from mailferry.testing.ews_emulator.server import EwsEmulator
-from mailferry.testing.graph_emulator import GraphEmulator
-from mailferry.testing.s3proxy import S3Proxy
+from mailferry_testkit.dovecot import DovecotServer
+from mailferry_testkit.ews_emulator.server import EwsEmulator
+from mailferry_testkit.graph_emulator import GraphEmulator
+from mailferry_testkit.s3proxy import S3Proxy
 from tests.deliver.smtp_sink import SmtpSink, make_test_ca
 from tests.fetch.helpers import sample
 from tests.fetch.oauth_server import OAuthServer

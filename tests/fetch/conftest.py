@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mailferry.cli.main import app
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import sample
 
 pytestmark = pytest.mark.integration

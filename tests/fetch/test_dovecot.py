@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mailferry.testing.certs import make_test_pki
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.certs import make_test_pki
+from mailferry_testkit.dovecot import DovecotServer
 
 MESSAGES = [b"Subject: one\r\n\r\nfirst\r\n", b"Subject: two\r\n\r\nsecond\r\n"]
 

@@ -21,7 +21,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import ImapSource
 from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, RAW
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import idle_scheduler, make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.netfaults import CuttingProxy
 

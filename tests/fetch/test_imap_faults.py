@@ -15,7 +15,7 @@ from mailferry.producers.state import MailboxState
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import ImapSource
 from mailferry.kafka.topics import AUDIT, RAW
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.netfaults import RewritingProxy
 from tests.fetch.test_imap import imap_source_toml

@@ -16,7 +16,7 @@ from mailferry.producers.state import MailboxState
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import ImapSource
 from mailferry.kafka.topics import RAW
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import idle_scheduler, make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.test_imap import imap_source_toml
 

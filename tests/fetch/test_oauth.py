@@ -14,7 +14,7 @@ from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import ImapSource, Pop3Source
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, sample
 from tests.fetch.oauth_server import OAuthServer
 

@@ -16,8 +16,8 @@ from mailferry.config.sources import Pop3Source
 from mailferry.errors import ConfigError, TransientError
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, RAW
-from mailferry.testing.certs import make_test_pki
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.certs import make_test_pki
+from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.netfaults import CuttingProxy, FakePop3Server
 

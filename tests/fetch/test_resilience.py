@@ -19,7 +19,7 @@ from mailferry.config.sources import Pop3Source
 from mailferry.errors import TransientError
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import AUDIT, RAW
-from mailferry.testing.dovecot import DovecotServer
+from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.test_worker import _wait, snapshots, start_worker
 

@@ -24,7 +24,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.config.types import SecretRef
 from mailferry.errors import ConfigError
 from mailferry.kafka.clients import common_settings, faust_settings, producer_settings, ssl_context
-from mailferry.testing.certs import make_test_pki
+from mailferry_testkit.certs import make_test_pki
 
 
 def _client_identity(folder: Path, key_password: bytes) -> tuple[Path, Path, Path]:

@@ -54,6 +54,7 @@ def test_wheel_holds_only_the_mailferry_namespace(wheel: Path) -> None:
         "mailferry/kafka/assets/server.properties.template",
     ):
         assert expected in names
+    assert not [name for name in names if "emulator" in name or "testkit" in name or "dovecot" in name]
 
 
 def test_installed_wheel_imports_every_stage(wheel: Path, tmp_path: Path) -> None:

@@ -24,9 +24,9 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
 from mailferry.config.kafka import KafkaConfig
-from mailferry.demo import DemoEnvironment
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.observe.lag import LagProbe
+from mailferry_testkit.demo import DemoEnvironment
 
 pytestmark = pytest.mark.integration
 

@@ -33,7 +33,7 @@ from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.status import read_snapshots
-from mailferry.testing.sample_mail import catchall_mailbox, personal_mailbox
+from mailferry_testkit.sample_mail import catchall_mailbox, personal_mailbox
 
 pytestmark = pytest.mark.integration
 

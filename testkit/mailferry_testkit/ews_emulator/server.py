@@ -21,17 +21,17 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from mailferry.testing.certs import TestPki
-from mailferry.testing.ews_emulator import ntlm
-from mailferry.testing.ews_emulator.body import RequestBody
-from mailferry.testing.ews_emulator.common import Context
-from mailferry.testing.ews_emulator.faults import Fault, FaultScript, ScriptedFault
-from mailferry.testing.ews_emulator.oauth import TokenIssuer
-from mailferry.testing.ews_emulator.operations import OPERATIONS, single_error, unsupported
-from mailferry.testing.ews_emulator.soap import EwsFault, ItemError, Request, envelope, fault, parse_request
-from mailferry.testing.ews_emulator.store import Store, StoredItem
+from mailferry_testkit.certs import TestPki
+from mailferry_testkit.ews_emulator import ntlm
+from mailferry_testkit.ews_emulator.body import RequestBody
+from mailferry_testkit.ews_emulator.common import Context
+from mailferry_testkit.ews_emulator.faults import Fault, FaultScript, ScriptedFault
+from mailferry_testkit.ews_emulator.oauth import TokenIssuer
+from mailferry_testkit.ews_emulator.operations import OPERATIONS, single_error, unsupported
+from mailferry_testkit.ews_emulator.soap import EwsFault, ItemError, Request, envelope, fault, parse_request
+from mailferry_testkit.ews_emulator.store import Store, StoredItem
 
-log = logging.getLogger("mailferry.testing.ews_emulator")
+log = logging.getLogger("mailferry_testkit.ews_emulator")
 SERVER_HEADER = "EWS-EMULATOR (not Microsoft Exchange)"
 EWS_PATH = "/EWS/Exchange.asmx"
 _ITEM_FAULTS = {

@@ -13,7 +13,7 @@ import uuid
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from mailferry.testing.ews_emulator.soap import schema_error
+from mailferry_testkit.ews_emulator.soap import schema_error
 
 DISTINGUISHED_SETS = {
     "Meeting",

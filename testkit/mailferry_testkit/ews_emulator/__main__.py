@@ -1,6 +1,6 @@
 """Run the EWS EMULATOR (not Microsoft Exchange) as its own process, for demos and benchmarks.
 
-``python -m mailferry.testing.ews_emulator --mailboxes 50 --max-concurrent 27`` prints the
+``python -m mailferry_testkit.ews_emulator --mailboxes 50 --max-concurrent 27`` prints the
 endpoint URL on the first line of stdout, then serves until stdin closes or SIGTERM.
 A separate process keeps the emulator's CPU out of the client's interpreter (one GIL each).
 """
@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 
-from mailferry.testing.ews_emulator.server import EwsEmulator
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,9 @@ from email.policy import compat32
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from mailferry.testing.ews_emulator.common import Context, children, folder, folder_refs
-from mailferry.testing.ews_emulator.extended import property_key
-from mailferry.testing.ews_emulator.soap import (
+from mailferry_testkit.ews_emulator.common import Context, children, folder, folder_refs
+from mailferry_testkit.ews_emulator.extended import property_key
+from mailferry_testkit.ews_emulator.soap import (
     T_NS,
     ItemError,
     Request,
@@ -23,7 +23,7 @@ from mailferry.testing.ews_emulator.soap import (
     schema_error,
     t,
 )
-from mailferry.testing.ews_emulator.store import Mailbox, StoredItem
+from mailferry_testkit.ews_emulator.store import Mailbox, StoredItem
 
 # Order of the ItemType then MessageType children in the EWS schema (the prefix exchangelib can send).
 MESSAGE_CHILDREN = [

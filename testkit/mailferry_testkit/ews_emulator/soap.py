@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from mailferry.testing.ews_emulator.body import MimeText, parse_chunks
+from mailferry_testkit.ews_emulator.body import MimeText, parse_chunks
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 M_NS = "http://schemas.microsoft.com/exchange/services/2006/messages"

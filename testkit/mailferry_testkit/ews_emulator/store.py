@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from mailferry.testing.ews_emulator.soap import ItemError
+from mailferry_testkit.ews_emulator.soap import ItemError
 
 FOLDERS = ("root", "msgfolderroot", "inbox")
 

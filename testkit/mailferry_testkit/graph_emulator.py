@@ -27,9 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from mailferry.testing.ews_emulator.oauth import TokenIssuer
+from mailferry_testkit.ews_emulator.oauth import TokenIssuer
 
-log = logging.getLogger("mailferry.testing.graph_emulator")
+log = logging.getLogger("mailferry_testkit.graph_emulator")
 SERVER_HEADER = "GRAPH-EMULATOR (not Microsoft Graph)"
 MAILBOX_CONCURRENCY = 4
 JSON_MEMBERS = frozenset(

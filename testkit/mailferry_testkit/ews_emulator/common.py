@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from mailferry.testing.ews_emulator.soap import ItemError, Request, local, schema_error, t
-from mailferry.testing.ews_emulator.store import FOLDERS, Mailbox, Store, parse_folder_id
+from mailferry_testkit.ews_emulator.soap import ItemError, Request, local, schema_error, t
+from mailferry_testkit.ews_emulator.store import FOLDERS, Mailbox, Store, parse_folder_id
 
 BASE_SHAPES = ("IdOnly", "Default", "AllProperties")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 from mailferry.errors import SetupError
-from mailferry.testing.certs import make_test_pki
+from mailferry_testkit.certs import make_test_pki
 
 DOVECOT = "/usr/sbin/dovecot"
 DOVEADM = "/usr/bin/doveadm"

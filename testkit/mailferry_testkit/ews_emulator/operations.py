@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from lxml import etree  # type: ignore[import-untyped]
 
-from mailferry.testing.ews_emulator.common import (
+from mailferry_testkit.ews_emulator.common import (
     Context,
     Handler,
     children,
@@ -19,9 +19,9 @@ from mailferry.testing.ews_emulator.common import (
     folder_refs,
     shape,
 )
-from mailferry.testing.ews_emulator.create_item import create_item
-from mailferry.testing.ews_emulator.extended import property_key
-from mailferry.testing.ews_emulator.soap import (
+from mailferry_testkit.ews_emulator.create_item import create_item
+from mailferry_testkit.ews_emulator.extended import property_key
+from mailferry_testkit.ews_emulator.soap import (
     EwsFault,
     ItemError,
     Request,
@@ -32,7 +32,7 @@ from mailferry.testing.ews_emulator.soap import (
     schema_error,
     t,
 )
-from mailferry.testing.ews_emulator.store import Mailbox, Store, folder_id
+from mailferry_testkit.ews_emulator.store import Mailbox, Store, folder_id
 
 # ---- GetFolder -------------------------------------------------------------------------------
 

@@ -3,12 +3,11 @@
 Blob store kind ``s3`` is tested against a real S3-compatible server rather than a mock
 of boto3: s3proxy speaks the S3 REST API (SigV4, multipart upload, copy, listing) and keeps
 the objects as files in a folder. Its jars are fetched with Maven the way the Kafka jars
-are (``python -m mailferry.testing.s3proxy fetch``, run by ``scripts/setup``).
+are (``python -m mailferry_testkit.s3proxy fetch``, run by ``scripts/setup``).
 """
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -22,18 +21,19 @@ from types import TracebackType
 
 from mailferry.errors import SetupError
 from mailferry.kafka.embedded import cache_dir, free_port
+from mailferry.maven import JAVA_HINT, copy_dependencies, require_tool
 
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
 
 def _pom() -> str:
-    return resources.files("mailferry.testing.s3proxy_assets").joinpath("pom.xml").read_text("utf-8")
+    return resources.files("mailferry_testkit.s3proxy_assets").joinpath("pom.xml").read_text("utf-8")
 
 
 def version() -> str:
     found = ET.fromstring(_pom()).find("m:properties/m:s3proxy.version", _POM_NS)
     if found is None or not found.text:
-        raise SetupError("deploy/s3proxy/pom.xml names no s3proxy.version")
+        raise SetupError("mailferry_testkit/s3proxy_assets/pom.xml names no s3proxy.version")
     return found.text
 
 
@@ -46,25 +46,7 @@ def fetch_jars() -> Path:
     target = jars_dir()
     if (target / f"s3proxy-{version()}.jar").exists():
         return target
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise SetupError("mvn was not found on PATH; install it first: apt-get install maven")
-    work = target.parent / "pom"
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "pom.xml").write_text(_pom(), encoding="utf-8")
-    partial = target.with_name("libs.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    command = [
-        mvn, "-q", "-B", "-f", str(work / "pom.xml"), "dependency:copy-dependencies",
-        "-DincludeScope=runtime", f"-DoutputDirectory={partial}",
-    ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-        raise SetupError(f"Maven could not fetch s3proxy {version()}:\n{tail}")
-    shutil.rmtree(target, ignore_errors=True)
-    partial.rename(target)
-    return target
+    return copy_dependencies(_pom(), target, what=f"s3proxy {version()}")
 
 
 class S3Proxy:
@@ -85,9 +67,7 @@ class S3Proxy:
         jars = jars_dir()
         if not (jars / f"s3proxy-{version()}.jar").exists():
             raise SetupError(f"s3proxy jars are not in {jars}: run scripts/setup")
-        java = shutil.which("java")
-        if java is None:
-            raise SetupError("java was not found on PATH: run scripts/setup")
+        java = require_tool("java", JAVA_HINT)
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         properties = self.root / "s3proxy.properties"
@@ -143,5 +123,5 @@ class S3Proxy:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["fetch"]:
-        sys.exit("usage: python -m mailferry.testing.s3proxy fetch")
+        sys.exit("usage: python -m mailferry_testkit.s3proxy fetch")
     print(f"s3proxy {version()} jars in {fetch_jars()}")

@@ -1,7 +1,7 @@
 """The demo: the whole pipeline on this machine, with nothing external.
 
 A throwaway Dovecot on loopback holds two source mailboxes seeded with the sample mail
-(``mailferry.testing.sample_mail``): a personal POP3 box for tenant ``acme`` and a global
+(``mailferry_testkit.sample_mail``): a personal POP3 box for tenant ``acme`` and a global
 IMAP catch-all for tenant ``globex``. Tenant acme delivers into the EWS EMULATOR, tenant
 globex into a Maildir. The real pipeline runs in between: embedded Kafka, ``mailferry
 run``'s supervised roles. The demo waits until every expected (message, recipient) has
@@ -18,15 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mailferry.consumers.maildir import mailbox_dirname
+from mailferry.schemas import AUDIT_EVENT, codec
+
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
-from mailferry.consumers.maildir import mailbox_dirname
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
-from mailferry.schemas import AUDIT_EVENT, codec
-from mailferry.testing.dovecot import DovecotServer
-from mailferry.testing.ews_emulator.server import EwsEmulator
-from mailferry.testing.sample_mail import SampleMessage, catchall_mailbox, personal_mailbox
+from mailferry_testkit.dovecot import DovecotServer
+from mailferry_testkit.ews_emulator.server import EwsEmulator
+from mailferry_testkit.sample_mail import SampleMessage, catchall_mailbox, personal_mailbox
 
 ACME_USERS = ("alice@acme.example", "postmaster@acme.example")
 GLOBEX_DEFAULT = "it@globex.example"

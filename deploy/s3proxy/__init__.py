@@ -1,1 +1,0 @@
-"""s3proxy's Maven pom, package data of the test kit (mailferry.testing.s3proxy)."""
