@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mailferry.testing.kafka_cluster import KafkaCluster
+from mailferry_testkit.kafka_cluster import KafkaCluster
 
 
 @pytest.fixture(scope="session")

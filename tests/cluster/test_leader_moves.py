@@ -20,7 +20,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import BLOBS, BLOBS_INDEX, full_name, topic_specs
-from mailferry.testing.kafka_cluster import KafkaCluster
+from mailferry_testkit.kafka_cluster import KafkaCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
