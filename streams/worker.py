@@ -9,11 +9,14 @@ The topics are ensured first (idempotent), so the role also works on its own, ou
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from typing import Any
 
 import faust
 from mailferry.streams.app import StreamApp
+from mailferry.streams.offset_gaps import refuse_gaps
 from mailferry.streams.router import DirectoryFor, no_directory
 from prometheus_client import REGISTRY
 
@@ -76,6 +79,7 @@ def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = 
     partitions = raw_partitions(config, servers)
     stream = StreamApp(config, servers, directory_for=live_directories(), raw_partitions=partitions)
     prepare_topics(config, servers, stream)
+    refuse_gaps({full_name(config.kafka, RAW)}, on_gap=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     def snapshot(state: str) -> None:
         payload: dict[str, Any] = {"state": state, **stream.status()}
