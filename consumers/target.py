@@ -9,16 +9,23 @@ an attempt is found without an outcome, asks the target before writing again
 ``TransientError`` / ``AmbiguousOutcomeError`` / ``PermanentError`` / ``TenantError`` in one
 table of its own; the worker decides retry, dead letter or pause from the type alone.
 Targets are synchronous (exchangelib is); the worker runs them in bounded thread pools.
+
+A target that can write several messages at once (one fsync of a Maildir folder, one EWS
+``CreateItem`` with a list of items) also implements ``BatchTarget``; the worker then hands
+it the records of one poll, per partition, in batches (``consumers.batching``). Targets that
+cannot be asked and write one by one (SMTP) get batches of one: a batch would widen the
+window between their write and the ledger entry.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
+from mailferry.errors import TenantError
 from mailferry.mail import added_headers
 
 
@@ -74,3 +81,39 @@ class DeliveryTarget(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+Outcome = BaseException | None  # of one item of a batch: None when written
+Committing = Callable[[Sequence[DeliveryItem]], None]
+
+
+@runtime_checkable
+class BatchTarget(DeliveryTarget, Protocol):
+    def deliver_batch(self, items: Sequence[DeliveryItem], committing: Committing) -> list[Outcome]:
+        """Write ``items``; one outcome per item, in order, each a classified error or None.
+
+        Before the request after which some items may exist at the target, call
+        ``committing`` with those items (the write-ahead entries of all of them, one wait),
+        not ``item.committing()`` one by one.
+        """
+        ...
+
+
+def deliver_each(target: DeliveryTarget, items: Sequence[DeliveryItem]) -> list[Outcome]:
+    """A batch through a target that writes one message at a time.
+
+    A tenant-wide error stops the batch: the items not tried yet get the same error, so
+    they are parked with the tenant rather than tried against a server that refuses it.
+    """
+    outcomes: list[Outcome] = []
+    for index, item in enumerate(items):
+        try:
+            target.deliver(item)
+        except Exception as exc:
+            outcomes.append(exc)
+            if isinstance(exc, TenantError):
+                outcomes.extend([exc] * (len(items) - index - 1))
+                break
+        else:
+            outcomes.append(None)
+    return outcomes
