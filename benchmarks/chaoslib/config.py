@@ -26,7 +26,8 @@ def _target_lines(target: str, work: Path, urls: dict[str, str]) -> list[str]:
         "graph": [
             'kind = "graph"',
             f'base_url = "{urls["graph"]}"',
-            f'token_url = "{urls["graph-token"]}"',
+            f'authority = "{urls["graph-authority"]}"',
+            f'ca_file = "{urls["graph-ca-file"]}"',
             f'tenant_id = "{GRAPH_TENANT}"',
             f'client_id = "{GRAPH_APP}"',
             f'client_secret = "{GRAPH_SECRET}"',

@@ -49,7 +49,8 @@ class Targets:
         return {
             "ews": self.ews.url,
             "graph": self.graph.base_url,
-            "graph-token": self.graph.token_url(GRAPH_TENANT),
+            "graph-authority": self.graph.authority(GRAPH_TENANT),
+            "graph-ca-file": str(self.graph.identity_ca_file),
             "smtp": str(self.smtp.port),
         }
 

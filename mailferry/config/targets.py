@@ -6,7 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from mailferry.config.kafka import Strict
 from mailferry.config.types import ByteSize, Duration, SecretRef
@@ -20,7 +20,43 @@ class TargetBase(Strict):
     max_message_size: ByteSize | None = None
 
 
-class EwsTarget(TargetBase):
+class EntraApp(Strict):
+    """How an app registration proves itself to Microsoft Entra ID (``mailferry.exchange.oauth``)."""
+
+    client_secret: SecretRef | None = None
+    client_certificate: SecretRef | None = Field(
+        None, description="PEM: the private key, with the certificate or client_certificate_thumbprint"
+    )
+    client_certificate_thumbprint: str | None = Field(None, description="SHA-1 hex, as the portal shows")
+    authority: CredentialUrl | None = Field(
+        None, description="default https://login.microsoftonline.com/<tenant_id>"
+    )
+    token_url: CredentialUrl | None = Field(None, description="deprecated: its authority is used")
+
+    @field_validator("client_certificate")
+    @classmethod
+    def _not_both(cls, value: SecretRef | None, info: ValidationInfo) -> SecretRef | None:
+        if value is not None and info.data.get("client_secret") is not None:
+            raise ValueError("set client_secret or client_certificate, not both")
+        return value
+
+    @field_validator("client_certificate_thumbprint")
+    @classmethod
+    def _sha1_hex(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        cleaned = value.replace(":", "").replace(" ", "").upper()
+        if len(cleaned) != 40 or any(c not in "0123456789ABCDEF" for c in cleaned):
+            raise ValueError("expected the certificate's SHA-1 thumbprint: 40 hex digits")
+        return cleaned
+
+    def app_problem(self) -> str | None:
+        if self.client_secret is None and self.client_certificate is None:
+            return "an app registration needs client_secret or client_certificate"
+        return None
+
+
+class EwsTarget(TargetBase, EntraApp):
     kind: Literal["ews"]
     endpoint: CredentialUrl | None = Field(None, description="EWS URL; None: autodiscover once")
     version: str | None = Field(None, description="e.g. 'Exchange2016'; None: detected once")
@@ -29,8 +65,6 @@ class EwsTarget(TargetBase):
     password: SecretRef | None = None
     tenant_id: str | None = None
     client_id: str | None = None
-    client_secret: SecretRef | None = None
-    token_url: CredentialUrl | None = None
     impersonation: bool = True
     ca_file: Path | None = None
     verify_tls: bool = True
@@ -38,16 +72,32 @@ class EwsTarget(TargetBase):
         1024 * 1024, ge=0, description="messages larger than this stream their MIME (bounded memory)"
     )
 
+    @model_validator(mode="after")
+    def _oauth2_app(self) -> EwsTarget:
+        if self.auth == "oauth2":
+            if not (self.tenant_id and self.client_id):
+                raise ValueError("auth = 'oauth2' needs tenant_id and client_id")
+            problem = self.app_problem()
+            if problem:
+                raise ValueError(f"auth = 'oauth2': {problem}")
+        return self
 
-class GraphTarget(TargetBase):
+
+class GraphTarget(TargetBase, EntraApp):
     kind: Literal["graph"]
     mode: Literal["import-mime", "json"] = "import-mime"
     base_url: CredentialUrl = "https://graph.microsoft.com"
-    token_url: CredentialUrl | None = None
     tenant_id: str
     client_id: str
-    client_secret: SecretRef
+    ca_file: Path | None = Field(None, description="extra CA bundle for Graph and the authority")
     concurrency: int = Field(4, ge=1, le=4, description="Graph allows 4 concurrent per mailbox")
+
+    @model_validator(mode="after")
+    def _app(self) -> GraphTarget:
+        problem = self.app_problem()
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class SmtpTarget(TargetBase):

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from mailferry_testkit.ews_emulator.oauth import TokenIssuer
+from mailferry_testkit.identity_emulator import IdentityHost
 
 log = logging.getLogger("mailferry_testkit.graph_emulator")
 SERVER_HEADER = "GRAPH-EMULATOR (not Microsoft Graph)"
@@ -132,7 +133,7 @@ class _Reply(Exception):
         self.status, self.code, self.text, self.headers = status, code, message, headers or {}
 
 
-class GraphEmulator:
+class GraphEmulator(IdentityHost):
     """GRAPH EMULATOR — not Microsoft Graph. ``start()`` serves on 127.0.0.1, a free port."""
 
     def __init__(self, *, max_message_size: int = 35 * 1024 * 1024, throttle_retry_after: int = 1) -> None:
@@ -152,11 +153,14 @@ class GraphEmulator:
     def add_app(
         self,
         client_id: str,
-        secret: str,
+        secret: str | None,
         tenant: str,
         roles: tuple[str, ...] = ("Mail.ReadWrite", "Mail-Advanced.ReadWrite.All", "User.Read.All"),
+        *,
+        certificate: bytes | None = None,
     ) -> None:
-        self.oauth.add_app(client_id, secret, tenant, principal=client_id)
+        """An app registration with a secret, a certificate (PEM; its key signs assertions), or both."""
+        self.oauth.add_app(client_id, secret, tenant, principal=client_id, certificate=certificate)
         self._roles[client_id] = frozenset(roles)
 
     def add_mailbox(self, address: str, aliases: tuple[str, ...] | list[str] = ()) -> None:
@@ -197,6 +201,7 @@ class GraphEmulator:
         return self
 
     def stop(self) -> None:
+        self.stop_identity()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()

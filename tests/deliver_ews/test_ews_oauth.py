@@ -29,7 +29,8 @@ def oauth_fields(emulator: EwsEmulator, secret: str) -> dict[str, object]:
         "tenant_id": "contoso-tenant",
         "client_id": "mailferry-app",
         "client_secret": SecretRef.plaintext(secret),
-        "token_url": emulator.token_url("contoso-tenant"),
+        "authority": emulator.authority("contoso-tenant"),
+        "ca_file": emulator.identity_ca_file,
     }
 
 

@@ -129,7 +129,7 @@ def test_graph_verifies_strictly_next_to_a_lax_ews_target_on_the_same_host_and_p
             kind="graph",
             name="graph",
             base_url=first.url.rsplit("/EWS", 1)[0],
-            token_url=first.token_url("contoso-tenant"),  # https on the emulator's port
+            authority=first.authority("contoso-tenant"),  # https, with the emulator's certificate
             tenant_id="contoso-tenant",
             client_id="graph-app",
             client_secret=SecretRef.plaintext("app-secret"),

@@ -69,7 +69,8 @@ def ews_targets(exchange: EwsEmulator) -> str:
 def graph_targets(api: GraphEmulator, mode: str) -> str:
     return (
         f'[[targets]]\nname = "graph"\nkind = "graph"\nmode = "{mode}"\nbase_url = "{api.base_url}"\n'
-        f'token_url = "{api.token_url("acme-tenant")}"\ntenant_id = "acme-tenant"\n'
+        f'authority = "{api.authority("acme-tenant")}"\nca_file = "{api.identity_ca_file}"\n'
+        'tenant_id = "acme-tenant"\n'
         'client_id = "mailferry-app"\nclient_secret = "app secret"\ntimeout = "5s"\nconcurrency = 2\n'
     )
 

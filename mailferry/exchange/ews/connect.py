@@ -12,7 +12,6 @@ TLS settings (``verify_tls``, ``ca_file``) belong to this target and its endpoin
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from exchangelib import (
     BASIC,
@@ -46,7 +45,8 @@ from exchangelib.version import (
 from mailferry.config.models import Tenant
 from mailferry.config.targets import EwsTarget
 from mailferry.errors import ConfigError
-from mailferry.exchange.ews.exchangelib_patches import TlsSettings, TokenUrlOAuth2Credentials, tune_protocol
+from mailferry.exchange.ews.exchangelib_patches import AppTokenCredentials, TlsSettings, tune_protocol
+from mailferry.exchange.oauth import AppToken, app_registration
 
 VERSIONS = {
     "exchange2007": EXCHANGE_2007,
@@ -61,7 +61,7 @@ VERSIONS = {
     "exchangeonline": EXCHANGE_O365,
     "office365": EXCHANGE_O365,
 }
-EXO_SCOPE = ["https://outlook.office365.com/.default"]
+EXO_SCOPE = "https://outlook.office365.com/.default"
 
 
 def parse_version(name: str | None) -> Version | None:
@@ -89,18 +89,13 @@ class EwsConnection:
     def _credentials(self) -> Credentials | OAuth2Credentials:
         t = self.target
         if t.auth == "oauth2":
-            if not (t.client_id and t.client_secret and t.tenant_id):
-                raise ConfigError(f"target {t.name}: oauth2 needs tenant_id, client_id and client_secret")
-            kwargs: dict[str, Any] = {
-                "client_id": t.client_id,
-                "client_secret": t.client_secret.reveal(),
-                "tenant_id": t.tenant_id,
-                # app-only tokens need an impersonation header on every request, ResolveNames too
-                "identity": Identity(primary_smtp_address=self.tenant.default_mailbox),
-            }
-            if t.token_url:
-                return TokenUrlOAuth2Credentials(token_endpoint=t.token_url, **kwargs)
-            return OAuth2Credentials(**kwargs)
+            token = AppToken(
+                app_registration(t), EXO_SCOPE, timeout=t.timeout.total_seconds(), tenant=self.tenant.id
+            )
+            # app-only tokens need an impersonation header on every request, ResolveNames too
+            return AppTokenCredentials(
+                token, identity=Identity(primary_smtp_address=self.tenant.default_mailbox)
+            )
         if not (t.username and t.password):
             raise ConfigError(f"target {t.name}: {t.auth} needs username and password")
         return Credentials(t.username, t.password.reveal())

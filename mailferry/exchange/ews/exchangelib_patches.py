@@ -22,12 +22,15 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
-from exchangelib import OAuth2Credentials
+from exchangelib import Identity, OAuth2Credentials
+from exchangelib.credentials import BaseOAuth2Credentials
 from exchangelib.errors import SessionPoolMinSizeReached
 from exchangelib.protocol import BaseProtocol, Protocol
 from exchangelib.services import CreateItem
+from oauthlib.oauth2 import OAuth2Token  # type: ignore[import-untyped]
 
 from mailferry.errors import ConfigError
+from mailferry.exchange.oauth import AppToken
 
 PATCHED: tuple[tuple[type, str], ...] = (
     (BaseProtocol, "create_session"),  # wrapped per instance: mounts the target's TLS adapter
@@ -35,7 +38,8 @@ PATCHED: tuple[tuple[type, str], ...] = (
     (BaseProtocol, "TIMEOUT"),
     (BaseProtocol, "RETRY_WAIT"),
     (BaseProtocol, "CONNECTIONS_PER_SESSION"),  # read for the adapter's pool size
-    (OAuth2Credentials, "token_url"),  # overridden: a configurable token endpoint
+    (BaseOAuth2Credentials, "access_token"),  # overridden: msal's token (AppTokenCredentials)
+    (BaseOAuth2Credentials, "session_params"),  # reads access_token; refreshes only with a secret
     (CreateItem, "wrap"),  # overridden by consumers/targets/ews/stream.py (streamed MimeContent)
 )
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -129,13 +133,37 @@ def tune_protocol(protocol: Protocol, *, timeout: float, tls: TlsSettings) -> Pr
     return protocol
 
 
-class TokenUrlOAuth2Credentials(OAuth2Credentials):  # type: ignore[misc]
-    """App-only OAuth2 with a configurable token endpoint (sovereign clouds, emulators)."""
+class AppTokenCredentials(OAuth2Credentials):  # type: ignore[misc]
+    """App-only OAuth2 whose token comes from msal (``mailferry.exchange.oauth.AppToken``).
 
-    def __init__(self, *args: Any, token_endpoint: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._token_endpoint = token_endpoint
+    exchangelib fetches a client-credentials token itself (requests-oauthlib, client secret
+    only) whenever ``access_token`` is None. Here the property always answers msal's current
+    token, so exchangelib never fetches one (no secret is given to it, so it never refreshes
+    one either); it sets the property to None when it closes a session, which is ignored:
+    msal renews the token before it expires, and an expired one makes exchangelib open a new
+    session, which reads the property again.
+    """
+
+    def __init__(self, app_token: AppToken, *, identity: Identity) -> None:
+        self._app_token = app_token
+        super().__init__(
+            client_id=app_token.app.client_id,
+            client_secret=None,
+            tenant_id=app_token.app.tenant_id,
+            identity=identity,
+        )
 
     @property
-    def token_url(self) -> str:
-        return self._token_endpoint
+    def access_token(self) -> OAuth2Token:
+        answer = self._app_token.token_answer()
+        return OAuth2Token(
+            {
+                "access_token": answer["access_token"],
+                "token_type": answer.get("token_type", "Bearer"),
+                "expires_in": int(answer.get("expires_in", 3600)),
+            }
+        )
+
+    @access_token.setter
+    def access_token(self, value: object) -> None:
+        """exchangelib's reset on closing a session: msal's cache decides, nothing to do."""

@@ -30,6 +30,7 @@ from mailferry_testkit.ews_emulator.oauth import TokenIssuer
 from mailferry_testkit.ews_emulator.operations import OPERATIONS, single_error, unsupported
 from mailferry_testkit.ews_emulator.soap import EwsFault, ItemError, Request, envelope, fault, parse_request
 from mailferry_testkit.ews_emulator.store import Store, StoredItem
+from mailferry_testkit.identity_emulator import IdentityHost
 
 log = logging.getLogger("mailferry_testkit.ews_emulator")
 SERVER_HEADER = "EWS-EMULATOR (not Microsoft Exchange)"
@@ -58,7 +59,7 @@ class _Account:
         self.mailbox = mailbox
 
 
-class EwsEmulator:
+class EwsEmulator(IdentityHost):
     """EWS EMULATOR — not Microsoft Exchange. ``start()`` serves on 127.0.0.1, a free port."""
 
     def __init__(
@@ -120,9 +121,11 @@ class EwsEmulator:
         """Accept ``Authorization: Bearer <token>`` as ``user`` (an account added before)."""
         self._tokens[token] = user.lower()
 
-    def add_app(self, client_id: str, secret: str, tenant: str, user: str) -> None:
+    def add_app(
+        self, client_id: str, secret: str | None, tenant: str, user: str, *, certificate: bytes | None = None
+    ) -> None:
         """An app registration whose client-credentials tokens act as account ``user``."""
-        self.oauth.add_app(client_id, secret, tenant, principal=user.lower())
+        self.oauth.add_app(client_id, secret, tenant, principal=user.lower(), certificate=certificate)
 
     def token_url(self, tenant: str) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}/{tenant}/oauth2/v2.0/token"
@@ -176,7 +179,11 @@ class EwsEmulator:
     def scheme(self) -> str:
         return "https" if self.tls is not None else "http"
 
+    def identity_pki(self) -> TestPki | None:
+        return self.tls
+
     def stop(self) -> None:
+        self.stop_identity()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
