@@ -35,6 +35,7 @@ from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry_testkit.dovecot import DovecotServer
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 from mailferry_testkit.graph_emulator import GraphEmulator
+from mailferry_testkit.identity_emulator import app_certificate
 from mailferry_testkit.s3proxy import S3Proxy
 from tests.deliver.smtp_sink import SmtpSink, make_test_ca
 from tests.fetch.helpers import sample
@@ -169,6 +170,18 @@ client_secret = "{s["ews-client"]}"
 authority = "{ews.authority("globex-tenant")}"
 ca_file = "{ews.identity_ca_file}"
 
+[[tenants.targets]]
+name = "out-cert"
+kind = "ews"
+endpoint = "{ews.url}"
+version = "Exchange2016"
+auth = "oauth2"
+tenant_id = "globex-tenant"
+client_id = "globex-cert-app"
+client_certificate = '''{s["ews-cert"]}'''
+authority = "{ews.authority("globex-tenant")}"
+ca_file = "{ews.identity_ca_file}"
+
 {
         source(
             "s-imap",
@@ -189,6 +202,16 @@ ca_file = "{graph.identity_ca_file}"
 tenant_id = "initech-tenant"
 client_id = "initech-app"
 client_secret = "{s["graph-client"]}"
+
+[[tenants.targets]]
+name = "out-cert"
+kind = "graph"
+base_url = "{graph.base_url}"
+authority = "{graph.authority("initech-tenant")}"
+ca_file = "{graph.identity_ca_file}"
+tenant_id = "initech-tenant"
+client_id = "initech-cert-app"
+client_certificate = '''{s["graph-cert"]}'''
 
 {
         source(
@@ -291,6 +314,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             "console-hash",
         )
     }
+    certificates = {name: app_certificate(name) for name in ("ews-cert", "graph-cert")}
+    s |= {name: key + cert for name, (key, cert, _) in certificates.items()}
     oauth = OAuthServer()
     dovecot = DovecotServer(root / "dovecot", oauth2_introspection_url=f"{oauth.url}/introspect").start()
     for user, password in (
@@ -309,6 +334,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     ews.add_account("svc-acme", s["ews-password"])
     ews.add_account("globex-app-user", "unused-ews-password")
     ews.add_app("globex-app", s["ews-client"], "globex-tenant", "globex-app-user")
+    ews_cert = certificates["ews-cert"][1].encode()
+    ews.add_app("globex-cert-app", None, "globex-tenant", "globex-app-user", certificate=ews_cert)
     for address in (
         "alice@acme.example",
         "postmaster@acme.example",
@@ -318,6 +345,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         ews.add_mailbox(address)
     graph = GraphEmulator().start()
     graph.add_app("initech-app", s["graph-client"], "initech-tenant")
+    graph.add_app(
+        "initech-cert-app", None, "initech-tenant", certificate=certificates["graph-cert"][1].encode()
+    )
     graph.add_mailbox("carol@initech.example")
     graph.add_mailbox("postmaster@initech.example")
     ca = make_test_ca(root / "smtp-ca")
@@ -424,7 +454,11 @@ _BASE64 = re.compile(rb"[A-Za-z0-9+/_-]{12,}")
 
 
 def _holds(data: bytes, value: str) -> bool:
-    """``value`` in clear, URL-encoded, or inside any base64 run (``Basic base64(user:password)``)."""
+    """``value`` in clear, URL-encoded, or inside any base64 run (``Basic base64(user:password)``);
+    for a PEM credential, any line of its private key."""
+    if "PRIVATE KEY-----" in value:
+        body = value.split("PRIVATE KEY-----")[1].split("-----END")[0]
+        return any(_holds(data, line) for line in body.split() if len(line) >= 32)
     wanted = value.encode()
     if wanted in data or quote_plus(value).encode() in data:
         return True
