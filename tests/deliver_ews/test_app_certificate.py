@@ -11,7 +11,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,6 @@ from mailferry.consumers.targets.ews import target as ews
 from mailferry.consumers.targets.graph import target as graph
 
 from mailferry.config.loader import parse_config
-from mailferry.config.models import Tenant
-from mailferry.config.targets import GraphTarget
 from mailferry.config.types import SecretRef
 from mailferry.errors import ConfigError, MailferryError, TenantError
 from mailferry_testkit.ews_emulator.oauth import ASSERTION_TYPE
@@ -33,6 +30,7 @@ from mailferry_testkit.graph_emulator import GraphEmulator
 from mailferry_testkit.identity_emulator import app_certificate
 
 from .conftest import make_tenant
+from .test_graph_target import make_target
 
 ItemFor = Callable[..., DeliveryItem]
 KEY, CERT, THUMBPRINT = app_certificate("mailferry-app")
@@ -49,28 +47,8 @@ def api() -> Iterator[GraphEmulator]:
 
 
 def graph_target(api: GraphEmulator, **fields: Any) -> graph.GraphDeliveryTarget:
-    settings: dict[str, Any] = {
-        "name": "graph",
-        "kind": "graph",
-        "base_url": api.base_url,
-        "authority": api.authority("contoso-tenant"),
-        "ca_file": api.identity_ca_file,
-        "tenant_id": "contoso-tenant",
-        "client_id": "mailferry-app",
-        "timeout": timedelta(seconds=5),
-        **fields,
-    }
-    config = GraphTarget(**settings)
-    tenant = Tenant(
-        id="contoso",
-        accepted_domains=["contoso.example"],
-        default_mailbox="postmaster@contoso.example",
-        default_target="graph",
-        targets=[config],
-    )
-    target = graph.create(tenant, config)
-    assert isinstance(target, graph.GraphDeliveryTarget)
-    return target
+    """The Graph target of ``test_graph_target`` with a certificate instead of its secret."""
+    return make_target(api, client_secret=None, **fields)
 
 
 def pem_file(tmp_path: Path, text: str) -> SecretRef:
