@@ -31,7 +31,7 @@ from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 from mailferry.blobs import BlobStore
 from mailferry.blobs.once import BlobOpener, ReadOnce
 from mailferry.delivery_flags import BYPASS_DEDUP
-from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
+from mailferry.errors import AmbiguousOutcomeError, OperatorError, PermanentError, TransientError
 from mailferry.observe import metrics
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Settled:
 @dataclass(frozen=True)
 class Paused:
     target: str
-    error: TenantError
+    error: OperatorError
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,7 @@ def _attempt(
             error = exc
             if _safe_check(target, item):
                 found, error = True, None
-        except TenantError as exc:
+        except OperatorError as exc:
             return Paused(target_name, exc)
         except Exception as exc:
             error = exc
@@ -200,10 +200,10 @@ def _attempt(
         elif isinstance(decision, DeadLetter):
             pending = writer.dead_letter(job, decision, error, ledger_key=key)
             metrics.outcome(tenant, target_name, "dead-lettered", time.monotonic() - started)
-        else:  # pragma: no cover - TenantError is caught above
+        else:  # pragma: no cover - OperatorError is caught above
             raise AssertionError(f"unexpected decision {decision}")
         return Settled(pending)
-    except TenantError as exc:
+    except OperatorError as exc:
         return Paused(target_name, exc)
     except Exception as exc:
         log.exception("delivery %s: outcome not recorded", delivery.get("delivery_id"))
