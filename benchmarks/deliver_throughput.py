@@ -12,6 +12,12 @@ this process until every message is in place. Reported per target:
   consumer-group join included); every delivery also writes a ledger entry and an audit
   event and waits for Kafka's acknowledgement before its offset is committed.
 The SMTP sink is aiosmtpd on 127.0.0.1 without TLS (counts and drops messages).
+
+The Maildir target runs twice in the same run: with the worker's batches (group commit:
+one fsync of each ``new/`` folder per batch, the batch's ledger entries sent together) and
+with batches of one (``consumers.batching.BATCH_SIZES`` set to 1: a folder fsync per
+message, one attempt per thread hand-off, as before batching). CPU is this process's
+(the worker's) per 1,000 deliveries; the broker is another process.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from mailferry.consumers import batching
 from mailferry.consumers.maildir import mailbox_dirname
 from mailferry.consumers.registry import build_target
 from mailferry.consumers.target import DeliveryItem
@@ -141,7 +148,7 @@ def direct_rate(config: MailferryConfig, records: list[dict[str, Any]], concurre
 
 def worker_rates(
     config: MailferryConfig, records: list[dict[str, Any]], delivered: Callable[[], int]
-) -> tuple[float, float]:
+) -> tuple[float, float, float]:
     producer = new_producer(config.kafka, list(config.kafka.bootstrap_servers))
     topic = full_name(config.kafka, DELIVER)
     for rec in records:
@@ -154,6 +161,7 @@ def worker_rates(
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     began = time.perf_counter()
+    cpu_began = time.process_time()
     thread.start()
     first = None
     deadline = began + 600
@@ -166,10 +174,25 @@ def worker_rates(
             raise RuntimeError("the worker stopped early")
         time.sleep(0.05)
     last = time.perf_counter()
+    cpu = time.process_time() - cpu_began
     stop.set()
     thread.join(timeout=120)
     steady = (len(records) - 1) / (last - (first or began)) if len(records) > 1 else float("nan")
-    return steady, len(records) / (last - began)
+    return steady, len(records) / (last - began), cpu * 1000 / len(records)
+
+
+def _maildir(root: Path, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
+    def delivered() -> int:
+        return sum(
+            1
+            for i in range(mailboxes)
+            for _ in (root / mailbox_dirname(f"user{i}@acme.example") / "new").glob("*")
+        )
+
+    toml = (
+        f'[[tenants.targets]]\nname = "t"\nkind = "maildir"\npath = "{root}"\nconcurrency = {concurrency}\n'
+    )
+    return "maildir", toml, delivered
 
 
 def main() -> None:
@@ -190,33 +213,31 @@ def main() -> None:
         controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
         controller.start()
         try:
-            maildir = home / "maildir"
-            scenarios: list[tuple[str, str, Callable[[], int]]] = [
-                (
-                    "maildir",
-                    f'[[tenants.targets]]\nname = "t"\nkind = "maildir"\npath = "{maildir}"\n'
-                    f"concurrency = {args.concurrency}\n",
-                    lambda: sum(
-                        1
-                        for i in range(args.mailboxes)
-                        for _ in (maildir / mailbox_dirname(f"user{i}@acme.example") / "new").glob("*")
-                    ),
-                ),
+            scenarios: list[tuple[str, str, Callable[[], int], int | None]] = [
+                (*_maildir(home / "maildir", args.mailboxes, args.concurrency), None),
+                (*_maildir(home / "maildir1", args.mailboxes, args.concurrency), 1),
                 (
                     "smtp (aiosmtpd sink)",
                     '[[tenants.targets]]\nname = "t"\nkind = "smtp"\nhost = "127.0.0.1"\n'
                     f"port = {smtp_port}\n"
                     f'tls = "none"\nconcurrency = {args.concurrency}\n',
                     lambda: sink.count,
+                    None,
                 ),
             ]
-            for name, toml, delivered in scenarios:
+            sizes = dict(batching.BATCH_SIZES)
+            for name, toml, delivered, one_by_one in scenarios:
+                if one_by_one is not None:
+                    batching.BATCH_SIZES.update(dict.fromkeys(sizes, one_by_one))
+                    name += ", batches of 1 (before)"
+                else:
+                    batching.BATCH_SIZES.update(sizes)
                 config = config_for(home, broker, toml)
                 records = [record(i, args.mailboxes, message(i, args.size)) for i in range(args.messages)]
                 direct = direct_rate(config, records, args.concurrency)
                 print(f"{name}: direct {direct:.0f}/s, now through the worker", file=sys.stderr)
-                steady, total = worker_rates(config, records, delivered)
-                rows.append((name, direct, steady, total))
+                steady, total, cpu_ms = worker_rates(config, records, delivered)
+                rows.append((name, direct, steady, total, cpu_ms))
         finally:
             controller.stop()
             broker.stop()
@@ -224,10 +245,20 @@ def main() -> None:
         title=f"deliveries/s: {args.messages} messages of ~{args.size} B to {args.mailboxes} mailboxes, "
         f"concurrency {args.concurrency}"
     )
-    for column in ("target", "direct (no Kafka)", "worker steady", "worker incl. start", "worker/direct"):
+    columns = (
+        "target",
+        "direct (no Kafka)",
+        "worker steady",
+        "worker incl. start",
+        "worker/direct",
+        "worker CPU s / 1,000",
+    )
+    for column in columns:
         table.add_column(column)
-    for name, direct, steady, total in rows:
-        table.add_row(name, f"{direct:.0f}", f"{steady:.0f}", f"{total:.0f}", f"{steady / direct:.0%}")
+    for name, direct, steady, total, cpu_ms in rows:
+        table.add_row(
+            name, f"{direct:.0f}", f"{steady:.0f}", f"{total:.0f}", f"{steady / direct:.0%}", f"{cpu_ms:.2f}"
+        )
     Console().print(table)
 
 

@@ -1,4 +1,8 @@
-"""One delivery attempt, run in a target's thread pool: ledger, target, decision, outcome.
+"""One batch of delivery attempts, run in a target's thread pool: ledger, target, decision, outcome.
+
+A batch is records of one partition for one target (``consumers.batching``); a target that
+writes batches (``BatchTarget``) gets all the batch's writes in one call, the others one by
+one. Every delivery of the batch keeps its own verdict, error, decision and outcome.
 
 Write-ahead (docs/reliability.md): the ledger's state for the delivery decides skip, ask or
 write; the attempt is recorded (and acknowledged) when the target reaches the point after
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -22,11 +27,12 @@ from io import BytesIO
 from typing import BinaryIO
 
 from mailferry.consumers import crashpoints
+from mailferry.consumers.batching import rounds
 from mailferry.consumers.ledger import ledger_key
 from mailferry.consumers.ledger_state import Verdict, verdict
 from mailferry.consumers.outcomes import ACK_TIMEOUT_S, Job, OutcomeWriter, Pending
-from mailferry.consumers.retry_policy import DeadLetter, Retry, decide
-from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+from mailferry.consumers.retry_policy import DeadLetter, History, Retry, decide
+from mailferry.consumers.target import BatchTarget, DeliveryItem, DeliveryTarget, deliver_each
 
 from mailferry.blobs import BlobStore
 from mailferry.blobs.once import BlobOpener, ReadOnce
@@ -118,96 +124,160 @@ class WriteAheadError(TransientError):
 
 
 def attempt(
-    job: Job,
+    jobs: Sequence[Job],
     target: DeliveryTarget,
     target_name: str,
     *,
     writer: OutcomeWriter,
     blobs: BlobStore,
     policy: Policy,
-) -> Result:
-    delivery = job.delivery
-    key = ledger_key(
-        str(delivery["tenant"]), target_name, str(delivery["recipient"]), idempotency_key(delivery)
-    )
-    with writer.ledger.claim(key):
-        return _attempt(job, key, target, target_name, writer=writer, blobs=blobs, policy=policy)
+) -> list[Result]:
+    """Attempt one batch (records of one partition for one target); a result per job."""
+    keys = [
+        ledger_key(
+            str(j.delivery["tenant"]), target_name, str(j.delivery["recipient"]), idempotency_key(j.delivery)
+        )
+        for j in jobs
+    ]
+    results: list[Result] = [Abandoned()] * len(jobs)
+    for indexes in rounds(keys):
+        with writer.ledger.claim(keys[i] for i in indexes):
+            done = _attempt(
+                [(jobs[i], keys[i]) for i in indexes],
+                target,
+                target_name,
+                writer=writer,
+                blobs=blobs,
+                policy=policy,
+            )
+        for i, result in zip(indexes, done, strict=True):
+            results[i] = result
+    return results
+
+
+@dataclass
+class _Try:
+    """One delivery of a batch on its way through the attempt."""
+
+    job: Job
+    key: bytes
+    history: History
+    item: DeliveryItem | None = None
+    asked: bool = False
+    found: bool | None = False
+    error: BaseException | None = None
+    result: Result | None = None
 
 
 def _attempt(
-    job: Job,
-    key: bytes,
+    entries: list[tuple[Job, bytes]],
     target: DeliveryTarget,
     target_name: str,
     *,
     writer: OutcomeWriter,
     blobs: BlobStore,
     policy: Policy,
-) -> Result:
-    delivery = job.delivery
-    tenant = str(delivery["tenant"])
+) -> list[Result]:
     started = time.monotonic()
+    tries = [_Try(job, key, job.history) for job, key in entries]
+    reads = ReadOnce(blobs)  # the target's opens share one fetched, verified copy (one blob per batch)
     try:
-        seen = verdict(writer.ledger.state(key), job.history.attempts)
-        if seen in (Verdict.SKIP_DELIVERED, Verdict.SKIP_SUPERSEDED):
-            pending = writer.skipped(job, target_name, _SKIP_REASONS[seen])
-            metrics.outcome(tenant, target_name, "skipped")
-            return Settled(pending)
-        ask = seen is Verdict.ASK or job.history.ambiguous
-        error: BaseException | None = None
-        found: bool | None = False
-        history = job.history
-        reads = ReadOnce(blobs)  # the target's opens share one fetched, verified copy
         try:
-            item = replace(
-                delivery_item(delivery, reads), before_commit=partial(_write_ahead, writer, job, key)
-            )
-            if ask:
-                history = replace(history, ambiguous=True)  # until the target has answered
-                found = target.already_delivered(item)
-                history = job.history
-            if found is not True:
-                target.deliver(item)
-                crashpoints.reach(crashpoints.AFTER_TARGET_WRITE)
-        except WriteAheadError:
-            raise
-        except AmbiguousOutcomeError as exc:
-            error = exc
-            if _safe_check(target, item):
-                found, error = True, None
-        except OperatorError as exc:
-            return Paused(target_name, exc)
-        except Exception as exc:
-            error = exc
+            writing = [t for t in tries if _check(t, target, target_name, writer, reads)]
+            _write(writing, target, target_name, writer)
         finally:
             reads.close()
-        if error is None:
-            note = _note(ask, found)
-            pending = writer.delivered(job, key, target_name, checked=found is True, note=note)
-            metrics.outcome(tenant, target_name, "delivered", time.monotonic() - started)
-            return Settled(pending)
-        decision = decide(
-            error,
-            history,
-            now=datetime.now(UTC),
-            tiers=policy.tiers,
-            horizon=policy.horizon,
-            origin=job.origin,
-        )
-        if isinstance(decision, Retry):
-            pending = writer.retry(job, decision, error, ledger_key=key)
-            metrics.outcome(tenant, target_name, "retried", time.monotonic() - started)
-        elif isinstance(decision, DeadLetter):
-            pending = writer.dead_letter(job, decision, error, ledger_key=key)
-            metrics.outcome(tenant, target_name, "dead-lettered", time.monotonic() - started)
-        else:  # pragma: no cover - OperatorError is caught above
-            raise AssertionError(f"unexpected decision {decision}")
-        return Settled(pending)
-    except OperatorError as exc:
-        return Paused(target_name, exc)
+        for t in tries:
+            if t.result is None:
+                t.result = _record(t, target_name, writer, policy, started)
+        return [t.result for t in tries if t.result is not None]
     except Exception as exc:
-        log.exception("delivery %s: outcome not recorded", delivery.get("delivery_id"))
+        log.exception(
+            "deliveries %s: outcome not recorded", [t.job.delivery.get("delivery_id") for t in tries]
+        )
         raise OutcomeNotRecordedError(str(exc)) from exc
+
+
+def _check(t: _Try, target: DeliveryTarget, target_name: str, writer: OutcomeWriter, reads: ReadOnce) -> bool:
+    """Skip, ask or write: True when ``t`` is to be written."""
+    job = t.job
+    seen = verdict(writer.ledger.state(t.key), job.history.attempts)
+    if seen in (Verdict.SKIP_DELIVERED, Verdict.SKIP_SUPERSEDED):
+        t.result = Settled(writer.skipped(job, target_name, _SKIP_REASONS[seen]))
+        metrics.outcome(str(job.delivery["tenant"]), target_name, "skipped")
+        return False
+    t.asked = seen is Verdict.ASK or job.history.ambiguous
+    try:
+        t.item = replace(delivery_item(job.delivery, reads), before_commit=partial(_write_ahead, writer, [t]))
+        if t.asked:
+            t.history = replace(job.history, ambiguous=True)  # until the target has answered
+            t.found = target.already_delivered(t.item)
+            t.history = job.history
+    except AmbiguousOutcomeError as exc:
+        t.error = exc
+        if t.item is not None and _safe_check(target, t.item):
+            t.found, t.error = True, None
+    except OperatorError as exc:
+        t.result = Paused(target_name, exc)
+    except Exception as exc:
+        t.error = exc
+    return t.result is None and t.error is None and t.found is not True
+
+
+def _write(writing: list[_Try], target: DeliveryTarget, target_name: str, writer: OutcomeWriter) -> None:
+    if not writing:
+        return
+    items = [t.item for t in writing if t.item is not None]
+    if isinstance(target, BatchTarget):
+        by_item = {id(t.item): t for t in writing}
+        outcomes = target.deliver_batch(
+            items, lambda some: _write_ahead(writer, [by_item[id(i)] for i in some])
+        )
+    else:
+        outcomes = deliver_each(target, items)
+    for outcome in outcomes:
+        if isinstance(outcome, WriteAheadError):
+            raise outcome
+    if any(outcome is None for outcome in outcomes):
+        crashpoints.reach(crashpoints.AFTER_TARGET_WRITE)
+    for t, outcome in zip(writing, outcomes, strict=True):
+        if isinstance(outcome, AmbiguousOutcomeError):
+            t.error = outcome
+            if t.item is not None and _safe_check(target, t.item):
+                t.found, t.error = True, None
+        elif isinstance(outcome, OperatorError):
+            t.result = Paused(target_name, outcome)
+        else:
+            t.error = outcome
+
+
+def _record(t: _Try, target_name: str, writer: OutcomeWriter, policy: Policy, started: float) -> Result:
+    """Send the outcome of ``t`` (delivered, retry or dead letter); acknowledged later."""
+    job = t.job
+    tenant = str(job.delivery["tenant"])
+    if t.error is None:
+        pending = writer.delivered(
+            job, t.key, target_name, checked=t.found is True, note=_note(t.asked, t.found)
+        )
+        metrics.outcome(tenant, target_name, "delivered", time.monotonic() - started)
+        return Settled(pending)
+    decision = decide(
+        t.error,
+        t.history,
+        now=datetime.now(UTC),
+        tiers=policy.tiers,
+        horizon=policy.horizon,
+        origin=job.origin,
+    )
+    if isinstance(decision, Retry):
+        pending = writer.retry(job, decision, t.error, ledger_key=t.key)
+        metrics.outcome(tenant, target_name, "retried", time.monotonic() - started)
+    elif isinstance(decision, DeadLetter):
+        pending = writer.dead_letter(job, decision, t.error, ledger_key=t.key)
+        metrics.outcome(tenant, target_name, "dead-lettered", time.monotonic() - started)
+    else:  # pragma: no cover - OperatorError is handled before
+        raise AssertionError(f"unexpected decision {decision}")
+    return Settled(pending)
 
 
 _SKIP_REASONS = {
@@ -216,12 +286,17 @@ _SKIP_REASONS = {
 }
 
 
-def _write_ahead(writer: OutcomeWriter, job: Job, key: bytes) -> None:
-    """Record the attempt and wait for Kafka's acknowledgement, before the target write."""
+def _write_ahead(writer: OutcomeWriter, tries: list[_Try]) -> None:
+    """Record the attempts and wait for Kafka's acknowledgement, before the target write."""
     try:
-        writer.ledger.begin(key, job.history.attempts, str(job.delivery["delivery_id"]), job.partition).get(
-            timeout=ACK_TIMEOUT_S
-        )
+        sent = [
+            writer.ledger.begin(
+                t.key, t.job.history.attempts, str(t.job.delivery["delivery_id"]), t.job.partition
+            )
+            for t in tries
+        ]
+        for future in sent:
+            future.get(timeout=ACK_TIMEOUT_S)
     except Exception as exc:
         raise WriteAheadError(f"the attempt was not recorded before the write: {exc}") from exc
     crashpoints.reach(crashpoints.AFTER_WRITE_AHEAD)

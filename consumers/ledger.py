@@ -163,23 +163,24 @@ class Ledger:
     # -- one delivery -----------------------------------------------------------------------
 
     @contextmanager
-    def claim(self, key: bytes) -> Iterator[None]:
-        """Hold ``key`` while one attempt checks and writes it.
+    def claim(self, keys: Iterable[bytes]) -> Iterator[None]:
+        """Hold ``keys`` (distinct) while one attempt checks and writes them.
 
         The same delivery can be in flight twice in one worker (a stream replay put it on
         the topic again, or its original and its retry record are read together); without
-        the claim both copies would pass the check before either wrote.
+        the claim both copies would pass the check before either wrote. All keys are taken
+        at once, or none, so two batches never wait for each other.
         """
-        digest = _digest(key)
+        digests = {_digest(key) for key in keys}
         with self._claimed_changed:
-            while digest in self._claimed:
+            while digests & self._claimed:
                 self._claimed_changed.wait()
-            self._claimed.add(digest)
+            self._claimed |= digests
         try:
             yield
         finally:
             with self._claimed_changed:
-                self._claimed.discard(digest)
+                self._claimed -= digests
                 self._claimed_changed.notify_all()
 
     def state(self, key: bytes) -> State:

@@ -22,23 +22,25 @@ Out = TypeVar("Out")
 class TargetPools(Generic[Tag, Out]):
     def __init__(self) -> None:
         self._pools: dict[tuple[str, str], ThreadPoolExecutor] = {}
-        self._done: queue.Queue[tuple[Tag, Future[Out]]] = queue.Queue()
-        self.running = 0
+        self._done: queue.Queue[tuple[Tag, Future[Out], int]] = queue.Queue()
+        self.running = 0  # records, not batches
 
-    def submit(self, key: tuple[str, str], workers: int, work: Callable[[], Out], tag: Tag) -> None:
-        """Run ``work`` in the pool of ``key`` (made with ``workers`` threads on first use)."""
+    def submit(
+        self, key: tuple[str, str], workers: int, work: Callable[[], Out], tag: Tag, weight: int = 1
+    ) -> None:
+        """Run ``work`` (``weight`` records) in the pool of ``key`` (``workers`` threads)."""
         pool = self._pools.get(key)
         if pool is None:
             tenant, target = key
             pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"deliver-{tenant}-{target}")
             self._pools[key] = pool
         future = pool.submit(work)
-        self.running += 1
+        self.running += weight
         metrics.IN_FLIGHT.set(self.running)
         done = self._done
 
         def report(finished: Future[Out]) -> None:
-            done.put((tag, finished))
+            done.put((tag, finished, weight))
 
         future.add_done_callback(report)
 
@@ -47,11 +49,11 @@ class TargetPools(Generic[Tag, Out]):
         timeout = block_s
         while True:
             try:
-                tag, future = self._done.get(timeout=timeout) if timeout else self._done.get_nowait()
+                tag, future, weight = self._done.get(timeout=timeout) if timeout else self._done.get_nowait()
             except queue.Empty:
                 return
             timeout = 0.0
-            self.running -= 1
+            self.running -= weight
             metrics.IN_FLIGHT.set(self.running)
             yield tag, future
 

@@ -69,6 +69,10 @@ class TargetRegistry:
         tenant, name = self.resolve(tenant_id, target_name)
         return min(tenant.target(name).concurrency, tenant.delivery_concurrency)
 
+    def kind(self, tenant_id: str, target_name: str | None) -> str:
+        tenant, name = self.resolve(tenant_id, target_name)
+        return tenant.target(name).kind
+
     def built(self) -> dict[tuple[str, str], DeliveryTarget]:
         with self._lock:
             return dict(self._targets)

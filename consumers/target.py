@@ -6,19 +6,26 @@ right before the step after which the message may exist at the target (the reque
 creates it, SMTP's final dot): the worker records the attempt there (write-ahead) and, when
 an attempt is found without an outcome, asks the target before writing again
 (docs/reliability.md). Each target translates its own library's errors into
-``TransientError`` / ``AmbiguousOutcomeError`` / ``PermanentError`` / ``TenantError`` in one
+``TransientError`` / ``AmbiguousOutcomeError`` / ``PermanentError`` / ``OperatorError`` in one
 table of its own; the worker decides retry, dead letter or pause from the type alone.
 Targets are synchronous (exchangelib is); the worker runs them in bounded thread pools.
+
+A target that can write several messages at once (one fsync of a Maildir folder, one EWS
+``CreateItem`` with a list of items) also implements ``BatchTarget``; the worker then hands
+it the records of one poll, per partition, in batches (``consumers.batching``). Targets that
+cannot be asked and write one by one (SMTP) get batches of one: a batch would widen the
+window between their write and the ledger entry.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
+from mailferry.errors import OperatorError
 from mailferry.mail import added_headers
 
 
@@ -61,7 +68,8 @@ class DeliveryTarget(Protocol):
     max_message_size: int | None
 
     def check_credentials(self) -> None:
-        """Fail fast at start-up; raises ``TenantError`` when the account cannot log in."""
+        """Fail fast at start-up; raises an ``OperatorError`` (``CredentialsError``, ``TenantError``)
+        when the account cannot log in."""
         ...
 
     def deliver(self, item: DeliveryItem) -> None:
@@ -74,3 +82,40 @@ class DeliveryTarget(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+Outcome = BaseException | None  # of one item of a batch: None when written
+Committing = Callable[[Sequence[DeliveryItem]], None]
+
+
+@runtime_checkable
+class BatchTarget(DeliveryTarget, Protocol):
+    def deliver_batch(self, items: Sequence[DeliveryItem], committing: Committing) -> list[Outcome]:
+        """Write ``items``; one outcome per item, in order, each a classified error or None.
+
+        Before the request after which some items may exist at the target, call
+        ``committing`` with those items (the write-ahead entries of all of them, one wait),
+        not ``item.committing()`` one by one.
+        """
+        ...
+
+
+def deliver_each(target: DeliveryTarget, items: Sequence[DeliveryItem]) -> list[Outcome]:
+    """A batch through a target that writes one message at a time.
+
+    An operator error (bad credentials, an unusable config) stops the batch: the items not
+    tried yet get the same error, so they are parked with the tenant rather than tried against
+    a server that refuses it.
+    """
+    outcomes: list[Outcome] = []
+    for index, item in enumerate(items):
+        try:
+            target.deliver(item)
+        except Exception as exc:
+            outcomes.append(exc)
+            if isinstance(exc, OperatorError):
+                outcomes.extend([exc] * (len(items) - index - 1))
+                break
+        else:
+            outcomes.append(None)
+    return outcomes

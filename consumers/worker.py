@@ -22,13 +22,6 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.errors import (
-    CommitFailedError,
-    IllegalGenerationError,
-    RebalanceInProgressError,
-    UnknownMemberIdError,
-)
-from kafka.structs import OffsetAndMetadata
 from mailferry.consumers.assignment import AssignmentWatch, check_partition_counts, partition_counts
 from mailferry.consumers.attempt import (
     Abandoned,
@@ -36,9 +29,10 @@ from mailferry.consumers.attempt import (
     Paused,
     Policy,
     Result,
-    Settled,
     attempt,
 )
+from mailferry.consumers.batching import batch_size, cut
+from mailferry.consumers.commits import Committer
 from mailferry.consumers.handover import Handover
 from mailferry.consumers.holds import PartitionHolds
 from mailferry.consumers.ledger import Ledger
@@ -62,9 +56,7 @@ from mailferry.observe import health, metrics
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
-COMMIT_EVERY_S = 0.5
 REVOKE_DRAIN_S = 30.0  # how long a revoked partition's running attempts may take to finish
-REBALANCING = (CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError)
 
 
 class DeliveryWorker:
@@ -91,12 +83,12 @@ class DeliveryWorker:
         self.fence = TenantFence(config)
         self.blobs = open_blob_store(config, servers)
         self.tracker = OffsetTracker()
+        self.committer = Committer(self.tracker)
         self.pauses = TenantPauses(credential_retry)
-        self.pools: TargetPools[tuple[Job, str], Result] = TargetPools()
+        self.pools: TargetPools[tuple[list[Job], str], list[Result]] = TargetPools()
         self._awaiting: deque[tuple[Job, Pending]] = deque()
         self.holds = PartitionHolds()
         self._last_status = 0.0
-        self._last_commit = 0.0
         self.watch = AssignmentWatch()
         self._revoked: set[tuple[str, int]] = set()
         self._unsynced: set[int] = set()
@@ -179,10 +171,12 @@ class DeliveryWorker:
             if self._unsynced:  # partitions new to this worker: read what their last owner left
                 self.ledger.sync(self._unsynced)
                 self._unsynced.clear()
+            jobs: list[Job] = []
             for tp, records in batch.items():
                 for record in records:
-                    if not self._take(tp, record):
+                    if not self._take(tp, record, jobs):
                         break
+            self._dispatch(jobs)
             self._collect(block_s=0.0)
         self.watch.check(self.consumer, self._subscribe)
         self._check_paused_tenants()
@@ -190,8 +184,8 @@ class DeliveryWorker:
         self._status()
         health.beat()
 
-    def _take(self, tp: TopicPartition, record: Any) -> bool:
-        """Dispatch one record; False when the rest of this partition's batch must wait."""
+    def _take(self, tp: TopicPartition, record: Any, jobs: list[Job]) -> bool:
+        """Add one record to ``jobs``; False when the rest of this partition's records must wait."""
         if record.offset < self.tracker.position(tp.topic, tp.partition):
             return True  # read again after a rebalance gave the partition back: already ours
         headers = list(record.headers or [])
@@ -212,52 +206,63 @@ class DeliveryWorker:
             return True
         job = Job(tp.topic, tp.partition, record.offset, record.key, record.value, headers, delivery, history)
         self.tracker.dispatched(tp.topic, tp.partition, record.offset)
-        self._dispatch(job)
+        jobs.append(job)
         return True
 
-    def _dispatch(self, job: Job) -> None:
-        tenant = str(job.delivery["tenant"])
-        try:
-            _tenant, target_name = self.registry.resolve(tenant, job.delivery.get("target") or None)
-            self.fence.check(job.delivery)
-        except PermanentError as exc:
-            self._dead_letter_now(job, exc)
-            return
-        if self.pauses.is_paused(tenant):
-            self.pauses.park(tenant, job, target_name)
-            return
-        workers = self.registry.concurrency(tenant, target_name)
-        self.pools.submit(
-            (tenant, target_name), workers, partial(self._attempt, job, target_name), (job, target_name)
-        )
+    def _dispatch(self, jobs: list[Job]) -> None:
+        """Hand ``jobs`` to the pools of their targets, in batches per partition and target."""
+        groups: dict[tuple[str, int, str, str], list[Job]] = {}
+        for job in jobs:
+            tenant = str(job.delivery["tenant"])
+            try:
+                _tenant, target_name = self.registry.resolve(tenant, job.delivery.get("target") or None)
+                self.fence.check(job.delivery)
+            except PermanentError as exc:
+                self._dead_letter_now(job, exc)
+                continue
+            if self.pauses.is_paused(tenant):
+                self.pauses.park(tenant, job, target_name)
+                continue
+            groups.setdefault((job.topic, job.partition, tenant, target_name), []).append(job)
+        for (_topic, _partition, tenant, target_name), group in groups.items():
+            workers = self.registry.concurrency(tenant, target_name)
+            limit = batch_size(self.registry.kind(tenant, target_name))
+            for chunk in cut(group, limit, alone=lambda j: j.delivery.get("blob_ref") is not None):
+                work = partial(self._attempt, chunk, target_name)
+                self.pools.submit((tenant, target_name), workers, work, (chunk, target_name), len(chunk))
 
-    def _attempt(self, job: Job, target_name: str) -> Result:
-        part = (job.topic, job.partition)
+    def _attempt(self, jobs: list[Job], target_name: str) -> list[Result]:
+        part = (jobs[0].topic, jobs[0].partition)
         if not self.handover.enter(part):
-            return Abandoned()
+            return [Abandoned()] * len(jobs)
         try:
-            target = self.registry.get(str(job.delivery["tenant"]), target_name)
-            return attempt(job, target, target_name, writer=self.writer, blobs=self.blobs, policy=self.policy)
+            target = self.registry.get(str(jobs[0].delivery["tenant"]), target_name)
+            return attempt(
+                jobs, target, target_name, writer=self.writer, blobs=self.blobs, policy=self.policy
+            )
         finally:
             self.handover.leave(part)
 
     def _collect(self, block_s: float) -> None:
         """Apply finished attempts (main thread only: the consumer is not thread-safe)."""
-        for (job, target_name), future in self.pools.finished(block_s):
-            if future.cancelled():  # stopping: never attempted, its offset stays uncommitted
+        again: list[Job] = []
+        for (jobs, target_name), future in self.pools.finished(block_s):
+            if future.cancelled():  # stopping: never attempted, its offsets stay uncommitted
                 continue
-            result = future.result()  # OutcomeNotRecordedError stops the worker, offset uncommitted
-            if isinstance(result, Abandoned):
-                if self.tracker.is_tracked(job.topic, job.partition):  # the partition came back
-                    self._dispatch(job)
-                continue
-            if isinstance(result, Paused):
-                if self.tracker.is_tracked(job.topic, job.partition):
-                    self._pause(str(job.delivery["tenant"]), target_name, result.error)
-                    self.pauses.park(str(job.delivery["tenant"]), job, target_name)
-                continue
-            assert isinstance(result, Settled)
-            self._awaiting.append((job, result.pending))
+            results = future.result()  # OutcomeNotRecordedError stops the worker, offsets uncommitted
+            for job, result in zip(jobs, results, strict=True):
+                tracked = self.tracker.is_tracked(job.topic, job.partition)
+                if isinstance(result, Abandoned):
+                    if tracked:  # the partition came back
+                        again.append(job)
+                elif isinstance(result, Paused):
+                    if tracked:
+                        self._pause(str(job.delivery["tenant"]), target_name, result.error)
+                        self.pauses.park(str(job.delivery["tenant"]), job, target_name)
+                else:
+                    self._awaiting.append((job, result.pending))
+        if again:
+            self._dispatch(again)
         self._settle()
 
     def _settle(self) -> None:
@@ -280,9 +285,7 @@ class DeliveryWorker:
 
     def _check_paused_tenants(self) -> None:
         for parked in self.guard.resumed():
-            for job, _target in parked:
-                if self.tracker.is_tracked(job.topic, job.partition):
-                    self._dispatch(job)
+            self._dispatch([job for job, _ in parked if self.tracker.is_tracked(job.topic, job.partition)])
             self._status(force=True)
 
     # -- dead letters outside the pools -----------------------------------------------------
@@ -302,26 +305,8 @@ class DeliveryWorker:
     # -- offsets, pauses, status ------------------------------------------------------------
 
     def _commit(self, *, force: bool = False) -> None:
-        """Commit what is settled, at most every ``COMMIT_EVERY_S``: a synchronous commit per
-        delivery held the loop for a broker round trip each time. Waiting longer only means
-        more records read again after a crash, which the ledger keeps single."""
-        if self.consumer is None:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_commit < COMMIT_EVERY_S:
-            return
-        self._last_commit = now
-        points = self.tracker.to_commit()
-        if not points:
-            return
-        offsets = {TopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in points.items()}
-        try:
-            self.consumer.commit(offsets)
-        except REBALANCING as exc:  # poll returned mid-rebalance; the ledger makes a re-read harmless
-            log.info("commit deferred: %s", exc)
-            return
-        log.debug("committed %s", points)
-        self.tracker.committed(points)
+        if self.consumer is not None:
+            self.committer.commit(self.consumer, force=force)
 
     def _sync_pauses(self) -> None:
         assert self.consumer is not None

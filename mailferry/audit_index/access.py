@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Protocol
 
 from mailferry.audit_index.store import FILE_NAME, IndexStore, Position, Sighting
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 TIMEOUT_S = 2.0
@@ -38,8 +39,10 @@ class LocalIndex:
 
 class RemoteIndex:
     def __init__(self, url: str) -> None:
+        import httpx  # only when a replica is configured: `audit trace` start-up time
+
         self.name = url.rstrip("/")
-        self._client = httpx.Client(base_url=self.name, timeout=TIMEOUT_S)
+        self._client: httpx.Client = httpx.Client(base_url=self.name, timeout=TIMEOUT_S)
 
     def _ask(self, hashes: Sequence[int]) -> dict[str, object]:
         response = self._client.get("/positions", params=[("k", str(h)) for h in hashes])
@@ -59,6 +62,8 @@ class RemoteIndex:
         return Sighting(int(found[0]), Position(int(found[1]), int(found[2])))
 
     def healthy(self) -> bool:
+        import httpx
+
         try:
             return self._client.get("/healthz").status_code == 200
         except httpx.HTTPError:

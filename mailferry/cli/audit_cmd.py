@@ -11,15 +11,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console, err_console
 from mailferry.cli.times import as_utc
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 app = typer.Typer(help="The audit trail kept in the audit topic.", no_args_is_help=True)
 
@@ -80,6 +81,8 @@ def trace_cmd(
 
 
 def trace_table(message: str, events: list[dict[str, Any]]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"audit trace of {message}", show_lines=False)
     for column in ("at", "stage", "event", "tenant/mailbox", "recipient", "details"):
         table.add_column(column, overflow="fold")
@@ -170,6 +173,8 @@ def export_cmd(
     output: Path | None = typer.Option(None, "--output", "-o", help="file to write (default: stdout)"),
 ) -> None:
     """A time range of the audit topic for compliance archives (columns in docs/audit.md)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
     from mailferry.audit_export import export_events
 
     cli: CliContext = ctx.obj

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mailferry.config import MailferryConfig, load_config
 from mailferry.errors import SetupError
-from mailferry.kafka.credentials import BrokerCredentials
-from mailferry.kafka.embedded import EmbeddedBroker
+
+if TYPE_CHECKING:  # imported when used: every command imports this module (start-up time)
+    from mailferry.config import MailferryConfig
+    from mailferry.kafka.embedded import EmbeddedBroker
 
 
 @dataclass
@@ -22,6 +24,9 @@ class CliContext:
         that needs it, so read-only commands run on a host that has Kafka access only. With the
         embedded broker, its generated client login is applied."""
         if self._config is None:
+            from mailferry.config import load_config
+            from mailferry.kafka.credentials import BrokerCredentials
+
             config = load_config(self.config_path, check_secrets=False)
             if config.kafka.uses_embedded:
                 login = BrokerCredentials(config.kafka_state_dir).apply(config.kafka)
@@ -32,9 +37,13 @@ class CliContext:
     def check_secrets(self) -> None:
         """For the roles: stop at start-up, naming file, line and field, when a secret cannot be read."""
         if self.config_path is not None:
+            from mailferry.config import load_config
+
             load_config(self.config_path, check_secrets=True)
 
     def embedded_broker(self) -> EmbeddedBroker:
+        from mailferry.kafka.embedded import EmbeddedBroker
+
         config = self.config
         return EmbeddedBroker(config.kafka.embedded, config.kafka_state_dir)
 

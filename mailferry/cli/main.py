@@ -4,40 +4,45 @@ from __future__ import annotations
 
 import logging
 import os
-from importlib.metadata import version
 from pathlib import Path
 
 import typer
 
 from mailferry import redact
-from mailferry.cli import (
-    audit_cmd,
-    blobs_cmd,
-    check_cmd,
-    config_cmd,
-    console_cmd,
-    demo_cmd,
-    import_cmd,
-    kafka_cmd,
-    migrate_cmd,
-    replay_cmd,
-    run_cmd,
-    status_cmd,
-    topics_cmd,
-)
 from mailferry.cli.context import CliContext
-from mailferry.consumers import cli as deliver_cli
+from mailferry.cli.lazy import Lazy, lazy_group
 from mailferry.observe import logs
-from mailferry.producers import cli as fetch_cli
-from mailferry.streams import cli as stream_cli
 
 LEVEL_ENV = "MAILFERRY_LOG_LEVEL"
+
+_CLI = "mailferry.cli."
+COMMANDS = {  # in the order `mailferry --help` lists them; each module is imported when used
+    "run": Lazy(_CLI + "run_cmd", "run", "command"),
+    "replay": Lazy(_CLI + "replay_cmd", "replay_cmd", "command"),
+    "status": Lazy(_CLI + "status_cmd", "status_cmd", "command"),
+    "check": Lazy(_CLI + "check_cmd", "check_cmd", "command"),
+    "console": Lazy(_CLI + "console_cmd", "console_cmd", "command"),
+    "demo": Lazy(_CLI + "demo_cmd", "demo_cmd", "command"),
+    "fetch": Lazy("mailferry.producers.cli", "register", "register"),
+    "stream": Lazy("mailferry.streams.cli", "register", "register"),
+    "deliver": Lazy("mailferry.consumers.cli", "register", "register"),
+    "kafka": Lazy(_CLI + "kafka_cmd", "app"),
+    "topics": Lazy(_CLI + "topics_cmd", "app"),
+    "config": Lazy(_CLI + "config_cmd", "app"),
+    "import": Lazy(_CLI + "import_cmd", "app"),
+    "audit": Lazy(_CLI + "audit_cmd", "app"),
+    "blobs": Lazy(_CLI + "blobs_cmd", "app"),
+    "migrate": Lazy(_CLI + "migrate_cmd", "app"),
+    "mailboxes": Lazy("mailferry.producers.cli", "register", "register"),
+    "dlq": Lazy("mailferry.consumers.cli", "register", "register"),
+}
 
 app = typer.Typer(
     name="mailferry",
     help="POP3/IMAP to Microsoft Exchange over a Kafka pipeline.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=lazy_group(COMMANDS),
 )
 
 
@@ -46,6 +51,8 @@ LEVELS = ("debug", "info", "warning", "error", "critical")
 
 def _print_version(wanted: bool) -> None:
     if wanted:
+        from importlib.metadata import version
+
         print(f"mailferry {version('mailferry')}")
         raise typer.Exit()
 
@@ -96,29 +103,15 @@ def main(
     ctx.obj = CliContext(config)
 
 
-app.add_typer(kafka_cmd.app, name="kafka")
-app.add_typer(topics_cmd.app, name="topics")
-app.add_typer(config_cmd.app, name="config")
-app.command("run")(run_cmd.run)
-app.add_typer(import_cmd.app, name="import")
-app.add_typer(audit_cmd.app, name="audit")
-app.add_typer(blobs_cmd.app, name="blobs")
-app.add_typer(migrate_cmd.app, name="migrate")
-app.command("replay")(replay_cmd.replay_cmd)
-app.command("status")(status_cmd.status_cmd)
-app.command("check")(check_cmd.check_cmd)
-app.command("console")(console_cmd.console_cmd)
-app.command("demo")(demo_cmd.demo_cmd)
-
-for stage in (fetch_cli, stream_cli, deliver_cli):
-    stage.register(app)
-
-
 def entry() -> None:
     """The ``mailferry`` command. What it writes (mail, blobs, state, logs, the embedded broker's
     data, which all hold mail or secrets) is readable by its own user only; no log line holds a
     secret (``mailferry.redact``); ``--log-level`` / ``MAILFERRY_LOG_LEVEL`` (e.g. ``debug``) sets
     the level of every role's log, libraries included."""
     os.umask(0o077)
+    # pydantic looks for plugins in every installed package's metadata when the first model
+    # is built: a tenth of a second of `mailferry audit trace`; mailferry uses none (an
+    # operator who wants one sets the variable, even empty)
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     redact.install()
     app()

@@ -104,3 +104,57 @@ def test_mail_is_private_to_its_owner_whatever_the_umask(tmp_path: Path) -> None
     assert {oct(f.stat().st_mode & 0o777) for f in folders} == {"0o700"}
     (written,) = (box / "new").iterdir()
     assert oct(written.stat().st_mode & 0o777) == "0o600"
+
+
+class _DirFsyncs:
+    """Counts fsync calls on directories (the real fsync still runs)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, fail_in: str | None = None) -> None:
+        self.dirs: list[str] = []
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            if os.path.isdir(path):
+                self.dirs.append(path)
+                if fail_in is not None and fail_in in path:
+                    raise OSError(errno.EIO, "I/O error")
+            real(fd)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_batch_fsyncs_each_new_folder_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = MaildirDelivery("archive", tmp_path)
+    items = [_item(f"u{i % 2}@acme.example", f"k{i}") for i in range(10)]
+    fsyncs = _DirFsyncs(monkeypatch)
+    assert target.deliver_batch(items, lambda _: None) == [None] * 10
+    assert sorted(fsyncs.dirs) == sorted(str(tmp_path / f"u{n}@acme.example" / "new") for n in (0, 1))
+    for n in (0, 1):
+        assert len(list((tmp_path / f"u{n}@acme.example" / "new").iterdir())) == 5
+        assert list((tmp_path / f"u{n}@acme.example" / "tmp").iterdir()) == []
+
+    fsyncs.dirs.clear()  # the same batch again (a record read again): no copy, nothing to sync
+    assert target.deliver_batch(items, lambda _: None) == [None] * 10
+    assert fsyncs.dirs == []
+    assert sum(len(list((tmp_path / f"u{n}@acme.example" / "new").iterdir())) for n in (0, 1)) == 10
+
+
+def test_one_bad_item_does_not_fail_its_batch(tmp_path: Path) -> None:
+    target = MaildirDelivery("archive", tmp_path, max_message_size=100)
+    items = [_item("bob@acme.example", "k1"), _item("bob@acme.example", "k2", b"x" * 200)]
+    outcomes = target.deliver_batch(items, lambda _: None)
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], PermanentError)
+    assert len(list((tmp_path / "bob@acme.example" / "new").iterdir())) == 1
+
+
+def test_a_failed_folder_sync_fails_that_folders_items_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = MaildirDelivery("archive", tmp_path)
+    items = [_item("bad@acme.example", "k1"), _item("ok@acme.example", "k2"), _item("bad@acme.example", "k3")]
+    _DirFsyncs(monkeypatch, fail_in="bad@acme.example")
+    outcomes = target.deliver_batch(items, lambda _: None)
+    assert outcomes[1] is None
+    assert isinstance(outcomes[0], TransientError) and isinstance(outcomes[2], TransientError)

@@ -6,13 +6,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from mailferry.consumers.maildir import MaildirDelivery
 from mailferry.consumers.registry import TargetRegistry
-from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+from mailferry.consumers.target import Committing, DeliveryItem, DeliveryTarget, Outcome
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
@@ -108,11 +108,12 @@ class _TimesOutAfterWriting(MaildirDelivery):
         super().__init__("archive", root)
         self.writes = 0
 
-    def deliver(self, item: DeliveryItem) -> None:
-        self.writes += 1
-        super().deliver(item)
+    def deliver_batch(self, items: Sequence[DeliveryItem], committing: Committing) -> list[Outcome]:
+        self.writes += len(items)
+        outcomes = super().deliver_batch(items, committing)
         if self.writes == 1:
-            raise AmbiguousOutcomeError("timed out waiting for the answer")
+            return [AmbiguousOutcomeError("timed out waiting for the answer")]
+        return outcomes
 
 
 class _Registry(TargetRegistry):
@@ -204,3 +205,37 @@ def test_prometheus_metrics_count_deliveries(
         observer.close()
     line = 'mailferry_deliveries_total{outcome="delivered",target="metered",tenant="acme"} 3.0'
     assert line in text
+
+
+def test_the_records_of_one_poll_share_a_folder_sync(
+    tmp_path: Path,
+    kafka_config: KafkaConfig,
+    start_worker: Callable[..., RunningWorker],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Group commit through the worker: 60 messages for two mailboxes, published before the
+    worker starts, are written with far fewer fsyncs of the ``new/`` folders than messages."""
+    import os
+
+    root = tmp_path / "maildirs"
+    config = make_config(
+        tmp_path, kafka_config, f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\n'
+    )
+    recipients = ["ann@acme.example", "bob@acme.example"]
+    records = [delivery_record(recipients[i % 2], sample_message(i, recipients[i % 2])) for i in range(60)]
+    publish(config, records)
+    folder_syncs: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if path.startswith(str(root)) and os.path.isdir(path):
+            folder_syncs.append(path)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    worker = start_worker(config)
+    worker.wait_for(lambda: sum(1 for e in audit_events(config) if e["event"] == "delivered") >= 60)
+    worker.shutdown()
+    assert sum(len(maildir_files(root, r)) for r in recipients) == 60
+    assert 2 <= len(folder_syncs) <= 20, folder_syncs
