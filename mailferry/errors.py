@@ -11,8 +11,10 @@
 Every place that retries, dead-letters or pauses decides by the *type* of the error it
 caught, never by matching text. Each boundary translates its library's errors into these
 classes once, in one mapper (as httpx maps httpcore's): POP3/IMAP ``producers/access.classify``,
-Kafka ``mailferry.kafka.errors.classify``, EWS ``ews_errors.classify``, Graph ``graph_errors``,
-SMTP ``smtp.classify``, Maildir ``maildir._classify``.
+Kafka ``mailferry.kafka.errors``, EWS ``mailferry.exchange.ews.errors``, Graph
+``mailferry.exchange.graph.errors``, SMTP ``consumers/targets/smtp.classify``, Maildir
+``consumers/targets/maildir._classify``, S3 ``mailferry.blobs.s3._s3_errors``
+(``tests/foundation/test_error_boundaries.py``).
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ import imaplib
 import smtplib
 
 import pytest
+from exchangelib import errors as ews_errors
 from kafka import errors as kafka_errors
-from mailferry.consumers import smtp
+from mailferry.consumers.targets import smtp
 from mailferry.producers.access import classify as source_classify
 from mailferry.producers.pop3_wire import Pop3ErrorReply
 
@@ -23,6 +24,8 @@ from mailferry.errors import (
     TenantError,
     TransientError,
 )
+from mailferry.exchange.ews.errors import classify as ews_classify
+from mailferry.exchange.graph.errors import classify_response as graph_response
 from mailferry.kafka.errors import classify as kafka_classify
 
 
@@ -40,8 +43,11 @@ def test_operator_errors_are_no_verdict_on_a_message() -> None:
         source_classify(imaplib.IMAP4.error("b'[AUTHENTICATIONFAILED] Authentication failed.'"), "imap"),
         smtp.classify(smtplib.SMTPAuthenticationError(535, b"5.7.8 bad credentials"), phase="connect"),
         kafka_classify(kafka_errors.SaslAuthenticationFailedError("bad password"), "produce"),
+        ews_classify(ews_errors.UnauthorizedError("401"), write=False, tenant="acme"),
+        graph_response(401, None, "token refused", retry_after=None, tenant="acme"),
+        graph_response(400, "invalid_client", "AADSTS7000215", retry_after=None, tenant="acme"),
     ],
-    ids=["pop3", "imap", "smtp", "kafka"],
+    ids=["pop3", "imap", "smtp", "kafka", "ews", "graph-401", "graph-token"],
 )
 def test_a_refused_login_is_a_credentials_error_at_every_boundary(refusal: MailferryError) -> None:
     assert isinstance(refusal, CredentialsError), refusal
