@@ -21,13 +21,15 @@ from kafka import KafkaProducer
 from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, Record, UnknownSchemaError, codec
 
 from mailferry.audit import audit_event
+from mailferry.blobs import BlobStore, open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.errors import ConfigError
 from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name
-from mailferry.rawrecord import encode_raw, raw_key
+from mailferry.rawrecord import encode_raw
+from mailferry.shard import shard_of_record
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class DeadLetterQueue:
                 _check_target(self.config, str(entry.record["tenant"]), target)
         deliver_topic, raw_topic = full_name(self.config.kafka, DELIVER), full_name(self.config.kafka, RAW)
         producer = self._producer()
+        blobs: BlobStore | None = None
         try:
             sends: ConfirmedSends[str] = ConfirmedSends(producer)
             for entry in entries:
@@ -159,7 +162,9 @@ class DeadLetterQueue:
                 elif raw is not None:
                     if target is not None:
                         raw = {**raw, "target_override": target}
-                    key = raw_key(raw["tenant"], raw["mailbox_id"])
+                    if blobs is None and raw.get("blob_ref"):
+                        blobs = open_blob_store(self.config, self.servers)
+                    key = shard_of_record(raw, blobs)  # to the partition of its dedup shard
                     sends.send(raw_topic, key=key, value=encode_raw(raw), tag=entry.id)
                 else:
                     continue
@@ -167,6 +172,8 @@ class DeadLetterQueue:
             outcome = sends.wait()
         finally:
             producer.close()
+            if blobs is not None:
+                blobs.close()
         outcome.raise_for_failures(f"dead letters to requeue ({len(outcome.acknowledged)} requeued)")
         return len(outcome.acknowledged)
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from mailferry.blobs import BlobStore
+from mailferry.mail.block import HeadCapture
 from mailferry.schemas.codec import RAW_MESSAGE, Record, codec
+from mailferry.shard import head_message_id, shard_key
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,8 @@ class RawSource:
 
 
 def raw_key(tenant: str, mailbox_id: str) -> bytes:
+    """A mailbox's key (fetch state, mailboxes topic); ``raw`` records are keyed by their
+    dedup shard instead (``mailferry.shard``)."""
     return f"{tenant}/{mailbox_id}".encode()
 
 
@@ -39,10 +43,10 @@ def build_raw_record(
     envelope_recipients: Iterable[str] = (),
     fetched_at: datetime | None = None,
 ) -> tuple[bytes, Record]:
-    """(key, record) for one message. ``message`` may be chunks, so a large one never
+    """(shard key, record) for one message. ``message`` may be chunks, so a large one never
     has to be held whole: chunks go straight to the blob store."""
     if isinstance(message, bytes | bytearray | memoryview):
-        data = bytes(message)
+        data = head = bytes(message)
         if len(data) <= inline_threshold:
             inline: bytes | None = data
             blob_ref = None
@@ -54,17 +58,19 @@ def build_raw_record(
     else:
         # buffer up to the threshold first: a small message never touches the blob store,
         # where deleting "our" copy afterwards could delete a blob another record references
-        chunks = iter(message)
-        head = bytearray()
+        capture = HeadCapture(message)
+        chunks = iter(capture)
+        buffered = bytearray()
         for chunk in chunks:
-            head += chunk
-            if len(head) > inline_threshold:
-                blob_ref, size = blobs.put_chunks(itertools.chain([bytes(head)], chunks))
+            buffered += chunk
+            if len(buffered) > inline_threshold:
+                blob_ref, size = blobs.put_chunks(itertools.chain([bytes(buffered)], chunks))
                 inline, sha = None, blob_ref.removeprefix("sha256:")
                 break
         else:
-            inline, blob_ref = bytes(head), None
+            inline, blob_ref = bytes(buffered), None
             sha, size = hashlib.sha256(inline).hexdigest(), len(inline)
+        head = capture.head  # read to the end by now, so the header block is complete
     record: Record = {
         "tenant": source.tenant,
         "mailbox_id": source.mailbox_id,
@@ -82,7 +88,7 @@ def build_raw_record(
         "bypass_dedup": False,
         "target_override": None,
     }
-    return raw_key(source.tenant, source.mailbox_id), record
+    return shard_key(source.tenant, head_message_id(head), sha), record
 
 
 def encode_raw(record: Record) -> bytes:

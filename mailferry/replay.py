@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailferry.audit import audit_event
+from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.errors import ConfigError
 from mailferry.kafka.clients import new_producer
@@ -20,6 +21,7 @@ from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, RAW, full_name
 from mailferry.schemas import RAW_MESSAGE, UnknownSchemaError, codec
+from mailferry.shard import shard_of_record
 
 CONFIRM_EVERY = 1000  # records sent before waiting: bounds the futures held and what a failure leaves
 
@@ -58,6 +60,9 @@ def replay(
     raw = codec(RAW_MESSAGE)
     report = ReplayReport()
     producer = None if dry_run else new_producer(config.kafka, servers)
+    # a record written before raw was sharded carries its mailbox as key: the shard is
+    # worked out again, so the replayed copy meets the dedup table that knows the message
+    blobs = None if dry_run else open_blob_store(config, servers)
     sends: ConfirmedSends[int] | None = None if producer is None else ConfirmedSends(producer)
     try:
         for record in scan_topic(config.kafka, servers, raw_topic, since=since, until=until):
@@ -77,8 +82,9 @@ def replay(
                 continue
             origin = f"{record.topic}/{record.partition}/{record.offset}"
             value |= {"replay_of": origin, "bypass_dedup": bypass_dedup, "target_override": target}
-            sends.send(raw_topic, key=record.key, value=raw.encode(value), tag=report.matched)
-            key, event = audit_event(
+            key = shard_of_record(value, blobs)
+            sends.send(raw_topic, key=key, value=raw.encode(value), tag=report.matched)
+            audit_key, event = audit_event(
                 "replayed",
                 stage="replay",
                 tenant=tenant,
@@ -86,7 +92,7 @@ def replay(
                 sha256=value["sha256"],
                 details={"origin": origin, "bypass_dedup": str(bypass_dedup), "target": target or ""},
             )
-            sends.then(report.matched, full_name(config.kafka, AUDIT), key=key, value=event)
+            sends.then(report.matched, full_name(config.kafka, AUDIT), key=audit_key, value=event)
             if len(sends) >= CONFIRM_EVERY:
                 report.replayed += sends.confirm("records to replay")
         if sends is not None:
@@ -94,4 +100,6 @@ def replay(
     finally:
         if producer is not None:
             producer.close()
+        if blobs is not None:
+            blobs.close()
     return report

@@ -35,6 +35,7 @@ def message_id(head: bytes) -> tuple[str | None, list[str]]:
 
 @dataclass(frozen=True)
 class Ingested:
+    key: bytes  # the dedup shard (``mailferry.shard``)
     record: Record
     message_id: str | None
     parse_defects: tuple[str, ...] = ()
@@ -50,24 +51,24 @@ def prepare(
 ) -> Ingested:
     """Build the raw record (writing the blob for a large message) without sending anything."""
     if isinstance(message, bytes):
-        _, record = build_raw_record(
+        key, record = build_raw_record(
             source, message, blobs=blobs, inline_threshold=inline_threshold, headers_only=headers_only
         )
         head = message  # message_id reads up to the header block's end only; no copy here
     else:
         capture = HeadCapture(message)
-        _, record = build_raw_record(
+        key, record = build_raw_record(
             source, capture, blobs=blobs, inline_threshold=inline_threshold, headers_only=headers_only
         )
         head = capture.head
     found, defects = message_id(head)
-    return Ingested(record, found, tuple(defects))
+    return Ingested(key, record, found, tuple(defects))
 
 
 def publish(batch: Batch, source: RawSource, done: Ingested) -> None:
     """Send the raw record and its ``fetched`` audit event; the caller adds the state."""
     record = done.record
-    batch.raw(record)
+    batch.raw(done.key, record)
     details = {"size": str(record["size"]), "uid": source.source_uid or ""}
     if source.folder:
         details["folder"] = source.folder

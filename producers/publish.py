@@ -21,6 +21,7 @@ from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
 from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
 from mailferry.mail.message_id import normalise_message_id
 from mailferry.rawrecord import encode_raw, raw_key
+from mailferry.shard import partition_for
 
 BATCH_SIZE = 4 * 1024 * 1024
 LINGER_MS = 100
@@ -55,10 +56,6 @@ class Batch:
         self._state = state
         self._sends: ConfirmedSends[None] = ConfirmedSends(publisher.producer)
         self._state_updates: list[tuple[str, Record | None]] = []
-        # the partition Kafka's default partitioner would pick, worked out once per mailbox
-        # instead of once per record (murmur2 is pure Python in kafka-python)
-        self._raw_key = b""
-        self._raw_partition = 0
 
     @property
     def tenant(self) -> str:
@@ -68,13 +65,12 @@ class Batch:
     def mailbox(self) -> str:
         return self._state.mailbox
 
-    def raw(self, record: Record) -> None:
+    def raw(self, key: bytes, record: Record) -> None:
+        """A raw record under its dedup shard ``key``: every copy of a message, from any
+        mailbox, goes to the one partition whose dedup table knows the earlier ones."""
         p = self._publisher
-        key = raw_key(record["tenant"], record["mailbox_id"])
-        if key != self._raw_key:
-            self._raw_key, self._raw_partition = key, partition_of(key, p.partitions(p.raw_topic))
-        value = encode_raw(record)
-        self._sends.send(p.raw_topic, key=key, value=value, partition=self._raw_partition)
+        partition = partition_for(key, p.partitions(p.raw_topic))
+        self._sends.send(p.raw_topic, key=key, value=encode_raw(record), partition=partition)
 
     def state(self, key: str, record: Record | None) -> None:
         """A fetch-state record (``None``: forget the message).

@@ -1,14 +1,13 @@
 """The Faust application: raw records in, one delivery per (message, recipient) out.
 
-Two agents:
-
-1. ``route`` reads ``<prefix>.raw``, runs the pure router and re-keys each delivery
-   candidate by its dedup key onto ``<prefix>.stream.dedup`` (or straight to
-   ``<prefix>.deliver`` for replays with ``bypass_dedup``). Messages that cannot go on are
-   dead-lettered on ``<prefix>.deliver.dlt`` with stage ``stream`` and their reason.
-2. ``dedup`` reads the re-keyed topic, which is co-partitioned with the ``dedup`` table
-   (same key, same partition count), drops what was already seen inside the window and
-   emits the rest to ``<prefix>.deliver`` keyed by tenant/recipient.
+One agent, ``route``, reads ``<prefix>.raw``, runs the pure router, and decides each
+delivery candidate against the ``dedup`` table right there: ``raw`` is partitioned by the
+dedup shard at the producer (``mailferry.shard``: tenant and Message-ID, or the content
+hash), so every copy of a message, from any mailbox, arrives on one partition, and the
+table is co-partitioned with ``raw`` (its changelog partition is the raw partition). What
+is new inside the window goes to ``<prefix>.deliver`` keyed by tenant/recipient; replays
+with ``bypass_dedup`` skip the table. Messages that cannot go on are dead-lettered on
+``<prefix>.deliver.dlt`` with stage ``stream`` and their reason.
 
 Outgoing records go to the producer at once (``outbox``); Faust flushes the producer before
 it commits an offset, so an offset is never committed before the records it caused are in
@@ -47,12 +46,20 @@ from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import CachedDirectory, Directory
 from mailferry.errors import PermanentError, TransientError
 from mailferry.kafka.clients import faust_settings
-from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, TopicSpec, full_name, largest_message_bytes
+from mailferry.kafka.topics import (
+    AUDIT,
+    DELIVER,
+    DLT,
+    RAW,
+    TopicSpec,
+    full_name,
+    largest_message_bytes,
+    topic_settings,
+)
 from mailferry.observe import metrics
 
 log = logging.getLogger(__name__)
 
-DEDUP_TOPIC = "stream.dedup"
 DEDUP_TABLE = "dedup"
 TRANSIENT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 PURGE_EVERY = 3600.0
@@ -86,7 +93,10 @@ class StreamApp:
         directory_for: DirectoryFor = no_directory,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         store: str | None = None,
+        raw_partitions: int | None = None,
     ) -> None:
+        """``raw_partitions``: how many ``raw`` has in Kafka (``worker.raw_partitions``),
+        which the table must match; the configured count when not given."""
         self.config = config
         self.kafka = config.kafka
         self.blobs = open_blob_store(config, servers)
@@ -99,10 +109,11 @@ class StreamApp:
         # one thread: look-ups stay in order and the caches need no locks
         self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="directory")
         self._directory_for = directory_for
-        settings = self.kafka.topics.overrides.get(DEDUP_TOPIC, self.kafka.topics.defaults)
-        self.partitions = settings.partitions
+        # the table is co-partitioned with raw: as many partitions, the same numbers
+        settings = topic_settings(self.kafka, RAW)
+        self.partitions = raw_partitions or settings.partitions
         self.replicas = settings.replication_factor
-        self.max_bytes = max_bytes = largest_message_bytes(self.kafka)
+        self.max_bytes = largest_message_bytes(self.kafka)
         smallest = min(
             s.max_message_bytes for s in [self.kafka.topics.defaults, *self.kafka.topics.overrides.values()]
         )
@@ -134,13 +145,6 @@ class StreamApp:
             **faust_settings(self.kafka, servers),
         )
         self.raw_topic = self.app.topic(full_name(self.kafka, RAW))
-        self.dedup_topic = self.app.topic(
-            full_name(self.kafka, DEDUP_TOPIC),
-            partitions=self.partitions,
-            replicas=settings.replication_factor,
-            internal=True,
-            config={"max.message.bytes": str(max_bytes)},
-        )
         self.deliver_topic = self.app.topic(full_name(self.kafka, DELIVER))
         self.dlt_topic = self.app.topic(full_name(self.kafka, DLT))
         self.audit_topic = self.app.topic(full_name(self.kafka, AUDIT))
@@ -155,7 +159,7 @@ class StreamApp:
             extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)},
         )
         roles = TopicRoles(
-            deliveries=frozenset(t.get_topic_name() for t in (self.deliver_topic, self.dedup_topic)),
+            deliveries=frozenset([self.deliver_topic.get_topic_name()]),
             dead_letters=self.dlt_topic.get_topic_name(),
             audit=self.audit_topic.get_topic_name(),
         )
@@ -163,23 +167,15 @@ class StreamApp:
         self.outbox = Outbox(self.app, on_failure=self._note_error, rescue=self.rescuer)
         self.app.timer(PURGE_EVERY)(self.purge_expired)
         self.app.agent(self.raw_topic, name="route")(self._route_agent)
-        self.app.agent(self.dedup_topic, name="dedup")(self._dedup_agent)
 
     def internal_topic_specs(self) -> list[TopicSpec]:
-        """The re-keyed topic and the table's changelog, to create before Faust subscribes.
+        """The table's changelog, to create before Faust subscribes.
 
         A topic Faust creates itself can be missing from its consumer's metadata until the
-        next refresh (``metadata.max.age``, 5 minutes): the dedup agent then reads nothing
-        and routed mail waits that long.
+        next refresh (``metadata.max.age``, 5 minutes); created first, the table recovers
+        at once.
         """
         return [
-            TopicSpec(
-                DEDUP_TOPIC,
-                self.dedup_topic.get_topic_name(),
-                self.partitions,
-                self.replicas,
-                {"max.message.bytes": str(self.max_bytes)},
-            ),
             TopicSpec(
                 DEDUP_TABLE,
                 self.table.changelog_topic.get_topic_name(),
@@ -268,11 +264,8 @@ class StreamApp:
             if candidate.bypass_dedup:
                 await self._emit(candidate, {"dedup": "bypassed"})
             else:
-                await self._send(
-                    self.dedup_topic,
-                    key=candidate.dedup_key.encode(),
-                    value=codec(DELIVERY).encode(candidate.delivery),
-                )
+                with metrics.stream_stage("dedup"):
+                    await self._dedup_one(candidate)
 
     async def _route_raw(self, raw: dict[str, Any], origin: str) -> Routed | Rejected:
         """The pure router; in a thread when the tenant has a live directory (EWS/Graph
@@ -303,26 +296,12 @@ class StreamApp:
 
     # -- dedup: candidates -> deliveries --------------------------------------------------
 
-    async def _dedup_agent(self, stream: Any) -> AsyncIterator[None]:
-        async for event in stream.events():
-            try:
-                with metrics.stream_stage("dedup"):
-                    await self._dedup_one(event.key, event.value)
-            except Exception as exc:
-                message = event.message
-                log.exception("stream: unexpected error in dedup at %s/%s", message.partition, message.offset)
-                self.counters.last_error = f"{type(exc).__name__}: {exc}"
-                await self._dead_letter(
-                    event.key,
-                    None,
-                    Origin(message.topic, message.partition, message.offset),
-                    Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}"),
-                    delivery=_decoded(DELIVERY, event.value),
-                )
-            yield None
-
-    async def _dedup_one(self, key: bytes, value: bytes) -> None:
-        delivery = codec(DELIVERY).decode(value)
+    async def _dedup_one(self, candidate: Candidate) -> None:
+        """Forward the candidate unless the table saw its key inside the window. The table
+        entry lives in the partition of the raw record being processed, which every copy of
+        the message shares (``mailferry.shard``)."""
+        delivery = candidate.delivery
+        key = candidate.dedup_key.encode()
         now_ms = self.clock_ms()
         origin = delivery["raw_origin"] or ""
         previous = Sighting.from_value(self.table.get(key))
@@ -348,8 +327,7 @@ class StreamApp:
         else:
             sighting = Sighting(now_ms, origin, delivery["mailbox_id"], delivery["delivery_id"])
             self.table[key] = sighting.to_value()
-        # the re-keyed record already is the delivery record: forward its bytes as they are
-        await self._emit(Candidate(delivery["dedup_key"], delivery, False), {"dedup": verdict}, encoded=value)
+        await self._emit(candidate, {"dedup": verdict})
 
     async def purge_expired(self) -> int:
         """Forget sightings older than the window from the local store (at most
@@ -374,12 +352,10 @@ class StreamApp:
 
     # -- outputs --------------------------------------------------------------------------
 
-    async def _emit(
-        self, candidate: Candidate, extra: dict[str, str], *, encoded: bytes | None = None
-    ) -> None:
+    async def _emit(self, candidate: Candidate, extra: dict[str, str]) -> None:
         delivery = candidate.delivery
         key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
-        value = encoded if encoded is not None else codec(DELIVERY).encode(delivery)
+        value = codec(DELIVERY).encode(delivery)
         await self._send(self.deliver_topic, key=key, value=value)
         self.counters.routed += 1
         await self._audit_delivery("routed", delivery, details=routed_details(delivery) | extra)

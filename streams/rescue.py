@@ -3,7 +3,7 @@
 One refused record must not stop every tenant: the worker would read the same input
 again after each restart and be refused again. Instead, by the topic it was for:
 
-- a delivery (on the deliver or the re-keyed topic) is sent again with its body in the
+- a delivery (on the deliver topic) is sent again with its body in the
   blob store; when it already had it there, the delivery goes to the dead-letter topic
   with reason ``record-refused``, from where ``mailferry dlq requeue`` can put it back;
 - a dead letter is sent again with its bodies in the blob store;
@@ -32,7 +32,7 @@ DeadLetterDelivery = Callable[[bytes | None, Record, str], Awaitable[None]]
 
 @dataclass(frozen=True)
 class TopicRoles:
-    deliveries: frozenset[str]  # deliver and the re-keyed topic
+    deliveries: frozenset[str]  # the deliver topic
     dead_letters: str
     audit: str
 

@@ -9,24 +9,49 @@ The topics are ensured first (idempotent), so the role also works on its own, ou
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import time
 from typing import Any
 
 import faust
 from mailferry.streams.app import StreamApp
+from mailferry.streams.offset_gaps import refuse_gaps
 from mailferry.streams.router import DirectoryFor, no_directory
 from prometheus_client import REGISTRY
 
 from mailferry.config.models import MailferryConfig
 from mailferry.errors import ConfigError
-from mailferry.kafka.admin import ensure_topics
+from mailferry.kafka.admin import ensure_topics, partition_counts
 from mailferry.kafka.clients import new_admin
-from mailferry.kafka.topics import topic_specs
+from mailferry.kafka.topics import RAW, full_name, topic_settings, topic_specs
 from mailferry.observe import health, logs, metrics
 from mailferry.observe.server import Observer, observe
 from mailferry.status import write_snapshot
 
 ROLE = "stream"
 SNAPSHOT_EVERY = 5.0
+METADATA_WAIT = 15.0  # seconds
+
+
+def raw_partitions(config: MailferryConfig, servers: list[str]) -> int:
+    """Ensure the pipeline's topics; how many partitions ``raw`` has in Kafka.
+
+    The dedup table is co-partitioned with ``raw`` and Faust refuses a changelog with
+    another count, so the table follows the topic as it is (an older or hand-made topic can
+    have more partitions than the config says, as a count only grows).
+    """
+    admin = new_admin(config.kafka, servers)
+    try:
+        ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
+        raw = full_name(config.kafka, RAW)
+        deadline = time.monotonic() + METADATA_WAIT
+        # a topic created a moment ago can be missing from the metadata for a while
+        while not (count := partition_counts(admin, [raw]).get(raw)) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return count or topic_settings(config.kafka, RAW).partitions
+    finally:
+        admin.close()
 
 
 def prepare_topics(config: MailferryConfig, servers: list[str], stream: StreamApp) -> None:
@@ -51,8 +76,10 @@ def live_directories() -> DirectoryFor:
 def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = "warning") -> None:
     """Run the worker until a signal stops it (raises SystemExit with the worker's code)."""
     config.stream_data_dir.mkdir(parents=True, exist_ok=True)
-    stream = StreamApp(config, servers, directory_for=live_directories())
+    partitions = raw_partitions(config, servers)
+    stream = StreamApp(config, servers, directory_for=live_directories(), raw_partitions=partitions)
     prepare_topics(config, servers, stream)
+    refuse_gaps({full_name(config.kafka, RAW)}, on_gap=lambda: os.kill(os.getpid(), signal.SIGTERM))
 
     def snapshot(state: str) -> None:
         payload: dict[str, Any] = {"state": state, **stream.status()}

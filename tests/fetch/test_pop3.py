@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mailferry.producers.access import PlaintextLoginRefusedError
@@ -240,15 +241,14 @@ def test_per_pass_cap(dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_pat
     ctx.publisher.close()
 
 
-def test_raw_records_go_to_the_partition_of_their_mailbox_key(
+def test_raw_records_go_to_the_partition_of_their_dedup_shard(
     dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
 ) -> None:
-    """The fetcher picks the raw partition itself (once per mailbox); it must be the one Kafka's
-    default partitioner gives the ``tenant/mailbox`` key, so every raw record of a mailbox
-    stays in one partition, in order, wherever it was produced from."""
+    """The fetcher picks the raw partition itself; it must be the one Kafka's default
+    partitioner gives the record's key, the dedup shard (tenant and Message-ID), so a copy
+    of a message fetched from another mailbox, by another producer, lands beside it."""
 
     from mailferry.kafka.topics import full_name
-    from mailferry.rawrecord import raw_key
 
     users = [f"p-part{i}" for i in range(6)]
     sources = ""
@@ -262,21 +262,28 @@ def test_raw_records_go_to_the_partition_of_their_mailbox_key(
         assert isinstance(source, Pop3Source)
         pop3_pass(source, "acme", MailboxState("acme", source.id), ctx)
     ctx.publisher.close()
+
+    def read() -> list[Any]:
+        consumer = new_consumer(
+            kafka_config,
+            list(kafka_config.bootstrap_servers),
+            topics=[full_name(kafka_config, RAW)],
+            auto_offset_reset="earliest",
+            consumer_timeout_ms=2000,
+        )
+        found = list(consumer)
+        consumer.close()
+        return found
+
+    fetched = read()
+    assert len(fetched) == 12
+    assert all(rec.key.startswith(b"acme/<") for rec in fetched)  # every sample has a Message-ID
     plain = new_producer(kafka_config, list(kafka_config.bootstrap_servers))  # Kafka's own choice
-    for user in users:
-        plain.send(full_name(kafka_config, RAW), key=raw_key("acme", user), value=b"marker")
+    for rec in fetched:
+        plain.send(full_name(kafka_config, RAW), key=rec.key, value=b"marker")
     plain.close()
-    consumer = new_consumer(
-        kafka_config,
-        list(kafka_config.bootstrap_servers),
-        topics=[full_name(kafka_config, RAW)],
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=2000,
-    )
-    records = list(consumer)
-    consumer.close()
+    records = read()
     placed = {(rec.key, rec.partition) for rec in records if rec.value != b"marker"}
     expected = {(rec.key, rec.partition) for rec in records if rec.value == b"marker"}
-    assert len([r for r in records if r.value != b"marker"]) == 12
     assert placed == expected
-    assert len({p for _, p in placed}) > 1  # the mailboxes really are spread
+    assert len({p for _, p in placed}) > 1  # the messages really are spread

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient
 from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
-from mailferry.streams.app import DEDUP_TOPIC, StreamApp
+from mailferry.streams.app import StreamApp
 from mailferry.streams.faust_settings import app_id
 
 from mailferry.blobs import LocalBlobStore, open_blob_store
@@ -136,13 +136,12 @@ def test_no_offset_is_committed_past_a_changelog_write_that_failed(
                 s.logical, s.name, s.partitions, s.replication_factor, {**s.config, "max.message.bytes": "40"}
             )
             for s in stream.internal_topic_specs()
-            if s.logical != DEDUP_TOPIC
         ],
     )
     role = StreamRole(config_path, tmp_path / "stream.log")
     Publisher(config_path).raw("catchall", mail("remembered", 100))
     group = app_id(config)
-    rekeyed = full_name(kafka_config, DEDUP_TOPIC)
+    raw = full_name(kafka_config, RAW)
     role.start()
     try:
         deadline = time.monotonic() + 60
@@ -151,8 +150,8 @@ def test_no_offset_is_committed_past_a_changelog_write_that_failed(
         log = role.log.read_text()
         assert "could not be written" in log, log[-3000:]
         committed = admin.list_group_offsets(group).get(group, {})
-        rekeyed_offsets = {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == rekeyed}
-        assert all(offset <= 0 for offset in rekeyed_offsets.values()), rekeyed_offsets
+        raw_offsets = {tp.partition: meta.offset for tp, meta in committed.items() if tp.topic == raw}
+        assert all(offset <= 0 for offset in raw_offsets.values()), raw_offsets
         assert not role.alive(), "the worker keeps running without committing: it must stop"
     finally:
         if role.alive():
