@@ -42,9 +42,9 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from mailferry.consumers import batching
-from mailferry.consumers.maildir import mailbox_dirname
 from mailferry.consumers.registry import build_target
 from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.maildir import mailbox_dirname
 from mailferry.consumers.worker import DeliveryWorker
 from mailferry.schemas.codec import DELIVERY, codec
 from rich.console import Console
