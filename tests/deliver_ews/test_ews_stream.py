@@ -20,7 +20,7 @@ from exchangelib.services import CreateItem
 from mailferry.consumers.target import DeliveryItem
 from mailferry.consumers.targets.ews import target as ews
 from mailferry.consumers.targets.ews.items import InboxMessage
-from mailferry.consumers.targets.ews.stream import RAW_BLOCK, EnvelopeBody, StreamedCreateItem
+from mailferry.consumers.targets.ews.stream import RAW_BLOCK, EnvelopeBody
 
 from mailferry.errors import (
     AmbiguousOutcomeError,
@@ -29,6 +29,7 @@ from mailferry.errors import (
     TenantError,
     TransientError,
 )
+from mailferry.exchange.ews.exchangelib_patches import StreamedCreateItem
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 
