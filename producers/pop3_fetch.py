@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from mailferry.producers.access import (
-    BadCredentialsError,
     TokenProvider,
     check_plaintext,
     classify,
@@ -27,6 +26,7 @@ from mailferry.producers.state import MailboxState, pop3_key, state_record
 from mailferry.schemas.codec import Record
 
 from mailferry.config.sources import OAuth2ClientCredentials, OAuth2Command, PasswordAuth, Pop3Source
+from mailferry.errors import CredentialsError
 from mailferry.mail.message_id import normalise_message_id
 from mailferry.rawrecord import RawSource
 
@@ -137,7 +137,7 @@ def open_session(source: Pop3Source, tokens: TokenProvider) -> Pop3Client:
         client.close()
         if exc.code in _TEMPORARY_CODES:
             raise classify(exc, source.id) from exc
-        raise BadCredentialsError(f"source {source.id}: login refused: {exc}") from exc
+        raise CredentialsError(f"source {source.id}: login refused: {exc}") from exc
     except BaseException:
         client.close()
         raise

@@ -44,7 +44,7 @@ from mailferry.audit import audit_event
 from mailferry.blobs import open_blob_store
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import CachedDirectory, Directory
-from mailferry.errors import PermanentError, TransientError
+from mailferry.errors import OperatorError, PermanentError, TransientError
 from mailferry.kafka.clients import faust_settings
 from mailferry.kafka.topics import (
     AUDIT,
@@ -194,7 +194,7 @@ class StreamApp:
         if tenant.id not in self._directories:
             try:
                 inner = self._directory_for(tenant)
-            except PermanentError as exc:
+            except (PermanentError, OperatorError) as exc:
                 log.warning("stream: no directory for tenant %s: %s", tenant.id, exc)
                 inner = None
             ttl = self.config.stream.directory_cache_ttl.total_seconds()
@@ -238,9 +238,11 @@ class StreamApp:
             try:
                 outcome = await self._route_raw(raw, origin)
                 break
-            except TransientError as exc:
-                # a directory outage is not the message's fault: hold the partition and retry
-                delay = max(TRANSIENT_BACKOFF[min(attempt, len(TRANSIENT_BACKOFF) - 1)], exc.retry_after or 0)
+            except (TransientError, OperatorError) as exc:
+                # an outage or refused credentials (blob store) are not the message's fault:
+                # hold the partition and retry
+                hint = exc.retry_after if isinstance(exc, TransientError) else None
+                delay = max(TRANSIENT_BACKOFF[min(attempt, len(TRANSIENT_BACKOFF) - 1)], hint or 0)
                 attempt += 1
                 self.counters.transient_retries += 1
                 self.counters.last_error = f"{exc.reason_code}: {exc}"

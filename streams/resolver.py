@@ -26,7 +26,7 @@ from mailferry.streams.rule_match import matching_rules
 from mailferry.config.models import Tenant
 from mailferry.config.sources import DEFAULT_ENVELOPE_HEADERS, Source
 from mailferry.directory import Directory
-from mailferry.errors import PermanentError
+from mailferry.errors import OperatorError, PermanentError
 from mailferry.fence import OUTSIDE_TENANT, inside, tenant_domains
 from mailferry.mail.addresses import (
     addresses_in,
@@ -142,7 +142,7 @@ class _Mapper:
         if self.directory is not None:
             try:
                 primary = self.directory.lookup(address)
-            except PermanentError as exc:  # the directory refused this question: keep the address
+            except (PermanentError, OperatorError) as exc:  # the directory refused: keep the address
                 reasons.append(Reason("directory", f"{address}: look-up failed ({exc.reason_code}), kept"))
                 return address, reasons, ""
             if primary is None:

@@ -22,7 +22,13 @@ from mailferry.consumers.targets.ews import target as ews
 from mailferry.consumers.targets.ews.items import InboxMessage
 from mailferry.consumers.targets.ews.stream import RAW_BLOCK, EnvelopeBody, StreamedCreateItem
 
-from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
+from mailferry.errors import (
+    AmbiguousOutcomeError,
+    CredentialsError,
+    PermanentError,
+    TenantError,
+    TransientError,
+)
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 
@@ -157,7 +163,7 @@ STREAM_FAULTS = [
     (Fault.HTTP_503, TransientError, "server-unavailable"),
     (Fault.SIZE_EXCEEDED, PermanentError, "size-exceeded"),
     (Fault.NO_SUCH_MAILBOX, PermanentError, "no-such-mailbox"),
-    (Fault.UNAUTHORIZED, TenantError, "bad-credentials"),
+    (Fault.UNAUTHORIZED, CredentialsError, "bad-credentials"),
     (Fault.IMPERSONATION_DENIED, TenantError, "impersonation-denied"),
 ]
 
