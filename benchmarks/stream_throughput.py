@@ -32,9 +32,6 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from kafka.admin import NewTopic
-from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
-from mailferry.streams.faust_settings import app_id
-from mailferry.streams.router import Routed, route_raw
 from rich.console import Console
 from rich.table import Table
 
@@ -48,6 +45,9 @@ from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import DELIVER, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
+from mailferry.streams.faust_settings import app_id
+from mailferry.streams.router import Routed, route_raw
 
 DOMAIN = "acme.example"
 TRACE_KEY = b"benchmark trace key, 32 characters or more"

@@ -26,6 +26,8 @@ from functools import partial
 from io import BytesIO
 from typing import BinaryIO
 
+from mailferry.blobs import BlobStore
+from mailferry.blobs.once import BlobOpener, ReadOnce
 from mailferry.consumers import crashpoints
 from mailferry.consumers.batching import rounds
 from mailferry.consumers.ledger import ledger_key
@@ -33,9 +35,6 @@ from mailferry.consumers.ledger_state import Verdict, verdict
 from mailferry.consumers.outcomes import ACK_TIMEOUT_S, Job, OutcomeWriter, Pending
 from mailferry.consumers.retry_policy import DeadLetter, History, Retry, decide
 from mailferry.consumers.target import BatchTarget, DeliveryItem, DeliveryTarget, deliver_each
-
-from mailferry.blobs import BlobStore
-from mailferry.blobs.once import BlobOpener, ReadOnce
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.errors import AmbiguousOutcomeError, OperatorError, PermanentError, TransientError
 from mailferry.observe import metrics

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import logging
 
+from mailferry.config import MailferryConfig
 from mailferry.consumers.outcomes import Job, OutcomeWriter
 from mailferry.consumers.registry import TargetRegistry
 from mailferry.consumers.tenants import TenantPauses
-
-from mailferry.config import MailferryConfig
 from mailferry.errors import MailferryError, OperatorError
 from mailferry.observe import metrics
 

@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass
 
 import httpx
-from mailferry.producers.pop3_client import Pop3ReplyTooLongError
-from mailferry.producers.pop3_wire import Pop3ErrorReply, Pop3ProtocolError
 
 from mailferry.config.sources import (
     OAuth2ClientCredentials,
@@ -23,6 +21,8 @@ from mailferry.config.sources import (
     SourceBase,
 )
 from mailferry.errors import ConfigError, CredentialsError, MailferryError, OperatorError, TransientError
+from mailferry.producers.pop3_client import Pop3ReplyTooLongError
+from mailferry.producers.pop3_wire import Pop3ErrorReply, Pop3ProtocolError
 
 
 class PlaintextLoginRefusedError(OperatorError):

@@ -12,15 +12,14 @@ import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from mailferry.config.sources import ImapSource, PasswordAuth
+from mailferry.errors import CredentialsError, TransientError
 from mailferry.producers.access import (
     TokenProvider,
     check_plaintext,
     sasl_response,
     tls_context,
 )
-
-from mailferry.config.sources import ImapSource, PasswordAuth
-from mailferry.errors import CredentialsError, TransientError
 
 DEFAULT_PORTS = {"implicit": 993, "starttls": 143, "none": 143}
 PART_SIZE = 4 * 1024 * 1024

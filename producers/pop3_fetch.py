@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailferry.config.sources import OAuth2ClientCredentials, OAuth2Command, PasswordAuth, Pop3Source
+from mailferry.errors import CredentialsError
+from mailferry.mail.message_id import normalise_message_id
 from mailferry.producers.access import (
     TokenProvider,
     check_plaintext,
@@ -23,12 +26,8 @@ from mailferry.producers.pop3_client import Pop3Client
 from mailferry.producers.pop3_wire import Pop3ErrorReply, parse_list, parse_uidl
 from mailferry.producers.publish import Batch
 from mailferry.producers.state import MailboxState, pop3_key, state_record
-from mailferry.schemas.codec import Record
-
-from mailferry.config.sources import OAuth2ClientCredentials, OAuth2Command, PasswordAuth, Pop3Source
-from mailferry.errors import CredentialsError
-from mailferry.mail.message_id import normalise_message_id
 from mailferry.rawrecord import RawSource
+from mailferry.schemas.codec import Record
 
 DEFAULT_PORTS = {"implicit": 995, "starttls": 110, "none": 110}
 _TEMPORARY_CODES = {"SYS/TEMP", "IN-USE", "LOGIN-DELAY"}

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mailferry.producers.context import PassResult
-
 from mailferry.config.sources import Source
 from mailferry.errors import MailferryError, OperatorError, PermanentError, TransientError
+from mailferry.producers.context import PassResult
 
 log = logging.getLogger(__name__)
 

@@ -29,16 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
-from mailferry.streams.bodies import shared_body
-from mailferry.streams.dedup import Sighting, decide
-from mailferry.streams.fanout import FAN_OUT_CAP
-from mailferry.streams.faust_settings import app_id, store_url
-from mailferry.streams.outbox import Outbox
-from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
-from mailferry.streams.rescue import Rescuer, TopicRoles
-from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
-from mailferry.streams.trace_key import load_trace_key
 
 from mailferry.audit import audit_event
 from mailferry.blobs import open_blob_store
@@ -57,6 +47,16 @@ from mailferry.kafka.topics import (
     topic_settings,
 )
 from mailferry.observe import metrics
+from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
+from mailferry.streams.bodies import shared_body
+from mailferry.streams.dedup import Sighting, decide
+from mailferry.streams.fanout import FAN_OUT_CAP
+from mailferry.streams.faust_settings import app_id, store_url
+from mailferry.streams.outbox import Outbox
+from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
+from mailferry.streams.rescue import Rescuer, TopicRoles
+from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
+from mailferry.streams.trace_key import load_trace_key
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mailferry.streams.rule_match import matching_rules
-
 from mailferry.config.models import Tenant
 from mailferry.config.sources import DEFAULT_ENVELOPE_HEADERS, Source
 from mailferry.directory import Directory
@@ -37,6 +35,7 @@ from mailferry.mail.addresses import (
     strip_plus,
 )
 from mailferry.mail.headers import MessageHeaders
+from mailferry.streams.rule_match import matching_rules
 
 POSSIBLE_LOST_BCC = "possible-lost-bcc"
 GUESS_HEADERS = ("To", "Cc", "Resent-To", "Resent-Cc")

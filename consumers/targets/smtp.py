@@ -22,10 +22,9 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
-from mailferry.consumers.target import DeliveryItem, DeliveryTarget
-
 from mailferry.config import Tenant
 from mailferry.config.targets import SmtpTarget
+from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 from mailferry.errors import (
     AmbiguousOutcomeError,
     ConfigError,

@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from mailferry.consumers.dlq import DeadLetterQueue, Filter
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.dlq import DeadLetterQueue, Filter
 from mailferry.status import write_snapshot
 from tests.deliver.conftest import RunningWorker, audit_events, dead_letters, delivery_record, publish
 from tests.deliver.smtp_sink import LoopbackCA, SmtpSink

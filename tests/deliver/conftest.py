@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers.worker import DeliveryWorker
-from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, codec
 
 from mailferry.config import MailferryConfig, parse_config
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, full_name, topic_specs
+from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, codec
 
 
 def make_config(

@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers.handover import Handover
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.ledger_state import (
@@ -19,8 +21,6 @@ from mailferry.consumers.ledger_state import (
     moved_state,
     verdict,
 )
-
-from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.clients import new_producer
 
 from .conftest import maildir_target, make_config

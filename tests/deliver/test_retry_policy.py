@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from mailferry.consumers.retry_policy import DeadLetter, History, PauseTenant, Retry, decide, due_at
 
+from mailferry.consumers.retry_policy import DeadLetter, History, PauseTenant, Retry, decide, due_at
 from mailferry.errors import (
     AmbiguousOutcomeError,
     ConfigError,

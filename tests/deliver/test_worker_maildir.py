@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from mailferry.consumers.registry import TargetRegistry
-from mailferry.consumers.target import Committing, DeliveryItem, DeliveryTarget, Outcome
-from mailferry.consumers.targets.maildir import MaildirDelivery
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.registry import TargetRegistry
+from mailferry.consumers.target import Committing, DeliveryItem, DeliveryTarget, Outcome
+from mailferry.consumers.targets.maildir import MaildirDelivery
 from mailferry.errors import AmbiguousOutcomeError
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import DELIVER, full_name

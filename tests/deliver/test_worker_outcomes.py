@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers.dlq import DeadLetterQueue, Filter
-from mailferry.consumers.worker import DeliveryWorker
 from typer.testing import CliRunner
 
 from mailferry.cli.main import app
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.dlq import DeadLetterQueue, Filter
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.topics import retry_topic
 from mailferry.status import read_snapshots
 

@@ -17,11 +17,11 @@ import pytest
 from exchangelib import EWSDateTime
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
 from exchangelib.services import CreateItem
+
 from mailferry.consumers.target import DeliveryItem
 from mailferry.consumers.targets.ews import target as ews
 from mailferry.consumers.targets.ews.items import InboxMessage
 from mailferry.consumers.targets.ews.stream import RAW_BLOCK, EnvelopeBody
-
 from mailferry.errors import (
     AmbiguousOutcomeError,
     CredentialsError,

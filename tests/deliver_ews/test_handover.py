@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from kafka.partitioner.default import murmur2
-from mailferry.consumers.worker import DeliveryWorker
 
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 

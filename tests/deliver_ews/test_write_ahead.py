@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers import crashpoints
-from mailferry.consumers.worker import DeliveryWorker
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers import crashpoints
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 from mailferry_testkit.graph_emulator import GraphEmulator

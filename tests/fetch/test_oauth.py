@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mailferry.producers.imap_fetch import imap_pass
-from mailferry.producers.pop3_fetch import pop3_pass
-from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import ImapSource, Pop3Source
 from mailferry.errors import CredentialsError
+from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.state import MailboxState
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, sample
 from tests.fetch.oauth_server import OAuthServer

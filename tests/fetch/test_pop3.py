@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.producers.access import PlaintextLoginRefusedError
-from mailferry.producers.context import FetchContext
-from mailferry.producers.pop3_fetch import pop3_pass
-from mailferry.producers.state import MailboxState, load_states
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import Pop3Source
 from mailferry.errors import ConfigError, TransientError
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name
+from mailferry.producers.access import PlaintextLoginRefusedError
+from mailferry.producers.context import FetchContext
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.state import MailboxState, load_states
 from mailferry_testkit.certs import make_test_pki
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample

@@ -8,11 +8,10 @@ import threading
 import time
 from collections import Counter
 
-from mailferry.producers.context import PassResult
-from mailferry.producers.scheduler import Backoff, Scheduler
-
 from mailferry.config.sources import Pop3Source, Source
 from mailferry.errors import CredentialsError, MailferryError, TransientError
+from mailferry.producers.context import PassResult
+from mailferry.producers.scheduler import Backoff, Scheduler
 
 
 def _source(mailbox: str, interval: str = "50ms") -> Pop3Source:

@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mailferry.producers.mailboxes import current_mailboxes, sync_mailboxes
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.loader import load_config
 from mailferry.kafka.topics import AUDIT, RAW
+from mailferry.producers.mailboxes import current_mailboxes, sync_mailboxes
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, read_topic, sample
 from tests.fetch.netfaults import GarbageServer

@@ -10,10 +10,8 @@ import smtplib
 import pytest
 from exchangelib import errors as ews_errors
 from kafka import errors as kafka_errors
-from mailferry.consumers.targets import smtp
-from mailferry.producers.access import classify as source_classify
-from mailferry.producers.pop3_wire import Pop3ErrorReply
 
+from mailferry.consumers.targets import smtp
 from mailferry.errors import (
     ConfigError,
     CredentialsError,
@@ -27,6 +25,8 @@ from mailferry.errors import (
 from mailferry.exchange.ews.errors import classify as ews_classify
 from mailferry.exchange.graph.errors import classify_response as graph_response
 from mailferry.kafka.errors import classify as kafka_classify
+from mailferry.producers.access import classify as source_classify
+from mailferry.producers.pop3_wire import Pop3ErrorReply
 
 
 def test_operator_errors_are_no_verdict_on_a_message() -> None:

@@ -36,10 +36,10 @@ from typing import Any, BinaryIO
 from exchangelib import Account, EWSDateTime
 from exchangelib.folders import BaseFolder
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
+
 from mailferry.consumers.target import DeliveryItem
 from mailferry.consumers.targets.ews.items import MESSAGE_FLAGS_DELIVERED
 from mailferry.consumers.targets.ews.marker import InboxMessage
-
 from mailferry.exchange.ews.exchangelib_patches import StreamedCreateItem
 from mailferry.mail import added_headers
 
