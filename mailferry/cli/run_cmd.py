@@ -20,9 +20,12 @@ ROLES = ("fetch", "stream", "deliver", "audit index")
 
 
 def available_roles(ctx: typer.Context) -> set[str]:
+    """The commands of this build; a lazy group (``cli.lazy``) lists the ones it has not
+    loaded yet only through ``list_commands``."""
     group = ctx.parent.command if ctx.parent is not None else None
-    commands = getattr(group, "commands", {}) or {}
-    return set(commands)
+    if group is None or not hasattr(group, "list_commands"):
+        return set()
+    return set(group.list_commands(ctx.parent))
 
 
 def prepare(cli: CliContext) -> bool:
