@@ -23,6 +23,7 @@ from mailferry.config.sources import ImapSource
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
+from mailferry.rawpack import unpack_raw
 
 
 def make_config(
@@ -68,6 +69,8 @@ def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list
         consumer_timeout_ms=timeout_ms,
     )
     try:
+        if logical == RAW:  # one record may pack several mails (mailferry.rawpack)
+            return [mail for m in consumer for mail in unpack_raw(m.value)]
         return [codec(schema).decode(m.value) for m in consumer]
     finally:
         consumer.close()
