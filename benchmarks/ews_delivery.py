@@ -28,8 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import requests
-from mailferry.consumers import ews
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+from mailferry.consumers.targets.ews import target as ews
 
 from mailferry.config.models import Tenant
 from mailferry.config.targets import EwsTarget

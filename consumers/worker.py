@@ -94,10 +94,11 @@ class DeliveryWorker:
         self._unsynced: set[int] = set()
         self._abandoning = False
         self.handover = Handover()
-        self.producer = new_producer(config.kafka, servers)
+        # client-side metrics cost ~5% of the worker's CPU (py-spy, docs/benchmarks/deliver.md)
+        self.producer = new_producer(config.kafka, servers, metrics_enabled=False)
         # the write-ahead entry is waited for before each target write: no linger
-        self.ledger_producer = new_producer(config.kafka, servers, linger_ms=0)
-        self.ledger = Ledger(config.kafka, servers, self.ledger_producer)
+        self.ledger_producer = new_producer(config.kafka, servers, linger_ms=0, metrics_enabled=False)
+        self.ledger = Ledger(config.kafka, servers, self.producer, urgent=self.ledger_producer)
         self.writer = OutcomeWriter(config, self.producer, self.ledger)
         self.guard = TenantGuard(self.registry, self.pauses, self.writer)
         self.consumer: KafkaConsumer | None = None

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from kafka import KafkaProducer
-from mailferry.producers.state import MailboxState, encode_state, partition_of
+from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
 from mailferry.schemas.codec import Record
 
 from mailferry.audit import EventName, audit_event
@@ -101,12 +101,18 @@ class Batch:
         """
         self._state_updates.append((key, record))
 
-    def _send_states(self) -> None:
+    def _send_states(self) -> list[tuple[str, list[tuple[str, Record | None]]]]:
+        """One set record for the pass, and tombstones of the sets earlier passes made unneeded."""
         p = self._publisher
         partition = partition_of(raw_key(self.tenant, self.mailbox), p.partitions(p.state_topic))
-        for key, record in self._state_updates:
-            value = encode_state(record) if record is not None else None
-            self._sends.send(p.state_topic, key=key.encode(), value=value, partition=partition)
+        written = []
+        for key, record, items in set_records(self.tenant, self.mailbox, self._state_updates):
+            self._sends.send(p.state_topic, key=key.encode(), value=encode_state(record), partition=partition)
+            written.append((key, items))
+        for key in self._state.unneeded():
+            self._sends.send(p.state_topic, key=key.encode(), value=None, partition=partition)
+            written.append((key, []))
+        return written
 
     def audit(
         self,
@@ -138,10 +144,13 @@ class Batch:
             self._send_pack(pack)
         self._wait(timeout)
         if self._state_updates:
-            self._send_states()
+            written = self._send_states()
             self._wait(timeout)
-        for key, record in self._state_updates:
-            self._state.apply(key, record)
+            for key, items in written:
+                if items:
+                    self._state.apply_set(key, items)
+                else:
+                    self._state.apply(key, None)
         self._state_updates.clear()
 
     def _wait(self, timeout: float) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mailferry.consumers.maildir import mailbox_dirname
+from mailferry.consumers.targets.maildir import mailbox_dirname
 from mailferry.schemas import AUDIT_EVENT, codec
 
 from mailferry.config import MailferryConfig

@@ -181,7 +181,7 @@ def start_worker() -> Iterator[Callable[..., RunningWorker]]:
 
 
 def maildir_files(root: Path, mailbox: str) -> list[Path]:
-    from mailferry.consumers.maildir import mailbox_dirname
+    from mailferry.consumers.targets.maildir import mailbox_dirname
 
     box = root / mailbox_dirname(mailbox)
     return sorted(p for sub in ("new", "cur") for p in (box / sub).glob("*") if p.is_file())

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers.smtp import SmtpDelivery, create
 from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.smtp import SmtpDelivery, create
 
 from mailferry.config.targets import SmtpTarget
 from mailferry.config.types import SecretRef

@@ -10,9 +10,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from mailferry.consumers.maildir import MaildirDelivery
 from mailferry.consumers.registry import TargetRegistry
 from mailferry.consumers.target import Committing, DeliveryItem, DeliveryTarget, Outcome
+from mailferry.consumers.targets.maildir import MaildirDelivery
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 import pytest
-from mailferry.consumers import ews
 from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
 
 from mailferry.config.types import SecretRef
 from mailferry.errors import TenantError

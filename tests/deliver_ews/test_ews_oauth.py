@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from mailferry.consumers import ews
 from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
 
 from mailferry.config.types import SecretRef
 from mailferry.errors import TenantError

@@ -17,10 +17,10 @@ import pytest
 from exchangelib import EWSDateTime
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
 from exchangelib.services import CreateItem
-from mailferry.consumers import ews
-from mailferry.consumers.ews_items import InboxMessage
-from mailferry.consumers.ews_stream import RAW_BLOCK, EnvelopeBody, StreamedCreateItem
 from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
+from mailferry.consumers.targets.ews.items import InboxMessage
+from mailferry.consumers.targets.ews.stream import RAW_BLOCK, EnvelopeBody, StreamedCreateItem
 
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 from mailferry_testkit.ews_emulator.faults import Fault

@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from mailferry.consumers import ews
 from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
 
 from mailferry.config.types import SecretRef
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError

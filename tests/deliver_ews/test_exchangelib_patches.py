@@ -8,7 +8,8 @@ from importlib.metadata import version
 
 import pytest
 from exchangelib.protocol import BaseProtocol
-from mailferry.consumers.exchangelib_patches import PATCHED
+
+from mailferry.exchange.ews.exchangelib_patches import PATCHED
 
 
 @pytest.mark.parametrize(("owner", "name"), PATCHED, ids=[f"{o.__name__}.{n}" for o, n in PATCHED])

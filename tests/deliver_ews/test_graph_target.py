@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
-from mailferry.consumers import graph
 from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.graph import target as graph
 
 from mailferry.config.models import Tenant
 from mailferry.config.targets import GraphTarget

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers.maildir import mailbox_dirname
+from mailferry.consumers.targets.maildir import mailbox_dirname
 
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig

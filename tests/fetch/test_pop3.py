@@ -16,7 +16,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import Pop3Source
 from mailferry.errors import ConfigError, TransientError
 from mailferry.kafka.clients import new_consumer, new_producer
-from mailferry.kafka.topics import AUDIT, RAW
+from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name
 from mailferry_testkit.certs import make_test_pki
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
@@ -56,7 +56,23 @@ def test_pop3s_fetches_publishes_then_deletes(
     assert events.count("fetched") == 6 and events.count("source-deleted") == 6
     reloaded = load_states(kafka_config, list(kafka_config.bootstrap_servers), [("acme", "p-basic")])
     assert {r["status"] for r in reloaded[("acme", "p-basic")].pop3().values()} == {"deleted"}
+    # fetch state once per batch, not per message (issue 14): "fetched" and "deleted", 6 each
+    assert len(state_records(kafka_config, "acme/p-basic/")) == 2
     ctx.publisher.close()
+
+
+def state_records(kafka: KafkaConfig, prefix: str) -> list[bytes]:
+    consumer = new_consumer(
+        kafka,
+        list(kafka.bootstrap_servers),
+        topics=[full_name(kafka, FETCH_STATE)],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+    )
+    try:
+        return [m.key for m in consumer if m.key.decode().startswith(prefix)]
+    finally:
+        consumer.close()
 
 
 def _setup(

@@ -7,8 +7,8 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailferry.consumers.maildir import MaildirDelivery
 from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.maildir import MaildirDelivery
 from mailferry.producers.ingest import prepare
 from mailferry.streams.records import routed_details
 from mailferry.streams.router import Routed, route_raw

@@ -16,7 +16,7 @@ streamed from the blob store instead:
 - it goes through exchangelib's own ``CreateItem`` service, whose ``wrap`` is the only
   override: the session pool, credentials (basic, NTLM, OAuth2 with token refresh), the
   X-AnchorMailbox header, TLS verification, response parsing and the exceptions raised are
-  exactly those of the normal path, so ``ews_errors.classify`` and the ambiguous-outcome
+  exactly those of the normal path, so ``mailferry.exchange.ews.errors.classify`` and the ambiguous-outcome
   FindItem check behave the same for streamed and small messages.
 
 The only hand-written part is the split and the incremental base64 encoder below.
@@ -35,9 +35,9 @@ from exchangelib import Account, EWSDateTime
 from exchangelib.folders import BaseFolder
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
 from exchangelib.services import CreateItem
-from mailferry.consumers.ews_items import MESSAGE_FLAGS_DELIVERED
-from mailferry.consumers.ews_marker import InboxMessage
 from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews.items import MESSAGE_FLAGS_DELIVERED
+from mailferry.consumers.targets.ews.marker import InboxMessage
 
 from mailferry.mail import added_headers
 

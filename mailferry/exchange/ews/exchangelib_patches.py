@@ -36,7 +36,7 @@ PATCHED: tuple[tuple[type, str], ...] = (
     (BaseProtocol, "RETRY_WAIT"),
     (BaseProtocol, "CONNECTIONS_PER_SESSION"),  # read for the adapter's pool size
     (OAuth2Credentials, "token_url"),  # overridden: a configurable token endpoint
-    (CreateItem, "wrap"),  # overridden by consumers/ews_stream.py (streamed MimeContent)
+    (CreateItem, "wrap"),  # overridden by consumers/targets/ews/stream.py (streamed MimeContent)
 )
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 _lock = threading.Lock()

@@ -4,7 +4,7 @@ CreateItem with ``MessageDisposition=SaveOnly`` from the raw MIME, PR_MESSAGE_FL
 a draft), PR_MESSAGE_DELIVERY_TIME from the message, IsRead = false, through one service
 account that impersonates each mailbox (on-premises NTLM/basic, or app-only OAuth2 for
 Exchange Online). Aliases are resolved to the primary address first: impersonating an
-alias fails. Messages above the target's ``stream_threshold`` go through ``ews_stream``
+alias fails. Messages above the target's ``stream_threshold`` go through ``stream``
 (the same CreateItem with its MIME streamed, bounded memory); smaller ones through plain
 exchangelib. exchangelib is synchronous; the worker calls ``deliver`` from a bounded thread
 pool and this class is safe to share between those threads.
@@ -19,23 +19,18 @@ from typing import Any
 
 from exchangelib import EWSDateTime
 from exchangelib.items import SAVE_ONLY
-from mailferry.consumers.ews_connect import EwsConnection
-from mailferry.consumers.ews_directory import CachedDirectory, ews_lookup
-from mailferry.consumers.ews_errors import classify
-from mailferry.consumers.ews_items import (
-    MESSAGE_FLAGS_DELIVERED,
-    InboxMessage,
-    delivery_time,
-    internet_message_id,
-    read_head,
-)
-from mailferry.consumers.ews_marker import find
-from mailferry.consumers.ews_stream import StreamedMessage, create_streamed
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+from mailferry.consumers.targets.ews.items import MESSAGE_FLAGS_DELIVERED, InboxMessage
+from mailferry.consumers.targets.ews.marker import find
+from mailferry.consumers.targets.ews.stream import StreamedMessage, create_streamed
+from mailferry.consumers.targets.exchange_item import delivery_time, internet_message_id, read_head
 
 from mailferry.config.models import Tenant
 from mailferry.config.targets import EwsTarget
 from mailferry.errors import MailferryError, PermanentError, TenantError
+from mailferry.exchange.directory import CachedDirectory, ews_lookup
+from mailferry.exchange.ews.connect import EwsConnection
+from mailferry.exchange.ews.errors import classify
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +119,7 @@ class EwsDeliveryTarget:
         log.debug("delivered %s to %s via EWS", item.dedup_key, primary)
 
     def already_delivered(self, item: DeliveryItem) -> bool:
-        """FindItem in the Inbox on InternetMessageId and mailferry's marker (``ews_marker``)."""
+        """FindItem in the Inbox on InternetMessageId and mailferry's marker (``marker``)."""
         message_id = internet_message_id(item, read_head(item))
         try:
             inbox = self.connection.account(self.primary_address(item.mailbox)).inbox
