@@ -191,6 +191,10 @@ def count_deliveries(
         consumer.close()
 
 
+class WorkerFailed(Exception):
+    """The worker died or timed out: its row says so, the other rows still run."""
+
+
 @dataclass
 class WorkerRun:
     wall_rate: float
@@ -233,7 +237,9 @@ def _volume(kafka: KafkaConfig, servers: list[str], since: dict[TopicPartition, 
         consumer.close()
 
 
-def worker_run(config_path: Path, servers: list[str], mails: int, variant: str, log: Path) -> WorkerRun:
+def worker_run(
+    config_path: Path, servers: list[str], mails: int, variant: str, log: Path, *, volume: bool
+) -> WorkerRun:
     """One worker (``benchmarks/stream_variant.py``) over the raw backlog of its config, with
     an app id of its own (a fresh table and group); rates between its first and last delivery."""
     config = load_config(config_path)
@@ -253,12 +259,20 @@ def worker_run(config_path: Path, servers: list[str], mails: int, variant: str, 
     cpu_at_first: list[float] = []
     try:
         first, last, seen = count_since(
-            kafka, servers, before["deliver"], mails, lambda: cpu_at_first.append(cpu_seconds(process.pid))
+            kafka,
+            servers,
+            before["deliver"],
+            mails,
+            lambda: cpu_at_first.append(cpu_seconds(process.pid)),
+            alive=lambda: process.poll() is None,
         )
         cpu = cpu_seconds(process.pid) - cpu_at_first[0]
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(120)
+    rates = ((seen - 1) / (last - first), (seen - 1) / cpu)
+    if not volume:
+        return WorkerRun(*rates, {}, {})
     changelog = f"{kafka.topic_prefix}.{config.stream.app_id}-dedup-changelog"
     consumer = new_consumer(kafka, servers)
     try:
@@ -269,7 +283,7 @@ def worker_run(config_path: Path, servers: list[str], mails: int, variant: str, 
     sizes = {"raw": _volume(kafka, servers, {tp: 0 for tp in raw_ends})[1]}
     for role, since in before.items():
         records[role], sizes[role] = _volume(kafka, servers, since)
-    return WorkerRun((seen - 1) / (last - first), (seen - 1) / cpu, records, sizes)
+    return WorkerRun(*rates, records, sizes)
 
 
 def count_since(
@@ -278,6 +292,8 @@ def count_since(
     since: dict[TopicPartition, int],
     expected: int,
     on_first: Callable[[], None],
+    *,
+    alive: Callable[[], bool],
     timeout: float = 1800,
 ) -> tuple[float, float, int]:
     """(time of the first delivery record after ``since``, of the last, deliveries seen)."""
@@ -289,8 +305,8 @@ def count_since(
     deadline = time.perf_counter() + timeout
     try:
         while seen < expected:
-            if time.perf_counter() > deadline:
-                raise SystemExit(f"timed out after {seen} of {expected} deliveries")
+            if time.perf_counter() > deadline or not alive():
+                raise WorkerFailed(f"after {seen} of {expected} deliveries")
             for batch in consumer.poll(timeout_ms=200, max_records=5000).values():
                 if not seen:
                     first = time.perf_counter()
@@ -458,8 +474,16 @@ def main() -> None:
             variants = args.variants.split(",") if packed else ["as-shipped"]
             for variant in variants:
                 path = write_config(home, kafka, prefix, app=f"s-{variant}")
-                run = worker_run(path, servers, args.messages, variant, home / f"{prefix}-{variant}.log")
+                log = home / f"{prefix}-{variant}.log"
                 label = f"Faust worker, {form}, {variant}"
+                try:
+                    volume = variant == "as-shipped"
+                    run = worker_run(path, servers, args.messages, variant, log, volume=volume)
+                except WorkerFailed as exc:
+                    tail = log.read_text(errors="replace")[-400:].replace("\n", " ")
+                    rows.append((label, f"{args.messages:,}", f"failed {exc}: {tail}"))
+                    console.print(rows[-1])
+                    continue
                 rows.append((label, f"{args.messages:,}", run.summary()))
                 if variant == "as-shipped":
                     kafka_rows.append((form, *run.per_mail(args.messages)))
