@@ -35,10 +35,6 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from kafka import TopicPartition
 from kafka.admin import NewTopic
-from mailferry.producers.publish import pack_limit
-from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
-from mailferry.streams.faust_settings import app_id
-from mailferry.streams.router import Routed, route_raw
 from rich.console import Console
 from rich.table import Table
 from stream_variant import VARIANTS
@@ -52,9 +48,13 @@ from mailferry.kafka.clients import aiokafka_settings, new_admin, new_consumer, 
 from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import AUDIT, DELIVER, RAW, full_name, topic_specs
+from mailferry.producers.publish import pack_limit
 from mailferry.rawpack import Packer, pack_value
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
 from mailferry.shard import partition_for
+from mailferry.streams.faust_settings import app_id
+from mailferry.streams.router import Routed, route_raw
 
 DOMAIN = "acme.example"
 TRACE_KEY = b"benchmark trace key, 32 characters or more"

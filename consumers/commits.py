@@ -17,6 +17,7 @@ from kafka.errors import (
     UnknownMemberIdError,
 )
 from kafka.structs import OffsetAndMetadata
+
 from mailferry.consumers.offsets import OffsetTracker
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,6 @@ import time
 from typing import Any
 
 from kafka import KafkaProducer
-from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
-from mailferry.schemas.codec import Record
 
 from mailferry.audit import EventName, audit_event
 from mailferry.config import MailferryConfig
@@ -21,8 +19,10 @@ from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
 from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
 from mailferry.mail.message_id import normalise_message_id
+from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
 from mailferry.rawpack import Pack, Packer, pack_value
 from mailferry.rawrecord import encode_raw, raw_key
+from mailferry.schemas.codec import Record
 from mailferry.shard import partition_for
 
 BATCH_SIZE = 4 * 1024 * 1024

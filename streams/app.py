@@ -29,22 +29,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from mailferry.schemas.codec import DELIVERY, codec
-from mailferry.streams.bodies import shared_body
-from mailferry.streams.dedup import Sighting, decide
-from mailferry.streams.fanout import FAN_OUT_CAP
-from mailferry.streams.faust_settings import app_id, store_url
-from mailferry.streams.outbox import Outbox
-from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
-from mailferry.streams.rescue import Rescuer, TopicRoles
-from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
-from mailferry.streams.trace_key import load_trace_key
 
 from mailferry.audit import audit_event
 from mailferry.blobs import open_blob_store
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import CachedDirectory, Directory
-from mailferry.errors import PermanentError, TransientError
+from mailferry.errors import OperatorError, PermanentError, TransientError
 from mailferry.kafka.clients import faust_settings
 from mailferry.kafka.topics import (
     AUDIT,
@@ -58,6 +48,16 @@ from mailferry.kafka.topics import (
 )
 from mailferry.observe import metrics
 from mailferry.rawpack import unpack_raw
+from mailferry.schemas.codec import DELIVERY, codec
+from mailferry.streams.bodies import shared_body
+from mailferry.streams.dedup import Sighting, decide
+from mailferry.streams.fanout import FAN_OUT_CAP
+from mailferry.streams.faust_settings import app_id, store_url
+from mailferry.streams.outbox import Outbox
+from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
+from mailferry.streams.rescue import Rescuer, TopicRoles
+from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
+from mailferry.streams.trace_key import load_trace_key
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class StreamApp:
         if tenant.id not in self._directories:
             try:
                 inner = self._directory_for(tenant)
-            except PermanentError as exc:
+            except (PermanentError, OperatorError) as exc:
                 log.warning("stream: no directory for tenant %s: %s", tenant.id, exc)
                 inner = None
             ttl = self.config.stream.directory_cache_ttl.total_seconds()
@@ -238,9 +238,11 @@ class StreamApp:
             try:
                 outcome = await self._route_raw(raw, origin)
                 break
-            except TransientError as exc:
-                # a directory outage is not the message's fault: hold the partition and retry
-                delay = max(TRANSIENT_BACKOFF[min(attempt, len(TRANSIENT_BACKOFF) - 1)], exc.retry_after or 0)
+            except (TransientError, OperatorError) as exc:
+                # an outage or refused credentials (blob store) are not the message's fault:
+                # hold the partition and retry
+                hint = exc.retry_after if isinstance(exc, TransientError) else None
+                delay = max(TRANSIENT_BACKOFF[min(attempt, len(TRANSIENT_BACKOFF) - 1)], hint or 0)
                 attempt += 1
                 self.counters.transient_retries += 1
                 self.counters.last_error = f"{exc.reason_code}: {exc}"

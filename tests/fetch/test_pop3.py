@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.producers.access import PlaintextLoginRefusedError
-from mailferry.producers.context import FetchContext
-from mailferry.producers.pop3_fetch import pop3_pass
-from mailferry.producers.state import MailboxState, load_states
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import Pop3Source
 from mailferry.errors import ConfigError, TransientError
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name
+from mailferry.producers.access import PlaintextLoginRefusedError
+from mailferry.producers.context import FetchContext
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.state import MailboxState, load_states
 from mailferry_testkit.certs import make_test_pki
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
@@ -297,10 +297,9 @@ def test_a_busy_pass_packs_mails_per_partition_and_a_lone_mail_goes_plain(
 ) -> None:
     """Under load one raw record carries several mails of one partition (fewer records and
     requests per mail); an idle mailbox's single new mail still goes as a plain record."""
-    from mailferry.schemas import RAW_MESSAGE, codec
-
     from mailferry.kafka.topics import full_name
     from mailferry.rawpack import unpack_raw
+    from mailferry.schemas import RAW_MESSAGE, codec
 
     dovecot.add_user("p-pack", "pw")
     dovecot.seed("p-pack", [sample(n) for n in range(30)])

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mailferry.schemas.codec import Record, UnknownSchemaError
 
 from mailferry.rawpack import PACK_OVERHEAD, Packer, origin_of, pack_value, unpack_raw
 from mailferry.rawrecord import encode_raw
+from mailferry.schemas.codec import Record, UnknownSchemaError
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 

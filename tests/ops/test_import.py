@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from mailferry.schemas import RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
 from mailferry.cli.main import app
@@ -13,6 +12,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import RAW, full_name, topic_specs
+from mailferry.schemas import RAW_MESSAGE, codec
 
 pytestmark = pytest.mark.integration
 

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
-from mailferry.streams.app import StreamApp
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.errors import TransientError
 from mailferry.rawpack import pack_value
 from mailferry.rawrecord import RawSource, build_raw_record
+from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
+from mailferry.streams.app import StreamApp
 from tests.stream.factories import DOMAIN, config, message
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)

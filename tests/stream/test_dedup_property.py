@@ -18,15 +18,15 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mailferry.schemas.codec import Record
-from mailferry.streams.dedup import Sighting, decide
-from mailferry.streams.router import Routed, read_headers, route_raw
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.mail.message_id import normalise_message_id
 from mailferry.rawpack import origin_of
 from mailferry.rawrecord import RawSource, build_raw_record
+from mailferry.schemas.codec import Record
 from mailferry.shard import head_message_id, partition_for, shard_key
+from mailferry.streams.dedup import Sighting, decide
+from mailferry.streams.router import Routed, read_headers, route_raw
 from tests.stream.factories import DOMAIN, TRACE_KEY, config, message
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
