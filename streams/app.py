@@ -47,7 +47,8 @@ from mailferry.kafka.topics import (
     topic_settings,
 )
 from mailferry.observe import metrics
-from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
+from mailferry.rawpack import unpack_raw
+from mailferry.schemas.codec import DELIVERY, codec
 from mailferry.streams.bodies import shared_body
 from mailferry.streams.dedup import Sighting, decide
 from mailferry.streams.fanout import FAN_OUT_CAP
@@ -208,31 +209,30 @@ class StreamApp:
     # -- route: raw -> candidates ---------------------------------------------------------
 
     async def _route_agent(self, stream: Any) -> AsyncIterator[None]:
+        """Every mail of every raw record (one, or several packed), in order."""
         async for event in stream.events():
             message = event.message
-            origin = f"{message.topic}/{message.partition}/{message.offset}"
+            base = Origin(message.topic, message.partition, message.offset)
             try:
-                with metrics.stream_stage("route"):
-                    await self._route_one(event.key, event.value, origin)
-            except Exception as exc:  # never stop on one message: dead-letter it instead
-                log.exception("stream: unexpected error on %s", origin)
-                self.counters.last_error = f"{type(exc).__name__}: {exc}"
-                await self._dead_letter(
-                    event.key,
-                    _decoded(RAW_MESSAGE, event.value),
-                    Origin(message.topic, message.partition, message.offset),
-                    Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}"),
-                )
-            yield None
+                mails = unpack_raw(event.value)
+            except PermanentError as exc:
+                why = Rejected("malformed-message", exc.reason_code, exc.message)
+                await self._dead_letter(event.key, None, base, why)
+                yield None
+                continue
+            for index, raw in enumerate(mails):
+                origin = replace(base, index=index) if len(mails) > 1 else base
+                try:
+                    with metrics.stream_stage("route"):
+                        await self._route_one(event.key, raw, str(origin))
+                except Exception as exc:  # never stop on one message: dead-letter it instead
+                    log.exception("stream: unexpected error on %s", origin)
+                    self.counters.last_error = f"{type(exc).__name__}: {exc}"
+                    why = Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}")
+                    await self._dead_letter(event.key, raw, origin, why)
+            yield None  # one value per record: the agents' test context waits for it
 
-    async def _route_one(self, key: bytes | None, value: bytes, origin: str) -> None:
-        try:
-            raw = codec(RAW_MESSAGE).decode(value)
-        except PermanentError as exc:
-            await self._dead_letter(
-                key, None, Origin.parse(origin), Rejected("malformed-message", exc.reason_code, exc.message)
-            )
-            return
+    async def _route_one(self, key: bytes | None, raw: dict[str, Any], origin: str) -> None:
         attempt = 0
         while True:
             try:
@@ -443,11 +443,3 @@ class StreamApp:
             "dedup_window_s": self.window_ms // 1000,
             "counters": self.counters.__dict__,
         }
-
-
-def _decoded(schema: str, value: bytes) -> dict[str, Any] | None:
-    """The record in ``value``, or None when it cannot be decoded (for dead letters)."""
-    try:
-        return codec(schema).decode(value)
-    except Exception:
-        return None

@@ -21,6 +21,7 @@ from mailferry.producers.imap_idle import idle_known, wait_for_mail
 from mailferry.producers.publish import Publisher, make_producer
 from mailferry.producers.scheduler import MailboxStatus, Scheduler
 from mailferry.producers.state import MailboxState
+from mailferry.rawpack import unpack_raw
 from mailferry.schemas import AUDIT_EVENT, RAW_MESSAGE, codec
 
 
@@ -67,6 +68,8 @@ def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list
         consumer_timeout_ms=timeout_ms,
     )
     try:
+        if logical == RAW:  # one record may pack several mails (mailferry.rawpack)
+            return [mail for m in consumer for mail in unpack_raw(m.value)]
         return [codec(schema).decode(m.value) for m in consumer]
     finally:
         consumer.close()
