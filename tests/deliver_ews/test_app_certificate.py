@@ -17,12 +17,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from mailferry.consumers.target import DeliveryItem
-from mailferry.consumers.targets.ews import target as ews
-from mailferry.consumers.targets.graph import target as graph
 
 from mailferry.config.loader import parse_config
 from mailferry.config.types import SecretRef
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
+from mailferry.consumers.targets.graph import target as graph
 from mailferry.errors import ConfigError, MailferryError, TenantError
 from mailferry_testkit.ews_emulator.oauth import ASSERTION_TYPE
 from mailferry_testkit.ews_emulator.server import EwsEmulator
