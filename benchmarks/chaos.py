@@ -191,6 +191,7 @@ def run(args: argparse.Namespace) -> Report:
         broker_back_at: float | None = None
         done_since: float | None = None
         all_arrived: float | None = None
+        shown = 0.0
         while time.monotonic() - began < args.timeout:
             supervisor.check()
             chaos.tend(time.monotonic() - began)
@@ -222,6 +223,9 @@ def run(args: argparse.Namespace) -> Report:
                 print(f"  {fired[-1].line()}", flush=True)
                 if fault.kind == "broker":
                     broker_back_at = now + args.broker_down
+            if now - shown >= 30:
+                print(f"  {now:6.1f}s delivered {delivered}/{total}, offered {offered}", flush=True)
+                shown = now
             if delivered >= total and all_arrived is None:
                 all_arrived = now
             if delivered >= total and not faults and not busy and not chaos.joiners:
