@@ -206,14 +206,16 @@ def run(args: argparse.Namespace) -> Report:
                     if n > 1:
                         first_dup[t].setdefault(key, now)
             delivered = _delivered(counts, expected)
+            busy = broker_back_at is not None or brokers.down
+            spaced = not fired or now - fired[-1].at >= args.gap
             next_share = faults[0].at_share if faults else None
-            limit = offer_limit(total, delivered, next_share, window, args.trickle)
+            limit = offer_limit(total, delivered, next_share, window, args.trickle, busy or not spaced)
             if limit > offered:
                 _offer(server, corpus[offered:limit])
                 offered = limit
-            busy = broker_back_at is not None or brokers.down
-            spaced = not fired or now - fired[-1].at >= args.gap
-            if faults and spaced and delivered >= faults[0].at_share * total and not busy:
+            due = faults and delivered >= faults[0].at_share * total
+            flowing = offered > delivered or offered >= total  # the report shows a fault with none
+            if due and spaced and not busy and flowing:
                 fault = faults.pop(0)
                 at_source = sum(server.message_count(u) for u in boxes)
                 victim = chaos.fire(fault.kind, now)

@@ -32,7 +32,7 @@ def report(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     out = work / "report.json"
     argv = [sys.executable, str(CHAOS), "--messages", "100", "--large", "2", "--kills", str(KILLS)]
     argv += ["--broker-kills", str(BROKER_KILLS), "--broker-down", "5", "--rebalances", str(REBALANCES)]
-    argv += ["--gap", "3", "--settle", "8", "--timeout", "420"]
+    argv += ["--gap", "2", "--trickle", "2", "--settle", "8", "--timeout", "420"]
     argv += ["--work", str(work / "run"), "--json", str(out)]
     if request.param == "cluster":
         argv.append("--cluster")
