@@ -41,21 +41,21 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
-from mailferry.consumers import batching
-from mailferry.consumers.registry import build_target
-from mailferry.consumers.target import DeliveryItem
-from mailferry.consumers.targets.maildir import mailbox_dirname
-from mailferry.consumers.worker import DeliveryWorker
-from mailferry.schemas.codec import DELIVERY, codec
 from rich.console import Console
 from rich.table import Table
 
 from mailferry.config import MailferryConfig, parse_config
 from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
+from mailferry.consumers import batching
+from mailferry.consumers.registry import build_target
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.maildir import mailbox_dirname
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import DELIVER, full_name, topic_specs
+from mailferry.schemas.codec import DELIVERY, codec
 
 
 class CountingSink:

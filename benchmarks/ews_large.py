@@ -62,12 +62,11 @@ def message_chunks(size: int) -> Iterator[bytes]:
 
 def child(args: argparse.Namespace) -> None:
     """The delivering process: everything it allocates counts."""
-    from mailferry.consumers.attempt import delivery_item
-    from mailferry.consumers.targets.ews import target as ews
-
     from mailferry.config.models import Tenant
     from mailferry.config.targets import EwsTarget
     from mailferry.config.types import SecretRef
+    from mailferry.consumers.attempt import delivery_item
+    from mailferry.consumers.targets.ews import target as ews
 
     target_config = EwsTarget(
         name="exchange",

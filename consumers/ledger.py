@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer, TopicPartition
 from kafka.producer.future import FutureRecordMetadata
-from mailferry.consumers.ledger_state import DELIVERED, State, attempt_state, decode, encode, moved_state
 
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.ledger_state import DELIVERED, State, attempt_state, decode, encode, moved_state
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import DELIVERY_LEDGER, full_name

@@ -11,9 +11,8 @@ import importlib
 import threading
 from typing import Protocol, cast
 
-from mailferry.consumers.target import DeliveryTarget
-
 from mailferry.config import MailferryConfig, Tenant
+from mailferry.consumers.target import DeliveryTarget
 from mailferry.errors import ConfigError, PermanentError
 
 MODULES = {

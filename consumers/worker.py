@@ -22,6 +22,9 @@ from typing import Any
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+from mailferry.blobs import open_blob_store
+from mailferry.config import MailferryConfig
 from mailferry.consumers.assignment import AssignmentWatch, check_partition_counts, partition_counts
 from mailferry.consumers.attempt import (
     Abandoned,
@@ -44,15 +47,12 @@ from mailferry.consumers.retry_policy import DeadLetter, History, due_at
 from mailferry.consumers.subscription import Rebalance, await_topics
 from mailferry.consumers.tenant_guard import TenantGuard
 from mailferry.consumers.tenants import TenantPauses
-from mailferry.schemas.codec import DELIVERY, codec
-
-from mailferry.blobs import open_blob_store
-from mailferry.config import MailferryConfig
 from mailferry.errors import MailferryError, PermanentError
 from mailferry.fence import TenantFence
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.observe import health, metrics
+from mailferry.schemas.codec import DELIVERY, codec
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)

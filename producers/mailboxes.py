@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from mailferry.schemas.codec import MAILBOX_CONFIG, Record, codec
 from pydantic import BaseModel
 
 from mailferry.config import MailferryConfig
@@ -29,6 +28,7 @@ from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import MAILBOXES, full_name
 from mailferry.rawrecord import raw_key
+from mailferry.schemas.codec import MAILBOX_CONFIG, Record, codec
 
 
 def _wire(value: Any, path: str) -> Any:

@@ -27,14 +27,14 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.partitioner import murmur2
-from mailferry.schemas.codec import FETCH_STATE as FETCH_STATE_SCHEMA
-from mailferry.schemas.codec import Record, codec
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import FETCH_STATE, full_name
 from mailferry.rawrecord import raw_key
+from mailferry.schemas.codec import FETCH_STATE as FETCH_STATE_SCHEMA
+from mailferry.schemas.codec import Record, codec
 
 CURSOR = "cursor"
 SET = "set"

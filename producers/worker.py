@@ -18,6 +18,15 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+from mailferry.audit import audit_event
+from mailferry.blobs import open_blob_store
+from mailferry.config import MailferryConfig
+from mailferry.config.sources import ImapSource, Pop3Source, Source
+from mailferry.errors import ConfigError, MailferryError
+from mailferry.kafka.clients import new_consumer
+from mailferry.kafka.topics import MAILBOXES, full_name
+from mailferry.observe import health, metrics
 from mailferry.producers.context import FetchContext, PassResult
 from mailferry.producers.delivery_watch import DeliveryWatch
 from mailferry.producers.imap_fetch import imap_pass
@@ -28,15 +37,6 @@ from mailferry.producers.publish import Publisher, make_producer
 from mailferry.producers.scheduler import Scheduler
 from mailferry.producers.state import StateCache
 from mailferry.schemas.codec import MAILBOX_CONFIG, codec
-
-from mailferry.audit import audit_event
-from mailferry.blobs import open_blob_store
-from mailferry.config import MailferryConfig
-from mailferry.config.sources import ImapSource, Pop3Source, Source
-from mailferry.errors import ConfigError, MailferryError
-from mailferry.kafka.clients import new_consumer
-from mailferry.kafka.topics import MAILBOXES, full_name
-from mailferry.observe import health, metrics
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)

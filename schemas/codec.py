@@ -17,10 +17,10 @@ from typing import Any
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
-from mailferry.schemas import confluent
-from mailferry.schemas.registry import SCHEMA_FILES, expanded, history
 
 from mailferry.errors import PermanentError
+from mailferry.schemas import confluent
+from mailferry.schemas.registry import SCHEMA_FILES, expanded, history
 
 MAILBOX_CONFIG = "mailbox_config"
 FETCH_STATE = "fetch_state"

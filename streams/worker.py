@@ -15,9 +15,6 @@ import time
 from typing import Any
 
 import faust
-from mailferry.streams.app import StreamApp
-from mailferry.streams.offset_gaps import refuse_gaps
-from mailferry.streams.router import DirectoryFor
 from prometheus_client import REGISTRY
 
 from mailferry.config.models import MailferryConfig
@@ -28,6 +25,9 @@ from mailferry.kafka.topics import RAW, full_name, topic_settings, topic_specs
 from mailferry.observe import health, logs, metrics
 from mailferry.observe.server import Observer, observe
 from mailferry.status import write_snapshot
+from mailferry.streams.app import StreamApp
+from mailferry.streams.offset_gaps import refuse_gaps
+from mailferry.streams.router import DirectoryFor
 
 ROLE = "stream"
 SNAPSHOT_EVERY = 5.0

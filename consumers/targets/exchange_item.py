@@ -11,7 +11,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from mailferry.consumers.target import DeliveryItem
-
 from mailferry.mail.block import chunks_from, locate
 from mailferry.mail.dates import as_utc, parse_date, received_time
 from mailferry.mail.headers import MessageHeaders, parse_headers

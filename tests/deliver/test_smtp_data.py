@@ -13,6 +13,7 @@ import io
 import random
 
 import pytest
+
 from mailferry.consumers.targets import smtp
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from mailferry.consumers.targets.ews import target as ews
 from mailferry.consumers.targets.ews.target import EwsDeliveryTarget
-
 from mailferry.errors import TransientError
 from mailferry.exchange.directory import CachedDirectory, directory_for, exact_match
 from mailferry_testkit.ews_emulator.faults import Fault

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers.worker import DeliveryWorker
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 
@@ -23,6 +23,7 @@ from ..deliver.conftest import (
     publish,
     sample_message,
 )
+from .workers import ews_targets, exchange_with
 
 pytestmark = pytest.mark.integration
 MAILBOXES = [f"u{i}@acme.example" for i in range(6)]
@@ -30,22 +31,14 @@ MAILBOXES = [f"u{i}@acme.example" for i in range(6)]
 
 @pytest.fixture
 def exchange() -> Iterator[EwsEmulator]:
-    with EwsEmulator() as emulator:
-        emulator.add_account("svc-mailferry", "s3cret")
-        for address in ("postmaster@acme.example", *MAILBOXES):
-            emulator.add_mailbox(address)
+    with exchange_with(MAILBOXES) as emulator:
         yield emulator
 
 
 def ews_config(
     tmp_path: Path, kafka: KafkaConfig, exchange: EwsEmulator, timeout: str = "5s"
 ) -> MailferryConfig:
-    targets = (
-        f'[[targets]]\nname = "exchange"\nkind = "ews"\nendpoint = "{exchange.url}"\n'
-        f'version = "Exchange2016"\nauth = "basic"\nusername = "svc-mailferry"\npassword = "s3cret"\n'
-        f'timeout = "{timeout}"\nconcurrency = 4\n'
-    )
-    return make_config(tmp_path, kafka, targets, tiers='["1s", "2s"]')
+    return make_config(tmp_path, kafka, ews_targets(exchange, timeout=timeout, concurrency=4))
 
 
 def _events(config: MailferryConfig, name: str) -> list[dict[str, Any]]:

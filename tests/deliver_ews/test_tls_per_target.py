@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 import requests.adapters
 from exchangelib.protocol import BaseProtocol
-from mailferry.consumers.target import DeliveryItem
-from mailferry.consumers.targets.ews import target as ews
 
 from mailferry.config.targets import GraphTarget
 from mailferry.config.types import SecretRef
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
 from mailferry.errors import ConfigError, MailferryError
 from mailferry.exchange.ews.exchangelib_patches import same_endpoint
 from mailferry.exchange.graph.client import GraphClient

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from mailferry.producers.state import MailboxState, pop3_key, set_records, state_record
 from mailferry.schemas.codec import FETCH_STATE, Record, codec
 

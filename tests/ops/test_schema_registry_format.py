@@ -17,14 +17,14 @@ import avro.io
 import avro.schema
 import pytest
 from fastavro.schema import parse_schema, to_parsing_canonical_form
-from mailferry.schemas import AUDIT_EVENT, DELIVERY, UnknownSchemaError, codec, confluent
-from mailferry.schemas.registry import expanded
 from typer.testing import CliRunner
 
 from mailferry.cli.context import CliContext
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.topics import AUDIT, full_name
+from mailferry.schemas import AUDIT_EVENT, DELIVERY, UnknownSchemaError, codec, confluent
+from mailferry.schemas.registry import expanded
 from mailferry_testkit.schema_registry import SchemaRegistry
 from tests.deliver.conftest import delivery_record
 from tests.ops.test_audit_index import build, send, story, topics  # noqa: F401  (fixture)

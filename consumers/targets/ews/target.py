@@ -24,14 +24,14 @@ from typing import Any
 
 from exchangelib import EWSDateTime
 from exchangelib.items import SAVE_ONLY
+
+from mailferry.config.models import Tenant
+from mailferry.config.targets import EwsTarget
 from mailferry.consumers.target import Committing, DeliveryItem, DeliveryTarget, Outcome
 from mailferry.consumers.targets.ews.items import MESSAGE_FLAGS_DELIVERED, InboxMessage
 from mailferry.consumers.targets.ews.marker import find
 from mailferry.consumers.targets.ews.stream import StreamedMessage, create_streamed
 from mailferry.consumers.targets.exchange_item import delivery_time, internet_message_id, read_head
-
-from mailferry.config.models import Tenant
-from mailferry.config.targets import EwsTarget
 from mailferry.errors import MailferryError, PermanentError, TenantError
 from mailferry.exchange.directory import CachedDirectory, ews_lookup
 from mailferry.exchange.ews.connect import EwsConnection

@@ -23,12 +23,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
 
+from mailferry.config.models import Tenant
+from mailferry.config.targets import GraphTarget
 from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 from mailferry.consumers.targets.exchange_item import delivery_time, internet_message_id, read_head
 from mailferry.consumers.targets.graph.json_message import MAX_REQUEST, to_graph_message
-
-from mailferry.config.models import Tenant
-from mailferry.config.targets import GraphTarget
 from mailferry.errors import PermanentError, TenantError
 from mailferry.exchange.directory import CachedDirectory, graph_lookup
 from mailferry.exchange.graph.client import GraphClient
