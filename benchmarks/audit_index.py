@@ -11,7 +11,10 @@ Each generated mail leaves five events (fetched; routed and delivered for two re
 so the default is 10 million events, stamped evenly over two days: the first day is the
 export's range (one day of a 1-million-mail tenant). Traces run the real command,
 ``mailferry audit trace``, as a new process each, so their time includes the command's own
-start-up. The full scan is the same command with no index reachable.
+start-up; each row gives wall and CPU time (the child's user + system) and the load average
+beside it, since wall time on a shared machine follows the load. The full scan is the same
+command with no index reachable (``--scan-limit`` stops it after that many seconds: the row
+then says so).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -105,17 +109,39 @@ def build_index(kafka: KafkaConfig, servers: list[str], folder: Path) -> tuple[f
     return wall, cpu, events
 
 
-def timed_cli(config: Path, args: list[str]) -> tuple[float, str]:
-    began = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "mailferry", "-c", str(config), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_cli(config: Path, args: list[str], limit: float | None = None) -> tuple[float, float, str | None]:
+    """Wall and CPU seconds of ``mailferry args`` in a new process and its output (None when
+    it was stopped at ``limit`` seconds). The command runs as installed: with its bytecode
+    cached (a shell with PYTHONDONTWRITEBYTECODE would compile mailferry's modules every run)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    began, cpu = time.perf_counter(), _children_cpu()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mailferry", "-c", str(config), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=limit,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return time.perf_counter() - began, _children_cpu() - cpu, None
     if done.returncode != 0:
         raise RuntimeError(f"{args}: {done.stderr[-2000:]}")
-    return time.perf_counter() - began, done.stdout
+    return time.perf_counter() - began, _children_cpu() - cpu, done.stdout
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def spread(values: list[float]) -> str:
+    return f"median {statistics.median(values):.2f} s (min {min(values):.2f}, max {max(values):.2f})"
 
 
 def export_row(kafka: KafkaConfig, servers: list[str]) -> tuple[str, str, str]:
@@ -146,6 +172,8 @@ def main() -> None:
     parser.add_argument("--home", type=Path, help="keep broker data and index here between runs")
     parser.add_argument("--rebuild", action="store_true", help="with --home: build the index again")
     parser.add_argument("--skip-export", action="store_true", help="leave out the export row")
+    parser.add_argument("--keep-broker", action="store_true", help="with --home: leave the broker running")
+    parser.add_argument("--scan-limit", type=float, help="stop the full scan after this many seconds")
     args = parser.parse_args()
     console = Console()
     rows: list[tuple[str, str, str]] = []
@@ -181,38 +209,58 @@ def main() -> None:
             config = home / "bench.toml"
             write_config(config, home / "state", kafka, home / "index")
             picks = random.Random(7).sample(range(args.mails), args.traces)
-            times = []
+            walls, cpus, loads = [], [], []
             for n in picks:
-                took, out = timed_cli(config, ["audit", "trace", "--json", f"<{n}.bench@example.org>"])
-                found = out.count('"event_id"')
+                loads.append(load())
+                wall, cpu, out = timed_cli(config, ["audit", "trace", "--json", f"<{n}.bench@example.org>"])
+                found = (out or "").count('"event_id"')
                 if found != EVENTS_PER_MAIL:
                     raise RuntimeError(f"trace of mail {n} found {found} events")
-                times.append(took)
+                walls.append(wall)
+                cpus.append(cpu)
             rows.append(
                 (
                     f"audit trace, index ({args.traces} mails, new process each)",
-                    f"median {statistics.median(times):.2f} s, max {max(times):.2f} s",
-                    f"{EVENTS_PER_MAIL} events each",
+                    f"wall {spread(walls)}; CPU median {statistics.median(cpus):.2f} s",
+                    f"load {min(loads):.1f}-{max(loads):.1f}",
                 )
             )
-            took, _ = timed_cli(config, ["--help"])
-            rows.append(("the command's own start-up (--help)", f"{took:.2f} s", ""))
+            starts = [timed_cli(config, ["--help"]) for _ in range(5)]
+            rows.append(
+                (
+                    "the command's own start-up (--help, 5 runs)",
+                    f"wall {spread([w for w, _, _ in starts])}; CPU median "
+                    f"{statistics.median([c for _, c, _ in starts]):.2f} s",
+                    f"load {load():.1f}",
+                )
+            )
             if not args.skip_scan:
                 noindex = home / "noindex.toml"
                 write_config(noindex, home / "state", kafka, home / "absent")
-                took, out = timed_cli(
+                before = load()
+                wall, cpu, out = timed_cli(
                     noindex,
                     ["audit", "trace", "--json", "--since", "2000-01-01", f"<{picks[0]}.bench@example.org>"],
+                    limit=args.scan_limit,
                 )
-                assert out.count('"event_id"') == EVENTS_PER_MAIL
+                if out is None:
+                    what = f"stopped at {wall:.0f} s wall, {cpu:.0f} s CPU, unfinished"
+                else:
+                    assert out.count('"event_id"') == EVENTS_PER_MAIL
+                    what = f"{wall:.0f} s wall, {cpu:.0f} s CPU"
                 rows.append(
-                    ("audit trace, full scan (same mail)", f"{took:.0f} s", f"{events / took:,.0f} events/s")
+                    (
+                        "audit trace, full scan (same mail, two passes over the topic)",
+                        what,
+                        f"load {before:.1f}-{load():.1f}",
+                    )
                 )
 
             if not args.skip_export:
                 rows.append(export_row(kafka, servers))
         finally:
-            broker.stop()
+            if not (args.home and args.keep_broker):
+                broker.stop()
     table = Table(title=f"audit index, {events:,} events, {os.cpu_count()} cores")
     for column in ("what", "time / size", "rate"):
         table.add_column(column)

@@ -61,13 +61,12 @@ def _peak_mb() -> float:
 
 def child(args: argparse.Namespace) -> None:
     """One role's work in a process of its own; prints one JSON line."""
-    from mailferry.consumers.attempt import delivery_item
-    from mailferry.consumers.maildir import MaildirDelivery
-    from mailferry.streams.router import read_headers
-
     from mailferry.blobs import open_blob_store
     from mailferry.config import load_config
+    from mailferry.consumers.attempt import delivery_item
+    from mailferry.consumers.targets.maildir import MaildirDelivery
     from mailferry.rawrecord import RawSource, build_raw_record
+    from mailferry.streams.router import read_headers
 
     config = load_config(Path(args.config), check_secrets=False)
     store = open_blob_store(config)

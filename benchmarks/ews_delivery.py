@@ -28,12 +28,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import requests
-from mailferry.consumers import ews
-from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 
 from mailferry.config.models import Tenant
 from mailferry.config.targets import EwsTarget
 from mailferry.config.types import SecretRef
+from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+from mailferry.consumers.targets.ews import target as ews
 from mailferry.errors import MailferryError
 
 DOMAIN = "contoso.example"

@@ -11,7 +11,7 @@ item is checked byte for byte (SHA-256) against the blob plus the trace header.
 
     .venv/bin/python benchmarks/ews_large.py [--streamed-mb 150,50] [--plain-mb 50]
 
-Rows: the streamed path (``ews_stream``, threshold ``--threshold-mb``, the target's default
+Rows: the streamed path (``targets/ews/stream.py``, threshold ``--threshold-mb``, the target's default
 1 MB) at each ``--streamed-mb`` size; plain exchangelib (threshold above the size) at each
 ``--plain-mb`` size; then ``--concurrent`` messages delivered at once from a thread pool, as
 the worker does: just at the threshold (the worst case of the plain path) and of 20 MB.
@@ -62,12 +62,11 @@ def message_chunks(size: int) -> Iterator[bytes]:
 
 def child(args: argparse.Namespace) -> None:
     """The delivering process: everything it allocates counts."""
-    from mailferry.consumers import ews
-    from mailferry.consumers.attempt import delivery_item
-
     from mailferry.config.models import Tenant
     from mailferry.config.targets import EwsTarget
     from mailferry.config.types import SecretRef
+    from mailferry.consumers.attempt import delivery_item
+    from mailferry.consumers.targets.ews import target as ews
 
     target_config = EwsTarget(
         name="exchange",
@@ -184,7 +183,7 @@ def main() -> None:
         blobs = LocalBlobStore(Path(tmp) / "blobs")
         threshold = int(args.threshold_mb * MB)
         for size_mb in [int(s) for s in args.streamed_mb.split(",") if s]:
-            rows.append(run_row("streamed (ews_stream)", size_mb, threshold, blobs))
+            rows.append(run_row("streamed (ews/stream.py)", size_mb, threshold, blobs))
         for size_mb in [int(s) for s in args.plain_mb.split(",") if s]:
             rows.append(run_row("plain exchangelib", size_mb, size_mb * MB * 2, blobs))
         if args.concurrent > 1:

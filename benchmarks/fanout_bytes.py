@@ -17,15 +17,15 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailferry.schemas.codec import DELIVERY, codec
-from mailferry.streams.bodies import shared_body
-from mailferry.streams.router import Routed, route_raw
 from rich.console import Console
 from rich.table import Table
 
 from mailferry.blobstore import LocalBlobStore
 from mailferry.config.models import MailferryConfig
 from mailferry.rawrecord import RawSource, build_raw_record
+from mailferry.schemas.codec import DELIVERY, codec
+from mailferry.streams.bodies import shared_body
+from mailferry.streams.router import Routed, route_raw
 
 DOMAIN = "acme.example"
 TRACE_KEY = b"benchmark trace key, 32 characters or more"

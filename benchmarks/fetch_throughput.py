@@ -39,13 +39,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailferry.producers.context import FetchContext
-from mailferry.producers.imap_fetch import imap_pass
-from mailferry.producers.mailboxes import sync_mailboxes
-from mailferry.producers.pop3_client import Pop3Client
-from mailferry.producers.pop3_fetch import pop3_pass
-from mailferry.producers.publish import Publisher, make_producer
-from mailferry.producers.state import MailboxState
 from rich.console import Console
 from rich.table import Table
 
@@ -58,6 +51,13 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import topic_specs
+from mailferry.producers.context import FetchContext
+from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.mailboxes import sync_mailboxes
+from mailferry.producers.pop3_client import Pop3Client
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.publish import Publisher, make_producer
+from mailferry.producers.state import MailboxState
 from mailferry_testkit.dovecot import DovecotServer
 
 PASSWORD = "bench"

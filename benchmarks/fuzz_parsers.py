@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from email.header import decode_header, make_header
 from email.utils import getaddresses
 
-from mailferry.producers.pop3_wire import parse_list, parse_uidl
 from rich.console import Console
 from rich.table import Table
 
@@ -38,6 +37,7 @@ from mailferry.mail.dates import parse_date
 from mailferry.mail.encoded_words import decode_value
 from mailferry.mail.headers import field_defects, parse_headers
 from mailferry.mail.message_id import lookup_key, message_id_field, normalise_message_id
+from mailferry.producers.pop3_wire import parse_list, parse_uidl
 
 CORPUS = [
     '"Smith, Bob" <bob@acme.example>, carol@b.example (Carol), junk',

@@ -27,16 +27,17 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from kafka import TopicPartition
 from kafka.admin import NewTopic
-from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
-from mailferry.streams.faust_settings import app_id
-from mailferry.streams.router import Routed, route_raw
 from rich.console import Console
 from rich.table import Table
+from stream_variant import VARIANTS
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.config import load_config
@@ -46,8 +47,14 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import aiokafka_settings, new_admin, new_consumer, new_producer
 from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.embedded import EmbeddedBroker
-from mailferry.kafka.topics import DELIVER, RAW, full_name, topic_specs
+from mailferry.kafka.topics import AUDIT, DELIVER, RAW, full_name, topic_specs
+from mailferry.producers.publish import pack_limit
+from mailferry.rawpack import Packer, pack_value
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
+from mailferry.shard import partition_for
+from mailferry.streams.faust_settings import app_id
+from mailferry.streams.router import Routed, route_raw
 
 DOMAIN = "acme.example"
 TRACE_KEY = b"benchmark trace key, 32 characters or more"
@@ -65,17 +72,17 @@ def sample(i: int, size: int) -> bytes:
     return headers + b"x" * max(0, size - len(headers))
 
 
-def write_config(home: Path, kafka: KafkaConfig, prefix: str) -> Path:
+def write_config(home: Path, kafka: KafkaConfig, prefix: str, app: str = "mailferry-stream") -> Path:
     source = (
         'kind = "pop3"\nhost = "127.0.0.1"\nusername = "u"\ntls = "none"\nallow_plaintext_login = true\n'
         'auth = { kind = "password", password = "x" }\n'
     )
-    path = home / "mailferry.toml"
+    path = home / f"mailferry-{prefix}-{app}.toml"
     path.write_text(
         f'state_dir = "{home / "state"}"\nallow_plaintext_secrets = true\n'
         + kafka.model_copy(update={"topic_prefix": prefix}).connection_toml()
         + "[kafka.topics.defaults]\npartitions = 2\n"
-        "[stream]\nweb_port = 0\n"
+        f'[stream]\nweb_port = 0\napp_id = "{app}"\n'
         f'[[tenants]]\nid = "acme"\naccepted_domains = ["{DOMAIN}"]\n'
         f'default_mailbox = "postmaster@{DOMAIN}"\ndefault_target = "box"\n'
         '[[tenants.targets]]\nname = "box"\nkind = "maildir"\npath = "/tmp/unused"\n'
@@ -120,15 +127,23 @@ def publish_raw(
     size: int,
     start: int = 0,
     topic: str | None = None,
+    packed: bool = False,
 ) -> None:
+    """``count`` mails into raw, keyed by their dedup shard; ``packed``: as the fetcher
+    packs them under load (``mailferry.rawpack``, full packs of one partition)."""
     blobs = LocalBlobStore(config.blob_dir)
     producer = new_producer(config.kafka, servers, linger_ms=20, batch_size=1 << 20)
     topic = topic or full_name(config.kafka, RAW)
+    partitions = len(producer.partitions_for(topic))
+    packer = Packer(pack_limit(config) if packed else 0, linger=float("inf"))
     for i in range(start, start + count):
         key, record = build_raw_record(
             RawSource("acme", "catchall", "pop3"), sample(i, size), blobs=blobs, inline_threshold=1 << 20
         )
-        producer.send(topic, key=key, value=encode_raw(record))
+        for pack in packer.add(partition_for(key, partitions), key, encode_raw(record), 0.0):
+            producer.send(topic, key=pack.key, value=pack_value(pack.values), partition=pack.partition)
+    for pack in packer.drain():
+        producer.send(topic, key=pack.key, value=pack_value(pack.values), partition=pack.partition)
     producer.flush()
     producer.close()
 
@@ -172,6 +187,132 @@ def count_deliveries(
                     on_first()
                 seen += len(batch)
         return first, time.perf_counter()
+    finally:
+        consumer.close()
+
+
+class WorkerFailed(Exception):
+    """The worker died or timed out: its row says so, the other rows still run."""
+
+
+@dataclass
+class WorkerRun:
+    wall_rate: float
+    cpu_rate: float
+    records: dict[str, int]  # per topic role: records this run read (raw) or wrote
+    sizes: dict[str, int]  # bytes of those records (key + value)
+
+    def summary(self) -> str:
+        micros = 1e6 / self.cpu_rate
+        return f"{self.wall_rate:,.0f} msg/s wall, {self.cpu_rate:,.0f} per CPU-s ({micros:,.0f} µs)"
+
+    def per_mail(self, mails: int) -> tuple[str, str]:
+        records = " + ".join(f"{n / mails:.2f} {role}" for role, n in self.records.items())
+        sizes = " + ".join(f"{n / mails:,.0f} {role}" for role, n in self.sizes.items())
+        return records, sizes
+
+
+def _ends(consumer: Any, topic: str) -> dict[TopicPartition, int]:
+    partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+    return dict(consumer.end_offsets(partitions)) if partitions else {}
+
+
+def _volume(kafka: KafkaConfig, servers: list[str], since: dict[TopicPartition, int]) -> tuple[int, int]:
+    """(records, bytes of key + value) written to the partitions of ``since`` after those offsets."""
+    consumer = new_consumer(kafka, servers, consumer_timeout_ms=3000)
+    try:
+        ends = consumer.end_offsets(list(since))
+        consumer.assign([tp for tp in since if ends[tp] > since[tp]])
+        for tp in consumer.assignment():
+            consumer.seek(tp, since[tp])
+        records = size = 0
+        wanted = sum(ends[tp] - since[tp] for tp in since)
+        for message in consumer:
+            records += 1
+            size += len(message.key or b"") + len(message.value or b"")
+            if records >= wanted:
+                break
+        return records, size
+    finally:
+        consumer.close()
+
+
+def worker_run(
+    config_path: Path, servers: list[str], mails: int, variant: str, log: Path, *, volume: bool
+) -> WorkerRun:
+    """One worker (``benchmarks/stream_variant.py``) over the raw backlog of its config, with
+    an app id of its own (a fresh table and group); rates between its first and last delivery."""
+    config = load_config(config_path)
+    kafka = config.kafka
+    roles = (("raw", RAW), ("deliver", DELIVER), ("audit", AUDIT))
+    topics = {role: full_name(kafka, logical) for role, logical in roles}
+    consumer = new_consumer(kafka, servers)
+    try:
+        before = {role: _ends(consumer, name) for role, name in topics.items() if role != "raw"}
+        raw_ends = _ends(consumer, topics["raw"])
+    finally:
+        consumer.close()
+    argv = [sys.executable, str(Path(__file__).with_name("stream_variant.py")), variant]
+    argv += ["-c", str(config_path), "stream"]
+    with log.open("ab") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    cpu_at_first: list[float] = []
+    try:
+        first, last, seen = count_since(
+            kafka,
+            servers,
+            before["deliver"],
+            mails,
+            lambda: cpu_at_first.append(cpu_seconds(process.pid)),
+            alive=lambda: process.poll() is None,
+        )
+        cpu = cpu_seconds(process.pid) - cpu_at_first[0]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(120)
+    rates = ((seen - 1) / (last - first), (seen - 1) / cpu)
+    if not volume:
+        return WorkerRun(*rates, {}, {})
+    changelog = f"{kafka.topic_prefix}.{config.stream.app_id}-dedup-changelog"
+    consumer = new_consumer(kafka, servers)
+    try:
+        before["changelog"] = {tp: 0 for tp in _ends(consumer, changelog)}
+    finally:
+        consumer.close()
+    records = {"raw": sum(raw_ends.values())}
+    sizes = {"raw": _volume(kafka, servers, {tp: 0 for tp in raw_ends})[1]}
+    for role, since in before.items():
+        records[role], sizes[role] = _volume(kafka, servers, since)
+    return WorkerRun(*rates, records, sizes)
+
+
+def count_since(
+    kafka: KafkaConfig,
+    servers: list[str],
+    since: dict[TopicPartition, int],
+    expected: int,
+    on_first: Callable[[], None],
+    *,
+    alive: Callable[[], bool],
+    timeout: float = 1800,
+) -> tuple[float, float, int]:
+    """(time of the first delivery record after ``since``, of the last, deliveries seen)."""
+    consumer = new_consumer(kafka, servers)
+    consumer.assign(list(since))
+    for tp, offset in since.items():
+        consumer.seek(tp, offset)
+    seen, first = 0, 0.0
+    deadline = time.perf_counter() + timeout
+    try:
+        while seen < expected:
+            if time.perf_counter() > deadline or not alive():
+                raise WorkerFailed(f"after {seen} of {expected} deliveries")
+            for batch in consumer.poll(timeout_ms=200, max_records=5000).values():
+                if not seen:
+                    first = time.perf_counter()
+                    on_first()
+                seen += len(batch)
+        return first, time.perf_counter(), seen
     finally:
         consumer.close()
 
@@ -288,6 +429,9 @@ def main() -> None:
     parser.add_argument("--router-messages", type=int, default=20_000)
     parser.add_argument("--recovery-keys", type=int, default=1_000_000, help="0 skips the recovery run")
     parser.add_argument("--ceiling-messages", type=int, default=0, help="0 skips the ceiling rows")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="Faust variants on packed input, comma-separated"
+    )
     parser.add_argument("--bootstrap", help="use this broker instead of starting the embedded one")
     parser.add_argument("--kafka-home", help="with --bootstrap: that embedded broker's folder (its login)")
     args = parser.parse_args()
@@ -304,6 +448,7 @@ def main() -> None:
         kafka = broker.client_config()
     servers = list(kafka.bootstrap_servers)
     rows: list[tuple[str, str, str]] = []
+    kafka_rows: list[tuple[str, str, str]] = []
     try:
         config_path = write_config(home, kafka, f"bench{int(time.time())}")
         config = load_config(config_path)
@@ -318,36 +463,31 @@ def main() -> None:
             rows.extend(ceiling_rows(config_path, config, servers, args.ceiling_messages, args.size))
             console.print(rows[-len(CEILINGS) :])
 
-        admin = new_admin(config.kafka, servers)
-        ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
-        admin.close()
-        publish_raw(config, servers, args.messages, args.size)
-        worker = Worker(config_path, home / "worker.log")
-        cpu_at_first: list[float] = []
-        try:
-            first, last = count_deliveries(
-                config.kafka,
-                servers,
-                args.messages,
-                timeout=1800,
-                on_first=lambda: cpu_at_first.append(cpu_seconds(worker.process.pid)),
-            )
-            cpu = cpu_seconds(worker.process.pid) - cpu_at_first[0]
-        finally:
-            worker.stop()
-        rate = (args.messages - 1) / (last - first) if last > first else float("nan")
-        rows.append(
-            (
-                "Faust worker on the embedded broker, catch-all (wall)",
-                f"{args.messages:,}",
-                f"{rate:,.0f} msg/s",
-            )
-        )
-        rows.append(
-            ("  same, per CPU-second of the worker process", "", f"{(args.messages - 1) / cpu:,.0f} msg/s")
-        )
-        rows.append(("  worker start to first delivery", "", f"{first - worker.started:.1f} s"))
-        console.print(rows[-3:])
+        for packed in (False, True):
+            form = "packed" if packed else "one mail per record"
+            prefix = f"{'pk' if packed else 'one'}{int(time.time())}"
+            base = load_config(write_config(home, kafka, prefix))
+            admin = new_admin(base.kafka, servers)
+            ensure_topics(admin, topic_specs(base.kafka, len(base.retry.tiers)))
+            admin.close()
+            publish_raw(base, servers, args.messages, args.size, packed=packed)
+            variants = args.variants.split(",") if packed else ["as-shipped"]
+            for variant in variants:
+                path = write_config(home, kafka, prefix, app=f"s-{variant}")
+                log = home / f"{prefix}-{variant}.log"
+                label = f"Faust worker, {form}, {variant}"
+                try:
+                    volume = variant == "as-shipped"
+                    run = worker_run(path, servers, args.messages, variant, log, volume=volume)
+                except WorkerFailed as exc:
+                    tail = log.read_text(errors="replace")[-400:].replace("\n", " ")
+                    rows.append((label, f"{args.messages:,}", f"failed {exc}: {tail}"))
+                    console.print(rows[-1])
+                    continue
+                rows.append((label, f"{args.messages:,}", run.summary()))
+                if variant == "as-shipped":
+                    kafka_rows.append((form, *run.per_mail(args.messages)))
+                console.print(rows[-1])
 
         if args.recovery_keys:
             for label, keys in (("empty changelog", 0), (f"{args.recovery_keys:,} keys", args.recovery_keys)):
@@ -373,6 +513,12 @@ def main() -> None:
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    per_mail = Table(title="Kafka records and bytes per mail through the stream worker (as shipped)")
+    for column in ("raw form", "records per mail (raw in + out)", "bytes per mail (raw in + out)"):
+        per_mail.add_column(column)
+    for row in kafka_rows:
+        per_mail.add_row(*row)
+    console.print(per_mail)
 
 
 if __name__ == "__main__":

@@ -1,1 +1,2 @@
-"""Delivery workers: EWS, Graph, SMTP and Maildir targets, retry tiers, dead-letter topic."""
+"""The delivery stage: the worker, retry tiers, dead-letter topic and ledger here; the
+targets it writes to (EWS, Graph, SMTP, Maildir) in ``targets/``, one module or package each."""

@@ -26,6 +26,8 @@ from functools import partial
 from io import BytesIO
 from typing import BinaryIO
 
+from mailferry.blobs import BlobStore
+from mailferry.blobs.once import BlobOpener, ReadOnce
 from mailferry.consumers import crashpoints
 from mailferry.consumers.batching import rounds
 from mailferry.consumers.ledger import ledger_key
@@ -33,11 +35,8 @@ from mailferry.consumers.ledger_state import Verdict, verdict
 from mailferry.consumers.outcomes import ACK_TIMEOUT_S, Job, OutcomeWriter, Pending
 from mailferry.consumers.retry_policy import DeadLetter, History, Retry, decide
 from mailferry.consumers.target import BatchTarget, DeliveryItem, DeliveryTarget, deliver_each
-
-from mailferry.blobs import BlobStore
-from mailferry.blobs.once import BlobOpener, ReadOnce
 from mailferry.delivery_flags import BYPASS_DEDUP
-from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
+from mailferry.errors import AmbiguousOutcomeError, OperatorError, PermanentError, TransientError
 from mailferry.observe import metrics
 
 log = logging.getLogger(__name__)
@@ -63,7 +62,7 @@ class Settled:
 @dataclass(frozen=True)
 class Paused:
     target: str
-    error: TenantError
+    error: OperatorError
 
 
 @dataclass(frozen=True)
@@ -217,7 +216,7 @@ def _check(t: _Try, target: DeliveryTarget, target_name: str, writer: OutcomeWri
         t.error = exc
         if t.item is not None and _safe_check(target, t.item):
             t.found, t.error = True, None
-    except TenantError as exc:
+    except OperatorError as exc:
         t.result = Paused(target_name, exc)
     except Exception as exc:
         t.error = exc
@@ -245,7 +244,7 @@ def _write(writing: list[_Try], target: DeliveryTarget, target_name: str, writer
             t.error = outcome
             if t.item is not None and _safe_check(target, t.item):
                 t.found, t.error = True, None
-        elif isinstance(outcome, TenantError):
+        elif isinstance(outcome, OperatorError):
             t.result = Paused(target_name, outcome)
         else:
             t.error = outcome
@@ -275,7 +274,7 @@ def _record(t: _Try, target_name: str, writer: OutcomeWriter, policy: Policy, st
     elif isinstance(decision, DeadLetter):
         pending = writer.dead_letter(job, decision, t.error, ledger_key=t.key)
         metrics.outcome(tenant, target_name, "dead-lettered", time.monotonic() - started)
-    else:  # pragma: no cover - TenantError is handled before
+    else:  # pragma: no cover - OperatorError is handled before
         raise AssertionError(f"unexpected decision {decision}")
     return Settled(pending)
 

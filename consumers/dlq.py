@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka import KafkaProducer
-from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, Record, UnknownSchemaError, codec
 
 from mailferry.audit import audit_event
 from mailferry.blobs import BlobStore, open_blob_store
@@ -29,6 +28,7 @@ from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name
 from mailferry.rawrecord import encode_raw
+from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, Record, UnknownSchemaError, codec
 from mailferry.shard import shard_of_record
 
 

@@ -6,12 +6,12 @@ import json
 from datetime import datetime
 
 import typer
-from mailferry.consumers.dlq import DeadLetterEntry, DeadLetterQueue, Filter
 from rich.table import Table
 
 from mailferry.cli.context import CliContext
 from mailferry.cli.output import cli_errors, console, print_json
 from mailferry.cli.times import as_utc
+from mailferry.consumers.dlq import DeadLetterEntry, DeadLetterQueue, Filter
 from mailferry.errors import ConfigError, NotFoundError
 
 dlq_app = typer.Typer(

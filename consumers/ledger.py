@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer, TopicPartition
 from kafka.producer.future import FutureRecordMetadata
-from mailferry.consumers.ledger_state import DELIVERED, State, attempt_state, decode, encode, moved_state
 
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.ledger_state import DELIVERED, State, attempt_state, decode, encode, moved_state
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import DELIVERY_LEDGER, full_name
@@ -53,10 +53,24 @@ def _digest(key: bytes) -> bytes:
 class Ledger:
     """In-memory view of the ledger topic, followed by a background thread."""
 
-    def __init__(self, kafka: KafkaConfig, servers: list[str], producer: KafkaProducer) -> None:
+    def __init__(
+        self,
+        kafka: KafkaConfig,
+        servers: list[str],
+        producer: KafkaProducer,
+        *,
+        urgent: KafkaProducer | None = None,
+    ) -> None:
+        """``urgent`` (no linger) sends the write-ahead, moved and forget entries, in the order
+        they are made; the delivered entries, waited for only before an offset commit, go
+        through ``producer`` and share its requests (one request per entry cost the worker
+        more CPU than the entries themselves). A delivered entry is the last of its key
+        (later records of the delivery are skipped), and the write-ahead entry before it
+        was acknowledged before the target write, so the order per key holds."""
         self.topic = full_name(kafka, DELIVERY_LEDGER)
         self.writer_id = uuid.uuid4().hex.encode()
         self._producer = producer
+        self._urgent = urgent or producer
         self._states: dict[bytes, int] = {}
         self._lock = threading.Lock()
         self._claimed: set[bytes] = set()
@@ -192,11 +206,15 @@ class Ledger:
 
     def begin(self, key: bytes, generation: int, delivery_id: str, partition: int) -> FutureRecordMetadata:
         """The write-ahead entry: the caller waits for it before writing to the target."""
-        return self._send(key, partition, "attempt", generation, delivery_id, attempt_state(generation))
+        return self._send(
+            key, partition, "attempt", generation, delivery_id, attempt_state(generation), urgent=True
+        )
 
     def moved(self, key: bytes, generation: int, delivery_id: str, partition: int) -> FutureRecordMetadata:
         """The delivery now lives in the retry record of ``generation`` (already acknowledged)."""
-        return self._send(key, partition, "moved", generation, delivery_id, moved_state(generation))
+        return self._send(
+            key, partition, "moved", generation, delivery_id, moved_state(generation), urgent=True
+        )
 
     def record(self, key: bytes, delivery_id: str, *, partition: int | None = None) -> FutureRecordMetadata:
         """The delivered entry; the caller waits for the acknowledgement before committing."""
@@ -204,7 +222,7 @@ class Ledger:
 
     def forget(self, key: bytes, partition: int) -> FutureRecordMetadata:
         """Remove the entry (a dead letter): a requeued record starts afresh."""
-        future = self._producer.send(
+        future = self._urgent.send(
             self.topic, key=key, value=None, partition=partition, headers=[(WRITER_HEADER, self.writer_id)]
         )
         with self._lock:
@@ -212,10 +230,18 @@ class Ledger:
         return future
 
     def _send(
-        self, key: bytes, partition: int | None, kind: str, generation: int, delivery_id: str, state: int
+        self,
+        key: bytes,
+        partition: int | None,
+        kind: str,
+        generation: int,
+        delivery_id: str,
+        state: int,
+        *,
+        urgent: bool = False,
     ) -> FutureRecordMetadata:
         value = encode(kind, generation, delivery_id, datetime.now(UTC).isoformat())
-        future = self._producer.send(
+        future = (self._urgent if urgent else self._producer).send(
             self.topic, key=key, value=value, partition=partition, headers=[(WRITER_HEADER, self.writer_id)]
         )
         with self._lock:
@@ -223,6 +249,7 @@ class Ledger:
         return future
 
     def flush(self, timeout_s: float) -> None:
+        self._urgent.flush(timeout=timeout_s)
         self._producer.flush(timeout=timeout_s)
 
     def __len__(self) -> int:

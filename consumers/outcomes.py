@@ -15,15 +15,15 @@ from datetime import UTC, datetime
 
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
-from mailferry.consumers import crashpoints
-from mailferry.consumers.ledger import Ledger
-from mailferry.consumers.retry_policy import DeadLetter, History, Retry
-from mailferry.schemas.codec import DEAD_LETTER, Record, codec
 
 from mailferry.audit import EventName, audit_event
 from mailferry.config import MailferryConfig
+from mailferry.consumers import crashpoints
+from mailferry.consumers.ledger import Ledger
+from mailferry.consumers.retry_policy import DeadLetter, History, Retry
 from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic
+from mailferry.schemas.codec import DEAD_LETTER, Record, codec
 
 ACK_TIMEOUT_S = 60.0
 Pending = list[FutureRecordMetadata]

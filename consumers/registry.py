@@ -11,16 +11,15 @@ import importlib
 import threading
 from typing import Protocol, cast
 
-from mailferry.consumers.target import DeliveryTarget
-
 from mailferry.config import MailferryConfig, Tenant
+from mailferry.consumers.target import DeliveryTarget
 from mailferry.errors import ConfigError, PermanentError
 
 MODULES = {
-    "maildir": "mailferry.consumers.maildir",
-    "smtp": "mailferry.consumers.smtp",
-    "ews": "mailferry.consumers.ews",
-    "graph": "mailferry.consumers.graph",
+    "maildir": "mailferry.consumers.targets.maildir",
+    "smtp": "mailferry.consumers.targets.smtp",
+    "ews": "mailferry.consumers.targets.ews.target",
+    "graph": "mailferry.consumers.targets.graph.target",
 }
 
 

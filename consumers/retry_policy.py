@@ -14,8 +14,8 @@ from mailferry.errors import (
     AmbiguousOutcomeError,
     MailferryError,
     MalformedMessageError,
+    OperatorError,
     PermanentError,
-    TenantError,
     TransientError,
 )
 
@@ -119,7 +119,7 @@ def decide(
         ambiguous=history.ambiguous or isinstance(error, AmbiguousOutcomeError),
     )
     reason = error.reason_code if isinstance(error, MailferryError) else "unclassified"
-    if isinstance(error, TenantError):
+    if isinstance(error, OperatorError):  # bad credentials or config: never a message's fault
         return PauseTenant(reason)
     if isinstance(error, MalformedMessageError):
         return DeadLetter("malformed-message", reason, failed)

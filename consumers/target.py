@@ -6,7 +6,7 @@ right before the step after which the message may exist at the target (the reque
 creates it, SMTP's final dot): the worker records the attempt there (write-ahead) and, when
 an attempt is found without an outcome, asks the target before writing again
 (docs/reliability.md). Each target translates its own library's errors into
-``TransientError`` / ``AmbiguousOutcomeError`` / ``PermanentError`` / ``TenantError`` in one
+``TransientError`` / ``AmbiguousOutcomeError`` / ``PermanentError`` / ``OperatorError`` in one
 table of its own; the worker decides retry, dead letter or pause from the type alone.
 Targets are synchronous (exchangelib is); the worker runs them in bounded thread pools.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import BinaryIO, Protocol, runtime_checkable
 
-from mailferry.errors import TenantError
+from mailferry.errors import OperatorError
 from mailferry.mail import added_headers
 
 
@@ -68,7 +68,8 @@ class DeliveryTarget(Protocol):
     max_message_size: int | None
 
     def check_credentials(self) -> None:
-        """Fail fast at start-up; raises ``TenantError`` when the account cannot log in."""
+        """Fail fast at start-up; raises an ``OperatorError`` (``CredentialsError``, ``TenantError``)
+        when the account cannot log in."""
         ...
 
     def deliver(self, item: DeliveryItem) -> None:
@@ -102,8 +103,9 @@ class BatchTarget(DeliveryTarget, Protocol):
 def deliver_each(target: DeliveryTarget, items: Sequence[DeliveryItem]) -> list[Outcome]:
     """A batch through a target that writes one message at a time.
 
-    A tenant-wide error stops the batch: the items not tried yet get the same error, so
-    they are parked with the tenant rather than tried against a server that refuses it.
+    An operator error (bad credentials, an unusable config) stops the batch: the items not
+    tried yet get the same error, so they are parked with the tenant rather than tried against
+    a server that refuses it.
     """
     outcomes: list[Outcome] = []
     for index, item in enumerate(items):
@@ -111,7 +113,7 @@ def deliver_each(target: DeliveryTarget, items: Sequence[DeliveryItem]) -> list[
             target.deliver(item)
         except Exception as exc:
             outcomes.append(exc)
-            if isinstance(exc, TenantError):
+            if isinstance(exc, OperatorError):
                 outcomes.extend([exc] * (len(items) - index - 1))
                 break
         else:

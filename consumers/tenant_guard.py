@@ -1,6 +1,7 @@
 """Pausing and resuming a tenant whose target refuses its credentials.
 
-A tenant-wide error (bad credentials, impersonation denied) parks that tenant's records
+An operator error (``mailferry.errors.OperatorError``: bad credentials, impersonation denied,
+an unusable target config) parks that tenant's records
 (``TenantPauses``), is audited once, and the credentials are checked again every
 ``credential_retry`` until they work; then the parked records go back to the worker.
 """
@@ -9,12 +10,11 @@ from __future__ import annotations
 
 import logging
 
+from mailferry.config import MailferryConfig
 from mailferry.consumers.outcomes import Job, OutcomeWriter
 from mailferry.consumers.registry import TargetRegistry
 from mailferry.consumers.tenants import TenantPauses
-
-from mailferry.config import MailferryConfig
-from mailferry.errors import MailferryError, TenantError
+from mailferry.errors import MailferryError, OperatorError
 from mailferry.observe import metrics
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class TenantGuard:
                 try:
                     self.registry.get(tenant.id, target.name).check_credentials()
                 except MailferryError as exc:
-                    if isinstance(exc, TenantError):
+                    if isinstance(exc, OperatorError):
                         paused |= self.pause(tenant.id, target.name, exc)
                     else:
                         log.warning("target %s/%s not usable yet: %s", tenant.id, target.name, exc)
@@ -62,7 +62,7 @@ class TenantGuard:
                 except MailferryError as exc:
                     failed = exc
                     break
-            if isinstance(failed, TenantError):
+            if isinstance(failed, OperatorError):
                 self.pauses.checked(tenant, failed)
                 continue
             parked = self.pauses.resume(tenant)

@@ -15,8 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kafka import TopicPartition
-from mailferry.consumers.outcomes import Job
 
+from mailferry.consumers.outcomes import Job
 from mailferry.errors import MailferryError
 
 

@@ -29,6 +29,7 @@ from mailferry.errors import SetupError, TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import DELIVER, DLT, RAW, full_name, retry_topic
+from mailferry.rawpack import unpack_raw
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, UnknownSchemaError, codec
 from mailferry.schemas.codec import Record
 
@@ -198,17 +199,19 @@ def collect_references(
     referenced: set[str] = set()
     last_seen: dict[TopicPartition, int] = {}
     for name, schema in topics:
-        decoder = codec(schema)
+        # raw records may pack several mails (mailferry.rawpack): each one's reference counts
+        decode = unpack_raw if schema == RAW_MESSAGE else lambda value, c=codec(schema): [c.decode(value)]
         for record in scan_topic(kafka, servers, name):
             tp = TopicPartition(record.topic, record.partition)
             last_seen[tp] = max(last_seen.get(tp, -1), record.offset)
             report.records += 1
             try:
-                decoded = decoder.decode(record.value)
+                decoded = decode(record.value)
             except UnknownSchemaError:
                 report.unknown_records += 1
                 continue
-            referenced.update(references_of(schema, decoded))
+            for one in decoded:
+                referenced.update(references_of(schema, one))
     short = unread_partitions(ends, last_seen)
     if short:
         raise TransientError(f"the scan of {', '.join(short)} ended before the end offsets; nothing deleted")

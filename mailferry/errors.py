@@ -1,8 +1,20 @@
-"""The one error hierarchy of mailferry.
+"""The one error hierarchy of mailferry: two trees under ``MailferryError``.
+
+- **Verdicts** on one message or one attempt: ``TransientError`` (try again later) and
+  ``PermanentError`` (trying again cannot help: dead-letter it with the reason).
+- **Operator errors** (``OperatorError``): the configuration, the machine or the credentials
+  are wrong, which says nothing about any message. The one rule in every role: what it
+  concerns is paused (a source mailbox in fetch, a tenant in deliver), the pause is reported
+  (audit ``paused`` event, status, log) and checked again on a timer; mail waits, it is never
+  dead-lettered for it.
 
 Every place that retries, dead-letters or pauses decides by the *type* of the error it
-caught, never by matching text. Targets, fetchers and the stream app translate the errors
-of the libraries they call into these classes once, at the edge, in one table each.
+caught, never by matching text. Each boundary translates its library's errors into these
+classes once, in one mapper (as httpx maps httpcore's): POP3/IMAP ``producers/access.classify``,
+Kafka ``mailferry.kafka.errors``, EWS ``mailferry.exchange.ews.errors``, Graph
+``mailferry.exchange.graph.errors``, SMTP ``consumers/targets/smtp.classify``, Maildir
+``consumers/targets/maildir._classify``, S3 ``mailferry.blobs.s3._s3_errors``
+(``tests/foundation/test_error_boundaries.py``).
 """
 
 from __future__ import annotations
@@ -68,21 +80,18 @@ class PermanentError(MailferryError):
     reason_code = "permanent"
 
 
-class TenantError(PermanentError):
-    """Wrong for every message of a tenant: bad credentials, impersonation denied.
+class OperatorError(MailferryError):
+    """The configuration, the machine or the credentials are wrong: a person must act.
 
-    Retrying each message, or dead-lettering each one, would flood both the server and
-    the dead-letter topic; the right reaction is to pause the tenant and alert.
+    Never a verdict on a message: the role pauses what the error concerns, reports it and
+    checks again later (module docstring). Not a ``PermanentError``, so no dead-letter path
+    can take it for one.
     """
 
-    reason_code = "tenant"
-
-    def __init__(self, message: str, *, tenant: str | None = None, reason_code: str | None = None) -> None:
-        super().__init__(message, reason_code=reason_code)
-        self.tenant = tenant
+    reason_code = "operator"
 
 
-class ConfigError(PermanentError):
+class ConfigError(OperatorError):
     """A configuration that cannot be used; the message names file, line and field."""
 
     reason_code = "config"
@@ -92,10 +101,29 @@ class ConfigError(PermanentError):
         self.problems = problems or [message]
 
 
-class SetupError(PermanentError):
-    """The machine lacks something mailferry needs (Java, Maven, a free port)."""
+class SetupError(OperatorError):
+    """The machine lacks something mailferry needs (Java, Maven, a free port, the test kit)."""
 
     reason_code = "setup"
+
+
+class TenantError(OperatorError):
+    """A server refuses a whole tenant or source mailbox: bad credentials, impersonation denied,
+    an untrusted certificate. Retrying each message, or dead-lettering each one, would flood the
+    server (and lock the account) and the dead-letter topic: pause and alert instead.
+    """
+
+    reason_code = "tenant"
+
+    def __init__(self, message: str, *, tenant: str | None = None, reason_code: str | None = None) -> None:
+        super().__init__(message, reason_code=reason_code)
+        self.tenant = tenant
+
+
+class CredentialsError(TenantError):
+    """The server refused the login or the token request; the same rule in fetch and deliver."""
+
+    reason_code = "bad-credentials"
 
 
 class NotFoundError(PermanentError):

@@ -8,9 +8,10 @@ recipients that already have them; without it, only what never got through is de
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from mailferry.audit import audit_event
 from mailferry.blobs import open_blob_store
@@ -20,7 +21,9 @@ from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, RAW, full_name
+from mailferry.rawpack import origin_of, unpack_raw
 from mailferry.schemas import RAW_MESSAGE, UnknownSchemaError, codec
+from mailferry.schemas.codec import Record
 from mailferry.shard import shard_of_record
 
 CONFIRM_EVERY = 1000  # records sent before waiting: bounds the futures held and what a failure leaves
@@ -65,12 +68,9 @@ def replay(
     blobs = None if dry_run else open_blob_store(config, servers)
     sends: ConfirmedSends[int] | None = None if producer is None else ConfirmedSends(producer)
     try:
-        for record in scan_topic(config.kafka, servers, raw_topic, since=since, until=until):
-            try:
-                value = raw.decode(record.value)
-            except UnknownSchemaError:
-                report.undecodable += 1
-                continue
+        for origin, value in _mails(
+            scan_topic(config.kafka, servers, raw_topic, since=since, until=until), report
+        ):
             if value["tenant"] != tenant or (mailbox is not None and value["mailbox_id"] != mailbox):
                 continue
             report.matched += 1
@@ -80,7 +80,6 @@ def replay(
                 on_record()
             if sends is None:
                 continue
-            origin = f"{record.topic}/{record.partition}/{record.offset}"
             value |= {"replay_of": origin, "bypass_dedup": bypass_dedup, "target_override": target}
             key = shard_of_record(value, blobs)
             sends.send(raw_topic, key=key, value=raw.encode(value), tag=report.matched)
@@ -103,3 +102,17 @@ def replay(
         if blobs is not None:
             blobs.close()
     return report
+
+
+def _mails(records: Iterable[Any], report: ReplayReport) -> Iterator[tuple[str, Record]]:
+    """(origin, mail) of every mail in ``records``: a packed record holds several, each
+    addressed by (offset, index); what cannot be decoded is counted and skipped."""
+    for record in records:
+        try:
+            mails = unpack_raw(record.value)
+        except UnknownSchemaError:
+            report.undecodable += 1
+            continue
+        base = f"{record.topic}/{record.partition}/{record.offset}"
+        for index, mail in enumerate(mails):
+            yield origin_of(base, index, len(mails)), mail

@@ -13,8 +13,6 @@ import time
 from dataclasses import dataclass
 
 import httpx
-from mailferry.producers.pop3_client import Pop3ReplyTooLongError
-from mailferry.producers.pop3_wire import Pop3ErrorReply, Pop3ProtocolError
 
 from mailferry.config.sources import (
     OAuth2ClientCredentials,
@@ -22,16 +20,14 @@ from mailferry.config.sources import (
     PasswordAuth,
     SourceBase,
 )
-from mailferry.errors import ConfigError, MailferryError, PermanentError, TransientError
+from mailferry.errors import ConfigError, CredentialsError, MailferryError, OperatorError, TransientError
+from mailferry.producers.pop3_client import Pop3ReplyTooLongError
+from mailferry.producers.pop3_wire import Pop3ErrorReply, Pop3ProtocolError
 
 
-class BadCredentialsError(PermanentError):
-    """The server refused the login: retrying would only lock the account; stop the mailbox."""
+class PlaintextLoginRefusedError(OperatorError):
+    """The config would send a password in the clear; ``allow_plaintext_login`` decides."""
 
-    reason_code = "bad-credentials"
-
-
-class PlaintextLoginRefusedError(PermanentError):
     reason_code = "plaintext-login-refused"
 
 
@@ -144,7 +140,7 @@ class TokenProvider:
         except httpx.HTTPError as exc:
             raise TransientError(f"token endpoint unreachable: {exc}", reason_code="token") from exc
         if response.status_code in (400, 401, 403):
-            raise BadCredentialsError(f"token endpoint refused the client ({response.status_code})")
+            raise CredentialsError(f"token endpoint refused the client ({response.status_code})")
         if response.status_code != 200:
             raise TransientError(f"token endpoint answered {response.status_code}", reason_code="token")
         body = response.json()
@@ -162,7 +158,8 @@ def sasl_response(source: SourceBase, tokens: TokenProvider, port: int) -> tuple
 
 
 def classify(exc: BaseException, source_id: str) -> MailferryError:
-    """The mailferry error for what went wrong talking to a source (one table, by type)."""
+    """The mailferry error for what went wrong talking to a source (one table, by type): the
+    POP3/IMAP boundary's mapper. A refused login is a ``CredentialsError`` (the mailbox pauses)."""
     if isinstance(exc, MailferryError):
         return exc
     where = f"source {source_id}"
@@ -178,7 +175,7 @@ def classify(exc: BaseException, source_id: str) -> MailferryError:
         return TransientError(f"{where}: connection failed: {exc}", reason_code="connection")
     if isinstance(exc, Pop3ErrorReply):
         if exc.code == "AUTH":
-            return BadCredentialsError(f"{where}: login refused: {exc}")
+            return CredentialsError(f"{where}: login refused: {exc}")
         return TransientError(f"{where}: server error: {exc}", reason_code="server-error")
     if isinstance(exc, Pop3ReplyTooLongError):
         return TransientError(f"{where}: {exc}", reason_code="reply-too-long")
@@ -187,6 +184,6 @@ def classify(exc: BaseException, source_id: str) -> MailferryError:
     if isinstance(exc, imaplib.IMAP4.error):
         text = str(exc)
         if "AUTHENTICATIONFAILED" in text.upper() or "AUTHENTICATE" in text.upper():
-            return BadCredentialsError(f"{where}: login refused: {text}")
+            return CredentialsError(f"{where}: login refused: {text}")
         return TransientError(f"{where}: server error: {text}", reason_code="server-error")
     return TransientError(f"{where}: {type(exc).__name__}: {exc}", reason_code="unexpected")

@@ -60,9 +60,8 @@ def fetch_cmd(
     from mailferry.producers.worker import FetchWorker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from mailferry.producers.worker import group_id
-
     from mailferry.observe.server import observe
+    from mailferry.producers.worker import group_id
 
     worker = FetchWorker(cli.config, cli.bootstrap_servers(), threads=threads, status_every=status_every)
     observer = observe(cli.config, "fetch", cli.bootstrap_servers(), group_id(cli.config))

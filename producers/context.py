@@ -6,12 +6,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from mailferry.blobs import BlobStore
 from mailferry.producers.access import TokenProvider
 from mailferry.producers.delivery_watch import DeliveryWatch, K
 from mailferry.producers.publish import Publisher
 from mailferry.schemas.codec import Record
-
-from mailferry.blobs import BlobStore
 
 
 def _utcnow() -> datetime:

@@ -21,12 +21,12 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
-from mailferry.schemas.codec import AUDIT_EVENT, Record, codec
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import AUDIT, full_name
+from mailferry.schemas.codec import AUDIT_EVENT, Record, codec
 
 K = TypeVar("K", bound=Hashable)
 CLOCK_MARGIN = timedelta(minutes=5)

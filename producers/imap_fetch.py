@@ -13,16 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailferry.config.sources import ImapSource
 from mailferry.producers.access import classify
 from mailferry.producers.context import FetchContext, PassResult
 from mailferry.producers.imap_session import ImapSession, uid_set
 from mailferry.producers.ingest import prepare, publish
 from mailferry.producers.publish import Batch
 from mailferry.producers.state import CURSOR, MailboxState, cursor_key, imap_key, state_record
-from mailferry.schemas.codec import Record
-
-from mailferry.config.sources import ImapSource
 from mailferry.rawrecord import RawSource
+from mailferry.schemas.codec import Record
 
 log = logging.getLogger(__name__)
 GROUP_BYTES = 8 * 1024 * 1024

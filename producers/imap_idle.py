@@ -17,12 +17,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from mailferry.config.sources import ImapSource
+from mailferry.errors import TransientError
 from mailferry.producers.access import TokenProvider
 from mailferry.producers.imap_session import ImapSession
 from mailferry.producers.state import MailboxState
-
-from mailferry.config.sources import ImapSource
-from mailferry.errors import TransientError
 
 MAX_IDLE = 29 * 60
 _NEW_MAIL = re.compile(rb"^\* \d+ (EXISTS|RECENT)", re.IGNORECASE)

@@ -12,16 +12,14 @@ import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from mailferry.config.sources import ImapSource, PasswordAuth
+from mailferry.errors import CredentialsError, TransientError
 from mailferry.producers.access import (
-    BadCredentialsError,
     TokenProvider,
     check_plaintext,
     sasl_response,
     tls_context,
 )
-
-from mailferry.config.sources import ImapSource, PasswordAuth
-from mailferry.errors import TransientError
 
 DEFAULT_PORTS = {"implicit": 993, "starttls": 143, "none": 143}
 PART_SIZE = 4 * 1024 * 1024
@@ -139,7 +137,7 @@ class ImapSession:
             text = str(exc)
             if any(code in text.upper() for code in _TEMPORARY):
                 raise TransientError(f"source {self.source.id}: {text}", reason_code="server-busy") from exc
-            raise BadCredentialsError(f"source {self.source.id}: login refused: {text}") from exc
+            raise CredentialsError(f"source {self.source.id}: login refused: {text}") from exc
 
     @property
     def capabilities(self) -> set[str]:

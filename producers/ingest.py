@@ -9,13 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from mailferry.producers.publish import Batch
-from mailferry.schemas.codec import Record
-
 from mailferry.blobs import BlobStore
 from mailferry.mail.block import HeadCapture, chunks_of, locate
 from mailferry.mail.message_id import message_id_field, normalise_message_id
+from mailferry.producers.publish import Batch
 from mailferry.rawrecord import RawSource, build_raw_record
+from mailferry.schemas.codec import Record
 
 
 def message_id(head: bytes) -> tuple[str | None, list[str]]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from mailferry.config.sources import OAuth2ClientCredentials, OAuth2Command, PasswordAuth, Pop3Source
+from mailferry.errors import CredentialsError
+from mailferry.mail.message_id import normalise_message_id
 from mailferry.producers.access import (
-    BadCredentialsError,
     TokenProvider,
     check_plaintext,
     classify,
@@ -24,11 +26,8 @@ from mailferry.producers.pop3_client import Pop3Client
 from mailferry.producers.pop3_wire import Pop3ErrorReply, parse_list, parse_uidl
 from mailferry.producers.publish import Batch
 from mailferry.producers.state import MailboxState, pop3_key, state_record
-from mailferry.schemas.codec import Record
-
-from mailferry.config.sources import OAuth2ClientCredentials, OAuth2Command, PasswordAuth, Pop3Source
-from mailferry.mail.message_id import normalise_message_id
 from mailferry.rawrecord import RawSource
+from mailferry.schemas.codec import Record
 
 DEFAULT_PORTS = {"implicit": 995, "starttls": 110, "none": 110}
 _TEMPORARY_CODES = {"SYS/TEMP", "IN-USE", "LOGIN-DELAY"}
@@ -137,7 +136,7 @@ def open_session(source: Pop3Source, tokens: TokenProvider) -> Pop3Client:
         client.close()
         if exc.code in _TEMPORARY_CODES:
             raise classify(exc, source.id) from exc
-        raise BadCredentialsError(f"source {source.id}: login refused: {exc}") from exc
+        raise CredentialsError(f"source {source.id}: login refused: {exc}") from exc
     except BaseException:
         client.close()
         raise

@@ -7,11 +7,10 @@ producer is idempotent with ``acks=all`` (``mailferry.kafka.clients``).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kafka import KafkaProducer
-from mailferry.producers.state import MailboxState, encode_state, partition_of
-from mailferry.schemas.codec import Record
 
 from mailferry.audit import EventName, audit_event
 from mailferry.config import MailferryConfig
@@ -20,11 +19,16 @@ from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
 from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
 from mailferry.mail.message_id import normalise_message_id
+from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
+from mailferry.rawpack import Pack, Packer, pack_value
 from mailferry.rawrecord import encode_raw, raw_key
+from mailferry.schemas.codec import Record
 from mailferry.shard import partition_for
 
 BATCH_SIZE = 4 * 1024 * 1024
 LINGER_MS = 100
+PACK_LINGER = 0.05  # seconds a pack of raw mails waits for more before it goes
+PACK_MARGIN = 64 * 1024  # below the topic's record limit: Kafka's own record and batch headers
 
 
 def make_producer(config: MailferryConfig, servers: list[str], **overrides: Any) -> KafkaProducer:
@@ -48,6 +52,13 @@ def make_producer(config: MailferryConfig, servers: list[str], **overrides: Any)
     return new_producer(config.kafka, servers, **(tuned | overrides))
 
 
+def pack_limit(config: MailferryConfig) -> int:
+    """The most bytes of mail one packed raw record carries: below what the topic and one
+    producer batch take, less room for Kafka's own headers."""
+    accepted = min(BATCH_SIZE, topic_settings(config.kafka, RAW).max_message_bytes)
+    return accepted - min(PACK_MARGIN, accepted // 8)
+
+
 class Batch:
     """The sends of one pass (or one step of it) that must all be acknowledged together."""
 
@@ -56,6 +67,7 @@ class Batch:
         self._state = state
         self._sends: ConfirmedSends[None] = ConfirmedSends(publisher.producer)
         self._state_updates: list[tuple[str, Record | None]] = []
+        self._packer = Packer(publisher.pack_limit, PACK_LINGER)
 
     @property
     def tenant(self) -> str:
@@ -66,11 +78,20 @@ class Batch:
         return self._state.mailbox
 
     def raw(self, key: bytes, record: Record) -> None:
-        """A raw record under its dedup shard ``key``: every copy of a message, from any
-        mailbox, goes to the one partition whose dedup table knows the earlier ones."""
+        """A mail under its dedup shard ``key``: every copy of a message, from any mailbox,
+        goes to the one partition whose dedup table knows the earlier ones.
+
+        Mails for one partition are packed into one record (``mailferry.rawpack``) until
+        the pack is full or has waited ``PACK_LINGER``; ``confirm`` sends what is left, a
+        lone mail as a plain record."""
         p = self._publisher
         partition = partition_for(key, p.partitions(p.raw_topic))
-        self._sends.send(p.raw_topic, key=key, value=encode_raw(record), partition=partition)
+        for pack in self._packer.add(partition, key, encode_raw(record), time.monotonic()):
+            self._send_pack(pack)
+
+    def _send_pack(self, pack: Pack) -> None:
+        p = self._publisher
+        self._sends.send(p.raw_topic, key=pack.key, value=pack_value(pack.values), partition=pack.partition)
 
     def state(self, key: str, record: Record | None) -> None:
         """A fetch-state record (``None``: forget the message).
@@ -80,12 +101,18 @@ class Batch:
         """
         self._state_updates.append((key, record))
 
-    def _send_states(self) -> None:
+    def _send_states(self) -> list[tuple[str, list[tuple[str, Record | None]]]]:
+        """One set record for the pass, and tombstones of the sets earlier passes made unneeded."""
         p = self._publisher
         partition = partition_of(raw_key(self.tenant, self.mailbox), p.partitions(p.state_topic))
-        for key, record in self._state_updates:
-            value = encode_state(record) if record is not None else None
-            self._sends.send(p.state_topic, key=key.encode(), value=value, partition=partition)
+        written = []
+        for key, record, items in set_records(self.tenant, self.mailbox, self._state_updates):
+            self._sends.send(p.state_topic, key=key.encode(), value=encode_state(record), partition=partition)
+            written.append((key, items))
+        for key in self._state.unneeded():
+            self._sends.send(p.state_topic, key=key.encode(), value=None, partition=partition)
+            written.append((key, []))
+        return written
 
     def audit(
         self,
@@ -113,12 +140,17 @@ class Batch:
         Raises ``TransientError`` if Kafka did not acknowledge something; the local state is
         updated only when everything was.
         """
+        for pack in self._packer.drain():
+            self._send_pack(pack)
         self._wait(timeout)
         if self._state_updates:
-            self._send_states()
+            written = self._send_states()
             self._wait(timeout)
-        for key, record in self._state_updates:
-            self._state.apply(key, record)
+            for key, items in written:
+                if items:
+                    self._state.apply_set(key, items)
+                else:
+                    self._state.apply(key, None)
         self._state_updates.clear()
 
     def _wait(self, timeout: float) -> None:
@@ -139,6 +171,7 @@ class Publisher:
         self.raw_topic = full_name(config.kafka, RAW)
         self.state_topic = full_name(config.kafka, FETCH_STATE)
         self.audit_topic = full_name(config.kafka, AUDIT)
+        self.pack_limit = pack_limit(config)
         self._partitions: dict[str, int] = {}
 
     def partitions(self, topic: str) -> int:

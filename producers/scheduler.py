@@ -2,7 +2,10 @@
 
 Guarantees: a mailbox never has two passes at once (one loop each, stopped only between
 passes); a tenant never has more passes running than its ``fetch_concurrency``; connection
-problems back off exponentially; bad credentials (or any permanent error) stop that mailbox
+problems back off exponentially; an operator error (bad credentials, an unreadable secret or
+CA file: ``mailferry.errors.OperatorError``) pauses that mailbox, reported once, and tries it
+again every ``pause_retry`` seconds (rarely enough not to lock the account) or at once when its
+config changes, the rule deliver applies to a tenant. Any other permanent error stops the mailbox
 with a clear status instead of hammering the server. Everything else keeps polling.
 """
 
@@ -19,17 +22,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from mailferry.producers.context import PassResult
-
 from mailferry.config.sources import Source
-from mailferry.errors import MailferryError, PermanentError, TransientError
+from mailferry.errors import MailferryError, OperatorError, PermanentError, TransientError
+from mailferry.producers.context import PassResult
 
 log = logging.getLogger(__name__)
 
 PassFn = Callable[[str, Source], PassResult]
 """Runs one pass of (tenant, source) synchronously; raises ``MailferryError``."""
 ErrorFn = Callable[[str, str, MailferryError, bool], None]
-"""Told (tenant, mailbox, error, stopped) when a mailbox starts failing or fails differently."""
+"""Told (tenant, mailbox, error, stopped) when a mailbox starts failing or fails differently;
+``stopped`` when it is paused or stopped rather than backing off."""
 IdleFn = Callable[[str, Source, float, threading.Event], bool]
 """Waits (synchronously) up to the given seconds for the server to announce new mail."""
 
@@ -58,7 +61,7 @@ class MailboxStatus:
     tenant: str
     mailbox: str
     kind: str
-    state: str = "starting"  # starting | waiting | push-wait | polling | backoff | stopped | disabled
+    state: str = "starting"  # starting|waiting|push-wait|polling|backoff|paused|stopped|disabled
     passes: int = 0
     fetched: int = 0
     deleted: int = 0
@@ -163,6 +166,13 @@ class MailboxLoop:
                 result = await loop.run_in_executor(
                     self.scheduler.executor, self.scheduler.pass_fn, self.tenant, self.source
                 )
+            except OperatorError as exc:
+                if status.reason_code != exc.reason_code:  # reported once per pause, not per check
+                    self._report(exc, stopped=True)
+                    log.error("mailbox %s/%s paused: %s", self.tenant, self.source.id, exc)
+                status.state, status.last_error, status.reason_code = "paused", str(exc), exc.reason_code
+                status.errors += 1
+                return self.scheduler.pause_retry
             except PermanentError as exc:
                 self._report(exc, stopped=True)
                 status.state, status.last_error, status.reason_code = "stopped", str(exc), exc.reason_code
@@ -217,8 +227,10 @@ class Scheduler:
         idle_fn: IdleFn | None = None,
         idle_threads: int = 512,
         on_error: ErrorFn | None = None,
+        pause_retry: float = 600.0,
     ) -> None:
         self.on_error = on_error
+        self.pause_retry = pause_retry
         self.pass_fn = pass_fn
         self.idle_fn = idle_fn
         self.idle_executor = ThreadPoolExecutor(max_workers=idle_threads, thread_name_prefix="idle")
@@ -240,7 +252,7 @@ class Scheduler:
         current = self.loops.get(key)
         if current is not None:
             if current.config_hash == config_hash:
-                return  # a stopped mailbox starts again only with a changed config
+                return  # a stopped or paused mailbox starts again at once only with a changed config
             await current.stop()
         self.loops[key] = MailboxLoop(self, tenant, source, config_hash)
 

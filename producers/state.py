@@ -1,15 +1,25 @@
 """Fetch state: what each mailbox has already handed to Kafka, kept in ``mailferry.fetch-state``.
 
-The topic is compacted and keyed per source message, so it always holds the last word about
-every message still relevant. Records of one mailbox all go to the partition its
-``tenant/mailbox`` key hashes to (the same rule Kafka uses for the mailboxes topic), so a
-worker that takes a mailbox over reads one partition, not the whole topic.
+Records of one mailbox all go to the partition its ``tenant/mailbox`` key hashes to (the
+same rule Kafka uses for the mailboxes topic), so a worker that takes a mailbox over reads
+one partition, not the whole topic.
+
+One record per pass, not per message (issue 14): a pass writes one *set* record (key
+``tenant/mailbox/set/<id>``) whose entries are its per-message words, each under the key
+it stands for; a forgotten message is an entry with status ``forgotten``. A later set's
+entry for a key wins over an earlier one (one partition: offset order). The topic is
+compacted per record key, so a set stays until it is not needed, then it is removed with
+a tombstone: when no entry in it is the last word about its message, and none of its
+``forgotten`` entries still hides an older set's entry. Tombstones are sent with a later
+pass, once the sets that made them unneeded are acknowledged. Records written per message
+before (one key per message) are read as sets of one, so old state keeps working.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,16 +27,19 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.partitioner import murmur2
-from mailferry.schemas.codec import FETCH_STATE as FETCH_STATE_SCHEMA
-from mailferry.schemas.codec import Record, codec
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import FETCH_STATE, full_name
 from mailferry.rawrecord import raw_key
+from mailferry.schemas.codec import FETCH_STATE as FETCH_STATE_SCHEMA
+from mailferry.schemas.codec import Record, codec
 
 CURSOR = "cursor"
+SET = "set"
+FORGOTTEN = "forgotten"
+SET_ENTRIES = 1000  # entries per set record: ~200 bytes each, well below a topic's 1 MB
 
 
 def partition_of(mailbox_key: bytes, partitions: int) -> int:
@@ -78,17 +91,77 @@ def state_record(
 
 @dataclass
 class MailboxState:
-    """The fetch state of one mailbox, as last written (records by their topic key)."""
+    """The fetch state of one mailbox, as last written (entries by the key they stand for)."""
 
     tenant: str
     mailbox: str
     entries: dict[str, Record] = field(default_factory=dict)
+    _holder: dict[str, str] = field(default_factory=dict)  # entry key -> set with its last word
+    _sets: dict[str, set[str]] = field(default_factory=dict)  # set key -> entry keys in it
+    _carried: dict[str, set[str]] = field(default_factory=dict)  # entry key -> sets carrying it
+    _suspects: set[str] = field(default_factory=set)  # sets that may have become unneeded
 
     def apply(self, key: str, record: Record | None) -> None:
+        """A record as read from (or acknowledged by) the topic under ``key``."""
         if record is None:
-            self.entries.pop(key, None)
+            self._drop(key)
+        elif record["status"] == SET:
+            self.apply_set(
+                key, [(e["key"], None if e["status"] == FORGOTTEN else e) for e in record["entries"]]
+            )
         else:
-            self.entries[key] = record
+            self.apply_set(key, [(key, record)])
+
+    def apply_set(self, set_key: str, items: list[tuple[str, Record | None]]) -> None:
+        """The words of one set (``None``: the message is forgotten)."""
+        if set_key in self._sets:
+            self._drop(set_key)
+        self._sets[set_key] = {k for k, _ in items}
+        for key, record in items:
+            before = self._holder.get(key)
+            if before is not None and before != set_key:
+                self._suspects.add(before)
+            self._holder[key] = set_key
+            self._carried.setdefault(key, set()).add(set_key)
+            if record is None:
+                self.entries.pop(key, None)
+            else:
+                self.entries[key] = record
+        self._suspects.add(set_key)
+
+    def _drop(self, set_key: str) -> None:
+        for key in self._sets.pop(set_key, set()):
+            carriers = self._carried.get(key, set())
+            carriers.discard(set_key)
+            if carriers:
+                self._suspects |= carriers  # a "forgotten" entry there may hide nothing now
+            else:
+                self._carried.pop(key, None)
+            if self._holder.get(key) == set_key:
+                del self._holder[key]
+                self.entries.pop(key, None)
+        self._suspects.discard(set_key)
+
+    def unneeded(self) -> list[str]:
+        """Sets whose tombstone loses nothing: no entry in them is a last word, except
+        ``forgotten`` ones that no longer hide an older set's entry."""
+        out = []
+        for set_key in sorted(self._suspects):
+            keys = self._sets.get(set_key)
+            if keys is None:
+                continue
+            if not any(self._needs(set_key, key) for key in keys):
+                out.append(set_key)
+        self._suspects = set(out)  # kept until their tombstones are acknowledged
+        return out
+
+    def _needs(self, set_key: str, key: str) -> bool:
+        if self._holder.get(key) != set_key:
+            return False
+        return key in self.entries or len(self._carried.get(key, ())) > 1
+
+    def sets(self) -> int:
+        return len(self._sets)
 
     def pop3(self) -> dict[str, Record]:
         """``{uidl: record}``."""
@@ -104,6 +177,28 @@ class MailboxState:
             for r in self.entries.values()
             if r["folder"] == folder and r["uid"] is not None and r["status"] != CURSOR
         }
+
+
+def set_records(
+    tenant: str, mailbox: str, updates: list[tuple[str, Record | None]]
+) -> list[tuple[str, Record, list[tuple[str, Record | None]]]]:
+    """The set records of one pass's ``updates``: (set key, record, its items)."""
+    latest = dict(updates)  # one word per key: the last one of the pass
+    items = list(latest.items())
+    now = datetime.now(UTC)
+    out = []
+    for start in range(0, len(items), SET_ENTRIES):
+        chunk = items[start : start + SET_ENTRIES]
+        entries = [_entry(tenant, mailbox, key, record, now) for key, record in chunk]
+        record = state_record(tenant, mailbox, SET, first_seen_at=now) | {"entries": entries}
+        out.append((f"{tenant}/{mailbox}/set/{uuid.uuid4().hex}", record, chunk))
+    return out
+
+
+def _entry(tenant: str, mailbox: str, key: str, record: Record | None, now: datetime) -> Record:
+    if record is None:
+        return state_record(tenant, mailbox, FORGOTTEN, first_seen_at=now) | {"key": key}
+    return {**record, "key": key, "entries": []}
 
 
 def decode_state(value: bytes) -> Record:

@@ -18,16 +18,6 @@ from typing import Any
 
 from kafka import TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from mailferry.producers.context import FetchContext, PassResult
-from mailferry.producers.delivery_watch import DeliveryWatch
-from mailferry.producers.imap_fetch import imap_pass
-from mailferry.producers.imap_idle import idle_known, wait_for_mail
-from mailferry.producers.mailboxes import resolve_source
-from mailferry.producers.pop3_fetch import pop3_pass
-from mailferry.producers.publish import Publisher, make_producer
-from mailferry.producers.scheduler import Scheduler
-from mailferry.producers.state import StateCache
-from mailferry.schemas.codec import MAILBOX_CONFIG, codec
 
 from mailferry.audit import audit_event
 from mailferry.blobs import open_blob_store
@@ -37,6 +27,16 @@ from mailferry.errors import ConfigError, MailferryError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import MAILBOXES, full_name
 from mailferry.observe import health, metrics
+from mailferry.producers.context import FetchContext, PassResult
+from mailferry.producers.delivery_watch import DeliveryWatch
+from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.imap_idle import idle_known, wait_for_mail
+from mailferry.producers.mailboxes import resolve_source
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.publish import Publisher, make_producer
+from mailferry.producers.scheduler import Scheduler
+from mailferry.producers.state import StateCache
+from mailferry.schemas.records import decode_mailbox_config
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class FetchWorker:
             await self.scheduler.remove([name])
             self.partition_of.pop(name, None)
             return
-        record = codec(MAILBOX_CONFIG).decode(value)
+        record = decode_mailbox_config(value)
         try:
             source = resolve_source(
                 self.config, record["tenant"], record["mailbox_id"], record["config_json"]

@@ -4,6 +4,9 @@ Every record on a mailferry topic starts with the two marker bytes ``C3 01`` and
 8-byte CRC-64-AVRO fingerprint of its writer schema, so a reader can pick the right writer
 schema (the current one or any released version from ``history/``) and resolve it to its
 own. That is what lets stages be upgraded one at a time.
+
+A deployment with a schema registry writes ``audit`` and ``deliver`` records in the
+registry's wire format instead (``mailferry.schemas.confluent``); every reader accepts both.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from typing import Any
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
-from mailferry.schemas.registry import SCHEMA_FILES, expanded, history
 
 from mailferry.errors import PermanentError
+from mailferry.schemas import confluent
+from mailferry.schemas.registry import SCHEMA_FILES, expanded, history
 
 MAILBOX_CONFIG = "mailbox_config"
 FETCH_STATE = "fetch_state"
@@ -48,7 +52,8 @@ class Codec:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.schema = fastavro.parse_schema(expanded(name))
+        self.declared = expanded(name)
+        self.schema = fastavro.parse_schema(self.declared)
         self.fingerprint = schema_fingerprint(expanded(name))
         self._header = MARKER + self.fingerprint
         self._writers: dict[bytes, Any] = {self.fingerprint: self.schema}
@@ -56,24 +61,48 @@ class Codec:
             self._writers.setdefault(schema_fingerprint(old), fastavro.parse_schema(old))
 
     def encode(self, record: Record) -> bytes:
+        wire = confluent.active()
         buffer = io.BytesIO()
-        buffer.write(self._header)
+        if wire is not None and wire.writes(self.name):
+            buffer.write(wire.header(self.name, self.declared))
+        else:
+            buffer.write(self._header)
         fastavro.schemaless_writer(buffer, self.schema, record)
         return buffer.getvalue()
 
     def decode(self, data: bytes) -> Record:
-        if len(data) < HEADER_SIZE or data[:2] != MARKER:
-            raise UnknownSchemaError(f"{self.name}: not an Avro single-object record")
-        writer = self._writers.get(bytes(data[2:HEADER_SIZE]))
-        if writer is None:
+        if data[:1] == confluent.MAGIC and len(data) >= confluent.HEADER_SIZE:
+            writer, body = self._registry_writer(data), data[confluent.HEADER_SIZE :]
+        elif len(data) >= HEADER_SIZE and data[:2] == MARKER:
+            writer, body = self._writers.get(bytes(data[2:HEADER_SIZE])), data[HEADER_SIZE:]
+            if writer is None:
+                raise UnknownSchemaError(
+                    f"{self.name}: unknown writer schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}"
+                )
+        else:
             raise UnknownSchemaError(
-                f"{self.name}: unknown writer schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}"
+                f"{self.name}: not an Avro single-object record (nor a schema-registry one)"
             )
         reader = None if writer is self.schema else self.schema
-        result = fastavro.schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), writer, reader)
+        result = fastavro.schemaless_reader(io.BytesIO(body), writer, reader)
         if not isinstance(result, dict):
             raise UnknownSchemaError(f"{self.name}: decoded to {type(result).__name__}, not a record")
         return result
+
+    def _registry_writer(self, data: bytes) -> Any:
+        schema_id = confluent.schema_id(data)
+        wire = confluent.active()
+        if wire is None:
+            raise UnknownSchemaError(
+                f"{self.name}: a schema-registry record (schema id {schema_id}) "
+                "and no [schema_registry] url is configured"
+            )
+        if wire.registered(self.name) == schema_id:
+            return self.schema
+        try:
+            return wire.writer(schema_id)
+        except confluent.RegistryRefusedError as exc:
+            raise UnknownSchemaError(f"{self.name}: {exc}") from exc
 
 
 @cache

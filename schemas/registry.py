@@ -14,7 +14,15 @@ from typing import Any
 
 Schema = Any
 
-_FILES = ("mailbox_config", "fetch_state", "raw_message", "delivery", "audit_event", "dead_letter")
+_FILES = (
+    "mailbox_config",
+    "fetch_state",
+    "raw_message",
+    "raw_batch",
+    "delivery",
+    "audit_event",
+    "dead_letter",
+)
 
 
 def _raw(name: str) -> Schema:

@@ -29,22 +29,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
-from mailferry.streams.bodies import shared_body
-from mailferry.streams.dedup import Sighting, decide
-from mailferry.streams.fanout import FAN_OUT_CAP
-from mailferry.streams.faust_settings import app_id, store_url
-from mailferry.streams.outbox import Outbox
-from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
-from mailferry.streams.rescue import Rescuer, TopicRoles
-from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
-from mailferry.streams.trace_key import load_trace_key
 
 from mailferry.audit import audit_event
 from mailferry.blobs import open_blob_store
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.directory import CachedDirectory, Directory
-from mailferry.errors import PermanentError, TransientError
+from mailferry.errors import OperatorError, PermanentError, TransientError
 from mailferry.kafka.clients import faust_settings
 from mailferry.kafka.topics import (
     AUDIT,
@@ -57,6 +47,17 @@ from mailferry.kafka.topics import (
     topic_settings,
 )
 from mailferry.observe import metrics
+from mailferry.rawpack import unpack_raw
+from mailferry.schemas.codec import DELIVERY, codec
+from mailferry.streams.bodies import shared_body
+from mailferry.streams.dedup import Sighting, decide
+from mailferry.streams.fanout import FAN_OUT_CAP
+from mailferry.streams.faust_settings import app_id, store_url
+from mailferry.streams.outbox import Outbox
+from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
+from mailferry.streams.rescue import Rescuer, TopicRoles
+from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
+from mailferry.streams.trace_key import load_trace_key
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ class StreamApp:
         if tenant.id not in self._directories:
             try:
                 inner = self._directory_for(tenant)
-            except PermanentError as exc:
+            except (PermanentError, OperatorError) as exc:
                 log.warning("stream: no directory for tenant %s: %s", tenant.id, exc)
                 inner = None
             ttl = self.config.stream.directory_cache_ttl.total_seconds()
@@ -208,39 +209,40 @@ class StreamApp:
     # -- route: raw -> candidates ---------------------------------------------------------
 
     async def _route_agent(self, stream: Any) -> AsyncIterator[None]:
+        """Every mail of every raw record (one, or several packed), in order."""
         async for event in stream.events():
             message = event.message
-            origin = f"{message.topic}/{message.partition}/{message.offset}"
+            base = Origin(message.topic, message.partition, message.offset)
             try:
-                with metrics.stream_stage("route"):
-                    await self._route_one(event.key, event.value, origin)
-            except Exception as exc:  # never stop on one message: dead-letter it instead
-                log.exception("stream: unexpected error on %s", origin)
-                self.counters.last_error = f"{type(exc).__name__}: {exc}"
-                await self._dead_letter(
-                    event.key,
-                    _decoded(RAW_MESSAGE, event.value),
-                    Origin(message.topic, message.partition, message.offset),
-                    Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}"),
-                )
-            yield None
+                mails = unpack_raw(event.value)
+            except PermanentError as exc:
+                why = Rejected("malformed-message", exc.reason_code, exc.message)
+                await self._dead_letter(event.key, None, base, why)
+                yield None
+                continue
+            for index, raw in enumerate(mails):
+                origin = replace(base, index=index) if len(mails) > 1 else base
+                try:
+                    with metrics.stream_stage("route"):
+                        await self._route_one(event.key, raw, str(origin))
+                except Exception as exc:  # never stop on one message: dead-letter it instead
+                    log.exception("stream: unexpected error on %s", origin)
+                    self.counters.last_error = f"{type(exc).__name__}: {exc}"
+                    why = Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}")
+                    await self._dead_letter(event.key, raw, origin, why)
+            yield None  # one value per record: the agents' test context waits for it
 
-    async def _route_one(self, key: bytes | None, value: bytes, origin: str) -> None:
-        try:
-            raw = codec(RAW_MESSAGE).decode(value)
-        except PermanentError as exc:
-            await self._dead_letter(
-                key, None, Origin.parse(origin), Rejected("malformed-message", exc.reason_code, exc.message)
-            )
-            return
+    async def _route_one(self, key: bytes | None, raw: dict[str, Any], origin: str) -> None:
         attempt = 0
         while True:
             try:
                 outcome = await self._route_raw(raw, origin)
                 break
-            except TransientError as exc:
-                # a directory outage is not the message's fault: hold the partition and retry
-                delay = max(TRANSIENT_BACKOFF[min(attempt, len(TRANSIENT_BACKOFF) - 1)], exc.retry_after or 0)
+            except (TransientError, OperatorError) as exc:
+                # an outage or refused credentials (blob store) are not the message's fault:
+                # hold the partition and retry
+                hint = exc.retry_after if isinstance(exc, TransientError) else None
+                delay = max(TRANSIENT_BACKOFF[min(attempt, len(TRANSIENT_BACKOFF) - 1)], hint or 0)
                 attempt += 1
                 self.counters.transient_retries += 1
                 self.counters.last_error = f"{exc.reason_code}: {exc}"
@@ -441,11 +443,3 @@ class StreamApp:
             "dedup_window_s": self.window_ms // 1000,
             "counters": self.counters.__dict__,
         }
-
-
-def _decoded(schema: str, value: bytes) -> dict[str, Any] | None:
-    """The record in ``value``, or None when it cannot be decoded (for dead letters)."""
-    try:
-        return codec(schema).decode(value)
-    except Exception:
-        return None

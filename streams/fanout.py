@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from mailferry.streams.resolver import Reason, Recipient
-
 from mailferry.mail.addresses import normalise_address
+from mailferry.streams.resolver import Reason, Recipient
 
 FAN_OUT_CAP = "fan-out-cap"
 

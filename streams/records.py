@@ -20,18 +20,25 @@ class Origin:
     topic: str
     partition: int
     offset: int
+    index: int | None = None  # the mail's place in a packed record (``mailferry.rawpack``)
 
     @classmethod
     def parse(cls, text: str | None) -> Origin:
-        topic, _, rest = (text or "").rpartition("/")
-        topic, _, partition = topic.rpartition("/")
+        """``topic/partition/offset`` or, for a packed mail, ``topic/partition/offset/index``
+        (a topic name has no ``/``)."""
+        parts = (text or "").split("/")
         try:
-            return cls(topic, int(partition), int(rest))
+            if len(parts) == 3:
+                return cls(parts[0], int(parts[1]), int(parts[2]))
+            if len(parts) == 4:
+                return cls(parts[0], int(parts[1]), int(parts[2]), int(parts[3]))
         except ValueError:
-            return cls(text or "unknown", -1, -1)
+            pass
+        return cls(text or "unknown", -1, -1)
 
     def __str__(self) -> str:
-        return f"{self.topic}/{self.partition}/{self.offset}"
+        base = f"{self.topic}/{self.partition}/{self.offset}"
+        return base if self.index is None else f"{base}/{self.index}"
 
 
 def dead_letter(

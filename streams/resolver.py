@@ -21,12 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from mailferry.streams.rule_match import matching_rules
-
 from mailferry.config.models import Tenant
 from mailferry.config.sources import DEFAULT_ENVELOPE_HEADERS, Source
 from mailferry.directory import Directory
-from mailferry.errors import PermanentError
+from mailferry.errors import OperatorError, PermanentError
 from mailferry.fence import OUTSIDE_TENANT, inside, tenant_domains
 from mailferry.mail.addresses import (
     addresses_in,
@@ -37,6 +35,7 @@ from mailferry.mail.addresses import (
     strip_plus,
 )
 from mailferry.mail.headers import MessageHeaders
+from mailferry.streams.rule_match import matching_rules
 
 POSSIBLE_LOST_BCC = "possible-lost-bcc"
 GUESS_HEADERS = ("To", "Cc", "Resent-To", "Resent-Cc")
@@ -142,7 +141,7 @@ class _Mapper:
         if self.directory is not None:
             try:
                 primary = self.directory.lookup(address)
-            except PermanentError as exc:  # the directory refused this question: keep the address
+            except (PermanentError, OperatorError) as exc:  # the directory refused: keep the address
                 reasons.append(Reason("directory", f"{address}: look-up failed ({exc.reason_code}), kept"))
                 return address, reasons, ""
             if primary is None:

@@ -12,12 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from mailferry.schemas.codec import Record
-from mailferry.streams.dedup import dedup_key
-from mailferry.streams.fanout import cap_recipients
-from mailferry.streams.loopguard import TRACE_HEADER, check_loop, trace_value
-from mailferry.streams.resolver import Resolution, resolve
-
 from mailferry.blobs import BlobStore
 from mailferry.config.models import MailferryConfig, Tenant
 from mailferry.config.sources import Source
@@ -27,6 +21,11 @@ from mailferry.errors import MalformedMessageError, PermanentError
 from mailferry.mail.block import READ_CHUNK, chunks_of, header_block
 from mailferry.mail.headers import MessageHeaders, field_defects, parse_headers
 from mailferry.mail.message_id import normalise_message_id
+from mailferry.schemas.codec import Record
+from mailferry.streams.dedup import dedup_key
+from mailferry.streams.fanout import cap_recipients
+from mailferry.streams.loopguard import TRACE_HEADER, check_loop, trace_value
+from mailferry.streams.resolver import Resolution, resolve
 
 HEADERS_ONLY = "headers-only"
 PARSE_DEFECT = "parse-defect:"  # flag prefix: a field that could not be parsed counted as absent

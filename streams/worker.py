@@ -15,9 +15,6 @@ import time
 from typing import Any
 
 import faust
-from mailferry.streams.app import StreamApp
-from mailferry.streams.offset_gaps import refuse_gaps
-from mailferry.streams.router import DirectoryFor, no_directory
 from prometheus_client import REGISTRY
 
 from mailferry.config.models import MailferryConfig
@@ -28,6 +25,9 @@ from mailferry.kafka.topics import RAW, full_name, topic_settings, topic_specs
 from mailferry.observe import health, logs, metrics
 from mailferry.observe.server import Observer, observe
 from mailferry.status import write_snapshot
+from mailferry.streams.app import StreamApp
+from mailferry.streams.offset_gaps import refuse_gaps
+from mailferry.streams.router import DirectoryFor
 
 ROLE = "stream"
 SNAPSHOT_EVERY = 5.0
@@ -65,11 +65,10 @@ def prepare_topics(config: MailferryConfig, servers: list[str], stream: StreamAp
 
 
 def live_directories() -> DirectoryFor:
-    """EWS ResolveNames / Graph look-ups from the delivery stage, when it is installed."""
-    try:
-        from mailferry.consumers.ews_directory import directory_for
-    except ImportError:
-        return no_directory
+    """EWS ResolveNames / Graph look-ups (``mailferry.exchange``, shared with the delivery
+    stage); imported here, when the role starts, since exchangelib is slow to import."""
+    from mailferry.exchange.directory import directory_for
+
     return directory_for
 
 

@@ -9,9 +9,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mailferry.consumers.maildir import mailbox_dirname
 from sink import SmtpSink
 
+from mailferry.consumers.targets.maildir import mailbox_dirname
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 from mailferry_testkit.graph_emulator import GraphEmulator
 

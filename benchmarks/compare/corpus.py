@@ -83,12 +83,18 @@ class CorpusSpec:
     messages: int = 200  # in total, spread evenly over personal + global mailboxes
     seed: int = 20261129
     huge_mb: int = 0  # when > 0, one extra message of this size in the first mailbox
+    small: bool = False  # every message 4-30 KB (issue 14's small-mail shape) instead of SIZE_MIX
 
     def personal_names(self) -> list[str]:
         return [f"user{i:04d}" for i in range(self.mailboxes)]
 
     def mailbox_names(self) -> list[str]:
         return [*self.personal_names(), GLOBAL_MAILBOX]
+
+
+def small_sizes(count: int, rng: random.Random) -> list[int]:
+    """Small mail only, 4-30 KB: where every per-message cost shows (issue 14)."""
+    return [rng.randint(4_000, 30_000) for _ in range(count)]
 
 
 def bucket_sizes(count: int, rng: random.Random) -> list[int]:
@@ -178,7 +184,7 @@ def generate(spec: CorpusSpec) -> Iterator[BenchMessage]:
     rng = random.Random(spec.seed)
     names = spec.mailbox_names()
     personal = spec.personal_names()
-    sizes = bucket_sizes(spec.messages, rng)
+    sizes = small_sizes(spec.messages, rng) if spec.small else bucket_sizes(spec.messages, rng)
     if spec.huge_mb > 0:
         sizes.insert(0, spec.huge_mb * 1_000_000)
     for index, size in enumerate(sizes):

@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--messages", type=int, default=200, help="messages in the whole corpus")
     parser.add_argument("--seed", type=int, default=CorpusSpec.seed)
     parser.add_argument("--huge-mb", type=int, default=0, help="add one message of this many MB")
+    parser.add_argument("--small", action="store_true", help="small mail only: every message 4-30 KB")
     parser.add_argument("--only", default="a,b,c,d", help="clients to run: a,b,c,d")
     parser.add_argument("--smoke", action="store_true", help="tiny corpus (2 mailboxes, 12 messages)")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp folder)")
@@ -100,7 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             "run as root: the benchmark starts Dovecot and runs fetchmail/getmail6 as root", file=sys.stderr
         )
         return 2
-    spec = CorpusSpec(mailboxes=args.mailboxes, messages=args.messages, seed=args.seed, huge_mb=args.huge_mb)
+    spec = CorpusSpec(
+        mailboxes=args.mailboxes,
+        messages=args.messages,
+        seed=args.seed,
+        huge_mb=args.huge_mb,
+        small=args.small,
+    )
     args.cache.mkdir(parents=True, exist_ok=True)
     corpus = materialise(spec, args.cache)
     only = set(args.only.split(","))

@@ -11,11 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from mailferry.schemas.codec import AUDIT_EVENT, codec
-
 from mailferry.config.kafka import EmbeddedKafka
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.embedded import EmbeddedBroker
+from mailferry.schemas.codec import AUDIT_EVENT, codec
 
 STAGES = ("fetched", "routed", "delivered")
 

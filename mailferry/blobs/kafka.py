@@ -42,6 +42,7 @@ from mailferry.blobs.spool import spool, spool_verified
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer, new_producer
+from mailferry.kafka.errors import classify
 from mailferry.kafka.topics import BLOBS, BLOBS_INDEX, full_name
 
 RECORD_OVERHEAD = 64 * 1024  # key, headers and batch framing around one chunk
@@ -83,11 +84,12 @@ def chunk_size_for(wanted: int, max_message_bytes: int) -> int:
 
 @contextmanager
 def _kafka_errors(action: str) -> Iterator[None]:
-    """Kafka's errors at this boundary are outages: the message is retried later."""
+    """Kafka's errors at this boundary, by the Kafka mapper: mostly outages (the message is
+    retried later); refused credentials or ACLs pause the role instead of failing each message."""
     try:
         yield
     except KafkaError as exc:
-        raise TransientError(f"blob store kafka: {action}: {exc}", reason_code="blob-store") from exc
+        raise classify(exc, f"blob store kafka: {action}") from exc
 
 
 class KafkaBlobStore:

@@ -34,7 +34,7 @@ from mailferry.blobs.base import (
 )
 from mailferry.blobs.spool import spool, spool_verified
 from mailferry.config.models import S3BlobConfig
-from mailferry.errors import PermanentError, TransientError
+from mailferry.errors import CredentialsError, OperatorError, TransientError
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 _DIGEST_CHARS = set("0123456789abcdef")
@@ -42,18 +42,20 @@ _DIGEST_CHARS = set("0123456789abcdef")
 
 @contextmanager
 def _s3_errors(action: str) -> Iterator[None]:
-    """The one table of this boundary: missing is permanent, refusals are permanent
-    (credentials, bucket policy: no retry can help), the rest is an outage."""
+    """The one table of this boundary: missing is permanent; refused credentials or a missing
+    bucket are the operator's to fix (the role pauses, mail waits); the rest is an outage."""
     try:
         yield
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in _MISSING:
             raise BlobNotFoundError(f"blob store s3: {action}: not found") from exc
-        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket"):
-            raise PermanentError(
+        if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+            raise CredentialsError(
                 f"blob store s3: {action}: {code}", reason_code="blob-store-refused"
             ) from exc
+        if code == "NoSuchBucket":
+            raise OperatorError(f"blob store s3: {action}: {code}", reason_code="blob-store-refused") from exc
         raise TransientError(f"blob store s3: {action}: {code or exc}", reason_code="blob-store") from exc
     except BotoCoreError as exc:
         raise TransientError(f"blob store s3: {action}: {exc}", reason_code="blob-store") from exc

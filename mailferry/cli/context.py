@@ -31,6 +31,8 @@ class CliContext:
             if config.kafka.uses_embedded:
                 login = BrokerCredentials(config.kafka_state_dir).apply(config.kafka)
                 config = config.model_copy(update={"kafka": login})
+            if config.schema_registry.url:
+                use_schema_registry(config)
             self._config = config
         return self._config
 
@@ -60,3 +62,19 @@ class CliContext:
                 "start it with `mailferry kafka start` (or use `mailferry run`)"
             )
         return [state.address]
+
+
+def use_schema_registry(config: MailferryConfig) -> None:
+    """Every command and role of this process writes ``audit`` and ``deliver`` records in the
+    registry's wire format, under the subjects of their topics (``<topic>-value``)."""
+    from mailferry.kafka.topics import AUDIT, DELIVER, full_name
+    from mailferry.schemas import AUDIT_EVENT, DELIVERY, confluent
+
+    settings = config.schema_registry
+    assert settings.url is not None
+    client = confluent.RegistryClient(settings.url, timeout=settings.timeout.total_seconds())
+    subjects = {
+        AUDIT_EVENT: f"{full_name(config.kafka, AUDIT)}-value",
+        DELIVERY: f"{full_name(config.kafka, DELIVER)}-value",
+    }
+    confluent.use(confluent.WireFormat(client, subjects))

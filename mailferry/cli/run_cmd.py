@@ -6,6 +6,7 @@ import signal
 import sys
 import time
 from types import FrameType
+from typing import Any
 
 import typer
 
@@ -20,9 +21,20 @@ ROLES = ("fetch", "stream", "deliver", "audit index")
 
 
 def available_roles(ctx: typer.Context) -> set[str]:
-    group = ctx.parent.command if ctx.parent is not None else None
-    commands = getattr(group, "commands", {}) or {}
-    return set(commands)
+    """The commands this build can run: the top-level group loads most of them on demand
+    (``mailferry.cli.lazy``), so they are not in its ``commands`` until asked for."""
+    parent = ctx.parent
+    group: Any = parent.command if parent is not None else None
+    if parent is None or not hasattr(group, "list_commands"):
+        return set()
+    present: set[str] = set()
+    for name in group.list_commands(parent):
+        try:
+            if group.get_command(parent, name) is not None:
+                present.add(name)
+        except ImportError:  # a build without that stage's package
+            continue
+    return present
 
 
 def prepare(cli: CliContext) -> bool:

@@ -156,6 +156,15 @@ class AuditIndexConfig(Strict):
     scan_window: Duration = Field(timedelta(days=1), description="how far back a trace scans without index")
 
 
+class SchemaRegistryConfig(Strict):
+    """A Confluent-compatible schema registry: with ``url``, records on ``audit`` and ``deliver``
+    use its wire format (schema id + Avro) so Kafka Connect, ksqlDB or a SIEM read them;
+    without it, the single-object encoding. Readers accept both either way."""
+
+    url: str | None = Field(None, description="e.g. http://registry:8081; None: off")
+    timeout: Duration = timedelta(seconds=5)
+
+
 Role = Literal["fetch", "stream", "deliver", "audit-index"]
 
 
@@ -191,6 +200,7 @@ class MailferryConfig(Strict):
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
     audit_index: AuditIndexConfig = AuditIndexConfig()
+    schema_registry: SchemaRegistryConfig = SchemaRegistryConfig()
     console: ConsoleConfig = ConsoleConfig()
     tenants: list[Tenant] = Field(default_factory=list)
 

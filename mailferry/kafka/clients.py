@@ -7,6 +7,13 @@ Producers are idempotent with ``acks=all``: a source message is deleted only aft
 acknowledged it, and that promise is only as good as these settings. Sizes come from the
 topic settings (``mailferry.kafka.topics.largest_message_bytes``), never from a call site's
 own arithmetic.
+
+Every kafka-python client refreshes its metadata every ``METADATA_MAX_AGE_MS``, not the
+library's 5 minutes: kafka-python 3.0 answers a ListOffsets ``NOT_LEADER_OR_FOLLOWER`` by
+asking the same stale leader again until the call times out, without refreshing (the bug
+Java fixed as KAFKA-9535), and an idle client (the blob index reader, the ledger, a lag
+probe) learns of a moved leader only from that periodic refresh. After a broker restart the
+fetch role's blob lookups failed for five minutes (tests/cluster/test_leader_moves.py).
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.topics import largest_message_bytes
+
+METADATA_MAX_AGE_MS = 5000
 
 
 def bootstrap(kafka: KafkaConfig, embedded_address: str | None = None) -> list[str]:
@@ -45,6 +54,7 @@ def common_settings(kafka: KafkaConfig, servers: list[str]) -> dict[str, Any]:
         "bootstrap_servers": servers,
         "client_id": kafka.client_id,
         "security_protocol": kafka.security_protocol,
+        "metadata_max_age_ms": METADATA_MAX_AGE_MS,
     }
     if kafka.uses_tls:
         settings["ssl_context"] = ssl_context(kafka)

@@ -18,13 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mailferry.consumers.maildir import mailbox_dirname
-from mailferry.schemas import AUDIT_EVENT, codec
-
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.targets.maildir import mailbox_dirname
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
+from mailferry.schemas import AUDIT_EVENT, codec
 from mailferry_testkit.dovecot import DovecotServer
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 from mailferry_testkit.sample_mail import SampleMessage, catchall_mailbox, personal_mailbox

@@ -16,7 +16,7 @@ from mailferry.blobs import BlobStore
 from mailferry.blobs.kafka import KafkaBlobStore, Location, partition_for
 from mailferry.blobs.s3 import S3BlobStore
 from mailferry.config.kafka import KafkaConfig
-from mailferry.errors import PermanentError
+from mailferry.errors import CredentialsError, PermanentError
 from mailferry.kafka.clients import new_producer
 
 pytestmark = pytest.mark.integration
@@ -135,12 +135,13 @@ def test_s3_large_blob_goes_up_in_parts_and_a_wrong_object_is_corrupt(s3_store: 
     assert _reason(s3_store, wrong_ref) == "blob-corrupt"
 
 
-def test_s3_refuses_a_wrong_key_with_a_permanent_reason(s3_store: S3BlobStore) -> None:
+def test_s3_refuses_a_wrong_key_as_an_operator_error_not_a_verdict(s3_store: S3BlobStore) -> None:
+    """Bad credentials pause the role (mail waits); a PermanentError would dead-letter each mail."""
     from mailferry.config.types import SecretRef
 
     config = s3_store.config.model_copy(update={"secret_access_key": SecretRef.plaintext("wrong")})
     wrong = S3BlobStore(config)
-    with pytest.raises(PermanentError) as exc:
+    with pytest.raises(CredentialsError) as exc:
         wrong.put(b"x")
     assert exc.value.reason_code == "blob-store-refused"
     _ = boto3  # the fixture made the bucket with the real key

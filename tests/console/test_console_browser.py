@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import getpass
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from mailferry.consumers.dlq import DeadLetterQueue, Filter
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.dlq import DeadLetterQueue, Filter
 from mailferry.status import write_snapshot
 from tests.deliver.conftest import RunningWorker, audit_events, dead_letters, delivery_record, publish
 from tests.deliver.smtp_sink import LoopbackCA, SmtpSink
@@ -32,21 +35,39 @@ def _texts(browser: webdriver.Chrome, css: str) -> list[str]:
     return [element.text for element in browser.find_elements(By.CSS_SELECTOR, css)]
 
 
-def test_pages_render_and_a_requeue_from_the_page_delivers(
+@dataclass
+class Refused:
+    """A dead letter made by the real worker: the SMTP sink refused its recipient with a 550."""
+
+    config: MailferryConfig
+    worker: RunningWorker
+    letter: dict[str, Any]
+
+
+@pytest.fixture
+def refused(
     tmp_path: Path,
     kafka_config: KafkaConfig,
     sink: SmtpSink,
     ca: LoopbackCA,
     start_worker: Callable[..., RunningWorker],
-    serve: Callable[..., ServedConsole],
-    browser: webdriver.Chrome,
-) -> None:
+) -> Refused:
     config = smtp_config(tmp_path, kafka_config, sink, ca)
     sink.handler.replies["gone@acme.example"] = "550 5.1.1 no such user here"
     publish(config, [delivery_record("gone@acme.example", MESSAGE, message_id="<console-1@test.example>")])
     worker = start_worker(config)
     worker.wait_for(lambda: bool(dead_letters(config)))
     [letter] = dead_letters(config)
+    return Refused(config, worker, letter)
+
+
+def test_pages_render_and_a_requeue_from_the_page_delivers(
+    refused: Refused,
+    sink: SmtpSink,
+    serve: Callable[..., ServedConsole],
+    browser: webdriver.Chrome,
+) -> None:
+    config, worker, letter = refused.config, refused.worker, refused.letter
     # what a fetch role reports about its mailboxes (the writer `mailferry status` reads)
     write_snapshot(
         config.state_dir,
@@ -121,21 +142,13 @@ def test_pages_render_and_a_requeue_from_the_page_delivers(
 
 
 def test_a_discard_from_the_page_takes_the_letter_off_the_list_and_is_audited(
-    tmp_path: Path,
-    kafka_config: KafkaConfig,
+    refused: Refused,
     sink: SmtpSink,
-    ca: LoopbackCA,
-    start_worker: Callable[..., RunningWorker],
     serve: Callable[..., ServedConsole],
     browser: webdriver.Chrome,
 ) -> None:
-    config = smtp_config(tmp_path, kafka_config, sink, ca)
-    sink.handler.replies["gone@acme.example"] = "550 5.1.1 no such user here"
-    publish(config, [delivery_record("gone@acme.example", MESSAGE, message_id="<console-1@test.example>")])
-    worker = start_worker(config)
-    worker.wait_for(lambda: bool(dead_letters(config)))
-    worker.shutdown()
-    [letter] = dead_letters(config)
+    config, letter = refused.config, refused.letter
+    refused.worker.shutdown()
     console = serve(config)
     browser.delete_all_cookies()
 

@@ -11,14 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers.worker import DeliveryWorker
-from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, codec
 
 from mailferry.config import MailferryConfig, parse_config
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, full_name, topic_specs
+from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, codec
 
 
 def make_config(
@@ -57,6 +57,21 @@ def make_config(
     finally:
         admin.close()
     return config
+
+
+def maildir_target(path: Path | str, *, name: str = "archive", extra: str = "") -> str:
+    """The ``[[targets]]`` TOML of one Maildir target; ``{tenant}`` in ``path`` stands for each
+    tenant (``make_config``); ``extra`` adds target fields (``max_message_size = 10``)."""
+    return f'[[targets]]\nname = "{name}"\nkind = "maildir"\npath = "{path}"\n{extra}'
+
+
+def maildir_config(
+    tmp_path: Path, kafka: KafkaConfig, *, target_extra: str = "", **settings: Any
+) -> tuple[Path, MailferryConfig]:
+    """The worker tests' usual set-up: one Maildir target under ``tmp_path / "maildirs"``;
+    ``settings`` go to ``make_config``. Returns the Maildir root and the config."""
+    root = tmp_path / "maildirs"
+    return root, make_config(tmp_path, kafka, maildir_target(root, extra=target_extra), **settings)
 
 
 def delivery_record(
@@ -181,7 +196,7 @@ def start_worker() -> Iterator[Callable[..., RunningWorker]]:
 
 
 def maildir_files(root: Path, mailbox: str) -> list[Path]:
-    from mailferry.consumers.maildir import mailbox_dirname
+    from mailferry.consumers.targets.maildir import mailbox_dirname
 
     box = root / mailbox_dirname(mailbox)
     return sorted(p for sub in ("new", "cur") for p in (box / sub).glob("*") if p.is_file())

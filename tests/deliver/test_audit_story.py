@@ -20,7 +20,15 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.clients import new_producer
 from mailferry.kafka.topics import AUDIT, full_name
 
-from .conftest import RunningWorker, dead_letters, delivery_record, maildir_files, make_config, publish
+from .conftest import (
+    RunningWorker,
+    dead_letters,
+    delivery_record,
+    maildir_files,
+    maildir_target,
+    make_config,
+    publish,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +36,9 @@ pytestmark = pytest.mark.integration
 def test_fetch_dead_letter_requeue_delivered_in_one_trace(
     tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
 ) -> None:
-    targets = (
-        f'[[targets]]\nname = "small"\nkind = "maildir"\npath = "{tmp_path}/small"\nmax_message_size = 10\n'
-        f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{tmp_path}/archive"\n'
-    )
+    targets = maildir_target(
+        tmp_path / "small", name="small", extra="max_message_size = 10\n"
+    ) + maildir_target(tmp_path / "archive")
     config = make_config(tmp_path, kafka_config, targets)
     body = b"From: a@example.org\r\nMessage-ID: <Story-1@Example.org>\r\nSubject: s\r\n\r\nhello\r\n"
     record = delivery_record("bob@acme.example", body, message_id="<Story-1@Example.org>")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from kafka import TopicPartition
+
 from mailferry.consumers.offsets import OffsetTracker
 from mailferry.consumers.outcomes import Job
 from mailferry.consumers.retry_policy import History
 from mailferry.consumers.tenants import TenantPauses
-
 from mailferry.errors import TenantError
 
 

@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers.handover import Handover
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.ledger_state import (
@@ -19,11 +21,9 @@ from mailferry.consumers.ledger_state import (
     moved_state,
     verdict,
 )
-
-from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.clients import new_producer
 
-from .conftest import make_config
+from .conftest import maildir_target, make_config
 
 
 def test_a_delivery_goes_write_then_ask_then_skip() -> None:
@@ -92,9 +92,7 @@ def test_sync_makes_the_previous_owners_entries_visible_at_once(
     tmp_path: Path, kafka_config: KafkaConfig
 ) -> None:
     """What the next owner of a partition reads is authoritative, not a follower's lagging view."""
-    config = make_config(
-        tmp_path, kafka_config, f'[[targets]]\nname = "m"\nkind = "maildir"\npath = "{tmp_path}"\n'
-    )
+    config = make_config(tmp_path, kafka_config, maildir_target(tmp_path, name="m"))
     servers = list(config.kafka.bootstrap_servers)
     producers = [new_producer(config.kafka, servers, linger_ms=0) for _ in range(2)]
     previous, next_owner = (Ledger(config.kafka, servers, p) for p in producers)

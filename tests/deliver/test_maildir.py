@@ -8,9 +8,9 @@ import os
 from pathlib import Path
 
 import pytest
-from mailferry.consumers.maildir import MaildirDelivery, _classify, mailbox_dirname, message_filename
-from mailferry.consumers.target import DeliveryItem
 
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.maildir import MaildirDelivery, _classify, mailbox_dirname, message_filename
 from mailferry.errors import PermanentError, TenantError, TransientError
 
 

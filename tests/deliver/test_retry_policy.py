@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from mailferry.consumers.retry_policy import DeadLetter, History, PauseTenant, Retry, decide, due_at
+import pytest
 
+from mailferry.consumers.retry_policy import DeadLetter, History, PauseTenant, Retry, decide, due_at
 from mailferry.errors import (
     AmbiguousOutcomeError,
+    ConfigError,
+    CredentialsError,
+    MailferryError,
     MalformedMessageError,
     PermanentError,
+    SetupError,
     TenantError,
     TransientError,
 )
@@ -74,6 +79,19 @@ def test_permanent_and_malformed_go_straight_to_the_dlt() -> None:
 def test_tenant_errors_pause_instead_of_dead_lettering() -> None:
     decision = _decide(TenantError("bad credentials", reason_code="bad-credentials"))
     assert decision == PauseTenant("bad-credentials")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        CredentialsError("login refused"),
+        ConfigError("target exchange: oauth2 needs tenant_id"),
+        SetupError("the secret file is missing"),
+    ],
+)
+def test_every_operator_error_pauses_and_none_dead_letters(error: MailferryError) -> None:
+    """Config, setup and credentials say nothing about the message: it waits, never dead-lettered."""
+    assert _decide(error) == PauseTenant(error.reason_code)
 
 
 def test_ambiguous_outcome_is_remembered_for_the_next_attempt() -> None:

@@ -8,11 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers.smtp import SmtpDelivery, create
-from mailferry.consumers.target import DeliveryItem
 
 from mailferry.config.targets import SmtpTarget
 from mailferry.config.types import SecretRef
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.smtp import SmtpDelivery, create
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 
 from .smtp_sink import LoopbackCA, SmtpSink, make_test_ca

@@ -13,7 +13,8 @@ import io
 import random
 
 import pytest
-from mailferry.consumers import smtp
+
+from mailferry.consumers.targets import smtp
 
 
 class Recorder:

@@ -16,11 +16,18 @@ import pytest
 from mailferry.blobs import LocalBlobStore
 from mailferry.config.kafka import KafkaConfig
 
-from .conftest import RunningWorker, dead_letters, delivery_record, maildir_files, make_config, publish
+from .conftest import (
+    RunningWorker,
+    dead_letters,
+    delivery_record,
+    maildir_files,
+    maildir_target,
+    make_config,
+    publish,
+)
 
 pytestmark = pytest.mark.integration
 
-MAILDIR = '[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\n'
 LOCAL = '[blob_store]\nkind = "local"\n'
 
 
@@ -34,7 +41,7 @@ def test_a_corrupt_blob_is_dead_lettered_and_nothing_is_delivered(
     tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
 ) -> None:
     root = tmp_path / "maildirs"
-    config = make_config(tmp_path, kafka_config, MAILDIR.format(root=root), extra=LOCAL)
+    config = make_config(tmp_path, kafka_config, maildir_target(root), extra=LOCAL)
     body = b"From: a@example.org\r\nSubject: big\r\n\r\n" + b"attachment data\r\n" * 100_000
     store = LocalBlobStore(config.blob_dir)
     ref = store.put(body)
@@ -60,7 +67,7 @@ def test_a_reference_naming_a_file_outside_the_store_is_dead_lettered(
     tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
 ) -> None:
     root = tmp_path / "maildirs"
-    config = make_config(tmp_path, kafka_config, MAILDIR.format(root=root), extra=LOCAL)
+    config = make_config(tmp_path, kafka_config, maildir_target(root), extra=LOCAL)
     secret = tmp_path / "secret.txt"
     secret.write_bytes(b"Subject: secret\r\n\r\nthe host's private file\r\n")
     body = secret.read_bytes()

@@ -14,8 +14,8 @@ from .conftest import (
     RunningWorker,
     audit_events,
     delivery_record,
+    maildir_config,
     maildir_files,
-    make_config,
     publish,
     sample_message,
 )
@@ -26,10 +26,7 @@ pytestmark = pytest.mark.integration
 def test_a_bypass_replay_delivers_again_once_per_replayed_record(
     tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
 ) -> None:
-    root = tmp_path / "maildirs"
-    config = make_config(
-        tmp_path, kafka_config, f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\n'
-    )
+    root, config = maildir_config(tmp_path, kafka_config)
     recipient = "bob@acme.example"
     first = delivery_record(recipient, sample_message(1, recipient))
     again = {**first, "delivery_id": "replayed-1"}  # the stream's dedup would have dropped it

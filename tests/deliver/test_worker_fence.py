@@ -19,6 +19,7 @@ from .conftest import (
     dead_letters,
     delivery_record,
     maildir_files,
+    maildir_target,
     make_config,
     publish,
     sample_message,
@@ -34,7 +35,7 @@ def test_a_recipient_outside_the_tenant_is_dead_lettered_not_delivered(
     config = make_config(
         tmp_path,
         kafka_config,
-        f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}/{{tenant}}"\n',
+        maildir_target(f"{root}/{{tenant}}"),
         tenants=("acme", "globex"),
     )
     crossing = [

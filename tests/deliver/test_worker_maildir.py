@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from mailferry.consumers.maildir import MaildirDelivery
-from mailferry.consumers.registry import TargetRegistry
-from mailferry.consumers.target import Committing, DeliveryItem, DeliveryTarget, Outcome
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.registry import TargetRegistry
+from mailferry.consumers.target import Committing, DeliveryItem, DeliveryTarget, Outcome
+from mailferry.consumers.targets.maildir import MaildirDelivery
 from mailferry.errors import AmbiguousOutcomeError
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import DELIVER, full_name
@@ -25,7 +25,9 @@ from .conftest import (
     audit_events,
     dead_letters,
     delivery_record,
+    maildir_config,
     maildir_files,
+    maildir_target,
     make_config,
     publish,
     sample_message,
@@ -37,10 +39,7 @@ pytestmark = pytest.mark.integration
 def test_records_become_maildir_files_exactly_once(
     tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
 ) -> None:
-    root = tmp_path / "maildirs"
-    config = make_config(
-        tmp_path, kafka_config, f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\n'
-    )
+    root, config = maildir_config(tmp_path, kafka_config)
     recipients = [f"user{i}@acme.example" for i in range(5)]
     records = [
         delivery_record(r, sample_message(i, r)) for i in range(20) for r in recipients[i % 5 : i % 5 + 1]
@@ -81,12 +80,7 @@ def _committed(kafka_config: KafkaConfig, config: MailferryConfig) -> int:
 def test_oversized_message_is_dead_lettered_and_the_rest_flows(
     tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
 ) -> None:
-    root = tmp_path / "maildirs"
-    config = make_config(
-        tmp_path,
-        kafka_config,
-        f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\nmax_message_size = "1KiB"\n',
-    )
+    root, config = maildir_config(tmp_path, kafka_config, target_extra='max_message_size = "1KiB"\n')
     big = delivery_record("big@acme.example", sample_message(0, "big") + b"x" * 4096)
     small = [delivery_record(f"s{i}@acme.example", sample_message(i, "s")) for i in range(3)]
     publish(config, [big, *small])
@@ -129,10 +123,7 @@ class _Registry(TargetRegistry):
 def test_ambiguous_outcome_checks_the_mailbox_before_writing_again(
     tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
 ) -> None:
-    root = tmp_path / "maildirs"
-    config = make_config(
-        tmp_path, kafka_config, f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\n'
-    )
+    root, config = maildir_config(tmp_path, kafka_config)
     target = _TimesOutAfterWriting(root)
     publish(config, [delivery_record("bob@acme.example", sample_message(1, "bob"))])
     worker = start_worker(config, registry=_Registry(config, target))
@@ -148,10 +139,7 @@ def test_ambiguous_outcome_checks_the_mailbox_before_writing_again(
 def test_the_role_stops_cleanly_on_sigterm_with_offsets_committed(
     tmp_path: Path, kafka_config: KafkaConfig
 ) -> None:
-    root = tmp_path / "maildirs"
-    config = make_config(
-        tmp_path, kafka_config, f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\n'
-    )
+    root, config = maildir_config(tmp_path, kafka_config)
     records = [delivery_record(f"u{i}@acme.example", sample_message(i, "u")) for i in range(10)]
     publish(config, records)
     process = subprocess.Popen(
@@ -191,7 +179,7 @@ def test_prometheus_metrics_count_deliveries(
     config = make_config(
         tmp_path,
         kafka_config,
-        f'[[targets]]\nname = "metered"\nkind = "maildir"\npath = "{root}"\n',
+        maildir_target(root, name="metered"),
         extra=f"[metrics]\nport = {port}\n",
     )
     publish(config, [delivery_record(f"m{i}@acme.example", sample_message(i, "m")) for i in range(3)])
@@ -217,10 +205,7 @@ def test_the_records_of_one_poll_share_a_folder_sync(
     worker starts, are written with far fewer fsyncs of the ``new/`` folders than messages."""
     import os
 
-    root = tmp_path / "maildirs"
-    config = make_config(
-        tmp_path, kafka_config, f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{root}"\n'
-    )
+    root, config = maildir_config(tmp_path, kafka_config)
     recipients = ["ann@acme.example", "bob@acme.example"]
     records = [delivery_record(recipients[i % 2], sample_message(i, recipients[i % 2])) for i in range(60)]
     publish(config, records)

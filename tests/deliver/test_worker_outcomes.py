@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers.dlq import DeadLetterQueue, Filter
-from mailferry.consumers.worker import DeliveryWorker
 from typer.testing import CliRunner
 
 from mailferry.cli.main import app
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.dlq import DeadLetterQueue, Filter
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.topics import retry_topic
 from mailferry.status import read_snapshots
 
@@ -25,6 +25,7 @@ from .conftest import (
     dead_letters,
     delivery_record,
     maildir_files,
+    maildir_target,
     make_config,
     publish,
     read_topic,
@@ -262,7 +263,7 @@ def test_requeue_to_another_target_of_the_tenant(
     targets = (
         f'[[targets]]\nname = "exchange"\nkind = "smtp"\nhost = "127.0.0.1"\nport = {sink.port}\n'
         f'ca_file = "{ca.ca_file}"\nusername = "mailferry"\npassword = "file:{tmp_path}/{{tenant}}.pw"\n'
-        f'[[targets]]\nname = "archive"\nkind = "maildir"\npath = "{archive}"\n'
+        + maildir_target(archive)
     )
     config = make_config(tmp_path, kafka_config, targets)
     sink.handler.replies["gone@acme.example"] = "550 5.1.1 no such user"

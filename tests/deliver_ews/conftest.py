@@ -9,11 +9,11 @@ from datetime import timedelta
 from typing import Any, BinaryIO
 
 import pytest
-from mailferry.consumers.target import DeliveryItem
 
 from mailferry.config.models import Tenant
 from mailferry.config.targets import EwsTarget
 from mailferry.config.types import SecretRef
+from mailferry.consumers.target import DeliveryItem
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 SERVICE_USER = "svc-mailferry"

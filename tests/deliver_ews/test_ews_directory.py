@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from mailferry.consumers import ews
-from mailferry.consumers.ews import EwsDeliveryTarget
-from mailferry.consumers.ews_directory import CachedDirectory, directory_for, exact_match
 
+from mailferry.consumers.targets.ews import target as ews
+from mailferry.consumers.targets.ews.target import EwsDeliveryTarget
 from mailferry.errors import TransientError
+from mailferry.exchange.directory import CachedDirectory, directory_for, exact_match
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 

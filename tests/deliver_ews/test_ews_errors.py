@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import requests.exceptions
 from exchangelib import errors as ews
-from mailferry.consumers.ews_errors import classify
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
+from mailferry.exchange.ews.errors import classify
 
 
 def _chained(*excs: BaseException) -> BaseException:

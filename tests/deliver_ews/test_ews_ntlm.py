@@ -11,10 +11,10 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 import pytest
-from mailferry.consumers import ews
-from mailferry.consumers.target import DeliveryItem
 
 from mailferry.config.types import SecretRef
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
 from mailferry.errors import TenantError
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from mailferry.consumers import ews
-from mailferry.consumers.target import DeliveryItem
 
 from mailferry.config.types import SecretRef
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
 from mailferry.errors import TenantError
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 

@@ -17,12 +17,19 @@ import pytest
 from exchangelib import EWSDateTime
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
 from exchangelib.services import CreateItem
-from mailferry.consumers import ews
-from mailferry.consumers.ews_items import InboxMessage
-from mailferry.consumers.ews_stream import RAW_BLOCK, EnvelopeBody, StreamedCreateItem
-from mailferry.consumers.target import DeliveryItem
 
-from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
+from mailferry.consumers.targets.ews.items import InboxMessage
+from mailferry.consumers.targets.ews.stream import RAW_BLOCK, EnvelopeBody
+from mailferry.errors import (
+    AmbiguousOutcomeError,
+    CredentialsError,
+    PermanentError,
+    TenantError,
+    TransientError,
+)
+from mailferry.exchange.ews.exchangelib_patches import StreamedCreateItem
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 
@@ -157,7 +164,7 @@ STREAM_FAULTS = [
     (Fault.HTTP_503, TransientError, "server-unavailable"),
     (Fault.SIZE_EXCEEDED, PermanentError, "size-exceeded"),
     (Fault.NO_SUCH_MAILBOX, PermanentError, "no-such-mailbox"),
-    (Fault.UNAUTHORIZED, TenantError, "bad-credentials"),
+    (Fault.UNAUTHORIZED, CredentialsError, "bad-credentials"),
     (Fault.IMPERSONATION_DENIED, TenantError, "impersonation-denied"),
 ]
 

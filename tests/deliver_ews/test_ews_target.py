@@ -8,11 +8,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from mailferry.consumers import ews
-from mailferry.consumers.target import DeliveryItem
 
 from mailferry.config.types import SecretRef
-from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
+from mailferry.errors import (
+    AmbiguousOutcomeError,
+    CredentialsError,
+    PermanentError,
+    TenantError,
+    TransientError,
+)
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 
@@ -191,7 +197,7 @@ def test_slow_read_is_transient_not_ambiguous(emulator: EwsEmulator, item_for: I
         (Fault.SIZE_EXCEEDED, PermanentError, "size-exceeded"),
         (Fault.MIME_CONVERSION_FAILED, PermanentError, "mime-conversion-failed"),
         (Fault.NO_SUCH_MAILBOX, PermanentError, "no-such-mailbox"),
-        (Fault.UNAUTHORIZED, TenantError, "bad-credentials"),
+        (Fault.UNAUTHORIZED, CredentialsError, "bad-credentials"),
         (Fault.IMPERSONATION_DENIED, TenantError, "impersonation-denied"),
     ],
 )

@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers.worker import DeliveryWorker
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 
@@ -23,6 +23,7 @@ from ..deliver.conftest import (
     publish,
     sample_message,
 )
+from .workers import ews_targets, exchange_with
 
 pytestmark = pytest.mark.integration
 MAILBOXES = [f"u{i}@acme.example" for i in range(6)]
@@ -30,22 +31,14 @@ MAILBOXES = [f"u{i}@acme.example" for i in range(6)]
 
 @pytest.fixture
 def exchange() -> Iterator[EwsEmulator]:
-    with EwsEmulator() as emulator:
-        emulator.add_account("svc-mailferry", "s3cret")
-        for address in ("postmaster@acme.example", *MAILBOXES):
-            emulator.add_mailbox(address)
+    with exchange_with(MAILBOXES) as emulator:
         yield emulator
 
 
 def ews_config(
     tmp_path: Path, kafka: KafkaConfig, exchange: EwsEmulator, timeout: str = "5s"
 ) -> MailferryConfig:
-    targets = (
-        f'[[targets]]\nname = "exchange"\nkind = "ews"\nendpoint = "{exchange.url}"\n'
-        f'version = "Exchange2016"\nauth = "basic"\nusername = "svc-mailferry"\npassword = "s3cret"\n'
-        f'timeout = "{timeout}"\nconcurrency = 4\n'
-    )
-    return make_config(tmp_path, kafka, targets, tiers='["1s", "2s"]')
+    return make_config(tmp_path, kafka, ews_targets(exchange, timeout=timeout, concurrency=4))
 
 
 def _events(config: MailferryConfig, name: str) -> list[dict[str, Any]]:
@@ -105,3 +98,30 @@ def test_timeout_after_create_item_is_checked_in_exchange_not_written_again(
     assert len(exchange.items("u1@acme.example")) == 1
     assert exchange.requests["CreateItem"] == 1
     assert exchange.requests["FindItem"] >= 1
+
+
+def test_a_mailboxs_messages_go_in_one_create_item_and_each_keeps_its_own_outcome(
+    tmp_path: Path, kafka_config: KafkaConfig
+) -> None:
+    """Batched CreateItem (issue 14): 24 messages for two mailboxes, published before the
+    worker starts, take a few requests instead of 24; one message the EMULATOR refuses for
+    its size (per item, as Exchange answers) is dead-lettered, its neighbours are delivered."""
+    with EwsEmulator(max_message_size=20_000) as exchange:
+        exchange.add_account("svc-mailferry", "s3cret")
+        for address in ("postmaster@acme.example", *MAILBOXES[:2]):
+            exchange.add_mailbox(address)
+        config = ews_config(tmp_path, kafka_config, exchange)
+        records = [delivery_record(MAILBOXES[i % 2], sample_message(i, MAILBOXES[i % 2])) for i in range(24)]
+        big = sample_message(99, MAILBOXES[0]) + b"x" * 30_000
+        records.insert(5, delivery_record(MAILBOXES[0], big))
+        publish(config, records)
+        worker = RunningWorker(DeliveryWorker(config, list(config.kafka.bootstrap_servers)))
+        worker.thread.start()
+        worker.wait_for(
+            lambda: len(_events(config, "delivered")) == 24 and bool(_events(config, "dead-lettered"))
+        )
+        worker.shutdown()
+        assert sum(len(exchange.items(m)) for m in MAILBOXES[:2]) == 24
+        assert exchange.requests["CreateItem"] <= 8, exchange.requests
+        [letter] = _events(config, "dead-lettered")
+        assert letter["details"]["error_class"] == "permanent"

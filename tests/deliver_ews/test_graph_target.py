@@ -12,12 +12,12 @@ from typing import Any
 
 import httpx
 import pytest
-from mailferry.consumers import graph
-from mailferry.consumers.target import DeliveryItem
 
 from mailferry.config.models import Tenant
 from mailferry.config.targets import GraphTarget
 from mailferry.config.types import SecretRef
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.graph import target as graph
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 from mailferry_testkit.graph_emulator import GraphEmulator, GraphFault
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from kafka.partitioner.default import murmur2
-from mailferry.consumers.worker import DeliveryWorker
 
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 
@@ -24,6 +24,7 @@ from ..deliver.conftest import (
     publish,
     sample_message,
 )
+from .workers import SERVICE_ACCOUNT, ews_targets, exchange_with
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 3  # make_config's
@@ -45,11 +46,7 @@ MAILBOXES = _two_per_partition()
 
 @pytest.fixture
 def exchange() -> Iterator[EwsEmulator]:
-    with EwsEmulator() as emulator:
-        emulator.add_account("svc-mailferry", "s3cret")
-        emulator.add_account("svc-second", "s3cret")
-        for address in ("postmaster@acme.example", *MAILBOXES):
-            emulator.add_mailbox(address)
+    with exchange_with(MAILBOXES, accounts=(SERVICE_ACCOUNT, "svc-second")) as emulator:
         yield emulator
 
 
@@ -57,13 +54,9 @@ def test_a_rebalance_mid_write_leaves_one_copy_each(
     tmp_path: Path, kafka_config: KafkaConfig, exchange: EwsEmulator
 ) -> None:
     def targets(user: str) -> str:
-        return (
-            f'[[targets]]\nname = "exchange"\nkind = "ews"\nendpoint = "{exchange.url}"\n'
-            f'version = "Exchange2016"\nauth = "basic"\nusername = "{user}"\npassword = "s3cret"\n'
-            'timeout = "60s"\nconcurrency = 6\n'
-        )
+        return ews_targets(exchange, username=user, timeout="60s", concurrency=6)
 
-    config = make_config(tmp_path, kafka_config, targets("svc-mailferry"))
+    config = make_config(tmp_path, kafka_config, targets(SERVICE_ACCOUNT))
     # the second worker's own account: exchangelib shares one session pool per credentials in
     # a process, which would make it wait for the first worker's slow writes to start at all
     (tmp_path / "second").mkdir()

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import requests.adapters
 from exchangelib.protocol import BaseProtocol
-from mailferry.consumers import ews
-from mailferry.consumers.exchangelib_patches import same_endpoint
-from mailferry.consumers.graph_client import GraphClient
-from mailferry.consumers.target import DeliveryItem
 
 from mailferry.config.targets import GraphTarget
 from mailferry.config.types import SecretRef
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews import target as ews
 from mailferry.errors import ConfigError, MailferryError
+from mailferry.exchange.ews.exchangelib_patches import same_endpoint
+from mailferry.exchange.graph.client import GraphClient
 from mailferry_testkit import certs
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers import crashpoints
-from mailferry.consumers.worker import DeliveryWorker
 
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers import crashpoints
+from mailferry.consumers.worker import DeliveryWorker
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 from mailferry_testkit.graph_emulator import GraphEmulator
@@ -35,6 +35,7 @@ from ..deliver.conftest import (
     sample_message,
 )
 from ..deliver.smtp_sink import SmtpSink, make_test_ca
+from .workers import ews_targets, exchange_with
 
 pytestmark = pytest.mark.integration
 MAILBOXES = [f"u{i}@acme.example" for i in range(3)]
@@ -42,10 +43,7 @@ MAILBOXES = [f"u{i}@acme.example" for i in range(3)]
 
 @pytest.fixture
 def exchange() -> Iterator[EwsEmulator]:
-    with EwsEmulator() as emulator:
-        emulator.add_account("svc-mailferry", "s3cret")
-        for address in ("postmaster@acme.example", *MAILBOXES):
-            emulator.add_mailbox(address)
+    with exchange_with(MAILBOXES) as emulator:
         yield emulator
 
 
@@ -56,14 +54,6 @@ def graph_api() -> Iterator[GraphEmulator]:
         for address in ("postmaster@acme.example", *MAILBOXES):
             emulator.add_mailbox(address)
         yield emulator
-
-
-def ews_targets(exchange: EwsEmulator) -> str:
-    return (
-        f'[[targets]]\nname = "exchange"\nkind = "ews"\nendpoint = "{exchange.url}"\n'
-        'version = "Exchange2016"\nauth = "basic"\nusername = "svc-mailferry"\npassword = "s3cret"\n'
-        'timeout = "5s"\nconcurrency = 2\n'
-    )
 
 
 def graph_targets(api: GraphEmulator, mode: str) -> str:

@@ -6,12 +6,12 @@ import json
 import re
 from pathlib import Path
 
-from mailferry.streams.app import Counters
 from prometheus_client import REGISTRY
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.observe.lag import LagProbe
 from mailferry.observe.metrics import StreamCounters
+from mailferry.streams.app import Counters
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.consumers.maildir import mailbox_dirname
 
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers.targets.maildir import mailbox_dirname
 from mailferry.kafka.topics import AUDIT
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import read_topic

@@ -7,14 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mailferry.producers.context import FetchContext
-from mailferry.producers.imap_fetch import imap_pass
-from mailferry.producers.imap_idle import idle_known, wait_for_mail
-from mailferry.producers.publish import Publisher, make_producer
-from mailferry.producers.scheduler import MailboxStatus, Scheduler
-from mailferry.producers.state import MailboxState
-from mailferry.schemas import AUDIT_EVENT, RAW_MESSAGE, codec
-
 from mailferry.blobs import BlobStore, open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
@@ -23,6 +15,14 @@ from mailferry.config.sources import ImapSource
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
+from mailferry.producers.context import FetchContext
+from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.imap_idle import idle_known, wait_for_mail
+from mailferry.producers.publish import Publisher, make_producer
+from mailferry.producers.scheduler import MailboxStatus, Scheduler
+from mailferry.producers.state import MailboxState
+from mailferry.rawpack import unpack_raw
+from mailferry.schemas import AUDIT_EVENT, RAW_MESSAGE, codec
 
 
 def make_config(
@@ -68,6 +68,8 @@ def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list
         consumer_timeout_ms=timeout_ms,
     )
     try:
+        if logical == RAW:  # one record may pack several mails (mailferry.rawpack)
+            return [mail for m in consumer for mail in unpack_raw(m.value)]
         return [codec(schema).decode(m.value) for m in consumer]
     finally:
         consumer.close()

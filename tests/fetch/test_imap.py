@@ -10,17 +10,17 @@ import time
 from pathlib import Path
 
 import pytest
+
+from mailferry.config.kafka import KafkaConfig
+from mailferry.config.sources import ImapSource
+from mailferry.errors import TransientError
+from mailferry.kafka.topics import AUDIT, RAW
 from mailferry.producers import imap_fetch, imap_session
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
 from mailferry.producers.imap_idle import wait_for_mail
 from mailferry.producers.imap_session import quote
 from mailferry.producers.state import MailboxState
-
-from mailferry.config.kafka import KafkaConfig
-from mailferry.config.sources import ImapSource
-from mailferry.errors import TransientError
-from mailferry.kafka.topics import AUDIT, RAW
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import idle_scheduler, make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.netfaults import CuttingProxy

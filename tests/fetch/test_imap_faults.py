@@ -7,14 +7,14 @@ import re
 from pathlib import Path
 
 import pytest
-from mailferry.producers import imap_session
-from mailferry.producers.context import FetchContext
-from mailferry.producers.imap_fetch import imap_pass
-from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import ImapSource
 from mailferry.kafka.topics import AUDIT, RAW
+from mailferry.producers import imap_session
+from mailferry.producers.context import FetchContext
+from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.state import MailboxState
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.netfaults import RewritingProxy

@@ -8,14 +8,14 @@ import time
 from pathlib import Path
 
 import pytest
-from mailferry.producers.context import FetchContext
-from mailferry.producers.imap_fetch import imap_pass
-from mailferry.producers.imap_idle import idle_known, wait_for_mail
-from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import ImapSource
 from mailferry.kafka.topics import RAW
+from mailferry.producers.context import FetchContext
+from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.imap_idle import idle_known, wait_for_mail
+from mailferry.producers.state import MailboxState
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import idle_scheduler, make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.test_imap import imap_source_toml

@@ -6,6 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
+from mailferry.config.sources import ImapSource, Pop3Source
 from mailferry.producers.access import oauthbearer, xoauth2
 from mailferry.producers.delivery_watch import Deliveries
 from mailferry.producers.imap_fetch import plan_folder
@@ -15,8 +17,6 @@ from mailferry.producers.pop3_fetch import plan_pop3
 from mailferry.producers.pop3_wire import DotUnstuffer, Pop3ErrorReply, check_status, parse_uidl
 from mailferry.producers.scheduler import Backoff
 from mailferry.producers.state import state_record
-
-from mailferry.config.sources import ImapSource, Pop3Source
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

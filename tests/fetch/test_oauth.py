@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mailferry.producers.access import BadCredentialsError
-from mailferry.producers.imap_fetch import imap_pass
-from mailferry.producers.pop3_fetch import pop3_pass
-from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import ImapSource, Pop3Source
+from mailferry.errors import CredentialsError
+from mailferry.producers.imap_fetch import imap_pass
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.state import MailboxState
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, sample
 from tests.fetch.oauth_server import OAuthServer
@@ -75,7 +75,7 @@ def test_imap_sasl_with_client_credentials_token(
     bad = source.model_copy(
         update={"auth": source.auth.model_copy(update={"client_id": "unknown"}), "id": "o-imap-bad"}
     )
-    with pytest.raises(BadCredentialsError):
+    with pytest.raises(CredentialsError):
         imap_pass(bad, "acme", MailboxState("acme", "o-imap-bad"), ctx)
     ctx.publisher.close()
 
@@ -113,7 +113,7 @@ def test_pop3_sasl_with_token_command(
     )
     assert isinstance(wrong, Pop3Source)
     oauth_dovecot.seed(user, [sample(4)])
-    with pytest.raises(BadCredentialsError):
+    with pytest.raises(CredentialsError):
         pop3_pass(wrong, "acme", MailboxState("acme", user), make_context(config))
     assert oauth_dovecot.message_count(user) == 1
     ctx.publisher.close()

@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.producers.access import PlaintextLoginRefusedError
-from mailferry.producers.context import FetchContext
-from mailferry.producers.pop3_fetch import pop3_pass
-from mailferry.producers.state import MailboxState, load_states
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import Pop3Source
 from mailferry.errors import ConfigError, TransientError
 from mailferry.kafka.clients import new_consumer, new_producer
-from mailferry.kafka.topics import AUDIT, RAW
+from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name
+from mailferry.producers.access import PlaintextLoginRefusedError
+from mailferry.producers.context import FetchContext
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.state import MailboxState, load_states
 from mailferry_testkit.certs import make_test_pki
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
@@ -56,7 +56,23 @@ def test_pop3s_fetches_publishes_then_deletes(
     assert events.count("fetched") == 6 and events.count("source-deleted") == 6
     reloaded = load_states(kafka_config, list(kafka_config.bootstrap_servers), [("acme", "p-basic")])
     assert {r["status"] for r in reloaded[("acme", "p-basic")].pop3().values()} == {"deleted"}
+    # fetch state once per batch, not per message (issue 14): "fetched" and "deleted", 6 each
+    assert len(state_records(kafka_config, "acme/p-basic/")) == 2
     ctx.publisher.close()
+
+
+def state_records(kafka: KafkaConfig, prefix: str) -> list[bytes]:
+    consumer = new_consumer(
+        kafka,
+        list(kafka.bootstrap_servers),
+        topics=[full_name(kafka, FETCH_STATE)],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+    )
+    try:
+        return [m.key for m in consumer if m.key.decode().startswith(prefix)]
+    finally:
+        consumer.close()
 
 
 def _setup(
@@ -233,6 +249,8 @@ def test_raw_records_go_to_the_partition_of_their_dedup_shard(
     of a message fetched from another mailbox, by another producer, lands beside it."""
 
     from mailferry.kafka.topics import full_name
+    from mailferry.rawpack import unpack_raw
+    from mailferry.shard import shard_of_record
 
     users = [f"p-part{i}" for i in range(6)]
     sources = ""
@@ -259,15 +277,54 @@ def test_raw_records_go_to_the_partition_of_their_dedup_shard(
         consumer.close()
         return found
 
-    fetched = read()
-    assert len(fetched) == 12
-    assert all(rec.key.startswith(b"acme/<") for rec in fetched)  # every sample has a Message-ID
+    # a record may pack several mails of one partition: each mail's own shard counts
+    placed = {
+        (shard_of_record(mail, None), rec.partition) for rec in read() for mail in unpack_raw(rec.value)
+    }
+    assert len(placed) == 12
+    assert all(key.startswith(b"acme/<") for key, _ in placed)  # every sample has a Message-ID
     plain = new_producer(kafka_config, list(kafka_config.bootstrap_servers))  # Kafka's own choice
-    for rec in fetched:
-        plain.send(full_name(kafka_config, RAW), key=rec.key, value=b"marker")
+    for key, _ in placed:
+        plain.send(full_name(kafka_config, RAW), key=key, value=b"marker")
     plain.close()
-    records = read()
-    placed = {(rec.key, rec.partition) for rec in records if rec.value != b"marker"}
-    expected = {(rec.key, rec.partition) for rec in records if rec.value == b"marker"}
+    expected = {(rec.key, rec.partition) for rec in read() if rec.value == b"marker"}
     assert placed == expected
     assert len({p for _, p in placed}) > 1  # the messages really are spread
+
+
+def test_a_busy_pass_packs_mails_per_partition_and_a_lone_mail_goes_plain(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    """Under load one raw record carries several mails of one partition (fewer records and
+    requests per mail); an idle mailbox's single new mail still goes as a plain record."""
+    from mailferry.kafka.topics import full_name
+    from mailferry.rawpack import unpack_raw
+    from mailferry.schemas import RAW_MESSAGE, codec
+
+    dovecot.add_user("p-pack", "pw")
+    dovecot.seed("p-pack", [sample(n) for n in range(30)])
+    dovecot.add_user("p-lone", "pw")
+    dovecot.seed("p-lone", [sample(99)])
+    sources = _source(dovecot, "p-pack", tls="none", extra="allow_plaintext_login = true\n")
+    sources += _source(dovecot, "p-lone", tls="none", extra="allow_plaintext_login = true\n")
+    config = make_config(tmp_path, kafka_config, sources, partitions=2)
+    ctx = make_context(config)
+    packed, lone = config.tenants[0].sources
+    assert isinstance(packed, Pop3Source) and isinstance(lone, Pop3Source)
+    pop3_pass(packed, "acme", MailboxState("acme", packed.id), ctx)
+    consumer = new_consumer(
+        kafka_config,
+        list(kafka_config.bootstrap_servers),
+        topics=[full_name(kafka_config, RAW)],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+    )
+    records = list(consumer)
+    mails = [mail for rec in records for mail in unpack_raw(rec.value)]
+    assert sorted(m["source_uid"] for m in mails) == sorted({m["source_uid"] for m in mails})
+    assert len(mails) == 30 and len(records) <= 4  # 30 mails, 2 partitions
+    pop3_pass(lone, "acme", MailboxState("acme", lone.id), ctx)
+    (single,) = list(consumer)
+    consumer.close()
+    ctx.publisher.close()
+    assert codec(RAW_MESSAGE).decode(single.value)["mailbox_id"] == "p-lone"

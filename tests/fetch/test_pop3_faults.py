@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mailferry.producers import pop3_client
-from mailferry.producers.pop3_fetch import pop3_pass
-from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.sources import Pop3Source
 from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, RAW
+from mailferry.producers import pop3_client
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.state import MailboxState
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.netfaults import FakePop3Server
 

@@ -9,9 +9,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from mailferry.producers.mailboxes import sync_mailboxes
-from mailferry.producers.pop3_fetch import pop3_pass
-from mailferry.producers.state import MailboxState
 
 from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.config.loader import load_config
@@ -19,6 +16,9 @@ from mailferry.config.sources import Pop3Source
 from mailferry.errors import TransientError
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import AUDIT, RAW
+from mailferry.producers.mailboxes import sync_mailboxes
+from mailferry.producers.pop3_fetch import pop3_pass
+from mailferry.producers.state import MailboxState
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
 from tests.fetch.test_worker import _wait, snapshots, start_worker

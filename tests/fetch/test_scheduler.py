@@ -8,12 +8,10 @@ import threading
 import time
 from collections import Counter
 
-from mailferry.producers.access import BadCredentialsError
+from mailferry.config.sources import Pop3Source, Source
+from mailferry.errors import CredentialsError, MailferryError, TransientError
 from mailferry.producers.context import PassResult
 from mailferry.producers.scheduler import Backoff, Scheduler
-
-from mailferry.config.sources import Pop3Source, Source
-from mailferry.errors import TransientError
 
 
 def _source(mailbox: str, interval: str = "50ms") -> Pop3Source:
@@ -70,7 +68,7 @@ async def test_tenant_cap_and_one_pass_per_mailbox_at_a_time() -> None:
     assert sum(recorder.running.values()) == 0  # stop waited for the running passes
 
 
-async def test_backoff_on_transient_errors_and_stop_on_bad_credentials() -> None:
+async def test_backoff_on_transient_errors_and_pause_on_bad_credentials() -> None:
     calls: Counter[str] = Counter()
 
     def flaky(tenant: str, source: Source) -> PassResult:
@@ -78,10 +76,16 @@ async def test_backoff_on_transient_errors_and_stop_on_bad_credentials() -> None
         if source.id == "down":
             raise TransientError("cannot connect", reason_code="unreachable")
         if source.id == "locked":
-            raise BadCredentialsError("login refused")
+            raise CredentialsError("login refused")
         return PassResult(fetched=1)
 
-    scheduler = Scheduler(flaky, {}, backoff=Backoff(base=0.2, factor=2, maximum=10, jitter=0))
+    reports: list[tuple[str, str, bool]] = []
+
+    def report(tenant: str, mailbox: str, error: MailferryError, stopped: bool) -> None:
+        reports.append((mailbox, error.reason_code, stopped))
+
+    backoff = Backoff(base=0.2, factor=2, maximum=10, jitter=0)
+    scheduler = Scheduler(flaky, {}, backoff=backoff, pause_retry=0.5, on_error=report)
     for name in ("down", "locked", "fine"):
         await scheduler.upsert("t", _source(name, interval="20ms"), "v1")
     await asyncio.sleep(1.6)
@@ -90,25 +94,27 @@ async def test_backoff_on_transient_errors_and_stop_on_bad_credentials() -> None
     # 0.2 + 0.4 + 0.8 s of back-off: at most four attempts in 1.6 s, where polling would make ~50
     assert 2 <= calls["down"] <= 4
     assert snapshot["t/down"]["state"] == "backoff" and snapshot["t/down"]["reason_code"] == "unreachable"
-    assert calls["locked"] == 1
-    assert snapshot["t/locked"]["state"] == "stopped"
+    # paused, tried again every pause_retry (0.5 s), not every poll interval (20 ms), reported once
+    assert 2 <= calls["locked"] <= 4
+    assert snapshot["t/locked"]["state"] == "paused"
     assert snapshot["t/locked"]["reason_code"] == "bad-credentials"
+    assert [r for r in reports if r[0] == "locked"] == [("locked", "bad-credentials", True)]
     assert calls["fine"] > 20 and snapshot["t/fine"]["fetched"] == calls["fine"]
 
 
-async def test_a_changed_config_restarts_a_stopped_mailbox_and_removal_stops_it() -> None:
+async def test_a_changed_config_restarts_a_paused_mailbox_and_removal_stops_it() -> None:
     calls: Counter[str] = Counter()
 
     def refuse_v1(tenant: str, source: Source) -> PassResult:
         calls[source.host] += 1
         if source.host == "127.0.0.1":
-            raise BadCredentialsError("login refused")
+            raise CredentialsError("login refused")
         return PassResult()
 
     scheduler = Scheduler(refuse_v1, {})
     await scheduler.upsert("t", _source("m"), "v1")
     await asyncio.sleep(0.3)
-    await scheduler.upsert("t", _source("m"), "v1")  # same config: stays stopped
+    await scheduler.upsert("t", _source("m"), "v1")  # same config: stays paused
     await asyncio.sleep(0.3)
     assert calls["127.0.0.1"] == 1
     await scheduler.upsert("t", _source("m").model_copy(update={"host": "localhost"}), "v2")

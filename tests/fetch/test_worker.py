@@ -12,11 +12,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from mailferry.producers.mailboxes import current_mailboxes, sync_mailboxes
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.loader import load_config
 from mailferry.kafka.topics import AUDIT, RAW
+from mailferry.producers.mailboxes import current_mailboxes, sync_mailboxes
 from mailferry_testkit.dovecot import DovecotServer
 from tests.fetch.helpers import make_config, read_topic, sample
 from tests.fetch.netfaults import GarbageServer
@@ -125,7 +125,7 @@ def test_sync_then_worker_fetches_both_kinds_and_stops_bad_credentials(
 
             return check
 
-        _wait(reported("w1-bad", "stopped", "bad-credentials"), 30, "the bad mailbox to stop")
+        _wait(reported("w1-bad", "paused", "bad-credentials"), 30, "the bad mailbox to pause")
         _wait(reported("w1-unreachable", "backoff", "unreachable"), 30, "unreachable reported")
         _wait(reported("w1-garbage", "backoff", "protocol"), 30, "garbage reply reported")
         dovecot.seed("w1-pop", [sample(20)])

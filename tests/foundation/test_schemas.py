@@ -12,6 +12,7 @@ import avro.schema
 import fastavro
 import pytest
 from avro.compatibility import ReaderWriterCompatibilityChecker, SchemaCompatibilityType
+
 from mailferry.schemas import SCHEMA_NAMES, UnknownSchemaError, codec
 from mailferry.schemas.codec import Codec, schema_fingerprint
 from mailferry.schemas.registry import expanded, history

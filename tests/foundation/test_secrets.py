@@ -6,7 +6,6 @@ import typing
 from collections.abc import Iterator
 
 import pytest
-from mailferry.producers.mailboxes import mailbox_record, resolve_source
 from pydantic import BaseModel, ValidationError
 
 from mailferry.config import MailferryConfig, parse_config
@@ -14,6 +13,7 @@ from mailferry.config.models import Tenant
 from mailferry.config.secrets import SecretRef
 from mailferry.config.targets import SmtpTarget
 from mailferry.errors import ConfigError
+from mailferry.producers.mailboxes import mailbox_record, resolve_source
 from tests.foundation.test_config import MINIMAL, SOURCE, problems
 
 ALLOW = {"allow_plaintext_secrets": True}

@@ -13,17 +13,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from mailferry.consumers.ews_items import delivery_time, read_head
-from mailferry.consumers.graph_json import to_graph_message
-from mailferry.consumers.smtp import envelope_sender
-from mailferry.consumers.target import DeliveryItem
-from mailferry.producers.pop3_wire import parse_list, parse_uidl
 
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.exchange_item import delivery_time, read_head
+from mailferry.consumers.targets.graph.json_message import to_graph_message
+from mailferry.consumers.targets.smtp import envelope_sender
 from mailferry.mail import added_headers
 from mailferry.mail.addresses import addresses_in, parse_address_list, received_for
 from mailferry.mail.encoded_words import decode_value
 from mailferry.mail.headers import field_defects, parse_message_headers
 from mailferry.mail.message_id import normalise_message_id
+from mailferry.producers.pop3_wire import parse_list, parse_uidl
 
 
 def _timed(call: Callable[[], object]) -> float:

@@ -11,7 +11,6 @@ from email.policy import compat32
 
 from hypothesis import given
 from hypothesis import strategies as st
-from mailferry.producers.pop3_wire import parse_list, parse_uidl
 
 from mailferry.mail import added_headers
 from mailferry.mail.addresses import normalise_address, parse_address_list, received_for
@@ -20,6 +19,7 @@ from mailferry.mail.dates import parse_date
 from mailferry.mail.encoded_words import decode_value
 from mailferry.mail.headers import field_defects, parse_headers
 from mailferry.mail.message_id import lookup_key, message_id_field, normalise_message_id
+from mailferry.producers.pop3_wire import parse_list, parse_uidl
 from tests.mail.strategies import ADDRESS, PROFILE, raw_bytes, text
 
 

@@ -7,19 +7,18 @@ import io
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailferry.consumers.maildir import MaildirDelivery
-from mailferry.consumers.target import DeliveryItem
-from mailferry.producers.ingest import prepare
-from mailferry.streams.records import routed_details
-from mailferry.streams.router import Routed, route_raw
-
 from mailferry.audit import message_key
 from mailferry.audit_index.keys import event_keys, query_keys
 from mailferry.blobs import LocalBlobStore
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.maildir import MaildirDelivery
 from mailferry.mail import added_headers
 from mailferry.mail.headers import parse_message_headers
 from mailferry.mail.message_id import lookup_key
+from mailferry.producers.ingest import prepare
 from mailferry.rawrecord import RawSource
+from mailferry.streams.records import routed_details
+from mailferry.streams.router import Routed, route_raw
 from tests.stream.factories import DOMAIN, TRACE_KEY, config, message
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from mailferry.schemas import RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
 from mailferry.audit import audit_event
@@ -18,6 +17,7 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+from mailferry.schemas import RAW_MESSAGE, codec
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)

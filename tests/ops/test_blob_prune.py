@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
-from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
 from mailferry.blob_prune import (
@@ -36,6 +35,7 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.topics import DELIVER, DLT, RAW, full_name, retry_topic, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 import typer
-from mailferry.consumers import cli as deliver_cli
-from mailferry.producers import cli as fetch_cli
-from mailferry.streams import cli as stream_cli
 from typer.main import get_group
 from typer.testing import CliRunner
 
 from mailferry.cli.main import COMMANDS, app
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers import cli as deliver_cli
+from mailferry.producers import cli as fetch_cli
+from mailferry.streams import cli as stream_cli
 from tests.ops.test_audit_index import build, send, story, topics  # noqa: F401  (fixture)
 
 ROLE_LIBRARIES = ("faust", "exchangelib", "boto3", "aiokafka", "starlette", "uvicorn", "msal")

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
-from mailferry.schemas import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 from typer.testing import CliRunner
 
 from mailferry.blobs import LocalBlobStore
@@ -29,6 +28,7 @@ from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+from mailferry.schemas import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 
 pytestmark = pytest.mark.integration
 SMALL = 1024  # bytes a refusing topic accepts; every record below is larger

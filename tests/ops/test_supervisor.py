@@ -6,6 +6,10 @@ import sys
 import time
 from pathlib import Path
 
+import typer
+
+from mailferry.cli.main import app
+from mailferry.cli.run_cmd import ROLES, available_roles
 from mailferry.supervisor import Role, Supervisor
 
 SLEEPER = [
@@ -54,3 +58,14 @@ def test_a_role_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
     supervisor.stop(timeout=0.5)
     assert messages[-1].startswith("killed stubborn: it did not stop within")
     assert stubborn.process is not None and stubborn.process.poll() is not None
+
+
+def test_run_finds_every_role_though_the_cli_loads_commands_on_demand() -> None:
+    """``mailferry run`` once started no role at all ("roles not available in this build")
+    after the top-level group began loading its commands lazily."""
+    group = typer.main.get_command(app)
+    parent = typer.Context(group, info_name="mailferry")
+    run = group.get_command(parent, "run")
+    assert run is not None
+    present = available_roles(typer.Context(run, parent=parent, info_name="run"))
+    assert {name.split()[0] for name in ROLES} <= present

@@ -21,9 +21,6 @@ from pathlib import Path
 
 import pytest
 from kafka import KafkaAdminClient
-from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
-from mailferry.streams.app import StreamApp
-from mailferry.streams.faust_settings import app_id
 
 from mailferry.blobs import LocalBlobStore, open_blob_store
 from mailferry.config import load_config
@@ -32,6 +29,9 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import DELIVER, DLT, RAW, TopicSpec, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record
+from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
+from mailferry.streams.app import StreamApp
+from mailferry.streams.faust_settings import app_id
 from tests.stream.test_stream_app import Publisher, StreamRole, Topics, _write_config
 
 pytestmark = pytest.mark.integration

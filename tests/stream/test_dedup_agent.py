@@ -8,12 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
-from mailferry.streams.app import StreamApp
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.errors import TransientError
+from mailferry.rawpack import pack_value
 from mailferry.rawrecord import RawSource, build_raw_record
+from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
+from mailferry.streams.app import StreamApp
 from tests.stream.factories import DOMAIN, config, message
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -154,6 +155,33 @@ async def test_the_table_is_kept_per_raw_partition(stream: StreamApp) -> None:
     store: Any = stream.table.data
     assert store._db_for_partition(1).get(key) is not None
     assert store._db_for_partition(0).get(key) is None
+
+
+async def test_a_packed_record_is_routed_mail_by_mail_addressed_by_offset_and_index(
+    stream: StreamApp,
+) -> None:
+    to_carol = message(("Delivered-To", f"carol@{DOMAIN}"), ("Message-ID", "<c@x.example>"))
+    singles = [raw_value(stream, MEETING), raw_value(stream, to_carol), raw_value(stream, MEETING)]
+    await route(stream, raw_value(stream, MEETING), pack_value(singles))
+    delivered = await drain(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
+    # the record at offset 0 is plain; the pack at offset 1 holds three mails
+    assert [(d["recipient"], d["raw_origin"]) for d in delivered] == [
+        (f"bob@{DOMAIN}", origin(stream, 0, 0)),
+        (f"carol@{DOMAIN}", origin(stream, 0, 1) + "/1"),
+    ]
+    events = await drain(stream.audited, AUDIT_EVENT)  # type: ignore[attr-defined]
+    duplicates = [e["details"]["origin"] for e in events if e["event"] == "duplicate"]
+    assert duplicates == [origin(stream, 0, 1) + "/0", origin(stream, 0, 1) + "/2"]
+    assert len({d["delivery_id"] for d in delivered}) == 2
+
+
+async def test_a_bad_mail_in_a_pack_is_dead_lettered_alone(stream: StreamApp) -> None:
+    good = message(("Delivered-To", f"bob@{DOMAIN}"))
+    await route(stream, pack_value([raw_value(stream, b"\r\nno headers"), raw_value(stream, good)]))
+    dead = await drain(stream.dead, DEAD_LETTER)  # type: ignore[attr-defined]
+    assert [(d["reason_code"], d["raw"] is not None) for d in dead] == [("no-headers", True)]
+    delivered = await drain(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
+    assert [d["raw_origin"] for d in delivered] == [origin(stream, 0, 0) + "/1"]
 
 
 async def test_replays_bypass_the_table(stream: StreamApp) -> None:

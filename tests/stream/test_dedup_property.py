@@ -10,6 +10,7 @@ each (message, recipient) exactly once, and drop the same number of copies.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,14 +18,15 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mailferry.schemas.codec import Record
-from mailferry.streams.dedup import Sighting, decide
-from mailferry.streams.router import Routed, read_headers, route_raw
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.mail.message_id import normalise_message_id
+from mailferry.rawpack import origin_of
 from mailferry.rawrecord import RawSource, build_raw_record
+from mailferry.schemas.codec import Record
 from mailferry.shard import head_message_id, partition_for, shard_key
+from mailferry.streams.dedup import Sighting, decide
+from mailferry.streams.router import Routed, read_headers, route_raw
 from tests.stream.factories import DOMAIN, TRACE_KEY, config, message
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -118,30 +120,40 @@ def rekeyed_design(copies: list[Copy]) -> tuple[Counter[str], int]:
     return delivered, dropped
 
 
-def sharded_design(copies: list[Copy], partitions: int, schedule: list[int]) -> tuple[Counter[str], int]:
+def sharded_design(
+    copies: list[Copy], partitions: int, schedule: list[int], pack_sizes: list[int]
+) -> tuple[Counter[str], int]:
     """After: raw partitioned by shard, one table per partition, partitions interleaved as
-    ``schedule`` says (each partition in its own order, as Kafka keeps it)."""
-    queues: dict[int, list[tuple[str, Routed]]] = {p: [] for p in range(partitions)}
+    ``schedule`` says (each partition in its own order, as Kafka keeps it), and the mails of
+    a partition packed into records of ``pack_sizes`` (cycled) as the fetcher packs them."""
+    fetched: dict[int, list[Copy]] = {p: [] for p in range(partitions)}
     for copy in copies:
         key, outcome = routed(copy, "")
-        partition = partition_for(key, partitions)
-        origin = f"raw/{partition}/{len(queues[partition])}"
-        _key, outcome = routed(copy, origin)
-        queues[partition].append((origin, outcome))
+        fetched[partition_for(key, partitions)].append(copy)
         for candidate in outcome.candidates:  # the shard is the dedup key without its recipient
             tenant, _recipient, rest = candidate.dedup_key.split("/", 2)
             assert key == f"{tenant}/{rest}".encode()
+    sizes = itertools.cycle(pack_sizes or [1])
+    records: dict[int, list[list[tuple[str, Routed]]]] = {p: [] for p in range(partitions)}
+    for partition, mails in fetched.items():
+        while mails:
+            wanted = next(sizes)
+            pack, mails = mails[:wanted], mails[wanted:]
+            size = len(pack)
+            base = f"raw/{partition}/{len(records[partition])}"
+            origins = [origin_of(base, index, size) for index in range(size)]
+            records[partition].append([(o, routed(c, o)[1]) for o, c in zip(origins, pack, strict=True)])
     tables: dict[int, dict[str, Sighting]] = {p: {} for p in range(partitions)}
     delivered: Counter[str] = Counter()
     dropped = 0
     turns = iter(schedule)
-    while any(queues.values()):
-        waiting = [p for p in range(partitions) if queues[p]]
+    while any(records.values()):
+        waiting = [p for p in range(partitions) if records[p]]
         partition = waiting[next(turns, 0) % len(waiting)]
-        origin, outcome = queues[partition].pop(0)
-        keys, n = deliver(tables[partition], [c.delivery for c in outcome.candidates], origin)
-        delivered.update(keys)
-        dropped += n
+        for origin, outcome in records[partition].pop(0):
+            keys, n = deliver(tables[partition], [c.delivery for c in outcome.candidates], origin)
+            delivered.update(keys)
+            dropped += n
     return delivered, dropped
 
 
@@ -150,12 +162,14 @@ def sharded_design(copies: list[Copy], partitions: int, schedule: list[int]) -> 
     copies=mailboxes_full_of_copies(),
     partitions=st.integers(1, 6),
     schedule=st.lists(st.integers(0, 5), max_size=40),
+    pack_sizes=st.lists(st.integers(1, 4), max_size=5),
 )
 def test_sharded_raw_gives_the_verdicts_of_the_rekeyed_design(
-    copies: list[Copy], partitions: int, schedule: list[int]
+    copies: list[Copy], partitions: int, schedule: list[int], pack_sizes: list[int]
 ) -> None:
+    """Packed or not (``pack_sizes`` empty: one mail per record), interleaved in any way."""
     before, dropped_before = rekeyed_design(copies)
-    after, dropped_after = sharded_design(copies, partitions, schedule)
+    after, dropped_after = sharded_design(copies, partitions, schedule, pack_sizes)
     assert after == before
     assert set(after.values()) == {1}  # one delivery per (message, recipient)
     assert dropped_after == dropped_before

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, codec
 
 from mailferry.config import load_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import AUDIT, DELIVER, full_name, topic_specs
+from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, codec
 from tests.stream.test_commit_guard import read_blob
 from tests.stream.test_stream_app import POSTMASTER, Publisher, StreamRole, Topics, _write_config
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from mailferry.blobs import LocalBlobStore
+from mailferry.config.models import MailferryConfig
+from mailferry.rawrecord import RawSource, build_raw_record
 from mailferry.streams.bodies import dead_letter_by_reference, shared_body
 from mailferry.streams.fanout import FAN_OUT_CAP, cap_recipients
 from mailferry.streams.resolver import Reason, Recipient
 from mailferry.streams.router import Routed, route_raw
-
-from mailferry.blobs import LocalBlobStore
-from mailferry.config.models import MailferryConfig
-from mailferry.rawrecord import RawSource, build_raw_record
 from tests.stream.factories import DOMAIN, TRACE_KEY, message, tenant
 
 POSTMASTER = f"postmaster@{DOMAIN}"

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 from kafka.admin import NewTopic
-from mailferry.streams.app import StreamApp
-from mailferry.streams.worker import prepare_topics, raw_partitions
 
 from mailferry.config import parse_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import partition_counts
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import RAW, full_name
+from mailferry.streams.app import StreamApp
+from mailferry.streams.worker import prepare_topics, raw_partitions
 
 pytestmark = pytest.mark.integration
 

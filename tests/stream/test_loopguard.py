@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from mailferry.streams.loopguard import TRACE_HEADER, check_loop, trace_value
-from mailferry.streams.router import Rejected, Routed, route_raw
-from mailferry.streams.trace_key import KEY_FILE, load_trace_key
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.config.models import MailferryConfig
 from mailferry.errors import ConfigError
 from mailferry.mail.headers import parse_message_headers
 from mailferry.rawrecord import RawSource, build_raw_record
+from mailferry.streams.loopguard import TRACE_HEADER, check_loop, trace_value
+from mailferry.streams.router import Rejected, Routed, route_raw
+from mailferry.streams.trace_key import KEY_FILE, load_trace_key
 from tests.stream.factories import DOMAIN, TRACE_KEY, config, message
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)

@@ -10,6 +10,7 @@ import asyncio
 import faust
 import pytest
 from faust.types import TP
+
 from mailferry.streams import offset_gaps
 
 RAW, OTHER = "t.raw", "t.compacted"

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from mailferry.streams.dedup import Sighting, decide, dedup_key
-from mailferry.streams.loopguard import check_loop
 
 from mailferry.mail.addresses import addresses_in, normalise_address, received_for, strip_plus
 from mailferry.mail.block import HeaderTooLargeError, header_block
 from mailferry.mail.headers import parse_message_headers
 from mailferry.mail.message_id import normalise_message_id
+from mailferry.streams.dedup import Sighting, decide, dedup_key
+from mailferry.streams.loopguard import check_loop
 
 
 @pytest.mark.parametrize(

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pytest
-from mailferry.streams.resolver import POSSIBLE_LOST_BCC, Resolution, resolve
 
 from mailferry.config.models import Tenant
 from mailferry.directory import StaticDirectory
 from mailferry.errors import PermanentError, TransientError
 from mailferry.mail.headers import parse_message_headers
+from mailferry.streams.resolver import POSSIBLE_LOST_BCC, Resolution, resolve
 from tests.stream.factories import DOMAIN, message, tenant
 
 RECEIVED = "from mx.isp.example by pop.isp.example with ESMTPS id 1x"

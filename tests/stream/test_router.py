@@ -6,13 +6,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
+from mailferry.blobs import LocalBlobStore
+from mailferry.rawrecord import RawSource, build_raw_record
 from mailferry.schemas.codec import DELIVERY, Record, codec
 from mailferry.streams.loopguard import TRACE_HEADER
 from mailferry.streams.resolver import POSSIBLE_LOST_BCC
 from mailferry.streams.router import Rejected, Routed, route_raw
-
-from mailferry.blobs import LocalBlobStore
-from mailferry.rawrecord import RawSource, build_raw_record
 from tests.stream.factories import DOMAIN, TRACE_KEY, config, message
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)

@@ -5,11 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from mailferry.streams.router import Routed, route_raw
-
 from mailferry.blobs import LocalBlobStore
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.rawrecord import RawSource, build_raw_record
+from mailferry.streams.router import Routed, route_raw
 from tests.stream.factories import DOMAIN, TRACE_KEY, config, message
 
 

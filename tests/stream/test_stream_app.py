@@ -19,10 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record, codec
-from mailferry.streams.faust_settings import app_id
-from mailferry.streams.loopguard import trace_value
-from mailferry.streams.trace_key import load_trace_key
 
 from mailferry.blobs import open_blob_store
 from mailferry.config import load_config
@@ -32,7 +28,11 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record, codec
 from mailferry.status import read_snapshots
+from mailferry.streams.faust_settings import app_id
+from mailferry.streams.loopguard import trace_value
+from mailferry.streams.trace_key import load_trace_key
 from mailferry_testkit.sample_mail import catchall_mailbox, personal_mailbox
 
 pytestmark = pytest.mark.integration

@@ -10,8 +10,6 @@ from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mailferry.streams.resolver import resolve
-from mailferry.streams.router import Rejected, Routed, route_raw
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.config.fence import fence_problems
@@ -20,6 +18,8 @@ from mailferry.directory import Directory, LookupDirectory, StaticDirectory
 from mailferry.fence import CrossTenantError, TenantFence, address_domain, tenant_domains
 from mailferry.mail.headers import parse_message_headers
 from mailferry.rawrecord import RawSource, build_raw_record
+from mailferry.streams.resolver import resolve
+from mailferry.streams.router import Rejected, Routed, route_raw
 from tests.stream.factories import DOMAIN, TRACE_KEY, message, tenant
 
 POSTMASTER = f"postmaster@{DOMAIN}"

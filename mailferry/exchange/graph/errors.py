@@ -12,6 +12,7 @@ import httpx
 
 from mailferry.errors import (
     AmbiguousOutcomeError,
+    CredentialsError,
     MailferryError,
     PermanentError,
     TenantError,
@@ -23,10 +24,10 @@ Entry = tuple[type[MailferryError], str, str]  # outcome, reason code, text for 
 
 TABLE: dict[Key, Entry] = {
     # Graph error codes
-    "invalid_client": (TenantError, "bad-credentials", "the app's client id or secret is refused"),
-    "unauthorized_client": (TenantError, "bad-credentials", "the app may not get tokens"),
+    "invalid_client": (CredentialsError, "bad-credentials", "the app's client id or secret is refused"),
+    "unauthorized_client": (CredentialsError, "bad-credentials", "the app may not get tokens"),
     "invalid_scope": (TenantError, "oauth-refused", "the token endpoint refused the scope"),
-    "InvalidAuthenticationToken": (TenantError, "bad-credentials", "Graph refused the access token"),
+    "InvalidAuthenticationToken": (CredentialsError, "bad-credentials", "Graph refused the access token"),
     "ErrorAccessDenied": (
         TenantError,
         "permission-denied",
@@ -56,7 +57,7 @@ TABLE: dict[Key, Entry] = {
     "ErrorServerBusy": (TransientError, "server-busy", "Exchange Online is busy"),
     "ErrorMailboxStoreUnavailable": (TransientError, "store-unavailable", "the mailbox store is down"),
     # HTTP statuses (exact, then class: 400 -> "4xx")
-    401: (TenantError, "bad-credentials", "Graph refused the access token"),
+    401: (CredentialsError, "bad-credentials", "Graph refused the access token"),
     403: (TenantError, "permission-denied", "the app lacks a mail permission"),
     404: (PermanentError, "no-such-mailbox", "the mailbox or folder does not exist"),
     413: (PermanentError, "size-exceeded", "the request is over Graph's size limit"),
@@ -83,8 +84,8 @@ def _build(
 ) -> MailferryError:
     outcome, reason, text = entry
     message = f"{text} ({detail[:300]})"
-    if outcome is TenantError:
-        return TenantError(message, tenant=tenant, reason_code=reason)
+    if issubclass(outcome, TenantError):  # CredentialsError too
+        return outcome(message, tenant=tenant, reason_code=reason)
     if outcome is PermanentError:
         return PermanentError(message, reason_code=reason)
     if outcome is AmbiguousOutcomeError and write:

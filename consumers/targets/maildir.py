@@ -22,10 +22,9 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from mailferry.consumers.target import Committing, DeliveryItem, DeliveryTarget, Outcome
-
 from mailferry.config import Tenant
 from mailferry.config.targets import MaildirTarget as MaildirConfig
+from mailferry.consumers.target import Committing, DeliveryItem, DeliveryTarget, Outcome
 from mailferry.errors import PermanentError, TenantError, TransientError
 from mailferry.mail import added_headers
 

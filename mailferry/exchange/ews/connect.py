@@ -42,11 +42,11 @@ from exchangelib.version import (
     EXCHANGE_2019,
     EXCHANGE_O365,
 )
-from mailferry.consumers.exchangelib_patches import TlsSettings, TokenUrlOAuth2Credentials, tune_protocol
 
 from mailferry.config.models import Tenant
 from mailferry.config.targets import EwsTarget
 from mailferry.errors import ConfigError
+from mailferry.exchange.ews.exchangelib_patches import TlsSettings, TokenUrlOAuth2Credentials, tune_protocol
 
 VERSIONS = {
     "exchange2007": EXCHANGE_2007,

@@ -18,6 +18,7 @@ from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from mailferry.errors import (
     AmbiguousOutcomeError,
+    CredentialsError,
     MailferryError,
     PermanentError,
     TenantError,
@@ -38,10 +39,10 @@ _TIMEOUT_AFTER_SEND = Rule(
 
 # First match wins within one exception; order subclasses before their bases.
 TABLE: tuple[tuple[type[BaseException], Rule], ...] = (
-    # tenant-wide: pause the tenant, do not retry or dead-letter each message
-    (ews.UnauthorizedError, Rule(TenantError, "bad-credentials", "the service account cannot log in")),
-    (oauth.InvalidClientError, Rule(TenantError, "bad-credentials", "client id or secret refused")),
-    (oauth.UnauthorizedClientError, Rule(TenantError, "bad-credentials", "the app may not get tokens")),
+    # operator errors (mailferry.errors): pause the tenant, do not retry or dead-letter each message
+    (ews.UnauthorizedError, Rule(CredentialsError, "bad-credentials", "the service account cannot log in")),
+    (oauth.InvalidClientError, Rule(CredentialsError, "bad-credentials", "client id or secret refused")),
+    (oauth.UnauthorizedClientError, Rule(CredentialsError, "bad-credentials", "the app may not get tokens")),
     (oauth.TokenExpiredError, Rule(TransientError, "token-expired", "the access token expired mid-request")),
     (oauth.OAuth2Error, Rule(TenantError, "oauth-refused", "the token endpoint refused the app")),
     (
@@ -158,8 +159,8 @@ def classify(exc: BaseException, *, write: bool, tenant: str | None = None) -> M
         return exc
     rule, cause = rule_for(exc)
     detail = f"{rule.text} ({type(cause).__name__}: {str(cause)[:300]})"
-    if rule.outcome is TenantError:
-        return TenantError(detail, tenant=tenant, reason_code=rule.reason)
+    if issubclass(rule.outcome, TenantError):  # CredentialsError too
+        return rule.outcome(detail, tenant=tenant, reason_code=rule.reason)
     if rule.outcome is PermanentError:
         return PermanentError(detail, reason_code=rule.reason)
     if rule.outcome is AmbiguousOutcomeError and write:

@@ -22,13 +22,13 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
-from mailferry.consumers.target import DeliveryItem, DeliveryTarget
-
 from mailferry.config import Tenant
 from mailferry.config.targets import SmtpTarget
+from mailferry.consumers.target import DeliveryItem, DeliveryTarget
 from mailferry.errors import (
     AmbiguousOutcomeError,
     ConfigError,
+    CredentialsError,
     MailferryError,
     PermanentError,
     TenantError,
@@ -232,13 +232,13 @@ def envelope_sender(item: DeliveryItem) -> str:
 
 
 def classify(exc: BaseException, *, phase: str, recipient: str | None = None) -> MailferryError:
-    """The error table of this target."""
+    """The error table of this target: the SMTP boundary's mapper."""
     if isinstance(exc, ConfigError):  # the password's secret cannot be read: every message fails
         return TenantError(str(exc), reason_code="secret-unavailable")
     if isinstance(exc, MailferryError):
         return exc
     if isinstance(exc, smtplib.SMTPAuthenticationError):
-        return TenantError(f"SMTP login refused: {_reply(exc)}", reason_code="bad-credentials")
+        return CredentialsError(f"SMTP login refused: {_reply(exc)}")
     if isinstance(exc, smtplib.SMTPNotSupportedError):
         return TenantError(f"SMTP server: {exc}", reason_code="starttls-unavailable")
     if isinstance(exc, ssl.SSLCertVerificationError):

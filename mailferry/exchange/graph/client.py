@@ -12,10 +12,10 @@ import time
 from typing import Any
 
 import httpx
-from mailferry.consumers.graph_errors import classify_exception, classify_response, parse_retry_after
 
 from mailferry.config.targets import GraphTarget
 from mailferry.errors import TenantError
+from mailferry.exchange.graph.errors import classify_exception, classify_response, parse_retry_after
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from exchangelib.extended_properties import ExtendedProperty
 from exchangelib.folders import BaseFolder
-from mailferry.consumers.ews_items import InboxMessage
+
+from mailferry.consumers.targets.ews.items import InboxMessage
 
 __all__ = ["DeliveryMarker", "InboxMessage", "find"]
 

@@ -7,15 +7,21 @@ tenant's ``verify_tls = false`` or private CA would apply to every other tenant.
 each ``Protocol`` (one per endpoint and credentials) is tuned on the instance, and every
 session it creates gets an adapter of its own target: the target's ``verify`` for a request
 to exactly its endpoint, strict verification for anything else. Nothing is set on a class.
+exchangelib also has no streamed request body: ``StreamedCreateItem`` overrides ``wrap`` so
+large messages are sent from a stream (``consumers/targets/ews/stream.py``).
 
 The names used are listed in ``PATCHED``; ``tests/deliver_ews/test_exchangelib_patches.py``
-fails when exchangelib renames one, and pyproject bounds exchangelib below the next minor
-release so an upgrade is a deliberate step.
+fails when exchangelib renames one or changes a signature relied on, when another module
+overrides exchangelib, and when pyproject's upper bound (below the next minor release, so an
+upgrade is a deliberate step) is gone.
 """
 
 from __future__ import annotations
 
+import base64
 import threading
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -36,7 +42,7 @@ PATCHED: tuple[tuple[type, str], ...] = (
     (BaseProtocol, "RETRY_WAIT"),
     (BaseProtocol, "CONNECTIONS_PER_SESSION"),  # read for the adapter's pool size
     (OAuth2Credentials, "token_url"),  # overridden: a configurable token endpoint
-    (CreateItem, "wrap"),  # overridden by consumers/ews_stream.py (streamed MimeContent)
+    (CreateItem, "wrap"),  # overridden by consumers/targets/ews/stream.py (streamed MimeContent)
 )
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 _lock = threading.Lock()
@@ -139,3 +145,27 @@ class TokenUrlOAuth2Credentials(OAuth2Credentials):  # type: ignore[misc]
     @property
     def token_url(self) -> str:
         return self._token_endpoint
+
+
+def split_envelope(envelope: bytes, placeholder: bytes) -> tuple[bytes, bytes]:
+    """Head and tail around the one occurrence of ``placeholder``'s base64 form."""
+    marker = base64.b64encode(placeholder)
+    head, found, tail = envelope.partition(marker)
+    if not found or marker in tail:
+        raise RuntimeError("the MimeContent placeholder is not exactly once in the CreateItem envelope")
+    return head, tail
+
+
+class StreamedCreateItem(CreateItem):  # type: ignore[misc]
+    """exchangelib's CreateItem whose serialised envelope is handed, split at a placeholder in
+    MimeContent, to ``body`` (the streaming request body of ``consumers/targets/ews/stream.py``):
+    exchangelib builds no streamed body, and ``wrap`` is where the bytes leave its hands."""
+
+    def __init__(self, *args: Any, body: Callable[[bytes, bytes], Any], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._body = body
+        self.placeholder = b"MFSTREAM" + uuid.uuid4().bytes  # 24 bytes: base64 without padding
+
+    def wrap(self, content: Any, api_version: str | None = None) -> Any:
+        head, tail = split_envelope(super().wrap(content=content, api_version=api_version), self.placeholder)
+        return self._body(head, tail)

@@ -14,18 +14,20 @@ streamed from the blob store instead:
   then tail. It is a sized, seekable file-like, so requests sends a Content-Length (no
   chunked encoding) and an NTLM handshake can rewind it and send it again;
 - it goes through exchangelib's own ``CreateItem`` service, whose ``wrap`` is the only
-  override: the session pool, credentials (basic, NTLM, OAuth2 with token refresh), the
-  X-AnchorMailbox header, TLS verification, response parsing and the exceptions raised are
-  exactly those of the normal path, so ``ews_errors.classify`` and the ambiguous-outcome
-  FindItem check behave the same for streamed and small messages.
+  override (``StreamedCreateItem``, kept with every other patch in
+  ``mailferry.exchange.ews.exchangelib_patches``): the session pool, credentials (basic,
+  NTLM, OAuth2 with token refresh), the X-AnchorMailbox header, TLS verification, response
+  parsing and the exceptions raised are exactly those of the normal path, so
+  ``mailferry.exchange.ews.errors.classify`` and the ambiguous-outcome FindItem check behave
+  the same for streamed and small messages.
 
-The only hand-written part is the split and the incremental base64 encoder below.
+The only hand-written part is the envelope split (in the patches module) and the
+incremental base64 encoder below.
 """
 
 from __future__ import annotations
 
 import base64
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,11 +36,11 @@ from typing import Any, BinaryIO
 from exchangelib import Account, EWSDateTime
 from exchangelib.folders import BaseFolder
 from exchangelib.items import SAVE_ONLY, SEND_TO_NONE
-from exchangelib.services import CreateItem
-from mailferry.consumers.ews_items import MESSAGE_FLAGS_DELIVERED
-from mailferry.consumers.ews_marker import InboxMessage
-from mailferry.consumers.target import DeliveryItem
 
+from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets.ews.items import MESSAGE_FLAGS_DELIVERED
+from mailferry.consumers.targets.ews.marker import InboxMessage
+from mailferry.exchange.ews.exchangelib_patches import StreamedCreateItem
 from mailferry.mail import added_headers
 
 RAW_BLOCK = 3 * 256 * 1024  # raw bytes per base64 block: a multiple of 3, so padding only at the end
@@ -192,28 +194,6 @@ class EnvelopeBody:
         if self._source is not None:
             self._source.close()
             self._source = None
-
-
-def split_envelope(envelope: bytes, placeholder: bytes) -> tuple[bytes, bytes]:
-    """Head and tail around the one occurrence of ``placeholder``'s base64 form."""
-    marker = base64.b64encode(placeholder)
-    head, found, tail = envelope.partition(marker)
-    if not found or marker in tail:
-        raise RuntimeError("the MimeContent placeholder is not exactly once in the CreateItem envelope")
-    return head, tail
-
-
-class StreamedCreateItem(CreateItem):  # type: ignore[misc]
-    """exchangelib's CreateItem whose envelope streams the MIME from ``source``."""
-
-    def __init__(self, *args: Any, body: Callable[[bytes, bytes], EnvelopeBody], **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._body = body
-        self.placeholder = b"MFSTREAM" + uuid.uuid4().bytes  # 24 bytes: base64 without padding
-
-    def wrap(self, content: Any, api_version: str | None = None) -> Any:
-        head, tail = split_envelope(super().wrap(content=content, api_version=api_version), self.placeholder)
-        return self._body(head, tail)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""Directory look-up through EWS ResolveNames (``mailferry.directory.Directory``), cached.
+"""The Exchange directory (``mailferry.directory.Directory``): EWS ResolveNames or Graph users.
+
+Shared by two stages: the stream app resolves recipients with it, and the EWS and Graph
+targets map an alias to the primary address before writing (impersonating an alias fails).
 
 Two traps of ResolveNames shape this module: without the ``smtp:`` prefix it matches only
 primary addresses, and its match is a *prefix* match (``smtp:bob@ex`` finds
@@ -10,13 +13,16 @@ mailbox") are cached with a time to live, since recipient resolution asks per me
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exchangelib.errors import ErrorNameResolutionNoResults
-from mailferry.consumers.ews_errors import classify
 
 from mailferry.config.models import Tenant
 from mailferry.directory import CachedDirectory, Directory, LookupDirectory
+from mailferry.exchange.ews.errors import classify
+
+if TYPE_CHECKING:
+    from mailferry.exchange.graph.client import GraphClient
 
 
 def exact_match(address: str, resolutions: Iterable[Any]) -> str | None:
@@ -62,6 +68,29 @@ def ews_lookup(protocol_of: Callable[[], Any], *, tenant: str | None = None) -> 
     return ask
 
 
+def graph_lookup(client: GraphClient) -> Callable[[str], str | None]:
+    """The user whose proxyAddresses hold exactly ``smtp:<address>``; its primary ``mail``."""
+
+    def ask(address: str) -> str | None:
+        escaped = address.replace("'", "''")
+        answer = client.request(
+            "GET",
+            "/v1.0/users",
+            write=False,
+            params={
+                "$filter": f"proxyAddresses/any(p:p eq 'smtp:{escaped}')",
+                "$select": "mail,proxyAddresses",
+            },
+        )
+        for user in answer.get("value", []):
+            proxies = {str(p).lower() for p in user.get("proxyAddresses", [])}
+            if f"smtp:{address.lower()}" in proxies and user.get("mail"):
+                return str(user["mail"])
+        return None
+
+    return ask
+
+
 def directory_for(tenant: Tenant) -> Directory | None:
     """The live directory of a tenant's default target (EWS or Graph), for recipient
     resolution in the stream app; None for targets without a directory (SMTP, Maildir).
@@ -71,16 +100,15 @@ def directory_for(tenant: Tenant) -> Directory | None:
     """
     target = tenant.target()
     if target.kind == "ews":
-        from mailferry.consumers.ews_connect import EwsConnection
+        from mailferry.exchange.ews.connect import EwsConnection
 
         connection = EwsConnection(tenant, target)
         return LookupDirectory(ews_lookup(lambda: connection.protocol, tenant=tenant.id))
     if target.kind == "graph":
-        from mailferry.consumers.graph import graph_lookup
-        from mailferry.consumers.graph_client import GraphClient
+        from mailferry.exchange.graph.client import GraphClient
 
         return LookupDirectory(graph_lookup(GraphClient(target, tenant=tenant.id)))
     return None
 
 
-__all__ = ["CachedDirectory", "directory_for", "ews_lookup", "exact_match"]
+__all__ = ["CachedDirectory", "directory_for", "ews_lookup", "exact_match", "graph_lookup"]

@@ -19,46 +19,22 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from urllib.parse import quote
 
-from mailferry.consumers.ews_directory import CachedDirectory
-from mailferry.consumers.ews_items import delivery_time, internet_message_id, read_head
-from mailferry.consumers.graph_client import GraphClient
-from mailferry.consumers.graph_json import MAX_REQUEST, to_graph_message
-from mailferry.consumers.target import DeliveryItem, DeliveryTarget
-
 from mailferry.config.models import Tenant
 from mailferry.config.targets import GraphTarget
+from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+from mailferry.consumers.targets.exchange_item import delivery_time, internet_message_id, read_head
+from mailferry.consumers.targets.graph.json_message import MAX_REQUEST, to_graph_message
 from mailferry.errors import PermanentError, TenantError
+from mailferry.exchange.directory import CachedDirectory, graph_lookup
+from mailferry.exchange.graph.client import GraphClient
 
 MAILBOX_CONCURRENCY = 4
-MARKER_PROPERTY = "String {6b3a1e0c-3f4d-4c1b-9a5e-6d61696c6665} Name MailferryDelivery"  # as ews_marker
+MARKER_PROPERTY = "String {6b3a1e0c-3f4d-4c1b-9a5e-6d61696c6665} Name MailferryDelivery"  # as ews/marker.py
 MARKER_HEADER = "X-Mailferry-Delivery"
-
-
-def graph_lookup(client: GraphClient) -> Callable[[str], str | None]:
-    """The user whose proxyAddresses hold exactly ``smtp:<address>``; its primary ``mail``."""
-
-    def ask(address: str) -> str | None:
-        escaped = address.replace("'", "''")
-        answer = client.request(
-            "GET",
-            "/v1.0/users",
-            write=False,
-            params={
-                "$filter": f"proxyAddresses/any(p:p eq 'smtp:{escaped}')",
-                "$select": "mail,proxyAddresses",
-            },
-        )
-        for user in answer.get("value", []):
-            proxies = {str(p).lower() for p in user.get("proxyAddresses", [])}
-            if f"smtp:{address.lower()}" in proxies and user.get("mail"):
-                return str(user["mail"])
-        return None
-
-    return ask
 
 
 class GraphDeliveryTarget:

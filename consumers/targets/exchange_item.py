@@ -1,46 +1,19 @@
 """What a delivered item looks like in Exchange, independent of how it is written.
 
-Pure functions over the message head (parsed by ``mailferry.mail``): the delivery time to
-show (the item's own, else the newest Received header, else Date) and the Internet
-Message-ID to find it by later. Also
-the exchangelib Message class that carries PR_MESSAGE_FLAGS (0x0E07 = 1, "not a draft") and
-PR_MESSAGE_DELIVERY_TIME (0x0E06): without them a MIME import shows up as an unsent draft
-dated now.
+Pure functions over the message head (parsed by ``mailferry.mail``), shared by the EWS and
+Graph targets: the delivery time to show (the item's own, else the newest Received header,
+else Date) and the Internet Message-ID to find it by later. No exchangelib here, so a
+Graph-only deployment never imports it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from exchangelib import Message
-from exchangelib.extended_properties import ExtendedProperty
 from mailferry.consumers.target import DeliveryItem
-
 from mailferry.mail.block import chunks_from, locate
 from mailferry.mail.dates import as_utc, parse_date, received_time
 from mailferry.mail.headers import MessageHeaders, parse_headers
-
-# PR_MESSAGE_FLAGS at creation: 1 (MSGFLAG_READ) without MSGFLAG_UNSENT (8) makes a received
-# item, not a draft; IsRead=false in the same request then marks it unread.
-MESSAGE_FLAGS_DELIVERED = 1
-
-
-class MessageFlags(ExtendedProperty):  # type: ignore[misc]
-    property_tag = 0x0E07
-    property_type = "Integer"
-
-
-class DeliveryTime(ExtendedProperty):  # type: ignore[misc]
-    property_tag = 0x0E06
-    property_type = "SystemTime"
-
-
-class InboxMessage(Message):  # type: ignore[misc]
-    """A Message with the two properties a received (not draft) item needs at creation."""
-
-
-InboxMessage.register("mf_message_flags", MessageFlags)
-InboxMessage.register("mf_delivery_time", DeliveryTime)
 
 
 def read_head(item: DeliveryItem) -> MessageHeaders:

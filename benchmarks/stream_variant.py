@@ -1,0 +1,115 @@
+"""One ``mailferry stream`` worker with one of Faust's costs changed, for the stream benchmark.
+
+Run by ``benchmarks/stream_throughput.py`` (one child process per row), or by hand:
+
+    .venv/bin/python benchmarks/stream_variant.py VARIANT -c MAILFERRY.toml stream
+
+VARIANT is one of
+- ``as-shipped``: the worker exactly as ``mailferry stream`` runs it;
+- ``pure-iterator``: Faust's pure-Python stream iterator instead of its Cython one (``NO_CYTHON``);
+- ``cython-optimizations``: Faust's opt-in repaired Cython fast paths (``cython_optimizations``);
+- ``noop-monitor``: a sensor that records nothing instead of Faust's ``Monitor``;
+- ``producer-buffer``: Faust's producer buffer (the table changelog's ``send_soon``) at 10,000
+  messages instead of 100;
+- ``uvloop``: the uvloop event loop instead of asyncio's;
+- ``no-yield``: the agent as a coroutine that yields nothing to Faust (no per-value sink step).
+
+Each changes one thing, in this process only, before the worker starts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+VARIANTS = (
+    "as-shipped",
+    "pure-iterator",
+    "cython-optimizations",
+    "noop-monitor",
+    "producer-buffer",
+    "uvloop",
+    "no-yield",
+)
+
+
+def _patch_app_kwargs(**extra: Any) -> None:
+    import faust
+
+    original = faust.App
+
+    class Variant(original):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **(kwargs | extra))
+
+    faust.App = Variant  # type: ignore[misc]
+
+
+def _noop_monitor() -> type:
+    """Faust's ``Monitor`` with its per-message and per-send hooks doing nothing (the worker
+    reads a few of its attributes, so a bare ``Sensor`` does not do)."""
+    from faust.sensors import Monitor
+
+    def nothing(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    hooks = (
+        "on_message_in",
+        "on_stream_event_in",
+        "on_stream_event_out",
+        "on_message_out",
+        "on_table_get",
+        "on_table_set",
+        "on_table_del",
+        "on_send_initiated",
+        "on_send_completed",
+        "on_commit_initiated",
+        "on_commit_completed",
+        "track_tp_end_offset",
+    )
+    return type("NoopMonitor", (Monitor,), {name: nothing for name in hooks})
+
+
+def apply(variant: str) -> None:
+    if variant not in VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
+    if variant == "pure-iterator":
+        os.environ["NO_CYTHON"] = "1"  # read when faust.streams is imported
+    elif variant == "uvloop":
+        import uvloop
+
+        uvloop.install()
+    elif variant == "cython-optimizations":
+        _patch_app_kwargs(cython_optimizations=True)
+    elif variant == "noop-monitor":
+        _patch_app_kwargs(Monitor=_noop_monitor())
+    elif variant == "producer-buffer":
+        from faust.transport.producer import ProducerBuffer
+
+        ProducerBuffer.max_messages = 10_000
+    elif variant == "no-yield":
+        from mailferry.streams.app import StreamApp
+
+        yielding = StreamApp._route_agent
+
+        async def quiet(self: StreamApp, stream: Any) -> None:
+            values: AsyncIterator[None] = yielding(self, stream)
+            async for _ in values:
+                pass
+
+        StreamApp._route_agent = quiet  # type: ignore[assignment,method-assign]
+
+
+def main() -> None:
+    variant = sys.argv.pop(1)
+    apply(variant)
+    from mailferry.cli.main import entry
+
+    sys.argv[0] = "mailferry"
+    entry()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,2 @@
+"""EWS through exchangelib: one connection per (tenant, target) (``connect``), every patch of
+exchangelib's internals (``exchangelib_patches``), the error table (``errors``)."""
