@@ -1,7 +1,10 @@
 """How the records of one poll are cut into batches for the targets (pure, no I/O).
 
-A batch holds records of one partition for one (tenant, target): its owner is the owner
-of that partition, so a rebalance hands over whole batches. A record whose message is a
+A batch holds records of one partition for one (tenant, target, mailbox): its owner is the
+owner of that partition, so a rebalance hands over whole batches, and batches of different
+mailboxes run in parallel. An EWS batch is one CreateItem request, so a batch takes about
+as long as one message did and a revoked partition's running batches finish within the
+hand-over time (``worker.REVOKE_DRAIN_S``). A record whose message is a
 blob reference (a large message) is a batch of its own, so memory stays bounded by
 ``batch_size`` small messages plus one large one. Within a batch each ledger key is
 attempted once per round: the second copy of a delivery (a replayed record, an original
@@ -17,7 +20,7 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 # per target kind, how many messages one batch may hold; kinds not named write one by one
-BATCH_SIZES = {"maildir": 256}
+BATCH_SIZES = {"maildir": 256, "ews": 20}
 
 
 def batch_size(kind: str) -> int:

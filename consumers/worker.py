@@ -93,6 +93,7 @@ class DeliveryWorker:
         self._revoked: set[tuple[str, int]] = set()
         self._unsynced: set[int] = set()
         self._abandoning = False
+        self._stopping = False
         self.handover = Handover()
         # client-side metrics cost ~5% of the worker's CPU (py-spy, docs/benchmarks/deliver.md)
         self.producer = new_producer(config.kafka, servers, metrics_enabled=False)
@@ -211,8 +212,9 @@ class DeliveryWorker:
         return True
 
     def _dispatch(self, jobs: list[Job]) -> None:
-        """Hand ``jobs`` to the pools of their targets, in batches per partition and target."""
-        groups: dict[tuple[str, int, str, str], list[Job]] = {}
+        """Hand ``jobs`` to the pools of their targets, in batches per partition, target and
+        mailbox: batches of different mailboxes run in parallel, as single messages did."""
+        groups: dict[tuple[str, int, str, str, str], list[Job]] = {}
         for job in jobs:
             tenant = str(job.delivery["tenant"])
             try:
@@ -224,8 +226,9 @@ class DeliveryWorker:
             if self.pauses.is_paused(tenant):
                 self.pauses.park(tenant, job, target_name)
                 continue
-            groups.setdefault((job.topic, job.partition, tenant, target_name), []).append(job)
-        for (_topic, _partition, tenant, target_name), group in groups.items():
+            mailbox = str(job.delivery["recipient"]).lower()
+            groups.setdefault((job.topic, job.partition, tenant, target_name, mailbox), []).append(job)
+        for (_topic, _partition, tenant, target_name, _mailbox), group in groups.items():
             workers = self.registry.concurrency(tenant, target_name)
             limit = batch_size(self.registry.kind(tenant, target_name))
             for chunk in cut(group, limit, alone=lambda j: j.delivery.get("blob_ref") is not None):
@@ -262,7 +265,7 @@ class DeliveryWorker:
                         self.pauses.park(str(job.delivery["tenant"]), job, target_name)
                 else:
                     self._awaiting.append((job, result.pending))
-        if again:
+        if again and not self._stopping:  # stopping: read again by the next owner
             self._dispatch(again)
         self._settle()
 
@@ -356,6 +359,7 @@ class DeliveryWorker:
 
     def _finish(self) -> None:
         """Clean stop: drop queued attempts, wait for running ones (bounded), commit."""
+        self._stopping = True
         self.pools.stop(wait=False)  # queued work is read again next time
         deadline = time.monotonic() + 150
         while self.pools.running > 0 and time.monotonic() < deadline:

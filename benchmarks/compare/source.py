@@ -43,9 +43,8 @@ class Corpus:
 
 def materialise(spec: CorpusSpec, cache: Path) -> Corpus:
     """Write the corpus as one file per message under ``cache`` (reused when the spec matches)."""
-    folder = cache / f"corpus-m{spec.mailboxes}-n{spec.messages}-s{spec.seed}-h{spec.huge_mb}" + (
-        "-small" if spec.small else ""
-    )
+    small = "-small" if spec.small else ""
+    folder = cache / f"corpus-m{spec.mailboxes}-n{spec.messages}-s{spec.seed}-h{spec.huge_mb}{small}"
     manifest = folder / "manifest.json"
     if not manifest.exists():
         shutil.rmtree(folder, ignore_errors=True)

@@ -23,10 +23,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from types import TracebackType
 
 from mailferry.errors import SetupError
 from mailferry_testkit.certs import make_test_pki
+from mailferry_testkit.child import ChildServer
 
 DOVECOT = "/usr/sbin/dovecot"
 DOVEADM = "/usr/bin/doveadm"
@@ -112,8 +112,10 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-class DovecotServer:
+class DovecotServer(ChildServer):
     """One Dovecot instance under ``root``; use ``start()``/``stop()`` or ``with``."""
+
+    stop_grace = 10.0
 
     def __init__(
         self, root: Path, *, oauth2_introspection_url: str | None = None, pop3_lock_session: bool = False
@@ -122,6 +124,7 @@ class DovecotServer:
         POSTing ``token=…`` there (RFC 7662 style: ``{"active": true, "username": …}``).
         ``pop3_lock_session``: refuse a second POP3 session of a user while one is open
         (``-ERR [IN-USE]``), which makes overlapping sessions visible to a test."""
+        super().__init__()
         self.root = root.resolve()
         self.pop3_lock_session = pop3_lock_session
         self.oauth2_introspection_url = oauth2_introspection_url
@@ -133,7 +136,6 @@ class DovecotServer:
         self.runtime.chmod(0o711)
         atexit.register(shutil.rmtree, self.runtime, True)  # Maildirs must not outlive the process
         self._users: dict[str, str] = {}
-        self._process: subprocess.Popen[bytes] | None = None
         self._seq = 0
         self._uid = pwd.getpwnam("dovecot").pw_uid
         self._gid = grp.getgrnam("dovecot").gr_gid
@@ -210,28 +212,6 @@ class DovecotServer:
         self._process = None
         log = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
         return (err.decode(errors="replace") + log).strip()
-
-    def stop(self) -> None:
-        """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=10)
-        if self._process.stderr is not None:
-            self._process.stderr.close()
-        self._process = None
-
-    def __enter__(self) -> DovecotServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # -- users and mail ---------------------------------------------------------------------
     def _write_passwd(self, user: str) -> None:

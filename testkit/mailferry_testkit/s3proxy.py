@@ -17,11 +17,11 @@ import uuid
 import xml.etree.ElementTree as ET
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 
 from mailferry.errors import SetupError
 from mailferry.kafka.embedded import cache_dir, free_port
 from mailferry.maven import JAVA_HINT, copy_dependencies, require_tool
+from mailferry_testkit.child import ChildServer
 
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
@@ -49,7 +49,7 @@ def fetch_jars() -> Path:
     return copy_dependencies(_pom(), target, what=f"s3proxy {version()}")
 
 
-class S3Proxy:
+class S3Proxy(ChildServer):
     """One s3proxy process with its objects under ``root``; a context manager."""
 
     def __init__(self, root: Path) -> None:
@@ -57,7 +57,7 @@ class S3Proxy:
         self.port = 0
         self.access_key = "mailferry-test"
         self.secret_key = uuid.uuid4().hex
-        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__()
 
     @property
     def endpoint(self) -> str:
@@ -101,24 +101,6 @@ class S3Proxy:
                 time.sleep(0.2)
         self.stop()
         raise SetupError(f"s3proxy did not answer on {self.endpoint} within {timeout}s")
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._process = None
-
-    def __enter__(self) -> S3Proxy:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 if __name__ == "__main__":

@@ -18,11 +18,11 @@ import urllib.request
 import xml.etree.ElementTree as ET
 from importlib import resources
 from pathlib import Path
-from types import TracebackType
 
 from mailferry.errors import SetupError
 from mailferry.kafka.embedded import cache_dir, free_port
-from mailferry.maven import JAVA_HINT, require_tool
+from mailferry.maven import JAVA_HINT, require_tool, run_maven
+from mailferry_testkit.child import ChildServer
 
 _POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 _ASSETS = "mailferry_testkit.schema_registry_assets"
@@ -59,29 +59,28 @@ def fetch() -> Path:
     jar = runner_jar()
     if _built().exists():
         return jar
-    mvn = require_tool("mvn", "apt-get install maven (and openjdk-17-jdk-headless)")
-    require_tool("java", JAVA_HINT)
     work = build_dir()
     sources = work / "src" / "main" / "java" / "io" / "mailferry" / "registry"
     sources.mkdir(parents=True, exist_ok=True)
     (work / "pom.xml").write_text(_asset("pom.xml"), encoding="utf-8")
     (sources / _JAVA).write_text(_asset(_JAVA), encoding="utf-8")
-    command = [mvn, "-q", "-B", "-f", str(work / "pom.xml"), "clean", "package", "-DskipTests"]
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    if result.returncode != 0 or not jar.exists():
-        tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
-        raise SetupError(f"Maven could not build Apicurio Registry {version()}:\n{tail}")
+    what = f"build Apicurio Registry {version()}"
+    run_maven(work / "pom.xml", ["clean", "package", "-DskipTests"], what=what)
+    if not jar.exists():
+        raise SetupError(f"Maven could not {what}: no {jar.name}")
     _built().touch()
     return jar
 
 
-class SchemaRegistry:
+class SchemaRegistry(ChildServer):
     """One registry process (in-memory storage, its log under ``root``); a context manager."""
+
+    stop_grace = 30.0
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.port = 0
-        self._process: subprocess.Popen[bytes] | None = None
+        super().__init__()
 
     @property
     def url(self) -> str:
@@ -118,24 +117,6 @@ class SchemaRegistry:
                 time.sleep(0.5)
         self.stop()
         raise SetupError(f"the schema registry did not answer on {self.url} within {timeout}s")
-
-    def stop(self) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-        self._process = None
-
-    def __enter__(self) -> SchemaRegistry:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
 
 if __name__ == "__main__":

@@ -98,3 +98,30 @@ def test_timeout_after_create_item_is_checked_in_exchange_not_written_again(
     assert len(exchange.items("u1@acme.example")) == 1
     assert exchange.requests["CreateItem"] == 1
     assert exchange.requests["FindItem"] >= 1
+
+
+def test_a_mailboxs_messages_go_in_one_create_item_and_each_keeps_its_own_outcome(
+    tmp_path: Path, kafka_config: KafkaConfig
+) -> None:
+    """Batched CreateItem (issue 14): 24 messages for two mailboxes, published before the
+    worker starts, take a few requests instead of 24; one message the EMULATOR refuses for
+    its size (per item, as Exchange answers) is dead-lettered, its neighbours are delivered."""
+    with EwsEmulator(max_message_size=20_000) as exchange:
+        exchange.add_account("svc-mailferry", "s3cret")
+        for address in ("postmaster@acme.example", *MAILBOXES[:2]):
+            exchange.add_mailbox(address)
+        config = ews_config(tmp_path, kafka_config, exchange)
+        records = [delivery_record(MAILBOXES[i % 2], sample_message(i, MAILBOXES[i % 2])) for i in range(24)]
+        big = sample_message(99, MAILBOXES[0]) + b"x" * 30_000
+        records.insert(5, delivery_record(MAILBOXES[0], big))
+        publish(config, records)
+        worker = RunningWorker(DeliveryWorker(config, list(config.kafka.bootstrap_servers)))
+        worker.thread.start()
+        worker.wait_for(
+            lambda: len(_events(config, "delivered")) == 24 and bool(_events(config, "dead-lettered"))
+        )
+        worker.shutdown()
+        assert sum(len(exchange.items(m)) for m in MAILBOXES[:2]) == 24
+        assert exchange.requests["CreateItem"] <= 8, exchange.requests
+        [letter] = _events(config, "dead-lettered")
+        assert letter["details"]["error_class"] == "permanent"

@@ -8,12 +8,17 @@ alias fails. Messages above the target's ``stream_threshold`` go through ``strea
 (the same CreateItem with its MIME streamed, bounded memory); smaller ones through plain
 exchangelib. exchangelib is synchronous; the worker calls ``deliver`` from a bounded thread
 pool and this class is safe to share between those threads.
+
+Batches (issue 14): the small messages of a batch for one mailbox go in one CreateItem with
+several items (up to ``BATCH_ITEMS`` and ``BATCH_BYTES``). Exchange answers per item, so
+each message keeps its own outcome; the write-ahead entries of a request's items are
+recorded, with one wait, before it is sent.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -22,7 +27,7 @@ from exchangelib.items import SAVE_ONLY
 
 from mailferry.config.models import Tenant
 from mailferry.config.targets import EwsTarget
-from mailferry.consumers.target import DeliveryItem, DeliveryTarget
+from mailferry.consumers.target import Committing, DeliveryItem, DeliveryTarget, Outcome
 from mailferry.consumers.targets.ews.items import MESSAGE_FLAGS_DELIVERED, InboxMessage
 from mailferry.consumers.targets.ews.marker import find
 from mailferry.consumers.targets.ews.stream import StreamedMessage, create_streamed
@@ -33,6 +38,8 @@ from mailferry.exchange.ews.connect import EwsConnection
 from mailferry.exchange.ews.errors import classify
 
 log = logging.getLogger(__name__)
+BATCH_ITEMS = 20  # items per CreateItem
+BATCH_BYTES = 8 * 1024 * 1024  # MIME per CreateItem, below Exchange's default request limits
 
 
 class EwsDeliveryTarget:
@@ -117,6 +124,79 @@ class EwsDeliveryTarget:
             if isinstance(result, BaseException):
                 raise classify(result, write=True, tenant=self.tenant.id) from result
         log.debug("delivered %s to %s via EWS", item.dedup_key, primary)
+
+    def deliver_batch(self, items: Sequence[DeliveryItem], committing: Committing) -> list[Outcome]:
+        """Per mailbox, its small messages in CreateItem requests of several items; a large
+        one (streamed) or one over the limit on its own."""
+        outcomes: list[Outcome] = [None] * len(items)
+        requests: dict[str, list[list[int]]] = {}
+        for index, item in enumerate(items):
+            alone = item.size > self.stream_threshold or (
+                self.max_message_size is not None and item.size > self.max_message_size
+            )
+            if alone:
+                try:
+                    self.deliver(item)
+                except Exception as exc:
+                    outcomes[index] = exc
+                continue
+            chunks = requests.setdefault(item.mailbox.lower(), [[]])
+            room = sum(items[i].size for i in chunks[-1]) + item.size <= BATCH_BYTES
+            if len(chunks[-1]) >= BATCH_ITEMS or not room:
+                chunks.append([])
+            chunks[-1].append(index)
+        for chunks in requests.values():
+            for chunk in chunks:
+                for index, outcome in zip(
+                    chunk, self._create([items[i] for i in chunk], committing), strict=True
+                ):
+                    outcomes[index] = outcome
+        return outcomes
+
+    def _create(self, items: list[DeliveryItem], committing: Committing) -> list[Outcome]:
+        """One CreateItem of ``items`` (one mailbox); an error of the whole request is each item's."""
+        outcomes: list[Outcome] = [None] * len(items)
+        try:
+            primary = self.primary_address(items[0].mailbox)
+            account = self.connection.account(primary)
+            inbox = account.inbox
+        except MailferryError as exc:
+            return [exc] * len(items)
+        except Exception as exc:
+            return [classify(exc, write=False, tenant=self.tenant.id)] * len(items)
+        sending: list[int] = []
+        messages = []
+        for index, item in enumerate(items):
+            try:
+                messages.append(
+                    InboxMessage(
+                        account=account,
+                        folder=inbox,
+                        mime_content=item.message_bytes(),
+                        is_read=False,
+                        mf_message_flags=MESSAGE_FLAGS_DELIVERED,
+                        mf_delivery_time=EWSDateTime.from_datetime(delivery_time(item, read_head(item))),
+                        mf_delivery_marker=item.marker,
+                    )
+                )
+                sending.append(index)
+            except Exception as exc:
+                outcomes[index] = exc
+        if not sending:
+            return outcomes
+        committing([items[i] for i in sending])
+        try:
+            results = account.bulk_create(folder=inbox, items=messages, message_disposition=SAVE_ONLY)
+        except Exception as exc:
+            error = classify(exc, write=True, tenant=self.tenant.id)
+            results = [error] * len(sending)
+        for index, result in zip(sending, results, strict=True):
+            if isinstance(result, MailferryError):
+                outcomes[index] = result
+            elif isinstance(result, BaseException):
+                outcomes[index] = classify(result, write=True, tenant=self.tenant.id)
+        log.debug("CreateItem of %d items for %s", len(sending), primary)
+        return outcomes
 
     def already_delivered(self, item: DeliveryItem) -> bool:
         """FindItem in the Inbox on InternetMessageId and mailferry's marker (``marker``)."""
