@@ -28,7 +28,7 @@ from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import MAILBOXES, full_name
 from mailferry.rawrecord import raw_key
-from mailferry.schemas.codec import MAILBOX_CONFIG, Record, codec
+from mailferry.schemas.records import MailboxConfig, decode_mailbox_config, encode_mailbox_config
 
 
 def _wire(value: Any, path: str) -> Any:
@@ -73,7 +73,7 @@ def resolve_source(config: MailferryConfig, tenant: str, mailbox_id: str, config
     return own
 
 
-def mailbox_record(tenant: str, source: Source) -> Record:
+def mailbox_record(tenant: str, source: Source) -> MailboxConfig:
     text = source_json(source)
     return {
         "tenant": tenant,
@@ -103,13 +103,12 @@ class SyncReport:
 def current_mailboxes(config: MailferryConfig, servers: list[str]) -> dict[str, str]:
     """``{key: config_sha256}`` of what the topic says now (tombstoned keys left out)."""
     current: dict[str, str] = {}
-    decoder = codec(MAILBOX_CONFIG)
     for rec in scan_topic(config.kafka, servers, full_name(config.kafka, MAILBOXES)):
         key = rec.key.decode()
         if rec.value is None:
             current.pop(key, None)
         else:
-            current[key] = decoder.decode(rec.value)["config_sha256"]
+            current[key] = decode_mailbox_config(rec.value)["config_sha256"]
     return current
 
 
@@ -130,7 +129,7 @@ def sync_mailboxes(config: MailferryConfig, servers: list[str]) -> SyncReport:
                 if existing.get(key.decode()) == record["config_sha256"]:
                     report.unchanged.append(key.decode())
                     continue
-                sends.send(topic, key=key, value=codec(MAILBOX_CONFIG).encode(record))
+                sends.send(topic, key=key, value=encode_mailbox_config(record))
                 report.published.append(key.decode())
         for key_text in sorted(set(existing) - wanted):
             sends.send(topic, key=key_text.encode(), value=None)

@@ -36,7 +36,7 @@ from mailferry.producers.pop3_fetch import pop3_pass
 from mailferry.producers.publish import Publisher, make_producer
 from mailferry.producers.scheduler import Scheduler
 from mailferry.producers.state import StateCache
-from mailferry.schemas.codec import MAILBOX_CONFIG, codec
+from mailferry.schemas.records import decode_mailbox_config
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class FetchWorker:
             await self.scheduler.remove([name])
             self.partition_of.pop(name, None)
             return
-        record = codec(MAILBOX_CONFIG).decode(value)
+        record = decode_mailbox_config(value)
         try:
             source = resolve_source(
                 self.config, record["tenant"], record["mailbox_id"], record["config_json"]

@@ -52,7 +52,7 @@ from mailferry.schemas.codec import DELIVERY, codec
 from mailferry.streams.bodies import shared_body
 from mailferry.streams.dedup import Sighting, decide
 from mailferry.streams.fanout import FAN_OUT_CAP
-from mailferry.streams.faust_settings import app_id, store_url
+from mailferry.streams.faust_settings import DEDUP_TABLE, app_id, dedup_changelog_spec, store_url
 from mailferry.streams.outbox import Outbox
 from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
 from mailferry.streams.rescue import Rescuer, TopicRoles
@@ -61,7 +61,6 @@ from mailferry.streams.trace_key import load_trace_key
 
 log = logging.getLogger(__name__)
 
-DEDUP_TABLE = "dedup"
 TRANSIENT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 PURGE_EVERY = 3600.0
 PURGE_BATCH = 100_000
@@ -149,15 +148,12 @@ class StreamApp:
         self.deliver_topic = self.app.topic(full_name(self.kafka, DELIVER))
         self.dlt_topic = self.app.topic(full_name(self.kafka, DLT))
         self.audit_topic = self.app.topic(full_name(self.kafka, AUDIT))
-        # compact keeps the latest sighting per key; delete drops sightings older than the
-        # window plus a day, which can no longer make anything a duplicate
-        self.changelog_retention_ms = retention_ms = self.window_ms + 24 * 3600 * 1000
         self.table = self.app.Table(
             DEDUP_TABLE,
             default=None,
             partitions=self.partitions,
             key_type=bytes,
-            extra_topic_configs={"cleanup.policy": "compact,delete", "retention.ms": str(retention_ms)},
+            extra_topic_configs=dict(dedup_changelog_spec(config, self.partitions).config),
         )
         roles = TopicRoles(
             deliveries=frozenset([self.deliver_topic.get_topic_name()]),
@@ -176,15 +172,9 @@ class StreamApp:
         next refresh (``metadata.max.age``, 5 minutes); created first, the table recovers
         at once.
         """
-        return [
-            TopicSpec(
-                DEDUP_TABLE,
-                self.table.changelog_topic.get_topic_name(),
-                self.partitions,
-                self.replicas,
-                {"cleanup.policy": "compact,delete", "retention.ms": str(self.changelog_retention_ms)},
-            ),
-        ]
+        spec = dedup_changelog_spec(self.config, self.partitions)
+        assert spec.name == self.table.changelog_topic.get_topic_name()
+        return [spec]
 
     def directory(self, tenant: Tenant) -> Directory | None:
         """The tenant's live directory behind a TTL cache, or None when it has none.

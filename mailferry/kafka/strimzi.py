@@ -1,7 +1,8 @@
 """Strimzi ``KafkaTopic`` and ``KafkaUser`` resources from the topic settings ``topics ensure`` uses.
 
 The topics come from ``topic_specs`` itself, so a KafkaTopic can never say something else than
-``mailferry topics ensure`` would do. Each role gets a KafkaUser whose ACLs allow what the role
+``mailferry topics ensure`` would do, plus the stream role's Faust changelog from the function
+the role creates it with (``dedup_changelog_spec``). Each role gets a KafkaUser whose ACLs allow what the role
 reads and writes and nothing more (the table ``ROLE_ACCESS``), so a leaked fetch credential
 cannot read the deliveries, and a leaked audit-index credential can read only the audit topic.
 Pure: builds dicts; ``mailferry topics manifest`` prints them as YAML.
@@ -30,6 +31,7 @@ from mailferry.kafka.topics import (
     retry_topic,
     topic_specs,
 )
+from mailferry.streams.faust_settings import app_id, dedup_changelog_spec
 
 API_VERSION = "kafka.strimzi.io/v1beta2"
 Authentication = Literal["scram-sha-512", "tls"]
@@ -138,12 +140,13 @@ def role_acls(config: MailferryConfig, role: str) -> list[dict[str, Any]]:
 
 
 def _stream_acls(config: MailferryConfig) -> list[dict[str, Any]]:
-    """Faust creates and owns its changelog and repartition topics (``<app id>-...``), joins the
-    group named after the app id, and ``mailferry stream`` checks every topic's settings at start."""
-    app_id = config.stream.app_id
+    """Faust owns its changelog topics (``<app id>-...``; the app id is ``<topic prefix>.<stream.app_id>``),
+    joins the group named after the app id, and ``mailferry stream`` checks every topic's settings
+    at start."""
+    faust_app = app_id(config)
     return [
-        _acl("topic", f"{app_id}-", ("All",), pattern="prefix"),
-        _acl("group", app_id, READ),
+        _acl("topic", f"{faust_app}-", ("All",), pattern="prefix"),
+        _acl("group", faust_app, READ),
         _acl("topic", f"{config.kafka.topic_prefix}.", ("Describe", "DescribeConfigs"), pattern="prefix"),
     ]
 
@@ -176,10 +179,9 @@ def strimzi_resources(
     authentication: Authentication = "scram-sha-512",
     users: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every KafkaTopic of ``topics ensure``, then one KafkaUser per role."""
-    resources = [
-        kafka_topic(spec, cluster, namespace) for spec in topic_specs(config.kafka, len(config.retry.tiers))
-    ]
+    """Every KafkaTopic of ``topics ensure`` and the stream role's changelog, then one KafkaUser per role."""
+    specs = [*topic_specs(config.kafka, len(config.retry.tiers)), dedup_changelog_spec(config)]
+    resources = [kafka_topic(spec, cluster, namespace) for spec in specs]
     if users:
         resources += [kafka_user(config, role, cluster, namespace, authentication) for role in ROLE_ACCESS]
     return resources

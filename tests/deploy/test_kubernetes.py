@@ -17,6 +17,7 @@ import yaml
 from mailferry.config import load_config
 from mailferry.kafka.strimzi import ROLE_ACCESS, spec_of, strimzi_resources
 from mailferry.kafka.topics import topic_specs
+from mailferry.streams.faust_settings import app_id, dedup_changelog_spec
 from tests.deploy.strimzi_schema import SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,7 +122,7 @@ def test_kafka_topics_carry_exactly_the_settings_topics_ensure_applies() -> None
     config = load_config(BASE / "mailferry.toml", check_secrets=False)
     ensured = {
         (s.name, s.partitions, s.replication_factor, tuple(sorted(s.config.items())))
-        for s in topic_specs(config.kafka, len(config.retry.tiers))
+        for s in [*topic_specs(config.kafka, len(config.retry.tiers)), dedup_changelog_spec(config)]
     }
     manifest = set()
     for doc in documents(BASE / "strimzi.yaml"):
@@ -155,3 +156,13 @@ def test_role_users_get_only_what_the_role_needs() -> None:
     assert "Write" in allowed("mailferry-fetch", "mailferry.raw")
     assert "Read" in allowed("mailferry-deliver", "mailferry.deliver.retry.3")
     assert "Write" not in allowed("mailferry-stream", "mailferry.deliver.ledger")
+    changelog = dedup_changelog_spec(config).name
+    assert changelog == "mailferry.mailferry-stream-dedup-changelog"  # what Faust names it
+    assert "All" in allowed("mailferry-stream", changelog)
+    assert not allowed("mailferry-deliver", changelog)
+    stream_groups = {
+        acl["resource"]["name"]
+        for acl in users["mailferry-stream"]["spec"]["authorization"]["acls"]
+        if acl["resource"]["type"] == "group"
+    }
+    assert stream_groups == {app_id(config)}  # the group Faust joins
