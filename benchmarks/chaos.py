@@ -191,6 +191,7 @@ def run(args: argparse.Namespace) -> Report:
         broker_back_at: float | None = None
         done_since: float | None = None
         all_arrived: float | None = None
+        shown = 0.0
         while time.monotonic() - began < args.timeout:
             supervisor.check()
             chaos.tend(time.monotonic() - began)
@@ -205,14 +206,16 @@ def run(args: argparse.Namespace) -> Report:
                     if n > 1:
                         first_dup[t].setdefault(key, now)
             delivered = _delivered(counts, expected)
+            busy = broker_back_at is not None or brokers.down
+            spaced = not fired or now - fired[-1].at >= args.gap
             next_share = faults[0].at_share if faults else None
-            limit = offer_limit(total, delivered, next_share, window, args.trickle)
+            limit = offer_limit(total, delivered, next_share, window, args.trickle, busy or not spaced)
             if limit > offered:
                 _offer(server, corpus[offered:limit])
                 offered = limit
-            busy = broker_back_at is not None or brokers.down
-            spaced = not fired or now - fired[-1].at >= args.gap
-            if faults and spaced and delivered >= faults[0].at_share * total and not busy:
+            due = faults and delivered >= faults[0].at_share * total
+            flowing = offered > delivered or offered >= total  # the report shows a fault with none
+            if due and spaced and not busy and flowing:
                 fault = faults.pop(0)
                 at_source = sum(server.message_count(u) for u in boxes)
                 victim = chaos.fire(fault.kind, now)
@@ -222,6 +225,9 @@ def run(args: argparse.Namespace) -> Report:
                 print(f"  {fired[-1].line()}", flush=True)
                 if fault.kind == "broker":
                     broker_back_at = now + args.broker_down
+            if now - shown >= 30:
+                print(f"  {now:6.1f}s delivered {delivered}/{total}, offered {offered}", flush=True)
+                shown = now
             if delivered >= total and all_arrived is None:
                 all_arrived = now
             if delivered >= total and not faults and not busy and not chaos.joiners:

@@ -57,17 +57,22 @@ def plan(kills: int, broker_kills: int, rebalances: int, rng: random.Random) -> 
     return [Fault(s, k) for s, k in zip(shares, kinds, strict=True)]
 
 
-def offer_limit(total: int, delivered: int, next_share: float | None, window: int, trickle: int) -> int:
+def offer_limit(
+    total: int, delivered: int, next_share: float | None, window: int, trickle: int, blocked: bool
+) -> int:
     """How many pairs may have been put into the source by now.
 
     ``window`` ahead of the deliveries, but no more than ``window`` past the share of the
-    next fault (None: none left), so that fault still meets mail in flight; ``trickle``
-    more than delivered at least, so a fault that waits for its spacing or for the broker
-    never finds the pipeline empty.
+    next fault (None: none left), so that fault still meets mail in flight. While that fault
+    waits (``blocked``: for its spacing or for the broker) nothing more is offered, or a fast
+    pipeline would drain the corpus meanwhile; once it may fire, ``trickle`` more than
+    delivered at least, so it never finds the pipeline empty.
     """
     if next_share is None:
         return total
     held = min(delivered, int(next_share * total)) + window
+    if blocked:
+        return min(total, held)
     return min(total, max(held, delivered + trickle))
 
 
