@@ -252,13 +252,7 @@ def test_raw_records_go_to_the_partition_of_their_dedup_shard(
     ctx.publisher.close()
 
     def read() -> list[Any]:
-        consumer = new_consumer(
-            kafka_config,
-            list(kafka_config.bootstrap_servers),
-            topics=[full_name(kafka_config, RAW)],
-            auto_offset_reset="earliest",
-            consumer_timeout_ms=2000,
-        )
+        consumer = _raw_consumer(kafka_config)
         found = list(consumer)
         consumer.close()
         return found
@@ -297,13 +291,7 @@ def test_a_busy_pass_packs_mails_per_partition_and_a_lone_mail_goes_plain(
     packed, lone = config.tenants[0].sources
     assert isinstance(packed, Pop3Source) and isinstance(lone, Pop3Source)
     pop3_pass(packed, "acme", MailboxState("acme", packed.id), ctx)
-    consumer = new_consumer(
-        kafka_config,
-        list(kafka_config.bootstrap_servers),
-        topics=[full_name(kafka_config, RAW)],
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=2000,
-    )
+    consumer = _raw_consumer(kafka_config)
     records = list(consumer)
     mails = [mail for rec in records for mail in unpack_raw(rec.value)]
     assert sorted(m["source_uid"] for m in mails) == sorted({m["source_uid"] for m in mails})
@@ -313,3 +301,16 @@ def test_a_busy_pass_packs_mails_per_partition_and_a_lone_mail_goes_plain(
     consumer.close()
     ctx.publisher.close()
     assert codec(RAW_MESSAGE).decode(single.value)["mailbox_id"] == "p-lone"
+
+
+def _raw_consumer(kafka_config: KafkaConfig) -> Any:
+    """The raw topic from its start; iterating stops after 2 s without a record."""
+    from mailferry.kafka.topics import full_name
+
+    return new_consumer(
+        kafka_config,
+        list(kafka_config.bootstrap_servers),
+        topics=[full_name(kafka_config, RAW)],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=2000,
+    )
