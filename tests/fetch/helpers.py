@@ -60,6 +60,14 @@ def make_context(config: MailferryConfig, **producer_overrides: Any) -> FetchCon
 
 def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list[dict[str, Any]]:
     schema = {RAW: RAW_MESSAGE, AUDIT: AUDIT_EVENT}[logical]
+    records = read_records(kafka, logical, timeout_ms)
+    if logical == RAW:  # one record may pack several mails (mailferry.rawpack)
+        return [mail for m in records for mail in unpack_raw(m.value)]
+    return [codec(schema).decode(m.value) for m in records]
+
+
+def read_records(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list[Any]:
+    """Every record of the topic, as Kafka has it (key, value, headers)."""
     consumer = new_consumer(
         kafka,
         list(kafka.bootstrap_servers),
@@ -68,9 +76,7 @@ def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list
         consumer_timeout_ms=timeout_ms,
     )
     try:
-        if logical == RAW:  # one record may pack several mails (mailferry.rawpack)
-            return [mail for m in consumer for mail in unpack_raw(m.value)]
-        return [codec(schema).decode(m.value) for m in consumer]
+        return list(consumer)
     finally:
         consumer.close()
 

@@ -19,7 +19,7 @@ from mailferry.producers.pop3_fetch import pop3_pass
 from mailferry.producers.state import MailboxState, load_states
 from mailferry_testkit.certs import make_test_pki
 from mailferry_testkit.dovecot import DovecotServer
-from tests.fetch.helpers import make_config, make_context, message_bytes, read_topic, sample
+from tests.fetch.helpers import make_config, make_context, message_bytes, read_records, read_topic, sample
 from tests.fetch.netfaults import CuttingProxy, FakePop3Server
 
 pytestmark = pytest.mark.integration
@@ -57,22 +57,9 @@ def test_pop3s_fetches_publishes_then_deletes(
     reloaded = load_states(kafka_config, list(kafka_config.bootstrap_servers), [("acme", "p-basic")])
     assert {r["status"] for r in reloaded[("acme", "p-basic")].pop3().values()} == {"deleted"}
     # fetch state once per batch, not per message (issue 14): "fetched" and "deleted", 6 each
-    assert len(state_records(kafka_config, "acme/p-basic/")) == 2
+    states = [r for r in read_records(kafka_config, FETCH_STATE) if r.key.startswith(b"acme/p-basic/")]
+    assert len(states) == 2
     ctx.publisher.close()
-
-
-def state_records(kafka: KafkaConfig, prefix: str) -> list[bytes]:
-    consumer = new_consumer(
-        kafka,
-        list(kafka.bootstrap_servers),
-        topics=[full_name(kafka, FETCH_STATE)],
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=2000,
-    )
-    try:
-        return [m.key for m in consumer if m.key.decode().startswith(prefix)]
-    finally:
-        consumer.close()
 
 
 def _setup(
@@ -248,7 +235,6 @@ def test_raw_records_go_to_the_partition_of_their_dedup_shard(
     partitioner gives the record's key, the dedup shard (tenant and Message-ID), so a copy
     of a message fetched from another mailbox, by another producer, lands beside it."""
 
-    from mailferry.kafka.topics import full_name
     from mailferry.rawpack import unpack_raw
     from mailferry.shard import shard_of_record
 
