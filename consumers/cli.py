@@ -19,7 +19,6 @@ def deliver_cmd(
     ctx: typer.Context,
     group: str | None = typer.Option(None, help="consumer group (default: <topic prefix>.deliver)"),
     credential_retry: float = typer.Option(30.0, help="seconds between credential checks of a paused tenant"),
-    verbose: bool = typer.Option(False, "-v", "--verbose", help="log every decision"),
 ) -> None:
     """The delivery role: deliver topic and retry tiers into the recipients' mailboxes.
 
@@ -28,8 +27,8 @@ def deliver_cmd(
     """
     from mailferry.consumers.worker import DeliveryWorker
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+    logging.basicConfig(  # a no-op when the global --log-level already set the log up
+        level=logging.WARNING,
         format="%(asctime)s deliver %(levelname)s %(name)s: %(message)s",
     )
     cli: CliContext = ctx.obj

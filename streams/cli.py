@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import typer
 
 from mailferry.cli.context import CliContext
+from mailferry.cli.main import LEVEL_ENV
 from mailferry.cli.output import cli_errors
 
 
 @cli_errors
-def stream_cmd(
-    ctx: typer.Context,
-    log_level: str = typer.Option(
-        "warning", envvar="MAILFERRY_LOG_LEVEL", help="debug, info, warning or error"
-    ),
-) -> None:
+def stream_cmd(ctx: typer.Context) -> None:
     """Run the stream role: resolve recipients, deduplicate and route raw mail to deliveries.
 
     Uses its own data folder (``stream.data_dir``) and web port (``stream.web_port``, 0: no
@@ -24,7 +22,8 @@ def stream_cmd(
 
     cli: CliContext = ctx.obj
     cli.check_secrets()
-    run_stream(cli.config, cli.bootstrap_servers(), log_level=log_level)
+    # Faust sets its own log up: it takes the level of the global --log-level (its variable)
+    run_stream(cli.config, cli.bootstrap_servers(), log_level=os.environ.get(LEVEL_ENV, "warning"))
 
 
 def register(app: typer.Typer) -> None:

@@ -104,7 +104,6 @@ def trace_table(message: str, events: list[dict[str, Any]]) -> Table:
 def index_cmd(
     ctx: typer.Context,
     port: int | None = typer.Option(None, help="answer lookups over HTTP here (default: config)"),
-    verbose: bool = typer.Option(False, "-v", "--verbose"),
 ) -> None:
     """The audit index role: keeps an index of the audit topic for fast traces.
 
@@ -118,8 +117,8 @@ def index_cmd(
     from mailferry.observe import health
     from mailferry.observe.server import observe
 
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+    logging.basicConfig(  # a no-op when the global --log-level already set the log up
+        level=logging.WARNING,
         format="%(asctime)s audit-index %(levelname)s %(name)s: %(message)s",
     )
     cli: CliContext = ctx.obj

@@ -10,7 +10,9 @@ import hmac
 import ipaddress
 import secrets
 import socket
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -72,6 +74,41 @@ class Gate:
                 return None
             return f"console:{self.config.user}"
         return None
+
+
+@dataclass
+class LoginThrottle:
+    """Failed logins per client address: after ``limit`` failures within ``window`` seconds that
+    client is refused until the oldest of them ages out, so a password cannot be guessed at the
+    speed of HTTP. Written here because it is a dozen lines over a dict, kept in memory: a
+    restart forgets it, which costs a guesser a restart of the console per ``limit`` tries."""
+
+    limit: int = 5
+    window: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _failures: dict[str, list[float]] = field(default_factory=dict)
+
+    def _recent(self, client: str) -> list[float]:
+        now = self.clock()
+        recent = [at for at in self._failures.get(client, []) if now - at < self.window]
+        if recent:
+            self._failures[client] = recent
+        else:
+            self._failures.pop(client, None)
+        return recent
+
+    def retry_after(self, client: str) -> float | None:
+        """Seconds until ``client`` may try again, or None when it may now."""
+        recent = self._recent(client)
+        if len(recent) < self.limit:
+            return None
+        return max(recent[0] + self.window - self.clock(), 0.0)
+
+    def failed(self, client: str) -> None:
+        self._failures.setdefault(client, []).append(self.clock())
+
+    def succeeded(self, client: str) -> None:
+        self._failures.pop(client, None)
 
 
 def new_csrf_token() -> str:

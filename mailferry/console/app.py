@@ -7,6 +7,8 @@ fresh read each time (the pages reload themselves every ``console.refresh_second
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
@@ -24,18 +26,22 @@ from starlette.templating import Jinja2Templates
 
 from mailferry.config import MailferryConfig
 from mailferry.console import readers
-from mailferry.console.access import Gate, csrf_matches, is_loopback, new_csrf_token
+from mailferry.console.access import Gate, LoginThrottle, csrf_matches, is_loopback, new_csrf_token
 from mailferry.consumers.dlq import DeadLetterEntry, DeadLetterQueue, Filter
 
 TEMPLATES = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 Handler = Callable[[Request], Awaitable[Response]]
+log = logging.getLogger(__name__)
 
 
 class Console:
-    def __init__(self, config: MailferryConfig, servers: list[str], gate: Gate) -> None:
+    def __init__(
+        self, config: MailferryConfig, servers: list[str], gate: Gate, throttle: LoginThrottle | None = None
+    ) -> None:
         self.config = config
         self.servers = servers
         self.gate = gate
+        self.throttle = throttle or LoginThrottle()
 
     def actor(self, request: Request) -> str | None:
         if not self.gate.required:
@@ -127,9 +133,20 @@ class Console:
         form = await request.form()
         if not csrf_matches(request.session.get("csrf"), form.get("csrf")):
             return PlainTextResponse("refused: missing or wrong CSRF token", status_code=403)
+        client = request.client.host if request.client else "unknown"
+        wait = self.throttle.retry_after(client)
+        if wait is not None:
+            return PlainTextResponse(
+                f"too many failed logins from {client}: try again in {math.ceil(wait)} s",
+                status_code=429,
+                headers={"Retry-After": str(math.ceil(wait))},
+            )
         actor = await run_in_threadpool(self.gate.login, str(form.get("secret") or ""))
         if actor is None:
+            self.throttle.failed(client)
+            log.warning("console: failed login from %s", client)
             return self.render(request, "login.html", status_code=401, failed=True)
+        self.throttle.succeeded(client)
         request.session.clear()
         request.session["actor"] = actor
         return RedirectResponse("/", status_code=303)
@@ -150,13 +167,18 @@ class Console:
 
 
 def build_app(
-    config: MailferryConfig, servers: list[str], host: str, *, session_key: str | None = None
+    config: MailferryConfig,
+    servers: list[str],
+    host: str,
+    *,
+    session_key: str | None = None,
+    throttle: LoginThrottle | None = None,
 ) -> Starlette:
     """The console for a bind on ``host``; ``ConfigError`` when that bind would be open to anyone."""
     import secrets
 
     gate = Gate.for_bind(config.console, host)
-    console = Console(config, servers, gate)
+    console = Console(config, servers, gate, throttle)
     hosts = ["127.0.0.1", "localhost", "[::1]", "::1"] if is_loopback(host) else ["*"]
     routes = [
         Route("/", console.guarded(console.overview)),

@@ -156,3 +156,11 @@ def test_status_lists_configured_mailboxes_never_polled(tmp_path: Path, kafka_co
     assert json.loads(result.output)["mailboxes"] == {"acme/alice-isp": {"state": "never polled"}}
     table = CliRunner().invoke(app, ["-c", config, "status"])
     assert "acme/alice-isp" in table.output and "never polled" in table.output
+
+
+@pytest.mark.parametrize("role", [["deliver"], ["stream"], ["audit", "index"], ["fetch"], ["console"]])
+def test_roles_take_the_log_level_from_the_global_option_only(role: list[str]) -> None:
+    """A role with a level option of its own would disagree with ``mailferry --log-level``."""
+    helped = CliRunner().invoke(app, [*role, "--help"], env={"COLUMNS": "200"})
+    assert helped.exit_code == 0, helped.output
+    assert "--log-level" not in helped.output and "--verbose" not in helped.output

@@ -74,8 +74,8 @@ class StreamRole:
 
     def start(self) -> None:
         # info: when a wait times out, the log shows where the worker was (group, recovery)
-        argv = [sys.executable, "-m", "mailferry", "-c", str(self.config_path), "stream"]
-        argv += ["--log-level", "info"]
+        argv = [sys.executable, "-m", "mailferry", "-c", str(self.config_path), "--log-level", "info"]
+        argv += ["stream"]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
 
