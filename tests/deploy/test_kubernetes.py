@@ -61,6 +61,7 @@ def test_a_broken_deployment_is_refused() -> None:
 
 def test_every_role_has_requests_probes_config_and_secret_references() -> None:
     config = load_config(BASE / "mailferry.toml", check_secrets=False)
+    users = {d["metadata"]["name"] for d in documents(BASE / "strimzi.yaml") if d["kind"] == "KafkaUser"}
     for doc in (d for d in base_resources() if d["kind"] == "Deployment"):
         pod = doc["spec"]["template"]["spec"]
         (container,) = pod["containers"]
@@ -71,11 +72,16 @@ def test_every_role_has_requests_probes_config_and_secret_references() -> None:
         assert {"cpu", "memory"} <= set(container["resources"]["requests"])
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert volumes["config"]["configMap"]["name"] == "mailferry-config"
-        for env in container["env"]:  # secrets only by reference, never a value
-            assert "value" not in env and "secretKeyRef" in env["valueFrom"]
         role = doc["metadata"]["name"].removeprefix("mailferry-")
-        assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == f"mailferry-{role}"
-        assert f"s/@ROLE@/{role}/g" in container["args"][0]
+        env = {e["name"]: e for e in container["env"]}
+        # the role's own KafkaUser: the one name given as a value, it is no secret
+        assert env.pop("MAILFERRY_KAFKA_SASL_USERNAME")["value"] == f"mailferry-{role}"
+        assert f"mailferry-{role}" in users
+        for entry in env.values():  # secrets only by reference, never a value
+            assert "value" not in entry and "secretKeyRef" in entry["valueFrom"]
+        assert env["KAFKA_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"mailferry-{role}"
+        assert container["args"][:2] == ["-c", "/etc/mailferry/config/mailferry.toml"]
+        assert " ".join(container["args"][2:]) == role.replace("-", " ")
     assert config.metrics.host == "0.0.0.0"
     generator = kustomization(BASE)["configMapGenerator"][0]
     assert generator["name"] == "mailferry-config" and generator["files"] == ["mailferry.toml"]
