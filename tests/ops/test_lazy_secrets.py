@@ -65,6 +65,22 @@ client_id = "app"
 client_secret = "{ref}"
 
 [[tenants.targets]]
+name = "ews-cert"
+kind = "ews"
+endpoint = "https://mail.acme.example/EWS/Exchange.asmx"
+auth = "oauth2"
+tenant_id = "t"
+client_id = "cert-app"
+client_certificate = "{ref}"
+
+[[tenants.targets]]
+name = "graph-cert"
+kind = "graph"
+tenant_id = "t"
+client_id = "cert-app"
+client_certificate = "{ref}"
+
+[[tenants.targets]]
 name = "smtp"
 kind = "smtp"
 host = "mx.acme.example"
