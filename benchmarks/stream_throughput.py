@@ -48,8 +48,8 @@ from mailferry.kafka.clients import aiokafka_settings, new_admin, new_consumer, 
 from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import AUDIT, DELIVER, RAW, full_name, topic_specs
+from mailferry.packing import Packer, pack_value
 from mailferry.producers.publish import pack_limit
-from mailferry.rawpack import Packer, pack_value
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
 from mailferry.shard import partition_for
@@ -130,7 +130,7 @@ def publish_raw(
     packed: bool = False,
 ) -> None:
     """``count`` mails into raw, keyed by their dedup shard; ``packed``: as the fetcher
-    packs them under load (``mailferry.rawpack``, full packs of one partition)."""
+    packs them under load (``mailferry.packing``, full packs of one partition)."""
     blobs = LocalBlobStore(config.blob_dir)
     producer = new_producer(config.kafka, servers, linger_ms=20, batch_size=1 << 20)
     topic = topic or full_name(config.kafka, RAW)

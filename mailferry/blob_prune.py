@@ -29,7 +29,7 @@ from mailferry.errors import SetupError, TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import DELIVER, DLT, RAW, full_name, retry_topic
-from mailferry.rawpack import unpack_raw
+from mailferry.packing import unpack_raw
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, UnknownSchemaError, codec
 from mailferry.schemas.codec import Record
 
@@ -199,7 +199,7 @@ def collect_references(
     referenced: set[str] = set()
     last_seen: dict[TopicPartition, int] = {}
     for name, schema in topics:
-        # raw records may pack several mails (mailferry.rawpack): each one's reference counts
+        # raw records may pack several mails (mailferry.packing): each one's reference counts
         decode = unpack_raw if schema == RAW_MESSAGE else lambda value, c=codec(schema): [c.decode(value)]
         for record in scan_topic(kafka, servers, name):
             tp = TopicPartition(record.topic, record.partition)

@@ -21,7 +21,7 @@ from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, RAW, full_name
-from mailferry.rawpack import origin_of, unpack_raw
+from mailferry.packing import origin_of, unpack_raw
 from mailferry.schemas import RAW_MESSAGE, UnknownSchemaError, codec
 from mailferry.schemas.codec import Record
 from mailferry.shard import shard_of_record

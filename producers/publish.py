@@ -19,8 +19,8 @@ from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
 from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
 from mailferry.mail.message_id import normalise_message_id
+from mailferry.packing import Pack, Packer, pack_value
 from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
-from mailferry.rawpack import Pack, Packer, pack_value
 from mailferry.rawrecord import encode_raw, raw_key
 from mailferry.schemas.codec import Record
 from mailferry.shard import partition_for
@@ -81,7 +81,7 @@ class Batch:
         """A mail under its dedup shard ``key``: every copy of a message, from any mailbox,
         goes to the one partition whose dedup table knows the earlier ones.
 
-        Mails for one partition are packed into one record (``mailferry.rawpack``) until
+        Mails for one partition are packed into one record (``mailferry.packing``) until
         the pack is full or has waited ``PACK_LINGER``; ``confirm`` sends what is left, a
         lone mail as a plain record."""
         p = self._publisher

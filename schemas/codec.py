@@ -25,8 +25,11 @@ from mailferry.schemas.registry import SCHEMA_FILES, expanded, history
 MAILBOX_CONFIG = "mailbox_config"
 FETCH_STATE = "fetch_state"
 RAW_MESSAGE = "raw_message"
+RAW_BATCH = "raw_batch"
 DELIVERY = "delivery"
+DELIVERY_BATCH = "delivery_batch"
 AUDIT_EVENT = "audit_event"
+AUDIT_BATCH = "audit_batch"
 DEAD_LETTER = "dead_letter"
 SCHEMA_NAMES = SCHEMA_FILES
 

@@ -20,7 +20,9 @@ _FILES = (
     "raw_message",
     "raw_batch",
     "delivery",
+    "delivery_batch",
     "audit_event",
+    "audit_batch",
     "dead_letter",
 )
 

@@ -47,7 +47,7 @@ from mailferry.kafka.topics import (
     topic_settings,
 )
 from mailferry.observe import metrics
-from mailferry.rawpack import unpack_raw
+from mailferry.packing import unpack_raw
 from mailferry.schemas.codec import DELIVERY, codec
 from mailferry.streams.bodies import shared_body
 from mailferry.streams.dedup import Sighting, decide

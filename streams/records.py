@@ -20,7 +20,7 @@ class Origin:
     topic: str
     partition: int
     offset: int
-    index: int | None = None  # the mail's place in a packed record (``mailferry.rawpack``)
+    index: int | None = None  # the mail's place in a packed record (``mailferry.packing``)
 
     @classmethod
     def parse(cls, text: str | None) -> Origin:

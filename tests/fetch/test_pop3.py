@@ -235,7 +235,7 @@ def test_raw_records_go_to_the_partition_of_their_dedup_shard(
     partitioner gives the record's key, the dedup shard (tenant and Message-ID), so a copy
     of a message fetched from another mailbox, by another producer, lands beside it."""
 
-    from mailferry.rawpack import unpack_raw
+    from mailferry.packing import unpack_raw
     from mailferry.shard import shard_of_record
 
     users = [f"p-part{i}" for i in range(6)]
@@ -277,7 +277,7 @@ def test_a_busy_pass_packs_mails_per_partition_and_a_lone_mail_goes_plain(
 ) -> None:
     """Under load one raw record carries several mails of one partition (fewer records and
     requests per mail); an idle mailbox's single new mail still goes as a plain record."""
-    from mailferry.rawpack import unpack_raw
+    from mailferry.packing import unpack_raw
     from mailferry.schemas import RAW_MESSAGE, codec
 
     dovecot.add_user("p-pack", "pw")

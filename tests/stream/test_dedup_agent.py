@@ -11,7 +11,7 @@ import pytest
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.errors import TransientError
-from mailferry.rawpack import pack_value
+from mailferry.packing import pack_value
 from mailferry.rawrecord import RawSource, build_raw_record
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
 from mailferry.streams.app import StreamApp

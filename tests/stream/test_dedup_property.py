@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.mail.message_id import normalise_message_id
-from mailferry.rawpack import origin_of
+from mailferry.packing import origin_of
 from mailferry.rawrecord import RawSource, build_raw_record
 from mailferry.schemas.codec import Record
 from mailferry.shard import head_message_id, partition_for, shard_key

@@ -1,4 +1,4 @@
-"""Packed ``raw`` records: what goes in comes out, in order, and plain records still read."""
+"""Packed records (raw, deliver, audit): what goes in comes out, in order, and plain records still read."""
 
 from __future__ import annotations
 
@@ -8,9 +8,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailferry.rawpack import PACK_OVERHEAD, Packer, origin_of, pack_value, unpack_raw
+from mailferry.audit import audit_event
+from mailferry.packing import (
+    AUDIT_PACK,
+    DELIVERY_PACK,
+    PACK_OVERHEAD,
+    Packer,
+    origin_of,
+    pack_value,
+    unpack_raw,
+)
 from mailferry.rawrecord import encode_raw
-from mailferry.schemas.codec import Record, UnknownSchemaError
+from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, UnknownSchemaError, codec
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
@@ -81,3 +90,39 @@ def test_a_mail_larger_than_the_limit_goes_alone() -> None:
     assert before.values == [b"small"]
     (alone,) = packer.add(0, b"c", b"next", now=0.0)
     assert alone.values == [b"L" * 500]
+
+
+def delivery(n: int) -> Record:
+    return {
+        "delivery_id": f"d{n}",
+        "tenant": "acme",
+        "recipient": f"r{n}@acme.example",
+        "target": "maildir",
+        "dedup_key": f"k{n}",
+        "message_id": None,
+        "mailbox_id": "box",
+        "size": 1,
+        "sha256": f"{n:064x}",
+        "inline": b"x" * n,
+        "blob_ref": None,
+        "reasons": [],
+        "flags": [],
+        "add_headers": [],
+        "raw_origin": f"p.raw/0/{n}",
+        "routed_at": NOW,
+    }
+
+
+@pytest.mark.parametrize("count", [1, 2, 7])
+def test_deliveries_and_audit_events_pack_the_same_way(count: int) -> None:
+    deliveries = [delivery(n) for n in range(count)]
+    value = DELIVERY_PACK.pack([codec(DELIVERY).encode(d) for d in deliveries])
+    assert DELIVERY_PACK.unpack(value) == deliveries
+    events = [
+        audit_event("routed", stage="stream", tenant="acme", sha256=f"{n:064x}")[1] for n in range(count)
+    ]
+    assert [codec(AUDIT_EVENT).encode(e) for e in AUDIT_PACK.unpack(AUDIT_PACK.pack(events))] == events
+    if count == 1:  # a pack of one is the plain record every reader already knows
+        assert codec(DELIVERY).decode(value) == deliveries[0]
+    with pytest.raises(UnknownSchemaError):  # each topic's packs are its own
+        AUDIT_PACK.unpack(value)
