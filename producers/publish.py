@@ -14,9 +14,9 @@ from kafka import KafkaProducer
 
 from mailferry.audit import EventName, audit_event
 from mailferry.config import MailferryConfig
-from mailferry.errors import TransientError
+from mailferry.errors import MailferryError, TransientError
 from mailferry.kafka.clients import new_producer
-from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
+from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
 from mailferry.mail.message_id import normalise_message_id
 from mailferry.packing import Pack, Packer, pack_value
@@ -137,8 +137,8 @@ class Batch:
     def confirm(self, timeout: float = 60.0) -> None:
         """Wait for every raw record and audit event, then write and wait for the state records.
 
-        Raises ``TransientError`` if Kafka did not acknowledge something; the local state is
-        updated only when everything was.
+        Raises the Kafka mapper's error if Kafka did not acknowledge something; the local
+        state is updated only when everything was.
         """
         for pack in self._packer.drain():
             self._send_pack(pack)
@@ -158,7 +158,7 @@ class Batch:
             return
         try:
             self._sends.confirm("records of the pass", timeout)
-        except NotAcknowledgedError:
+        except MailferryError:
             self._state_updates.clear()
             raise
 
