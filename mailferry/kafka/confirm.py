@@ -15,7 +15,7 @@ topic will never take a ``PermanentError``.
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -82,13 +82,17 @@ class ConfirmedSends(Generic[Tag]):
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
         tag: Tag | None = None,
+        tags: Sequence[Tag | None] | None = None,
     ) -> None:
+        """``tags`` instead of ``tag``: the record stands for each of them (a pack of items),
+        which are done together or failed together."""
+        stands_for = list(tags) if tags else [tag]
         try:
             future = self.producer.send(topic, key=key, value=value, headers=headers, partition=partition)
         except KafkaError as exc:
-            self._failed_at_send.append((tag, exc))
+            self._failed_at_send += [(t, exc) for t in stands_for]
             return
-        self._pending.append((tag, future))
+        self._pending += [(t, future) for t in stands_for]
 
     def then(
         self,
