@@ -24,7 +24,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from enum import StrEnum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -125,11 +125,6 @@ class GraphItem:
     extended: dict[str, str] = field(default_factory=dict)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-
-
 class _Reply(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -138,6 +133,8 @@ class _Reply(Exception):
 
 class GraphEmulator(IdentityHost):
     """GRAPH EMULATOR — not Microsoft Graph. ``start()`` serves on 127.0.0.1, a free port."""
+
+    banner = "GRAPH EMULATOR (not Microsoft Graph)"
 
     def __init__(self, *, max_message_size: int = 35 * 1024 * 1024, throttle_retry_after: int = 1) -> None:
         self.max_message_size = max_message_size
@@ -152,7 +149,6 @@ class GraphEmulator(IdentityHost):
         self.requests: dict[str, int] = {}  # per operation; a batch's steps each count too
         self.batch_sizes: list[int] = []  # steps of each $batch served
         self.throttled = 0
-        self._httpd: ThreadingHTTPServer | None = None
 
     def add_app(
         self,
@@ -193,29 +189,10 @@ class GraphEmulator(IdentityHost):
 
     @property
     def base_url(self) -> str:
-        assert self._httpd is not None, "start() the emulator first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self.origin
 
-    def start(self) -> GraphEmulator:
-        handler = type("Handler", (_Handler,), {"emulator": self})
-        self._httpd = _Server(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, name="graph-emulator", daemon=True).start()
-        log.info("GRAPH EMULATOR (not Microsoft Graph) listening on %s", self.base_url)
-        return self
-
-    def stop(self) -> None:
-        self.stop_identity()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> GraphEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     # ---- request handling --------------------------------------------------------------------
 
