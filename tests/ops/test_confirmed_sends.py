@@ -21,6 +21,7 @@ from kafka import errors as kafka_errors
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from typer.testing import CliRunner
 
+from mailferry.audit import read_events
 from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
@@ -30,7 +31,7 @@ from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.confirm import ConfirmedSends, Outcome
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
-from mailferry.schemas import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
+from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 
 pytestmark = pytest.mark.integration
 SMALL = 1024  # bytes a refusing topic accepts; every record below is larger
@@ -48,16 +49,20 @@ def _limit(admin: KafkaAdminClient, topic: str, max_bytes: int) -> None:
         time.sleep(0.1)
 
 
-def _values(kafka: KafkaConfig, logical: str) -> list[bytes]:
+def _records(kafka: KafkaConfig, logical: str) -> list[Any]:
     consumer = new_consumer(kafka, list(kafka.bootstrap_servers), consumer_timeout_ms=2000)
     consumer.subscribe([full_name(kafka, logical)])
-    values = [m.value for m in consumer]
+    records = list(consumer)
     consumer.close()
-    return values
+    return records
+
+
+def _values(kafka: KafkaConfig, logical: str) -> list[bytes]:
+    return [m.value for m in _records(kafka, logical)]
 
 
 def _audit(kafka: KafkaConfig) -> list[dict[str, Any]]:
-    return [codec(AUDIT_EVENT).decode(v) for v in _values(kafka, AUDIT)]
+    return [event for m in _records(kafka, AUDIT) for event in read_events(m)]
 
 
 @pytest.fixture
