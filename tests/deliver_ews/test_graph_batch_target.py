@@ -10,7 +10,8 @@ from datetime import timedelta
 import pytest
 
 from mailferry.consumers.target import DeliveryItem, Outcome
-from mailferry.errors import AmbiguousOutcomeError, PermanentError, TransientError
+from mailferry.consumers.targets.graph import batch
+from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 from mailferry_testkit.graph_emulator import GraphEmulator, GraphFault
 
 from .conftest import message
@@ -159,3 +160,31 @@ def test_a_batch_of_one_is_a_plain_request(emulator: GraphEmulator, item_for: It
     assert outcomes == [None]
     assert emulator.batch_sizes == []
     assert emulator.requests["importMime"] == 1
+
+
+def test_a_refused_permission_stops_the_batch(emulator: GraphEmulator, item_for: ItemFor) -> None:
+    """A tenant-wide refusal for one mailbox's $batch is given to the messages not tried
+    yet too (they are parked with the tenant), not sent to a server that refuses them."""
+    target = make_target(emulator)
+    emulator.inject(GraphFault.FORBIDDEN, operation="batch")
+    items = [item_for(BOB), item_for(BOB), item_for(ALICE), item_for(ALICE)]
+    outcomes, _ = deliver(target, items)
+    assert all(isinstance(o, TenantError) and o.reason_code == "permission-denied" for o in outcomes)
+    assert emulator.requests["batch"] == 1
+
+
+def test_a_step_missing_from_the_answer_is_ambiguous() -> None:
+    """Graph answers steps in any order, matched by id; a step it does not answer may have run."""
+    steps = [
+        batch.step(i, "/users/b/mailFolders/inbox/messages", "application/json", b"{}") for i in range(3)
+    ]
+    answer = {
+        "responses": [
+            {"id": "2", "status": 429, "headers": {"retry-after": "5"}, "body": {"error": {"code": "x"}}},
+            {"id": "0", "status": 201, "body": {}},
+        ]
+    }
+    verdicts = batch.verdicts(answer, steps, tenant="contoso")
+    assert verdicts[0] is None
+    assert isinstance(verdicts[1], AmbiguousOutcomeError)
+    assert isinstance(verdicts[2], TransientError) and verdicts[2].retry_after == 5

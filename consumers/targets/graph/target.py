@@ -37,7 +37,7 @@ from mailferry.consumers.targets.exchange_item import delivery_time, internet_me
 from mailferry.consumers.targets.graph import batch
 from mailferry.consumers.targets.graph.json_message import MAX_REQUEST, to_graph_message
 from mailferry.consumers.targets.graph.slots import MailboxSlots
-from mailferry.errors import MailferryError, PermanentError, TenantError
+from mailferry.errors import MailferryError, OperatorError, PermanentError, TenantError
 from mailferry.exchange.directory import CachedDirectory, graph_lookup
 from mailferry.exchange.graph.client import GraphClient
 
@@ -139,8 +139,9 @@ class GraphDeliveryTarget:
 
     def deliver_batch(self, items: Sequence[DeliveryItem], committing: Committing) -> list[Outcome]:
         """Per mailbox, the messages in $batch requests of up to 20 (``graph.batch``); one
-        too large for a batch, or a batch of one, as a request of its own."""
-        outcomes: list[Outcome] = [None] * len(items)
+        too large for a batch, or a batch of one, as a request of its own. An operator
+        error (credentials, permissions) stops the batch, as in ``deliver_each``."""
+        outcomes: dict[int, Outcome] = {}
         steps: dict[tuple[str, str], list[batch.Step]] = {}
         for index, item in enumerate(items):
             try:
@@ -148,16 +149,22 @@ class GraphDeliveryTarget:
                 one = batch.step(index, payload.url, payload.content_type, payload.content)
                 if len(items) == 1 or not batch.fits_alone(one):
                     self._send(item, payload)
+                    outcomes[index] = None
                     continue
             except Exception as exc:
                 outcomes[index] = exc
+                if isinstance(exc, OperatorError):
+                    return _stopped(outcomes, len(items), exc)
                 continue
             steps.setdefault((payload.mailbox, payload.version), []).append(one)
         for (mailbox, version), planned in steps.items():
             for chunk in batch.chunks(planned):
-                for index, outcome in self._send_batch(mailbox, version, chunk, items, committing).items():
-                    outcomes[index] = outcome
-        return outcomes
+                answered = self._send_batch(mailbox, version, chunk, items, committing)
+                outcomes.update(answered)
+                stop = next((o for o in answered.values() if isinstance(o, OperatorError)), None)
+                if stop is not None:
+                    return _stopped(outcomes, len(items), stop)
+        return [outcomes[i] for i in range(len(items))]
 
     def _send_batch(
         self,
@@ -215,6 +222,12 @@ class GraphDeliveryTarget:
 
     def close(self) -> None:
         self.client.close()
+
+
+def _stopped(outcomes: dict[int, Outcome], count: int, error: OperatorError) -> list[Outcome]:
+    """The messages not tried yet get ``error`` too: parked with the tenant, not sent to a
+    server that refuses it."""
+    return [outcomes.get(i, error) for i in range(count)]
 
 
 def _quoted(value: str) -> str:
