@@ -21,9 +21,9 @@ from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, RAW, full_name
-from mailferry.packing import origin_of, unpack_raw
-from mailferry.schemas import RAW_MESSAGE, UnknownSchemaError, codec
-from mailferry.schemas.codec import Record
+from mailferry.packing import origin_of
+from mailferry.schemas import UnknownSchemaError
+from mailferry.schemas.records import RAW_MESSAGES, RawMessage, unpack_raw_messages
 from mailferry.shard import shard_of_record
 
 CONFIRM_EVERY = 1000  # records sent before waiting: bounds the futures held and what a failure leaves
@@ -60,7 +60,6 @@ def replay(
     if target is not None and target not in {t.name for t in tenant_config.targets}:
         raise ConfigError(f"tenant {tenant!r} has no target {target!r}")
     raw_topic = full_name(config.kafka, RAW)
-    raw = codec(RAW_MESSAGE)
     report = ReplayReport()
     producer = None if dry_run else new_producer(config.kafka, servers)
     # a record written before raw was sharded carries its mailbox as key: the shard is
@@ -82,7 +81,7 @@ def replay(
                 continue
             value |= {"replay_of": origin, "bypass_dedup": bypass_dedup, "target_override": target}
             key = shard_of_record(value, blobs)
-            sends.send(raw_topic, key=key, value=raw.encode(value), tag=report.matched)
+            sends.send(raw_topic, key=key, value=RAW_MESSAGES.encode(value), tag=report.matched)
             audit_key, event = audit_event(
                 "replayed",
                 stage="replay",
@@ -104,12 +103,12 @@ def replay(
     return report
 
 
-def _mails(records: Iterable[Any], report: ReplayReport) -> Iterator[tuple[str, Record]]:
+def _mails(records: Iterable[Any], report: ReplayReport) -> Iterator[tuple[str, RawMessage]]:
     """(origin, mail) of every mail in ``records``: a packed record holds several, each
     addressed by (offset, index); what cannot be decoded is counted and skipped."""
     for record in records:
         try:
-            mails = unpack_raw(record.value)
+            mails = unpack_raw_messages(record.value)
         except UnknownSchemaError:
             report.undecodable += 1
             continue
