@@ -127,7 +127,10 @@ class Topics:
             if until(values):
                 return values
             assert role.alive(), f"stream role died:\n{role.log.read_text()[-3000:]}"
-        raise AssertionError(f"timed out with {len(self.records)} records:\n{role.log.read_text()[-3000:]}")
+        seen = [(r.get("event"), r.get("recipient")) for _k, r in self.records][-40:]
+        raise AssertionError(
+            f"timed out with {len(self.records)} records, last {seen}:\n{role.log.read_text()[-3000:]}"
+        )
 
     def settle(self, seconds: float = 3.0) -> list[Record]:
         deadline = time.monotonic() + seconds
