@@ -11,12 +11,15 @@ this process until every message is in place. Reported per target:
 - worker: first to last delivery (steady rate) and from worker start (ledger load and
   consumer-group join included); every delivery also writes a ledger entry and an audit
   event and waits for Kafka's acknowledgement before its offset is committed.
-The SMTP sink is aiosmtpd on 127.0.0.1 without TLS (counts and drops messages).
+The SMTP sink is aiosmtpd on 127.0.0.1 without TLS (counts and drops messages). The Graph
+rows write into the GRAPH EMULATOR (not Microsoft Graph), run in this process: its CPU is in
+those rows' CPU column.
 
-The Maildir target runs twice in the same run: with the worker's batches (group commit:
+The Maildir and Graph targets run twice in the same run: with the worker's batches (group commit:
 one fsync of each ``new/`` folder per batch, the batch's ledger entries sent together) and
 with batches of one (``consumers.batching.BATCH_SIZES`` set to 1: a folder fsync per
-message, one attempt per thread hand-off, as before batching). CPU is this process's
+message, one attempt per thread hand-off, as before batching; for Graph one request per
+message instead of $batch requests of up to 20). CPU is this process's
 (the worker's) per 1,000 deliveries; the broker is another process.
 """
 
@@ -56,6 +59,7 @@ from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import DELIVER, full_name, topic_specs
 from mailferry.schemas.codec import DELIVERY, codec
+from mailferry_testkit.graph_emulator import GraphEmulator
 
 
 class CountingSink:
@@ -194,6 +198,26 @@ def _maildir(root: Path, mailboxes: int, concurrency: int) -> tuple[str, str, Ca
     return "maildir", toml, delivered
 
 
+def _graph(emulator: GraphEmulator, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
+    """The Graph target (import-mime) into the GRAPH EMULATOR (not Microsoft Graph), in this process."""
+    emulator.add_app("bench-app", "bench secret", "acme-tenant")
+    addresses = [f"user{i}@acme.example" for i in range(mailboxes)]
+    for address in ("postmaster@acme.example", *addresses):
+        emulator.add_mailbox(address)
+    os.environ["BENCH_GRAPH_SECRET"] = "bench secret"
+
+    def delivered() -> int:
+        return sum(len(emulator.items(a)) for a in addresses)
+
+    toml = (
+        f'[[tenants.targets]]\nname = "t"\nkind = "graph"\nmode = "import-mime"\n'
+        f'base_url = "{emulator.base_url}"\nauthority = "{emulator.authority("acme-tenant")}"\n'
+        f'ca_file = "{emulator.identity_ca_file}"\ntenant_id = "acme-tenant"\nclient_id = "bench-app"\n'
+        f'client_secret = "env:BENCH_GRAPH_SECRET"\nconcurrency = {min(concurrency, 4)}\n'  # Graph allows 4
+    )
+    return "graph import-mime (GRAPH EMULATOR, $batch)", toml, delivered
+
+
 def main() -> None:
     faulthandler.register(signal.SIGUSR1)  # `kill -USR1 <pid>` prints every thread's stack
     parser = argparse.ArgumentParser(description=__doc__)
@@ -212,6 +236,7 @@ def main() -> None:
         smtp_port = free_port()
         controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
         controller.start()
+        graph_api = GraphEmulator().start()
         try:
             scenarios: list[tuple[str, str, Callable[[], int], int | None]] = [
                 (*_maildir(home / "maildir", args.mailboxes, args.concurrency), None),
@@ -224,6 +249,8 @@ def main() -> None:
                     lambda: sink.count,
                     None,
                 ),
+                (*_graph(graph_api, args.mailboxes, args.concurrency), None),
+                (*_graph(graph_api, args.mailboxes, args.concurrency), 1),
             ]
             sizes = dict(batching.BATCH_SIZES)
             for name, toml, delivered, one_by_one in scenarios:
@@ -231,7 +258,7 @@ def main() -> None:
                     continue
                 if one_by_one is not None:
                     batching.BATCH_SIZES.update(dict.fromkeys(sizes, one_by_one))
-                    name += ", batches of 1 (before)"
+                    name = name.replace(", $batch", "") + ", batches of 1 (before)"
                 else:
                     batching.BATCH_SIZES.update(sizes)
                 config = config_for(home, broker, toml)
@@ -241,6 +268,7 @@ def main() -> None:
                 steady, total, cpu_ms = worker_rates(config, records, delivered)
                 rows.append((name, direct, steady, total, cpu_ms))
         finally:
+            graph_api.stop()
             controller.stop()
             broker.stop()
     table = Table(

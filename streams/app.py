@@ -111,8 +111,8 @@ class StreamApp:
         partition is computed from; the configured counts when not given.
 
         ``pack_outputs``: one deliver record per (input record, deliver partition) and one
-        audit record per input record; not with a schema registry, whose header the packs
-        cannot carry yet (every item then goes as its own record)."""
+        audit record per input record (with a schema registry too: a pack then carries the
+        registry's header, ``PackFormat.pack``)."""
         self.config = config
         self.kafka = config.kafka
         self.blobs = open_blob_store(config, servers)
@@ -141,7 +141,7 @@ class StreamApp:
         self.collector = Collector(
             deliver_partitions=deliver_partitions or topic_settings(self.kafka, DELIVER).partitions,
             limit=self.pack_limit,
-            packed=pack_outputs and config.schema_registry.url is None,
+            packed=pack_outputs,
         )
         self._collecting = False
         web_port = config.stream.web_port

@@ -13,13 +13,13 @@ from faust.types.tuples import TP, Message
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.errors import TransientError
-from mailferry.packing import AUDIT_PACK, DELIVERY_PACK, pack_value
+from mailferry.packing import pack_value
 from mailferry.rawrecord import RawSource, build_raw_record
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
 from mailferry.shard import partition_for
 from mailferry.streams.app import StreamApp
 from mailferry.streams.dedup_table import PACK_PREFIX
-from tests.stream.factories import DOMAIN, config, message
+from tests.stream.factories import DOMAIN, config, decoded, message
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 STORE = "rocksdb://"
@@ -75,9 +75,6 @@ def raw_value(stream: StreamApp, data: bytes, mailbox: str = "catchall", **extra
     return codec(RAW_MESSAGE).encode(raw)
 
 
-FORMS = {DELIVERY: DELIVERY_PACK, AUDIT_EVENT: AUDIT_PACK}
-
-
 async def drain(channel: Any, name: str) -> list[Record]:
     """The items sent on a channel, packs unpacked."""
     return [item for _event, items in await drain_records(channel, name) for item in items]
@@ -85,11 +82,10 @@ async def drain(channel: Any, name: str) -> list[Record]:
 
 async def drain_records(channel: Any, name: str) -> list[tuple[Any, list[Record]]]:
     """Each record sent on a channel with its items."""
-    form = FORMS.get(name)
     found = []
     while not channel.empty():
         event = await channel.get()
-        found.append((event, form.unpack(event.value) if form else [codec(name).decode(event.value)]))
+        found.append((event, decoded(name, event.value)))
     return found
 
 

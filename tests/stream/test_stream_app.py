@@ -28,15 +28,16 @@ from mailferry.config.models import MailferryConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name, topic_specs
-from mailferry.packing import AUDIT_PACK, DELIVERY_PACK, pack_value
+from mailferry.packing import pack_value
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
-from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record, codec
+from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record
 from mailferry.shard import partition_for
 from mailferry.status import read_snapshots
 from mailferry.streams.faust_settings import app_id
 from mailferry.streams.loopguard import trace_value
 from mailferry.streams.trace_key import load_trace_key
 from mailferry_testkit.sample_mail import catchall_mailbox, personal_mailbox
+from tests.stream.factories import decoded
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +102,6 @@ class Topics:
 
     def __init__(self, kafka: KafkaConfig, logical: str, schema: str) -> None:
         self.schema = schema
-        self.form = {DELIVERY: DELIVERY_PACK, AUDIT_EVENT: AUDIT_PACK}.get(schema)
         self.consumer = new_consumer(
             kafka,
             list(kafka.bootstrap_servers),
@@ -111,18 +111,13 @@ class Topics:
         )
         self.records: list[tuple[bytes, Record]] = []
 
-    def _take(self, batches: dict[Any, list[Any]]) -> None:
-        for batch in batches.values():
-            for m in batch:
-                items = self.form.unpack(m.value) if self.form else [codec(self.schema).decode(m.value)]
-                self.records += [(m.key, item) for item in items]
-
     def wait(
         self, until: Callable[[list[Record]], bool], role: StreamRole, timeout: float = 120
     ) -> list[Record]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self._take(self.consumer.poll(timeout_ms=500))
+            for batch in self.consumer.poll(timeout_ms=500).values():
+                self.records += [(m.key, item) for m in batch for item in decoded(self.schema, m.value)]
             values = [r for _k, r in self.records]
             if until(values):
                 return values
@@ -135,7 +130,8 @@ class Topics:
     def settle(self, seconds: float = 3.0) -> list[Record]:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            self._take(self.consumer.poll(timeout_ms=300))
+            for batch in self.consumer.poll(timeout_ms=300).values():
+                self.records += [(m.key, item) for m in batch for item in decoded(self.schema, m.value)]
         return [r for _k, r in self.records]
 
 
