@@ -12,12 +12,15 @@ this process until every message is in place. Reported per target:
 - worker: first to last delivery (steady rate) and from worker start (ledger load and
   consumer-group join included); every delivery also writes a ledger entry and an audit
   event and waits for Kafka's acknowledgement before its offset is committed.
-The SMTP sink is aiosmtpd on 127.0.0.1 without TLS (counts and drops messages).
+The SMTP sink is aiosmtpd on 127.0.0.1 without TLS (counts and drops messages). The Graph
+rows write into the GRAPH EMULATOR (not Microsoft Graph), run in this process: its CPU is in
+those rows' CPU column.
 
-The Maildir target runs twice in the same run: with the worker's batches (group commit:
+The Maildir and Graph targets run twice in the same run: with the worker's batches (group commit:
 one fsync of each ``new/`` folder per batch, the batch's ledger entries sent together) and
 with batches of one (``consumers.batching.BATCH_SIZES`` set to 1: a folder fsync per
-message, one attempt per thread hand-off, as before batching). CPU is this process's
+message, one attempt per thread hand-off, as before batching; for Graph one request per
+message instead of $batch requests of up to 20). CPU is this process's
 (the worker's) per 1,000 deliveries; the broker is another process.
 
 The "packed" rows put the same deliveries on the deliver topic as the stream does under
@@ -66,6 +69,7 @@ from mailferry.kafka.topics import DELIVER, full_name, topic_specs
 from mailferry.packing import DELIVERY_PACK
 from mailferry.schemas.codec import DELIVERY, codec
 from mailferry_testkit.ews_emulator.server import EwsEmulator
+from mailferry_testkit.graph_emulator import GraphEmulator
 
 EWS_USER, EWS_PASSWORD = "svc-mailferry", "emulator"
 
@@ -221,9 +225,8 @@ def _maildir(root: Path, mailboxes: int, concurrency: int) -> tuple[str, str, Ca
     return "maildir", toml, delivered
 
 
-def _ews(emulator: EwsEmulator, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
-    """The EWS target into the EWS EMULATOR (not Microsoft Exchange), in this process."""
-    emulator.add_account(EWS_USER, EWS_PASSWORD)
+def _emulated_mailboxes(emulator: EwsEmulator | GraphEmulator, mailboxes: int) -> Callable[[], int]:
+    """Add the postmaster and ``user0..`` mailboxes; how many messages they hold."""
     addresses = [f"user{i}@acme.example" for i in range(mailboxes)]
     for address in ("postmaster@acme.example", *addresses):
         emulator.add_mailbox(address)
@@ -231,6 +234,13 @@ def _ews(emulator: EwsEmulator, mailboxes: int, concurrency: int) -> tuple[str, 
     def delivered() -> int:
         return sum(len(emulator.items(a)) for a in addresses)
 
+    return delivered
+
+
+def _ews(emulator: EwsEmulator, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
+    """The EWS target into the EWS EMULATOR (not Microsoft Exchange), in this process."""
+    emulator.add_account(EWS_USER, EWS_PASSWORD)
+    delivered = _emulated_mailboxes(emulator, mailboxes)
     toml = (
         f'[[tenants.targets]]\nname = "t"\nkind = "ews"\nendpoint = "{emulator.url}"\n'
         'version = "Exchange2016"\n'
@@ -238,6 +248,20 @@ def _ews(emulator: EwsEmulator, mailboxes: int, concurrency: int) -> tuple[str, 
         f"concurrency = {concurrency}\n"
     )
     return "ews (EWS EMULATOR)", toml, delivered
+
+
+def _graph(emulator: GraphEmulator, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
+    """The Graph target (import-mime) into the GRAPH EMULATOR (not Microsoft Graph), in this process."""
+    emulator.add_app("bench-app", "bench secret", "acme-tenant")
+    delivered = _emulated_mailboxes(emulator, mailboxes)
+    os.environ["BENCH_GRAPH_SECRET"] = "bench secret"
+    toml = (
+        f'[[tenants.targets]]\nname = "t"\nkind = "graph"\nmode = "import-mime"\n'
+        f'base_url = "{emulator.base_url}"\nauthority = "{emulator.authority("acme-tenant")}"\n'
+        f'ca_file = "{emulator.identity_ca_file}"\ntenant_id = "acme-tenant"\nclient_id = "bench-app"\n'
+        f'client_secret = "env:BENCH_GRAPH_SECRET"\nconcurrency = {min(concurrency, 4)}\n'  # Graph allows 4
+    )
+    return "graph import-mime (GRAPH EMULATOR, $batch)", toml, delivered
 
 
 def main() -> None:
@@ -261,6 +285,7 @@ def main() -> None:
         controller.start()
         exchange = EwsEmulator().start()
         ews = _ews(exchange, args.mailboxes, args.concurrency)
+        graph_api = GraphEmulator().start()
         try:
             # (name, target TOML, delivered count, batch size override, deliveries per record)
             scenarios: list[tuple[str, str, Callable[[], int], int | None, int]] = [
@@ -278,6 +303,8 @@ def main() -> None:
                     None,
                     1,
                 ),
+                (*_graph(graph_api, args.mailboxes, args.concurrency), None, 1),
+                (*_graph(graph_api, args.mailboxes, args.concurrency), 1, 1),
             ]
             sizes = dict(batching.BATCH_SIZES)
             for name, toml, delivered, one_by_one, pack in scenarios:
@@ -285,7 +312,7 @@ def main() -> None:
                     continue
                 if one_by_one is not None:
                     batching.BATCH_SIZES.update(dict.fromkeys(sizes, one_by_one))
-                    name += ", batches of 1 (before)"
+                    name = name.replace(", $batch", "") + ", batches of 1 (before)"
                 else:
                     batching.BATCH_SIZES.update(sizes)
                 name += f", packed ≤{pack}/record" if pack > 1 else ", 1/record"
@@ -297,6 +324,7 @@ def main() -> None:
                 steady, total, cpu_ms = worker_rates(config, records, delivered)
                 rows.append((name, kafka_records, direct, steady, total, cpu_ms))
         finally:
+            graph_api.stop()
             controller.stop()
             exchange.stop()
             broker.stop()

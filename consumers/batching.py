@@ -20,7 +20,7 @@ T = TypeVar("T")
 K = TypeVar("K", bound=Hashable)
 
 # per target kind, how many messages one batch may hold; kinds not named write one by one
-BATCH_SIZES = {"maildir": 256, "ews": 20}
+BATCH_SIZES = {"maildir": 256, "ews": 20, "graph": 20}
 
 
 def batch_size(kind: str) -> int:

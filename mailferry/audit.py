@@ -2,15 +2,20 @@
 
 Events are keyed so that all events of one message land in one partition in order:
 by ``tenant/<message key>`` where the message key is the normalised Message-ID when there
-is one, else the SHA-256 of the content. ``mailferry audit trace`` relies on that key.
+is one, else the SHA-256 of the content. Under load the stream writes the events one input
+record caused as one ``audit_batch`` record (keyed like its first event), so an event may sit
+in another message's partition; readers therefore go through ``read_events``, and the audit
+index, not the key, finds a message's events.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, Protocol
 
+from mailferry.packing import AUDIT_PACK, origin_of
 from mailferry.schemas.codec import AUDIT_EVENT, Record, codec
 
 EventName = Literal[
@@ -67,3 +72,34 @@ def audit_event(
     }
     key = message_key(tenant, message_id, sha256).encode()
     return key, codec(AUDIT_EVENT).encode(record)
+
+
+class AuditRecord(Protocol):
+    """What ``read_events`` needs of a consumed record (kafka-python's ``ConsumerRecord``)."""
+
+    @property
+    def partition(self) -> int: ...
+    @property
+    def offset(self) -> int: ...
+    @property
+    def value(self) -> bytes | None: ...
+
+
+def read_events(record: AuditRecord) -> list[dict[str, Any]]:
+    """The events of one audit-topic record, in order: one for a plain record, every event of
+    a pack. Each carries its address in ``_offset``: ``partition/offset``, and ``/index``
+    inside a pack. A tombstone holds none.
+
+    Raises ``UnknownSchemaError`` for a value that is neither form."""
+    if record.value is None:
+        return []
+    events: list[dict[str, Any]] = AUDIT_PACK.unpack(record.value)
+    base = f"{record.partition}/{record.offset}"
+    for index, event in enumerate(events):
+        event["_offset"] = origin_of(base, index, len(events))
+    return events
+
+
+def address(event: Mapping[str, Any]) -> tuple[int, ...]:
+    """(partition, offset[, index]) of an event ``read_events`` returned: sorts numerically."""
+    return tuple(int(part) for part in str(event["_offset"]).split("/"))

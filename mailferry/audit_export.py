@@ -3,7 +3,10 @@
 For compliance archives the output must not change shape between releases: the columns are
 ``COLUMNS`` in that order, times are UTC ISO 8601 with milliseconds, ``details`` is a JSON
 object (a JSON string in CSV). Records are written partition by partition in offset order
-(the order Kafka keeps per message), streamed: memory does not grow with the range.
+(the order Kafka keeps per message), streamed: memory does not grow with the range. Every
+event of a pack is a row of its own with the pack's partition and offset and its ``index``
+in the pack (the last column, added with packing: empty for a plain record, so older rows
+read the same).
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, TextIO
 
+from mailferry.audit import address, read_events
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
-from mailferry.schemas import AUDIT_EVENT, UnknownSchemaError, codec
+from mailferry.schemas import UnknownSchemaError
 
 Format = Literal["jsonl", "csv"]
 COLUMNS = (
@@ -34,16 +38,19 @@ COLUMNS = (
     "dedup_key",
     "recipient",
     "details",
+    "index",
 )
 
 
-def _row(event: dict[str, Any], partition: int, offset: int) -> dict[str, Any]:
+def _row(event: dict[str, Any]) -> dict[str, Any]:
+    partition, offset, *index = address(event)
     row = {name: event.get(name) for name in COLUMNS}
     row |= {
         "at": event["at"].isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "partition": partition,
         "offset": offset,
         "details": dict(sorted((event.get("details") or {}).items())),
+        "index": index[0] if index else None,
     }
     return row
 
@@ -61,7 +68,6 @@ def export_events(
     on_record: Callable[[], None] | None = None,
 ) -> int:
     """Write the events with a timestamp in [since, until); the number written."""
-    decode = codec(AUDIT_EVENT).decode
     writer = csv.writer(out) if fmt == "csv" else None
     if writer is not None:
         writer.writerow(COLUMNS)
@@ -71,15 +77,16 @@ def export_events(
         if on_record is not None:
             on_record()
         try:
-            event = decode(record.value)
+            events = read_events(record)
         except UnknownSchemaError:
             continue
-        if tenant is not None and event["tenant"] != tenant:
-            continue
-        row = _row(event, record.partition, record.offset)
-        if writer is None:
-            out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
-        else:
-            writer.writerow([json.dumps(row[c]) if c == "details" else row[c] for c in COLUMNS])
-        written += 1
+        for event in events:
+            if tenant is not None and event["tenant"] != tenant:
+                continue
+            row = _row(event)
+            if writer is None:
+                out.write(json.dumps(row, ensure_ascii=False, separators=(",", ":")) + "\n")
+            else:
+                writer.writerow([json.dumps(row[c]) if c == "details" else row[c] for c in COLUMNS])
+            written += 1
     return written

@@ -6,6 +6,10 @@ positions and reads only those offsets, widening once per round to the content h
 Message-IDs the events found so far carry, so that fetch events (which know only the hash)
 and deliveries (which know the dedup key) join into one story. Without a reachable index it
 scans a bounded time range (``--since``, default ``audit_index.scan_window``) and says so.
+
+A position may be a pack holding several messages' events. The reader returns each position
+once, so every event read is kept and matched again as later rounds widen the keys: an event
+of the message that shares a pack with an earlier round's find is not lost.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from mailferry.audit import address, read_events
 from mailferry.audit_index.access import IndexAccess
 from mailferry.audit_index.keys import (
     SIGHTED,
@@ -27,7 +32,7 @@ from mailferry.audit_index.positions import PositionReader
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
-from mailferry.schemas import AUDIT_EVENT, UnknownSchemaError, codec
+from mailferry.schemas import UnknownSchemaError
 
 MAX_ROUNDS = 4
 __all__ = ["Trace", "trace", "trace_message"]
@@ -40,28 +45,23 @@ class Trace:
     notes: list[str] = field(default_factory=list)
 
 
-def _decoded(record: Any, tenant: str | None) -> dict[str, Any] | None:
+def _decoded(record: Any, tenant: str | None) -> list[dict[str, Any]]:
     try:
-        event: dict[str, Any] = codec(AUDIT_EVENT).decode(record.value)
+        events = read_events(record)
     except UnknownSchemaError:
-        return None
-    if tenant is not None and event["tenant"] != tenant:
-        return None
-    event["_offset"] = f"{record.partition}/{record.offset}"
-    return event
+        return []
+    return [event for event in events if tenant is None or event["tenant"] == tenant]
 
 
 def _events(
     kafka: KafkaConfig, servers: list[str], since: datetime | None, tenant: str | None
 ) -> Iterator[dict[str, Any]]:
     for record in scan_topic(kafka, servers, full_name(kafka, AUDIT), since=since):
-        event = _decoded(record, tenant)
-        if event is not None:
-            yield event
+        yield from _decoded(record, tenant)
 
 
 def _ordered(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(found.values(), key=lambda e: (e["at"], e["_offset"]))
+    return sorted(found.values(), key=lambda e: (e["at"], address(e)))
 
 
 def _by_index(
@@ -70,6 +70,7 @@ def _by_index(
     keys = set(query_keys(wanted))
     asked: set[str] = set()
     found: dict[str, dict[str, Any]] = {}
+    read: list[dict[str, Any]] = []  # a pack holds other messages' events: kept for later rounds
     with PositionReader(kafka, servers, full_name(kafka, AUDIT)) as reader:
         for _ in range(MAX_ROUNDS):
             new = keys - asked
@@ -77,9 +78,8 @@ def _by_index(
                 break
             asked |= new
             for record in reader.read(index.lookup([key_hash(k) for k in sorted(new)])):
-                event = _decoded(record, tenant)
-                if event is not None and matches(event, asked):
-                    found[event["event_id"]] = event
+                read.extend(_decoded(record, tenant))
+            found |= {e["event_id"]: e for e in read if e["event_id"] not in found and matches(e, asked)}
             keys |= related_keys(found.values())
         notes = []
         sighted = [key_hash(k) for k in sorted(asked) if k.startswith(SIGHTED)]

@@ -4,6 +4,9 @@ Resumable: a checkpoint (how far the batch got) is written only after Kafka ackn
 everything before it, so an interrupted import continues where it stopped and loses
 nothing. Importing the same batch again publishes it again, and the stream's per-recipient
 deduplication keeps it from being delivered twice; ``--restart`` forgets the checkpoint.
+
+Mails go out as the fetcher's do (``mailferry.raw_sends``): packed per raw partition, each
+mail's ``imported`` audit event sent only once the pack holding it was acknowledged.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from mailferry.batch_sources import BatchMessage, BatchProblem, read_eml, read_m
 from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.errors import ConfigError
-from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.topics import AUDIT, RAW, full_name
+from mailferry.raw_sends import RawSends, make_producer, pack_limit, partition_count
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 
 BatchKind = Literal["mbox", "maildir", "eml"]
@@ -33,6 +36,7 @@ CHECKPOINT_EVERY = 200
 class ImportReport:
     imported: int = 0
     bytes: int = 0
+    records: int = 0  # raw records written: fewer than ``imported``, as mails are packed
     resumed_from: int | str | None = None
     problems: list[BatchProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -107,16 +111,20 @@ def import_batch(
     report = ImportReport(resumed_from=checkpoint.load())
     blobs = open_blob_store(config, servers)
     threshold = config.blob_store.inline_threshold
-    producer = new_producer(config.kafka, servers)
+    producer = make_producer(config, servers)
     raw_topic, audit_topic = full_name(config.kafka, RAW), full_name(config.kafka, AUDIT)
     source = RawSource(tenant=tenant, mailbox_id=mailbox, source_kind="import")
     pending: int | str | None = None
     sends: ConfirmedSends[str] = ConfirmedSends(producer)
+    # packs close when full or at a checkpoint: nothing waits on an import's latency
+    raw = RawSends(sends, raw_topic, partition_count(producer, raw_topic), pack_limit(config), float("inf"))
     durable_count = 0
 
     def durable(value: int | str) -> None:
         """The checkpoint moves only when Kafka acknowledged every message before it."""
         nonlocal durable_count
+        raw.flush()
+        report.records = raw.records
         sends.wait().raise_for_failures(
             "messages to import; run the import again to resume after the last checkpoint "
             f"({durable_count} messages imported for sure)"
@@ -137,7 +145,7 @@ def import_batch(
                 inline_threshold=threshold,
                 envelope_recipients=envelope_to or (),
             )
-            sends.send(raw_topic, key=key, value=encode_raw(record), tag=item.position)
+            raw.add(key, encode_raw(record), tag=item.position)
             audit_key, audit_value = audit_event(
                 "imported",
                 stage="import",

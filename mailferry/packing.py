@@ -26,11 +26,11 @@ from mailferry.schemas.codec import (
     DELIVERY,
     DELIVERY_BATCH,
     HEADER_SIZE,
-    MARKER,
     RAW_BATCH,
     RAW_MESSAGE,
     Record,
     UnknownSchemaError,
+    avro_body,
     codec,
 )
 
@@ -62,15 +62,16 @@ class PackFormat:
     def pack(self, singles: list[bytes]) -> bytes:
         """One record for already encoded single-item values: the plain record for one.
 
-        The values must be in single-object encoding (a schema-registry header is not
-        stripped here)."""
+        Each value may carry either header (single-object or a schema registry's); the pack
+        carries the header ``codec(batch).encode`` would write now, so with a registry it is
+        in the registry's wire format under the batch schema's own subject."""
         if len(singles) == 1:
             return singles[0]
         buffer = io.BytesIO()
-        buffer.write(MARKER + codec(self.batch).fingerprint)
+        buffer.write(codec(self.batch).header())
         fastavro.schemaless_writer(buffer, _LONG, len(singles))
         for single in singles:
-            buffer.write(memoryview(single)[HEADER_SIZE:])
+            buffer.write(avro_body(single))
         buffer.write(b"\x00")
         return buffer.getvalue()
 

@@ -22,11 +22,12 @@ from typing import TypeVar
 
 from kafka import KafkaConsumer, TopicPartition
 
+from mailferry.audit import read_events
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import AUDIT, full_name
-from mailferry.schemas.codec import AUDIT_EVENT, Record, codec
+from mailferry.schemas.codec import Record
 
 K = TypeVar("K", bound=Hashable)
 CLOCK_MARGIN = timedelta(minutes=5)
@@ -98,15 +99,14 @@ class DeliveryWatch:
                     consumer.seek(tp, found.offset)
             self._since = since
         ends = consumer.end_offsets(list(consumer.assignment()))
-        decode = codec(AUDIT_EVENT).decode
         deadline = time.monotonic() + self._timeout
         while any(consumer.position(tp) < end for tp, end in ends.items()):
             if time.monotonic() > deadline:
                 raise TransientError(f"reading {topic} took longer than {self._timeout:.0f} s")
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
-                    if record.value is not None:
-                        self._seen.add(decode(record.value))
+                    for event in read_events(record):
+                        self._seen.add(event)
 
     def delivered(self, tenant: str, mailbox: str, entries: Mapping[K, Record]) -> list[K]:
         """The keys of the fetch-state ``entries`` whose message is delivered everywhere."""

@@ -7,56 +7,20 @@ producer is idempotent with ``acks=all`` (``mailferry.kafka.clients``).
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
 from kafka import KafkaProducer
 
 from mailferry.audit import EventName, audit_event
 from mailferry.config import MailferryConfig
-from mailferry.errors import TransientError
-from mailferry.kafka.clients import new_producer
-from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
-from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
+from mailferry.errors import MailferryError
+from mailferry.kafka.confirm import ConfirmedSends
+from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name
 from mailferry.mail.message_id import normalise_message_id
-from mailferry.packing import Pack, Packer, pack_value
 from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
+from mailferry.raw_sends import RawSends, make_producer, pack_limit, partition_count
 from mailferry.rawrecord import encode_raw, raw_key
 from mailferry.schemas.codec import Record
-from mailferry.shard import partition_for
 
-BATCH_SIZE = 4 * 1024 * 1024
-LINGER_MS = 100
-PACK_LINGER = 0.05  # seconds a pack of raw mails waits for more before it goes
-PACK_MARGIN = 64 * 1024  # below the topic's record limit: Kafka's own record and batch headers
-
-
-def make_producer(config: MailferryConfig, servers: list[str], **overrides: Any) -> KafkaProducer:
-    """The fetch role's producer: idempotent, ``acks=all``, tuned for few large requests.
-
-    Messages are often larger than the 16 KiB default batch, which would mean one request per
-    record. Batches of up to 4 MiB (never above what the topics accept) and a 100 ms linger
-    let a pass travel in a few large requests, which costs less CPU per record both here and
-    in the broker (measured: ``benchmarks/fetch_throughput.py``). The linger adds no latency
-    to a pass: ``Batch.confirm`` flushes.
-    """
-    accepted = min(topic_settings(config.kafka, name).max_message_bytes for name in (RAW, AUDIT, FETCH_STATE))
-    batch_size = max(64 * 1024, min(BATCH_SIZE, accepted - 64 * 1024))
-    tuned: dict[str, Any] = {
-        "delivery_timeout_ms": 60_000,
-        "request_timeout_ms": 20_000,
-        "batch_size": batch_size,
-        "linger_ms": LINGER_MS,
-        "metrics_enabled": False,  # client-side metrics cost ~10% of the CPU per record
-    }
-    return new_producer(config.kafka, servers, **(tuned | overrides))
-
-
-def pack_limit(config: MailferryConfig) -> int:
-    """The most bytes of mail one packed raw record carries: below what the topic and one
-    producer batch take, less room for Kafka's own headers."""
-    accepted = min(BATCH_SIZE, topic_settings(config.kafka, RAW).max_message_bytes)
-    return accepted - min(PACK_MARGIN, accepted // 8)
+__all__ = ["Batch", "Publisher", "make_producer", "pack_limit"]
 
 
 class Batch:
@@ -67,7 +31,7 @@ class Batch:
         self._state = state
         self._sends: ConfirmedSends[None] = ConfirmedSends(publisher.producer)
         self._state_updates: list[tuple[str, Record | None]] = []
-        self._packer = Packer(publisher.pack_limit, PACK_LINGER)
+        self._raw: RawSends[None] | None = None  # made by the first mail
 
     @property
     def tenant(self) -> str:
@@ -78,20 +42,12 @@ class Batch:
         return self._state.mailbox
 
     def raw(self, key: bytes, record: Record) -> None:
-        """A mail under its dedup shard ``key``: every copy of a message, from any mailbox,
-        goes to the one partition whose dedup table knows the earlier ones.
-
-        Mails for one partition are packed into one record (``mailferry.packing``) until
-        the pack is full or has waited ``PACK_LINGER``; ``confirm`` sends what is left, a
-        lone mail as a plain record."""
-        p = self._publisher
-        partition = partition_for(key, p.partitions(p.raw_topic))
-        for pack in self._packer.add(partition, key, encode_raw(record), time.monotonic()):
-            self._send_pack(pack)
-
-    def _send_pack(self, pack: Pack) -> None:
-        p = self._publisher
-        self._sends.send(p.raw_topic, key=pack.key, value=pack_value(pack.values), partition=pack.partition)
+        """A mail under its dedup shard ``key``, packed with others for its partition
+        (``mailferry.raw_sends``); ``confirm`` sends what is left, a lone mail as a plain record."""
+        if self._raw is None:
+            p = self._publisher
+            self._raw = RawSends(self._sends, p.raw_topic, p.partitions(p.raw_topic), p.pack_limit)
+        self._raw.add(key, encode_raw(record))
 
     def state(self, key: str, record: Record | None) -> None:
         """A fetch-state record (``None``: forget the message).
@@ -137,11 +93,11 @@ class Batch:
     def confirm(self, timeout: float = 60.0) -> None:
         """Wait for every raw record and audit event, then write and wait for the state records.
 
-        Raises ``TransientError`` if Kafka did not acknowledge something; the local state is
-        updated only when everything was.
+        Raises the Kafka mapper's error if Kafka did not acknowledge something; the local
+        state is updated only when everything was.
         """
-        for pack in self._packer.drain():
-            self._send_pack(pack)
+        if self._raw is not None:
+            self._raw.flush()
         self._wait(timeout)
         if self._state_updates:
             written = self._send_states()
@@ -158,7 +114,7 @@ class Batch:
             return
         try:
             self._sends.confirm("records of the pass", timeout)
-        except NotAcknowledgedError:
+        except MailferryError:
             self._state_updates.clear()
             raise
 
@@ -175,14 +131,10 @@ class Publisher:
         self._partitions: dict[str, int] = {}
 
     def partitions(self, topic: str) -> int:
-        """How many partitions ``topic`` has (asked once: mailferry never adds partitions to a
-        topic in use, as that would move mailboxes to other partitions)."""
+        """How many partitions ``topic`` has, asked once (``raw_sends.partition_count``)."""
         count = self._partitions.get(topic)
         if count is None:
-            found = self.producer.partitions_for(topic)
-            if not found:
-                raise TransientError(f"topic {topic} has no partitions (yet)")
-            count = self._partitions[topic] = len(found)
+            count = self._partitions[topic] = partition_count(self.producer, topic)
         return count
 
     def state_partitions(self) -> int:

@@ -56,20 +56,24 @@ class Codec:
     def __init__(self, name: str) -> None:
         self.name = name
         self.declared = expanded(name)
-        self.schema = fastavro.parse_schema(self.declared)
+        self.schema: Any = fastavro.parse_schema(self.declared)
         self.fingerprint = schema_fingerprint(expanded(name))
         self._header = MARKER + self.fingerprint
         self._writers: dict[bytes, Any] = {self.fingerprint: self.schema}
         for _label, old in history(name):
             self._writers.setdefault(schema_fingerprint(old), fastavro.parse_schema(old))
 
-    def encode(self, record: Record) -> bytes:
+    def header(self) -> bytes:
+        """What ``encode`` writes before the Avro body: the registry's wire-format header when
+        this schema goes through a registry, else the single-object header."""
         wire = confluent.active()
-        buffer = io.BytesIO()
         if wire is not None and wire.writes(self.name):
-            buffer.write(wire.header(self.name, self.declared))
-        else:
-            buffer.write(self._header)
+            return wire.header(self.name, self.declared)
+        return self._header
+
+    def encode(self, record: Record) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(self.header())
         fastavro.schemaless_writer(buffer, self.schema, record)
         return buffer.getvalue()
 
@@ -103,9 +107,18 @@ class Codec:
         if wire.registered(self.name) == schema_id:
             return self.schema
         try:
-            return wire.writer(schema_id)
+            writer = wire.writer(schema_id)
         except confluent.RegistryRefusedError as exc:
             raise UnknownSchemaError(f"{self.name}: {exc}") from exc
+        if writer.get("name") != self.schema["name"]:  # e.g. a pack: another record on one topic
+            raise UnknownSchemaError(f"{self.name}: schema id {schema_id} is {writer.get('name')}")
+        return writer
+
+
+def avro_body(data: bytes) -> memoryview:
+    """The Avro body of an encoded record, without whichever of the two headers it carries."""
+    size = confluent.HEADER_SIZE if data[:1] == confluent.MAGIC else HEADER_SIZE
+    return memoryview(data)[size:]
 
 
 @cache

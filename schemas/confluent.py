@@ -3,11 +3,18 @@
 Kafka Connect's AvroConverter, ksqlDB, Flink and most SIEM connectors read Avro records as one
 zero byte, the 4-byte big-endian id a schema registry gave the writer schema, then the Avro
 binary body. With ``[schema_registry] url`` set, records on ``audit`` and ``deliver`` are
-written that way: each schema is registered once per process under its topic's subject
-(``<topic>-value``, Confluent's default TopicNameStrategy, which is where ksqlDB looks) and
-its id cached. Readers accept this format and the single-object encoding alike, so a
-deployment can switch either way while old records are retained; a schema id a reader has
-not seen is fetched from the registry once. Without a registry the single-object encoding
+written that way: each schema is registered once per process and its id cached. The plain
+record (one event, one delivery) is registered under its topic's subject (``<topic>-value``,
+Confluent's default TopicNameStrategy, which is where ksqlDB looks); a pack of several
+(``mailferry.packing``) is another record type on the same topic, which TopicNameStrategy
+cannot hold (the registry would refuse it as incompatible), so its schema goes under
+``<topic>-<full record name>`` (TopicRecordNameStrategy), e.g.
+``mailferry.audit-io.mailferry.AuditBatch``. A deserializer needs only the id either way.
+
+Readers accept this format and the single-object encoding alike, so a deployment can switch
+either way while old records are retained; a schema id a reader has not seen is fetched from
+the registry once (and a writer schema of another record name than the reader's is refused
+as unknown, which is how a pack is told from a plain record). Without a registry the single-object encoding
 (``mailferry.schemas.codec``) stays the default and nothing here runs.
 
 One registry client per process (``use``): every ``codec(...)`` shares it, as they share the
@@ -125,6 +132,16 @@ class WireFormat:
             parsed = fastavro.parse_schema(self.client.schema(schema_id))
             self._writers[schema_id] = parsed
         return parsed
+
+
+def topic_subject(topic: str) -> str:
+    """TopicNameStrategy: the subject of a topic's main record type."""
+    return f"{topic}-value"
+
+
+def record_subject(topic: str, schema: Mapping[str, Any]) -> str:
+    """TopicRecordNameStrategy: the subject of one more record type on ``topic``."""
+    return f"{topic}-{schema['namespace']}.{schema['name']}"
 
 
 def schema_id(data: bytes) -> int:

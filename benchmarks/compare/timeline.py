@@ -11,10 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+from mailferry.audit import read_events
 from mailferry.config.kafka import EmbeddedKafka
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.embedded import EmbeddedBroker
-from mailferry.schemas.codec import AUDIT_EVENT, codec
 
 STAGES = ("fetched", "routed", "delivered")
 
@@ -26,8 +26,7 @@ def stage_times(state_dir: Path, topic: str, began: float) -> dict[str, list[flo
     consumer = new_consumer(broker.client_config(), servers, topics=[topic], consumer_timeout_ms=3000)
     times: dict[str, list[float]] = {name: [] for name in STAGES}
     try:
-        for record in consumer:
-            event = codec(AUDIT_EVENT).decode(record.value)
+        for event in (e for record in consumer for e in read_events(record)):
             at: datetime = event["at"]
             if event["event"] in times and at.timestamp() >= began:
                 times[event["event"]].append(at.timestamp() - began)

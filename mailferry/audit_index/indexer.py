@@ -4,6 +4,9 @@ It assigns itself every partition of the topic (no consumer group: the index fil
 own offsets, committed in the same transaction as the rows, so a crash never indexes an
 event twice or skips one). Several indexers, each with its own folder, are independent
 replicas. Deleting the folder and starting again rebuilds the index from what is retained.
+
+Every event of a pack is filed under the pack's (partition, offset): a position names a
+record, and the trace picks the events it wants out of it.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from dataclasses import dataclass
 
 from kafka import TopicPartition
 
+from mailferry.audit import read_events
 from mailferry.audit_index.keys import SIGHTED, event_keys, key_hash
 from mailferry.audit_index.store import IndexStore
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.clients import new_consumer
-from mailferry.schemas import AUDIT_EVENT, UnknownSchemaError, codec
+from mailferry.schemas import UnknownSchemaError
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +60,6 @@ class Indexer:
             kafka, servers, isolation_level="read_uncommitted", max_poll_records=max_records
         )
         self._assigned: set[int] = set()
-        self._decode = codec(AUDIT_EVENT).decode
 
     def close(self) -> None:
         self._consumer.close()
@@ -87,20 +90,19 @@ class Indexer:
         for tp, records in batches.items():
             for record in records:
                 progress[tp.partition] = record.offset + 1
-                if record.value is None:
-                    continue
                 try:
-                    event = self._decode(record.value)
+                    events = read_events(record)
                 except (UnknownSchemaError, ValueError, EOFError):
                     self.stats.undecodable += 1
                     continue
-                count += 1
-                at_ms = int(event["at"].timestamp() * 1000)
-                for key in event_keys(event):
-                    hashed = key_hash(key)
-                    rows.append((hashed, tp.partition, record.offset))
-                    if key.startswith(SIGHTED):
-                        sightings.append((hashed, at_ms, tp.partition, record.offset))
+                count += len(events)
+                for event in events:
+                    at_ms = int(event["at"].timestamp() * 1000)
+                    for key in event_keys(event):
+                        hashed = key_hash(key)
+                        rows.append((hashed, tp.partition, record.offset))
+                        if key.startswith(SIGHTED):
+                            sightings.append((hashed, at_ms, tp.partition, record.offset))
         if progress:
             self.store.add(rows, sightings, progress)
             self.stats.events += count

@@ -1,7 +1,9 @@
 """Reading audit events back from Kafka at positions the index gave.
 
-One message's events sit close together in one partition (they share the audit key), so a
-seek followed by one small fetch usually returns all of them; fetches are kept small
+One message's events sit close together (they share the audit key, or the stream wrote them
+in one pack with the events of the same input record), so a seek followed by one small fetch
+usually returns all of them; a position is a whole record, which may be a pack of several
+messages' events, and the caller keeps only the events it matches; fetches are kept small
 (``FETCH_BYTES``) because most of what a fetch returns belongs to other messages. A trace
 asks in rounds and its rounds name many of the same positions, so a reader returns each
 position once and asks the broker for a partition's first and last offsets once: every

@@ -66,15 +66,19 @@ class CliContext:
 
 def use_schema_registry(config: MailferryConfig) -> None:
     """Every command and role of this process writes ``audit`` and ``deliver`` records in the
-    registry's wire format, under the subjects of their topics (``<topic>-value``)."""
+    registry's wire format: plain records under their topic's subject (``<topic>-value``),
+    packs under ``<topic>-<batch record name>`` (``mailferry.schemas.confluent``)."""
     from mailferry.kafka.topics import AUDIT, DELIVER, full_name
-    from mailferry.schemas import AUDIT_EVENT, DELIVERY, confluent
+    from mailferry.packing import AUDIT_PACK, DELIVERY_PACK
+    from mailferry.schemas import confluent
+    from mailferry.schemas.registry import expanded
 
     settings = config.schema_registry
     assert settings.url is not None
     client = confluent.RegistryClient(settings.url, timeout=settings.timeout.total_seconds())
-    subjects = {
-        AUDIT_EVENT: f"{full_name(config.kafka, AUDIT)}-value",
-        DELIVERY: f"{full_name(config.kafka, DELIVER)}-value",
-    }
+    subjects = {}
+    for logical, pack in ((AUDIT, AUDIT_PACK), (DELIVER, DELIVERY_PACK)):
+        topic = full_name(config.kafka, logical)
+        subjects[pack.single] = confluent.topic_subject(topic)
+        subjects[pack.batch] = confluent.record_subject(topic, expanded(pack.batch))
     confluent.use(confluent.WireFormat(client, subjects))

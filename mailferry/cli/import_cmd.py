@@ -60,7 +60,10 @@ def _run(
 def _print_report(report: ImportReport) -> None:
     if report.resumed_from is not None:
         console.print(f"resumed after {report.resumed_from} (a previous run's checkpoint)", highlight=False)
-    console.print(f"imported {report.imported} messages, {report.bytes / 1e6:.1f} MB", highlight=False)
+    console.print(
+        f"imported {report.imported} messages, {report.bytes / 1e6:.1f} MB, in {report.records} raw records",
+        highlight=False,
+    )
     for warning in report.warnings:
         console.print(f"warning: {warning}", highlight=False)
     problem: BatchProblem

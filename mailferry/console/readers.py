@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from mailferry.audit import read_events
 from mailferry.audit_index.access import open_index
 from mailferry.audit_trace import Trace, trace_message
 from mailferry.cli.status_cmd import mailbox_rows, paused_tenants
@@ -16,7 +17,7 @@ from mailferry.config import MailferryConfig
 from mailferry.console.chart import Chart, per_minute
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
-from mailferry.schemas import AUDIT_EVENT, UnknownSchemaError, codec
+from mailferry.schemas import UnknownSchemaError
 from mailferry.status import Lag, consumer_lag, read_snapshots
 
 
@@ -56,10 +57,9 @@ def throughput(config: MailferryConfig, servers: list[str], *, now: datetime | N
     events = []
     for record in scan_topic(config.kafka, servers, full_name(config.kafka, AUDIT), since=since):
         try:
-            event = codec(AUDIT_EVENT).decode(record.value)
+            events += [(str(event["event"]), event["at"]) for event in read_events(record)]
         except UnknownSchemaError:
             continue
-        events.append((str(event["event"]), event["at"]))
     return per_minute(events, now, minutes)
 
 

@@ -7,12 +7,15 @@ future. ``producer.send`` can also raise at once (a record over the client's req
 no metadata within ``max_block_ms``). A writer that marks something done (a dead letter
 requeued, an import checkpoint, a source message fetched) must see both kinds, so every such
 writer sends through ``ConfirmedSends`` and acts only on what ``wait`` or ``confirm`` returned.
+What it raises comes from the Kafka boundary's one mapper (``mailferry.kafka.errors``): an
+outage is a ``TransientError``, a refused ACL or login an ``OperatorError``, a record the
+topic will never take a ``PermanentError``.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -20,15 +23,11 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
 from kafka.producer.future import FutureRecordMetadata
 
-from mailferry.errors import TransientError
+from mailferry.errors import MailferryError, OperatorError, PermanentError
+from mailferry.kafka.errors import classify
 
 Tag = TypeVar("Tag", bound=Hashable)
-
-
-class NotAcknowledgedError(TransientError):
-    """Kafka did not acknowledge a record; whatever it stood for was not marked done."""
-
-    reason_code = "kafka-not-acknowledged"
+_WORST_FIRST: tuple[type[MailferryError], ...] = (OperatorError, PermanentError, MailferryError)
 
 
 @dataclass(frozen=True)
@@ -39,14 +38,16 @@ class Outcome(Generic[Tag]):
     failed: list[tuple[Tag, Exception]]
 
     def raise_for_failures(self, what: str) -> None:
+        """Raise the mapped error of the failure that needs the most: a person before a verdict
+        on a record before an outage (an idempotent producer fails what follows a refused
+        record too, for a lesser reason)."""
         if not self.failed:
             return
         failed_tags = list(dict.fromkeys(tag for tag, _ in self.failed))
         total = len(self.acknowledged) + len(failed_tags)
-        first = self.failed[0][1]
-        raise NotAcknowledgedError(
-            f"Kafka did not acknowledge {len(failed_tags)} of {total} {what}: {type(first).__name__}: {first}"
-        )
+        action = f"Kafka did not acknowledge {len(failed_tags)} of {total} {what}"
+        errors = [classify(exc, action) for _, exc in self.failed]
+        raise next(e for kind in _WORST_FIRST for e in errors if isinstance(e, kind))
 
 
 _Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]] | None]
@@ -81,13 +82,17 @@ class ConfirmedSends(Generic[Tag]):
         headers: list[tuple[str, bytes]] | None = None,
         partition: int | None = None,
         tag: Tag | None = None,
+        tags: Sequence[Tag | None] | None = None,
     ) -> None:
+        """``tags`` instead of ``tag``: the record stands for each of them (a pack of items),
+        which are done together or failed together."""
+        stands_for = list(tags) if tags else [tag]
         try:
             future = self.producer.send(topic, key=key, value=value, headers=headers, partition=partition)
         except KafkaError as exc:
-            self._failed_at_send.append((tag, exc))
+            self._failed_at_send += [(t, exc) for t in stands_for]
             return
-        self._pending.append((tag, future))
+        self._pending += [(t, future) for t in stands_for]
 
     def then(
         self,
@@ -120,7 +125,7 @@ class ConfirmedSends(Generic[Tag]):
         return Outcome([tag for tag in done if tag not in failed_tags], failed)
 
     def confirm(self, what: str, timeout: float | None = None) -> int:
-        """Wait for every send; raises ``NotAcknowledgedError`` naming ``what`` if any failed."""
+        """Wait for every send; raises the mapped error naming ``what`` if any failed."""
         outcome = self.wait(timeout)
         outcome.raise_for_failures(what)
         return len(outcome.acknowledged)

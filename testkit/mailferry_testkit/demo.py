@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from mailferry.audit import read_events
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers.targets.maildir import mailbox_dirname
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
-from mailferry.schemas import AUDIT_EVENT, codec
 from mailferry_testkit.dovecot import DovecotServer
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 from mailferry_testkit.sample_mail import SampleMessage, catchall_mailbox, personal_mailbox
@@ -207,10 +207,8 @@ def mailbox_summary(config: MailferryConfig, servers: list[str]) -> dict[str, Co
     """Per source mailbox: how many events of each kind the audit topic holds."""
     by_sha: dict[str, str] = {}
     counts: dict[str, Counter[str]] = {}
-    events = [
-        codec(AUDIT_EVENT).decode(r.value)
-        for r in scan_topic(config.kafka, servers, full_name(config.kafka, AUDIT))
-    ]
+    records = scan_topic(config.kafka, servers, full_name(config.kafka, AUDIT))
+    events = [event for record in records for event in read_events(record)]
     for event in events:
         if event["mailbox_id"] and event["sha256"]:
             by_sha.setdefault(event["sha256"], f"{event['tenant']}/{event['mailbox_id']}")

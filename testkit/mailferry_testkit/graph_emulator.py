@@ -20,13 +20,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from email.message import Message
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from enum import StrEnum
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from mailferry_testkit import graph_batch
 from mailferry_testkit.ews_emulator.oauth import TokenIssuer
 from mailferry_testkit.identity_emulator import IdentityHost
 
@@ -52,6 +54,7 @@ ROUTES = [
     ("createMessage", "POST", re.compile(rf"^/v1\.0{_FOLDER}/messages$")),
     ("listMessages", "GET", re.compile(rf"^/v1\.0{_FOLDER}/messages$")),
     ("users", "GET", re.compile(r"^/v1\.0/users$")),
+    ("batch", "POST", re.compile(r"^/(?P<version>v1\.0|beta)/\$batch$")),
 ]
 QUOTED = r"'(?P<{}>(?:[^']|'')*)'"
 MESSAGE_ID_CLAUSE = re.compile(r"^internetMessageId eq " + QUOTED.format("value") + "$")
@@ -122,11 +125,6 @@ class GraphItem:
     extended: dict[str, str] = field(default_factory=dict)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-
-
 class _Reply(Exception):
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -135,6 +133,8 @@ class _Reply(Exception):
 
 class GraphEmulator(IdentityHost):
     """GRAPH EMULATOR — not Microsoft Graph. ``start()`` serves on 127.0.0.1, a free port."""
+
+    banner = "GRAPH EMULATOR (not Microsoft Graph)"
 
     def __init__(self, *, max_message_size: int = 35 * 1024 * 1024, throttle_retry_after: int = 1) -> None:
         self.max_message_size = max_message_size
@@ -146,9 +146,9 @@ class GraphEmulator(IdentityHost):
         self._in_flight: dict[str, int] = {}
         self._faults: list[_Scripted] = []
         self._lock = threading.Lock()
-        self.requests: dict[str, int] = {}
+        self.requests: dict[str, int] = {}  # per operation; a batch's steps each count too
+        self.batch_sizes: list[int] = []  # steps of each $batch served
         self.throttled = 0
-        self._httpd: ThreadingHTTPServer | None = None
 
     def add_app(
         self,
@@ -189,29 +189,10 @@ class GraphEmulator(IdentityHost):
 
     @property
     def base_url(self) -> str:
-        assert self._httpd is not None, "start() the emulator first"
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self.origin
 
-    def start(self) -> GraphEmulator:
-        handler = type("Handler", (_Handler,), {"emulator": self})
-        self._httpd = _Server(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, name="graph-emulator", daemon=True).start()
-        log.info("GRAPH EMULATOR (not Microsoft Graph) listening on %s", self.base_url)
-        return self
-
-    def stop(self) -> None:
-        self.stop_identity()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> GraphEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     # ---- request handling --------------------------------------------------------------------
 
@@ -429,6 +410,133 @@ def _route_of(method: str, path: str) -> tuple[str, re.Match[str]]:
     raise _Reply(400, "BadRequest", f"{method} {path} is not emulated by the GRAPH EMULATOR")
 
 
+def answer(
+    emulator: GraphEmulator,
+    method: str,
+    path: str,
+    query: dict[str, list[str]],
+    headers: Message[str, str],
+    body: bytes,
+    *,
+    in_batch: bool = False,
+) -> graph_batch.Answer:
+    """One request, inside a batch or not: status, JSON body and headers (never raises)."""
+    try:
+        status, content = _route(emulator, method, path, query, headers, body, in_batch=in_batch)
+        return status, content, {}
+    except _Reply as reply:
+        error = {"error": {"code": reply.code, "message": reply.text}}
+        return reply.status, json.dumps(error).encode(), reply.headers
+
+
+def _route(
+    emulator: GraphEmulator,
+    method: str,
+    path: str,
+    query: dict[str, list[str]],
+    headers: Message[str, str],
+    body: bytes,
+    *,
+    in_batch: bool,
+) -> tuple[int, bytes]:
+    operation, match = _route_of(method, path)
+    if operation == "batch" and in_batch:
+        raise _Reply(400, "BadRequest", "A batch cannot hold a $batch request.")
+    with emulator._lock:
+        emulator.requests[operation] = emulator.requests.get(operation, 0) + 1
+    auth = headers.get("Authorization") or ""
+    client = emulator.oauth.principal(auth[7:]) if auth.startswith("Bearer ") else None
+    if client is None:
+        raise _Reply(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+    scripted = emulator.take_fault(operation)
+    if scripted and scripted.fault not in (GraphFault.SLOW, GraphFault.TIMEOUT_AFTER_STORE):
+        status, code, text = _FAULT_ANSWERS[scripted.fault]
+        raise _Reply(
+            status, code, text, {"Retry-After": str(scripted.retry_after)} if status in (429, 503) else {}
+        )
+    if operation == "batch":
+        return _batch(emulator, match["version"], headers, body)
+    needed = PERMISSIONS.get(operation, "Mail.ReadWrite")
+    if needed not in emulator._roles.get(client, frozenset()):
+        raise _Reply(403, "ErrorAccessDenied", f"Access is denied: the app lacks {needed}.")
+    if operation == "users":
+        proxy = PROXY_FILTER.match((query.get("$filter") or [""])[0])
+        if proxy is None:
+            raise _Reply(
+                400, "Request_UnsupportedQuery", "The emulator filters users on proxyAddresses only."
+            )
+        return 200, json.dumps(
+            {"value": emulator.users_with_proxy(proxy["value"].replace("''", "'"))}
+        ).encode()
+    mailbox = emulator.mailbox(match["user"])
+    folder = match["folder"].lower()
+    if folder != "inbox":
+        raise _Reply(404, "ErrorItemNotFound", "The emulator has the inbox folder only.")
+    emulator.enter(mailbox)
+    try:
+        if scripted and scripted.fault is GraphFault.SLOW:
+            time.sleep(scripted.delay)
+        result = _mail(emulator, operation, mailbox, folder, query, headers, body)
+    finally:
+        emulator.leave(mailbox)
+    if scripted and scripted.fault is GraphFault.TIMEOUT_AFTER_STORE:
+        time.sleep(scripted.delay)
+    return result
+
+
+def _batch(
+    emulator: GraphEmulator, version: str, headers: Message[str, str], body: bytes
+) -> tuple[int, bytes]:
+    try:
+        steps = graph_batch.parse(
+            version, headers.get("Content-Type") or "", body, headers.get("Authorization") or ""
+        )
+    except graph_batch.BatchRefused as refused:
+        raise _Reply(refused.status, refused.code, refused.text) from None
+    with emulator._lock:
+        emulator.batch_sizes.append(len(steps))
+
+    def one(
+        method: str, path: str, query: dict[str, list[str]], step: Message[str, str], data: bytes
+    ) -> graph_batch.Answer:
+        return answer(emulator, method, path, query, step, data, in_batch=True)
+
+    return 200, graph_batch.run(steps, one)
+
+
+def _mail(
+    emulator: GraphEmulator,
+    operation: str,
+    mailbox: str,
+    folder: str,
+    query: dict[str, list[str]],
+    headers: Message[str, str],
+    body: bytes,
+) -> tuple[int, bytes]:
+    if operation == "listMessages":
+        conditions = message_filter(query["$filter"][0]) if "$filter" in query else []
+        select = (query.get("$select") or ["id,internetMessageId"])[0].split(",")
+        unknown = set(select) - SELECTABLE
+        if unknown:
+            raise _Reply(
+                400, "RequestBroker--ParseUri", f"Could not find a property named {sorted(unknown)[0]}."
+            )
+        top = int((query.get("$top") or ["10"])[0])
+        found = emulator.find(mailbox, folder, conditions)[:top]
+        return 200, json.dumps({"value": [_shown(i, select) for i in found]}).encode()
+    build = _import_mime if operation == "importMime" else _create_json
+    item = build(emulator, mailbox, folder, headers, body)
+    emulator.store(item)
+    created = {
+        "id": item.id,
+        "isDraft": item.is_draft,
+        "isRead": item.is_read,
+        "internetMessageId": item.internet_message_id,
+        "parentFolderId": folder,
+    }
+    return 201, json.dumps(created).encode()
+
+
 class _Handler(BaseHTTPRequestHandler):
     emulator: GraphEmulator
     protocol_version = "HTTP/1.1"
@@ -453,80 +561,7 @@ class _Handler(BaseHTTPRequestHandler):
         if token is not None:
             self._reply(token[0], token[1])
             return
-        try:
-            self._reply(*self._route(method, url.path, parse_qs(url.query), body))
-        except _Reply as reply:
-            error = {"error": {"code": reply.code, "message": reply.text}}
-            self._reply(reply.status, json.dumps(error).encode(), reply.headers)
-
-    def _route(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> tuple[int, bytes]:
-        emulator = self.emulator
-        operation, match = _route_of(method, path)
-        with emulator._lock:
-            emulator.requests[operation] = emulator.requests.get(operation, 0) + 1
-        auth = self.headers.get("Authorization") or ""
-        client = emulator.oauth.principal(auth[7:]) if auth.startswith("Bearer ") else None
-        if client is None:
-            raise _Reply(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
-        scripted = emulator.take_fault(operation)
-        if scripted and scripted.fault not in (GraphFault.SLOW, GraphFault.TIMEOUT_AFTER_STORE):
-            status, code, text = _FAULT_ANSWERS[scripted.fault]
-            raise _Reply(
-                status, code, text, {"Retry-After": str(scripted.retry_after)} if status in (429, 503) else {}
-            )
-        needed = PERMISSIONS.get(operation, "Mail.ReadWrite")
-        if needed not in emulator._roles.get(client, frozenset()):
-            raise _Reply(403, "ErrorAccessDenied", f"Access is denied: the app lacks {needed}.")
-        if operation == "users":
-            proxy = PROXY_FILTER.match((query.get("$filter") or [""])[0])
-            if proxy is None:
-                raise _Reply(
-                    400, "Request_UnsupportedQuery", "The emulator filters users on proxyAddresses only."
-                )
-            return 200, json.dumps(
-                {"value": emulator.users_with_proxy(proxy["value"].replace("''", "'"))}
-            ).encode()
-        mailbox = emulator.mailbox(match["user"])
-        folder = match["folder"].lower()
-        if folder != "inbox":
-            raise _Reply(404, "ErrorItemNotFound", "The emulator has the inbox folder only.")
-        emulator.enter(mailbox)
-        try:
-            if scripted and scripted.fault is GraphFault.SLOW:
-                time.sleep(scripted.delay)
-            result = self._mail(operation, mailbox, folder, query, body)
-        finally:
-            emulator.leave(mailbox)
-        if scripted and scripted.fault is GraphFault.TIMEOUT_AFTER_STORE:
-            time.sleep(scripted.delay)
-        return result
-
-    def _mail(
-        self, operation: str, mailbox: str, folder: str, query: dict[str, list[str]], body: bytes
-    ) -> tuple[int, bytes]:
-        emulator = self.emulator
-        if operation == "listMessages":
-            conditions = message_filter(query["$filter"][0]) if "$filter" in query else []
-            select = (query.get("$select") or ["id,internetMessageId"])[0].split(",")
-            unknown = set(select) - SELECTABLE
-            if unknown:
-                raise _Reply(
-                    400, "RequestBroker--ParseUri", f"Could not find a property named {sorted(unknown)[0]}."
-                )
-            top = int((query.get("$top") or ["10"])[0])
-            found = emulator.find(mailbox, folder, conditions)[:top]
-            return 200, json.dumps({"value": [_shown(i, select) for i in found]}).encode()
-        build = _import_mime if operation == "importMime" else _create_json
-        item = build(emulator, mailbox, folder, self.headers, body)
-        emulator.store(item)
-        answer = {
-            "id": item.id,
-            "isDraft": item.is_draft,
-            "isRead": item.is_read,
-            "internetMessageId": item.internet_message_id,
-            "parentFolderId": folder,
-        }
-        return 201, json.dumps(answer).encode()
+        self._reply(*answer(emulator, method, url.path, parse_qs(url.query), self.headers, body))
 
     def _reply(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         try:

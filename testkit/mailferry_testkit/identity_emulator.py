@@ -14,23 +14,24 @@ from __future__ import annotations
 import json
 import logging
 import re
-import ssl
 import tempfile
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from mailferry_testkit.certs import TestPki, make_test_pki
 from mailferry_testkit.ews_emulator.oauth import TokenIssuer
+from mailferry_testkit.loopback_http import LoopbackHttpEmulator
 
 log = logging.getLogger(__name__)
 DISCOVERY = re.compile(r"^/(?P<tenant>[^/]+)/v2\.0/\.well-known/openid-configuration$")
 
 
-class IdentityEmulator:
+class IdentityEmulator(LoopbackHttpEmulator):
     """ENTRA ID EMULATOR — not Microsoft Entra ID. ``start()`` serves HTTPS on a free port."""
+
+    banner = "ENTRA ID EMULATOR (not Microsoft Entra ID)"
 
     def __init__(self, issuers: tuple[TokenIssuer, ...], *, pki: TestPki | None = None) -> None:
         if pki is None:
@@ -39,16 +40,16 @@ class IdentityEmulator:
         self.pki = pki
         self.issuers = issuers
         self.discoveries = 0
-        self._httpd: ThreadingHTTPServer | None = None
 
     @property
     def ca_file(self) -> Path:
         return self.pki.ca_file
 
-    @property
-    def origin(self) -> str:
-        assert self._httpd is not None, "start() the emulator first"
-        return f"https://127.0.0.1:{self._httpd.server_address[1]}"
+    def tls_pki(self) -> TestPki:
+        return self.pki
+
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
     def authority(self, tenant: str) -> str:
         return f"{self.origin}/{tenant}"
@@ -69,31 +70,6 @@ class IdentityEmulator:
     def issuer_for(self, body: bytes) -> TokenIssuer:
         scope = parse_qs(body.decode("utf-8", "replace")).get("scope", [""])[0]
         return next((issuer for issuer in self.issuers if issuer.serves(scope)), self.issuers[0])
-
-    def start(self) -> IdentityEmulator:
-        handler = type("Handler", (_Handler,), {"emulator": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.pki.cert_file, self.pki.key_file)
-        self._httpd.socket = context.wrap_socket(
-            self._httpd.socket, server_side=True, do_handshake_on_connect=False
-        )
-        threading.Thread(target=self._httpd.serve_forever, name="identity-emulator", daemon=True).start()
-        log.info("ENTRA ID EMULATOR (not Microsoft Entra ID) listening on %s", self.origin)
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> IdentityEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -129,8 +105,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class IdentityHost:
-    """For an emulator with a token issuer: its ENTRA ID EMULATOR, started on first use.
+class IdentityHost(LoopbackHttpEmulator):
+    """An emulator with a token issuer: its ENTRA ID EMULATOR, started on first use and
+    stopped with it.
 
     ``authority(tenant)`` and ``identity_ca_file`` are what a target's config needs; the
     HTTPS certificate is the emulator's own when it serves TLS (one ``ca_file`` for both).
@@ -139,13 +116,10 @@ class IdentityHost:
     oauth: TokenIssuer
     _identity: IdentityEmulator | None = None
 
-    def identity_pki(self) -> TestPki | None:
-        return None
-
     @property
     def identity(self) -> IdentityEmulator:
         if self._identity is None:
-            self._identity = IdentityEmulator((self.oauth,), pki=self.identity_pki()).start()
+            self._identity = IdentityEmulator((self.oauth,), pki=self.tls_pki()).start()
         return self._identity
 
     def authority(self, tenant: str) -> str:
@@ -155,10 +129,11 @@ class IdentityHost:
     def identity_ca_file(self) -> Path:
         return self.identity.ca_file
 
-    def stop_identity(self) -> None:
-        if self._identity is not None:
-            self._identity.stop()
-            self._identity = None
+    def stop(self) -> None:
+        identity, self._identity = self._identity, None
+        if identity is not None:
+            identity.stop()
+        super().stop()
 
 
 def app_certificate(common_name: str = "mailferry app") -> tuple[str, str, str]:

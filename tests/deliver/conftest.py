@@ -12,13 +12,14 @@ from typing import Any
 
 import pytest
 
+from mailferry.audit import read_events
 from mailferry.config import MailferryConfig, parse_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, full_name, topic_specs
-from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, codec
+from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, codec
 
 
 def make_config(
@@ -139,7 +140,7 @@ def dead_letters(config: MailferryConfig, timeout_ms: int = 1000) -> list[dict[s
 
 
 def audit_events(config: MailferryConfig, timeout_ms: int = 3000) -> list[dict[str, Any]]:
-    return [codec(AUDIT_EVENT).decode(r.value) for r in read_topic(config, AUDIT, timeout_ms)]
+    return [event for r in read_topic(config, AUDIT, timeout_ms) for event in read_events(r)]
 
 
 class RunningWorker:

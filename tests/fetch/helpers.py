@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mailferry.audit import read_events
 from mailferry.blobs import BlobStore, open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
@@ -14,7 +15,7 @@ from mailferry.config.loader import parse_config
 from mailferry.config.sources import ImapSource
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
-from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
+from mailferry.kafka.topics import RAW, full_name, topic_specs
 from mailferry.packing import unpack_raw
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
@@ -22,7 +23,6 @@ from mailferry.producers.imap_idle import idle_known, wait_for_mail
 from mailferry.producers.publish import Publisher, make_producer
 from mailferry.producers.scheduler import MailboxStatus, Scheduler
 from mailferry.producers.state import MailboxState
-from mailferry.schemas import AUDIT_EVENT, RAW_MESSAGE, codec
 
 
 def make_config(
@@ -59,11 +59,10 @@ def make_context(config: MailferryConfig, **producer_overrides: Any) -> FetchCon
 
 
 def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list[dict[str, Any]]:
-    schema = {RAW: RAW_MESSAGE, AUDIT: AUDIT_EVENT}[logical]
     records = read_records(kafka, logical, timeout_ms)
     if logical == RAW:  # one record may pack several mails (mailferry.packing)
         return [mail for m in records for mail in unpack_raw(m.value)]
-    return [codec(schema).decode(m.value) for m in records]
+    return [event for m in records for event in read_events(m)]
 
 
 def read_records(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list[Any]:

@@ -28,6 +28,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, full_name, topic_specs
+from mailferry.packing import AUDIT_PACK
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -64,6 +65,15 @@ def story(n: int, at: datetime = T0) -> list[tuple[bytes, bytes]]:
             ),
         ]
     return events
+
+
+def packed_stories(ns: range) -> list[tuple[bytes, bytes]]:
+    """The stories of ``ns`` as a packing pipeline writes them: per stage one record holding
+    every message's events, recipients interleaved, keyed by its first event, so most events
+    sit in a record (and a partition) of another message's key."""
+    stories = [story(n) for n in ns]
+    stages = [[s[0] for s in stories]] + [[s[i + k] for k in (0, 2) for s in stories] for i in (1, 2)]
+    return [(events[0][0], AUDIT_PACK.pack([value for _key, value in events])) for events in stages]
 
 
 def send(kafka: KafkaConfig, events: list[tuple[bytes, bytes]], timestamp: datetime | None = None) -> None:
@@ -123,6 +133,29 @@ def test_a_trace_through_the_index_equals_the_full_scan_and_survives_a_rebuild(
     rebuilt = build(topics, tmp_path / "index")
     assert rebuilt.row_count() == rows
     assert len(trace_message(topics, servers, "<msg-5@example.org>", index=LocalIndex(rebuilt)).events) == 5
+
+
+def test_a_trace_finds_every_event_of_a_message_packed_with_other_messages_events(
+    topics: KafkaConfig, tmp_path: Path
+) -> None:
+    send(topics, story(1) + packed_stories(range(2, 6)))
+    servers = list(topics.bootstrap_servers)
+    store = build(topics, tmp_path / "index")
+    # d-4-eve finds one event of a pack; the Message-ID it carries leads back to that same
+    # pack, which the position reader does not return twice
+    for wanted in ("d-4-eve", "<msg-4@example.org>", f"{4:064x}", "acme|bob@acme.example|msg-4@example.org"):
+        by_index = trace_message(topics, servers, wanted, index=LocalIndex(store))
+        by_scan = trace_message(topics, servers, wanted)
+        assert ids(by_index.events) == ids(by_scan.events), wanted
+        assert [(e["event"], e["sha256"]) for e in by_index.events] == [
+            (name, f"{4:064x}") for name in ("fetched", "routed", "routed", "delivered", "delivered")
+        ], wanted
+    addresses = [e["_offset"].split("/") for e in by_index.events]
+    assert all(len(parts) == 3 for parts in addresses)  # partition/offset/index inside a pack
+    assert len({tuple(parts[:2]) for parts in addresses}) == 3  # one record per stage
+    plain = trace_message(topics, servers, "<msg-1@example.org>", index=LocalIndex(store))
+    assert len(plain.events) == 5 and all(e["_offset"].count("/") == 1 for e in plain.events)
+    store.close()
 
 
 def test_an_interrupted_build_resumes_without_gaps_or_doubles(topics: KafkaConfig, tmp_path: Path) -> None:
@@ -237,4 +270,22 @@ def test_export_writes_the_range_in_the_documented_columns(topics: KafkaConfig, 
     assert export_events(topics, servers, table, fmt="csv", **window) == 11
     parsed = list(csv.reader(io.StringIO(table.getvalue())))
     assert tuple(parsed[0]) == COLUMNS and len(parsed) == 12
-    assert all(isinstance(json.loads(row[-1]), dict) for row in parsed[1:])
+    assert all(isinstance(json.loads(row[COLUMNS.index("details")]), dict) for row in parsed[1:])
+    assert {row[-1] for row in parsed[1:]} == {""}  # no index: plain records
+
+
+def test_export_writes_every_event_of_a_pack_with_its_index(topics: KafkaConfig) -> None:
+    send(topics, packed_stories(range(1, 3)), timestamp=T0)
+    lines = io.StringIO()
+    window = {"since": T0 - timedelta(minutes=1), "until": T0 + timedelta(hours=1)}
+    assert export_events(topics, list(topics.bootstrap_servers), lines, **window) == 10
+    rows = [json.loads(line) for line in lines.getvalue().splitlines()]
+    records = {(row["partition"], row["offset"]): [] for row in rows}
+    for row in rows:
+        records[row["partition"], row["offset"]].append(row["index"])
+    assert sorted(map(len, records.values())) == [2, 4, 4]
+    assert all(indexes == list(range(len(indexes))) for indexes in records.values())
+    assert [row["message_id"] for row in rows if row["event"] == "delivered"] == [
+        "<Msg-1@Example.org>",
+        "<Msg-2@Example.org>",
+    ] * 2

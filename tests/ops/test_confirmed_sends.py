@@ -17,18 +17,21 @@ from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient
+from kafka import errors as kafka_errors
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from typer.testing import CliRunner
 
+from mailferry.audit import read_events
 from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
+from mailferry.errors import OperatorError, PermanentError, TransientError
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
-from mailferry.kafka.confirm import ConfirmedSends, NotAcknowledgedError
+from mailferry.kafka.confirm import ConfirmedSends, Outcome
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
-from mailferry.schemas import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
+from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 
 pytestmark = pytest.mark.integration
 SMALL = 1024  # bytes a refusing topic accepts; every record below is larger
@@ -46,16 +49,20 @@ def _limit(admin: KafkaAdminClient, topic: str, max_bytes: int) -> None:
         time.sleep(0.1)
 
 
-def _values(kafka: KafkaConfig, logical: str) -> list[bytes]:
+def _records(kafka: KafkaConfig, logical: str) -> list[Any]:
     consumer = new_consumer(kafka, list(kafka.bootstrap_servers), consumer_timeout_ms=2000)
     consumer.subscribe([full_name(kafka, logical)])
-    values = [m.value for m in consumer]
+    records = list(consumer)
     consumer.close()
-    return values
+    return records
+
+
+def _values(kafka: KafkaConfig, logical: str) -> list[bytes]:
+    return [m.value for m in _records(kafka, logical)]
 
 
 def _audit(kafka: KafkaConfig) -> list[dict[str, Any]]:
-    return [codec(AUDIT_EVENT).decode(v) for v in _values(kafka, AUDIT)]
+    return [event for m in _records(kafka, AUDIT) for event in read_events(m)]
 
 
 @pytest.fixture
@@ -105,9 +112,46 @@ def test_a_refused_record_is_failed_and_its_marks_are_never_sent(
 
     assert (kept.acknowledged, kept.failed) == (["kept"], [])
     assert lost.acknowledged == [] and [tag for tag, _ in lost.failed] == ["lost"]
-    with pytest.raises(NotAcknowledgedError, match="did not acknowledge 1 of 1 things: MessageSizeTooLarge"):
+    with pytest.raises(
+        PermanentError, match="did not acknowledge 1 of 1 things: MessageSizeTooLarge"
+    ) as refused:
         lost.raise_for_failures("things")
+    assert refused.value.reason_code == "kafka-record-refused"  # the Kafka mapper's verdict
     assert _values(kafka_config, AUDIT) == [b"work", b"mark"]  # no mark for the refused record
+
+
+def test_a_send_refused_for_a_retriable_reason_is_transient(kafka_config: KafkaConfig) -> None:
+    """A topic the broker does not know (yet: auto-creation is off) is UnknownTopicOrPartition,
+    which kafka-python retries until ``max_block_ms``: an outage to wait out, not a verdict."""
+    producer = new_producer(kafka_config, list(kafka_config.bootstrap_servers), max_block_ms=1500)
+    sends: ConfirmedSends[str] = ConfirmedSends(producer, timeout=30)
+    sends.send(f"{kafka_config.topic_prefix}.not-yet-created", key=b"k", value=b"v", tag="waiting")
+    outcome = sends.wait()
+    producer.close()
+
+    assert outcome.acknowledged == [] and [tag for tag, _ in outcome.failed] == ["waiting"]
+    with pytest.raises(TransientError, match="did not acknowledge 1 of 1 things") as raised:
+        outcome.raise_for_failures("things")
+    assert raised.value.reason_code == "kafka-unavailable"
+    assert not isinstance(raised.value, OperatorError | PermanentError)
+
+
+def test_an_authorization_failure_is_the_operators_whatever_else_failed() -> None:
+    """An ACL refusal (a broker without an authorizer cannot give one: kafka-python's own
+    exceptions, as its futures hold them) pauses the role; the outages after it do not hide it."""
+    outcome: Outcome[str] = Outcome(
+        ["kept"],
+        [
+            ("a", kafka_errors.KafkaTimeoutError("expired")),
+            ("b", kafka_errors.TopicAuthorizationFailedError("mailferry.raw")),
+            ("c", kafka_errors.NotEnoughReplicasError()),
+        ],
+    )
+    with pytest.raises(
+        OperatorError, match="did not acknowledge 3 of 4 records: TopicAuthorizationFailed"
+    ) as raised:
+        outcome.raise_for_failures("records")
+    assert raised.value.reason_code == "kafka-acl-denied"
 
 
 def _dead_letter(body_size: int) -> dict[str, Any]:

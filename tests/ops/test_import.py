@@ -12,7 +12,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import RAW, full_name, topic_specs
-from mailferry.schemas import RAW_MESSAGE, codec
+from mailferry.packing import unpack_raw
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def _config(tmp_path: Path, kafka: KafkaConfig) -> Path:
     return path
 
 
-def _raw_records(kafka: KafkaConfig) -> list[dict[str, object]]:
+def _raw_values(kafka: KafkaConfig) -> list[bytes]:
     consumer = new_consumer(
         kafka,
         list(kafka.bootstrap_servers),
@@ -50,8 +50,13 @@ def _raw_records(kafka: KafkaConfig) -> list[dict[str, object]]:
         auto_offset_reset="earliest",
         consumer_timeout_ms=3000,
     )
-    records = [codec(RAW_MESSAGE).decode(m.value) for m in consumer]
+    values = [m.value for m in consumer]
     consumer.close()
+    return values
+
+
+def _raw_records(kafka: KafkaConfig) -> list[dict[str, object]]:
+    records = [mail for value in _raw_values(kafka) for mail in unpack_raw(value)]
     # raw is partitioned by dedup shard, so Kafka keeps no order across the mbox: its own
     # position (the byte offset in the file) gives it back
     return sorted(records, key=lambda r: int(str(r["source_uid"]).rpartition("@")[2]))
@@ -101,3 +106,27 @@ def test_import_refuses_unknown_tenant_and_mailbox(tmp_path: Path, kafka_config:
     assert unknown.exit_code == 2 and "tenant 'nope' is not in the configuration" in unknown.output
     nobox = runner.invoke(app, ["-c", str(config), "import", "mbox", str(archive), "-t", "acme", "-m", "x"])
     assert nobox.exit_code == 2 and "mailbox 'x' is not a source of tenant 'acme'" in nobox.output
+
+
+def test_import_packs_small_mails_into_fewer_records_the_stream_reads_all_of(
+    tmp_path: Path, kafka_config: KafkaConfig
+) -> None:
+    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
+    ensure_topics(admin, topic_specs(kafka_config, 4))
+    admin.close()
+    config = _config(tmp_path, kafka_config)
+    archive = tmp_path / "archive.mbox"
+    archive.write_bytes(_mbox(120))
+    args = ["-c", str(config), "import", "mbox", str(archive), "--tenant", "acme", "--mailbox", "history"]
+
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    values = _raw_values(kafka_config)
+    assert f"imported 120 messages, 0.0 MB, in {len(values)} raw records" in result.output
+    assert len(values) <= 6  # one pack per raw partition (6 by default): the batch is one checkpoint
+    mails = _raw_records(kafka_config)  # read as the stream reads raw: ``unpack_raw``
+    assert len(mails) == 120
+    inlines = [m["inline"] for m in mails]
+    assert all(
+        isinstance(body, bytes) and f"<{i}@import.test>".encode() in body for i, body in enumerate(inlines)
+    )

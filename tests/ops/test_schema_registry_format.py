@@ -1,7 +1,8 @@
 """Records in the Confluent schema-registry wire format, against a real registry (Apicurio
 Registry's Confluent-compatible API, started by the tests): the ids are the registry's, a
-reader that is not mailferry's decodes them, mailferry's readers take both encodings, and a
-trace finds a story written half in each."""
+reader that is not mailferry's decodes them (packs too, whose schema has a subject of its
+own), mailferry's readers take both encodings, and a trace finds a story written half in
+each."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ from mailferry.cli.context import CliContext
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.topics import AUDIT, full_name
+from mailferry.packing import AUDIT_PACK, DELIVERY_PACK
 from mailferry.schemas import AUDIT_EVENT, DELIVERY, UnknownSchemaError, codec, confluent
+from mailferry.schemas.codec import AUDIT_BATCH, DELIVERY_BATCH
 from mailferry.schemas.registry import expanded
 from mailferry_testkit.schema_registry import SchemaRegistry
 from tests.deliver.conftest import delivery_record
@@ -39,7 +42,12 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SchemaRegistr
 @pytest.fixture
 def wire(registry: SchemaRegistry) -> Iterator[confluent.WireFormat]:
     run = uuid.uuid4().hex[:8]
-    subjects = {AUDIT_EVENT: f"t{run}.audit-value", DELIVERY: f"t{run}.deliver-value"}
+    subjects = {
+        AUDIT_EVENT: f"t{run}.audit-value",
+        DELIVERY: f"t{run}.deliver-value",
+        AUDIT_BATCH: f"t{run}.audit-io.mailferry.AuditBatch",
+        DELIVERY_BATCH: f"t{run}.deliver-io.mailferry.DeliveryBatch",
+    }
     format_ = confluent.WireFormat(confluent.RegistryClient(registry.url), subjects)
     confluent.use(format_)
     yield format_
@@ -88,6 +96,41 @@ def test_a_reader_that_is_not_mailferrys_decodes_them(
     assert decoded["tenant"] == event["tenant"] and decoded["event"] == event["event"]
 
 
+def apache_avro(registry: SchemaRegistry, data: bytes) -> Any:
+    """A Confluent deserializer's reading: the schema by the header's id, Apache Avro's reader."""
+    schema = avro.schema.parse(
+        get(f"{registry.url}/schemas/ids/{int.from_bytes(data[1:5], 'big')}")["schema"]
+    )
+    return avro.io.DatumReader(schema).read(avro.io.BinaryDecoder(io.BytesIO(data[5:])))
+
+
+def test_packs_go_under_their_own_subject_and_a_reader_that_is_not_mailferrys_decodes_them(
+    registry: SchemaRegistry, wire: confluent.WireFormat
+) -> None:
+    events = [codec(AUDIT_EVENT).decode(value) for _key, value in story(8)]
+    deliveries = [
+        codec(DELIVERY).decode(codec(DELIVERY).encode(delivery_record(who, b"hello")))
+        for who in ("bob@acme.example", "eve@acme.example")
+    ]
+    cases = [(AUDIT_PACK, events, "events"), (DELIVERY_PACK, deliveries, "deliveries")]
+    written = []
+    for pack, items, field in cases:
+        packed = pack.pack([codec(pack.single).encode(item) for item in items])
+        assert packed[:1] == b"\x00"
+        latest = get(f"{registry.url}/subjects/{wire.subjects[pack.batch]}/versions/latest")
+        assert latest["id"] == int.from_bytes(packed[1:5], "big")
+        assert json.loads(latest["schema"])["name"] == expanded(pack.batch)["name"]
+        decoded = apache_avro(registry, packed)[field]
+        assert [list(d.items())[:3] for d in decoded] == [list(i.items())[:3] for i in items]
+        assert pack.unpack(packed) == items
+        written.append((packed, codec(pack.single).encode(items[0])))
+    # a reader that registered nothing fetches both ids and tells the pack from the plain record
+    confluent.use(confluent.WireFormat(confluent.RegistryClient(registry.url), wire.subjects))
+    for (pack, items, _field), (packed, single) in zip(cases, written, strict=True):
+        assert pack.unpack(packed) == items
+        assert pack.unpack(single) == items[:1]
+
+
 def test_readers_take_both_encodings_and_fetch_an_id_they_have_not_seen(
     registry: SchemaRegistry, wire: confluent.WireFormat
 ) -> None:
@@ -130,12 +173,12 @@ def test_a_trace_finds_a_story_written_half_before_and_half_after_the_switch(
         rewritten = [
             (key, codec(AUDIT_EVENT).encode(codec(AUDIT_EVENT).decode(value))) for key, value in events[2:]
         ]
+        rewritten[1:] = [(rewritten[1][0], AUDIT_PACK.pack([value for _key, value in rewritten[1:]]))]
         assert all(value[:1] == b"\x00" for _, value in rewritten)
         send(topics, rewritten)
-        subject = f"{full_name(topics, AUDIT)}-value"
-        assert get(f"{registry.url}/subjects/{subject}/versions/latest")["id"] == int.from_bytes(
-            rewritten[0][1][1:5], "big"
-        )
+        for (_key, value), subject in zip(rewritten, ("value", "io.mailferry.AuditBatch"), strict=True):
+            latest = get(f"{registry.url}/subjects/{full_name(topics, AUDIT)}-{subject}/versions/latest")
+            assert latest["id"] == int.from_bytes(value[1:5], "big")
         build(topics, tmp_path / "index").close()
         result = runner.invoke(app, ["-c", str(config), "audit", "trace", "--json", "<msg-1@example.org>"])
         assert result.exit_code == 0, result.output

@@ -5,9 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from mailferry.config.models import MailferryConfig, Tenant
+from mailferry.packing import AUDIT_PACK, DELIVERY_PACK
+from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, codec
 
 DOMAIN = "acme.example"
 TRACE_KEY = b"test trace key, 32 characters or more"
+PACKS = {AUDIT_EVENT: AUDIT_PACK, DELIVERY: DELIVERY_PACK}
+
+
+def decoded(schema: str, value: bytes) -> list[Record]:
+    """The items of one record: every item of a pack on the packed topics (mailferry.packing)."""
+    return PACKS[schema].unpack(value) if schema in PACKS else [codec(schema).decode(value)]
 
 
 def tenant(**overrides: Any) -> Tenant:

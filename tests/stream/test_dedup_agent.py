@@ -15,7 +15,7 @@ from mailferry.packing import pack_value
 from mailferry.rawrecord import RawSource, build_raw_record
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
 from mailferry.streams.app import StreamApp
-from tests.stream.factories import DOMAIN, config, message
+from tests.stream.factories import DOMAIN, config, decoded, message
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 STORE = "rocksdb://"
@@ -63,7 +63,7 @@ async def drain(channel: Any, name: str) -> list[Record]:
     found = []
     while not channel.empty():
         event = await channel.get()
-        found.append(codec(name).decode(event.value))
+        found += decoded(name, event.value)
     return found
 
 

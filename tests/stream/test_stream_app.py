@@ -28,12 +28,13 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name, topic_specs
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
-from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record, codec
+from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record
 from mailferry.status import read_snapshots
 from mailferry.streams.faust_settings import app_id
 from mailferry.streams.loopguard import trace_value
 from mailferry.streams.trace_key import load_trace_key
 from mailferry_testkit.sample_mail import catchall_mailbox, personal_mailbox
+from tests.stream.factories import decoded
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +114,7 @@ class Topics:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for batch in self.consumer.poll(timeout_ms=500).values():
-                self.records += [(m.key, codec(self.schema).decode(m.value)) for m in batch]
+                self.records += [(m.key, item) for m in batch for item in decoded(self.schema, m.value)]
             values = [r for _k, r in self.records]
             if until(values):
                 return values
@@ -124,7 +125,7 @@ class Topics:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             for batch in self.consumer.poll(timeout_ms=300).values():
-                self.records += [(m.key, codec(self.schema).decode(m.value)) for m in batch]
+                self.records += [(m.key, item) for m in batch for item in decoded(self.schema, m.value)]
         return [r for _k, r in self.records]
 
 

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import base64
 import logging
-import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from mailferry_testkit.certs import TestPki
@@ -46,11 +45,6 @@ _ITEM_FAULTS = {
 }
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256  # many clients connect at once; the default backlog of 5 resets them
-
-
 class _Account:
     def __init__(self, user: str, password: str, impersonation: bool, mailbox: str | None) -> None:
         self.user = user
@@ -61,6 +55,8 @@ class _Account:
 
 class EwsEmulator(IdentityHost):
     """EWS EMULATOR — not Microsoft Exchange. ``start()`` serves on 127.0.0.1, a free port."""
+
+    banner = "EWS EMULATOR (not Microsoft Exchange)"
 
     def __init__(
         self,
@@ -88,8 +84,6 @@ class EwsEmulator(IdentityHost):
         self.requests: dict[str, int] = {}  # operation -> count, for tests and benchmarks
         self.last_headers: dict[str, dict[str, str]] = {}  # operation -> HTTP headers of its last request
         self.rejected_busy = 0
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.ntlm_domain: str | None = None
         self.ntlm_per_request = False
 
@@ -128,7 +122,7 @@ class EwsEmulator(IdentityHost):
         self.oauth.add_app(client_id, secret, tenant, principal=user.lower(), certificate=certificate)
 
     def token_url(self, tenant: str) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}/{tenant}/oauth2/v2.0/token"
+        return f"{self.origin}/{tenant}/oauth2/v2.0/token"
 
     def add_mailbox(self, address: str, aliases: tuple[str, ...] | list[str] = ()) -> None:
         self.store.add_mailbox(address, tuple(aliases))
@@ -150,50 +144,15 @@ class EwsEmulator(IdentityHost):
 
     # ---- life cycle --------------------------------------------------------------------------
 
-    def start(self) -> EwsEmulator:
-        handler = type("Handler", (_Handler,), {"emulator": self})
-        self._httpd = _Server(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        if self.tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(self.tls.cert_file, self.tls.key_file)
-            # the handshake happens in the request's thread, so a refusing client stalls nobody
-            self._httpd.socket = context.wrap_socket(
-                self._httpd.socket, server_side=True, do_handshake_on_connect=False
-            )
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="ews-emulator", daemon=True)
-        self._thread.start()
-        log.info("EWS EMULATOR (not Microsoft Exchange) listening on %s", self.url)
-        return self
+    def handler_class(self) -> type[BaseHTTPRequestHandler]:
+        return _Handler
 
-    @property
-    def port(self) -> int:
-        assert self._httpd is not None, "start() the emulator first"
-        return int(self._httpd.server_address[1])
+    def tls_pki(self) -> TestPki | None:
+        return self.tls
 
     @property
     def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.port}{EWS_PATH}"
-
-    @property
-    def scheme(self) -> str:
-        return "https" if self.tls is not None else "http"
-
-    def identity_pki(self) -> TestPki | None:
-        return self.tls
-
-    def stop(self) -> None:
-        self.stop_identity()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> EwsEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"{self.origin}{EWS_PATH}"
 
     # ---- request handling --------------------------------------------------------------------
 
