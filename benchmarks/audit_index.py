@@ -2,6 +2,7 @@
 and the export rate, on a real embedded broker.
 
 Run: .venv/bin/python benchmarks/audit_index.py [--mails 2000000] [--traces 5] [--home DIR]
+     [--pack N] [--compare-pack N]
 
 With ``--home`` the broker's data and the index stay in DIR between runs: a second run skips
 producing (and, unless ``--rebuild``, building), so the timed traces can be repeated on a
@@ -15,6 +16,12 @@ start-up; each row gives wall and CPU time (the child's user + system) and the l
 beside it, since wall time on a shared machine follows the load. The full scan is the same
 command with no index reachable (``--scan-limit`` stops it after that many seconds: the row
 then says so).
+
+``--pack N`` writes the events as a packing pipeline does (``mailferry.packing``): per stage
+one record holding the events of N consecutive mails, keyed by its first event.
+``--compare-pack N`` builds both layouts side by side (plain under the topic prefix
+``bench``, packed under ``benchpackN``, on one broker) and interleaves their traces, so the
+packed/plain ratio of trace time is measured under the same load.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -44,6 +52,7 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import AUDIT, full_name, topic_specs
+from mailferry.packing import AUDIT_PACK
 
 DAY0 = datetime(2026, 11, 1, tzinfo=UTC)
 EVENTS_PER_MAIL = 5
@@ -78,18 +87,32 @@ def mail_events(n: int, at: datetime) -> list[tuple[bytes, bytes]]:
     return events
 
 
-def produce(kafka: KafkaConfig, servers: list[str], mails: int, console: Console) -> float:
+def packed(mails: list[list[tuple[bytes, bytes]]]) -> list[tuple[bytes, bytes]]:
+    """The records of these mails' events: plain for one mail, else one pack per stage
+    (fetched; routed; delivered), as the stream and the deliver workers write them."""
+    if len(mails) == 1:
+        return mails[0]
+    stages = [
+        [m[0] for m in mails],
+        [m[i] for m in mails for i in (1, 3)],
+        [m[i] for m in mails for i in (2, 4)],
+    ]
+    return [(events[0][0], AUDIT_PACK.pack([value for _key, value in events])) for events in stages]
+
+
+def produce(kafka: KafkaConfig, servers: list[str], mails: int, console: Console, pack: int = 1) -> float:
     producer = new_producer(kafka, servers, linger_ms=50, batch_size=1024 * 1024)
     topic = full_name(kafka, AUDIT)
     span = timedelta(days=2) / mails
     began = time.perf_counter()
-    for n in range(mails):
-        at = DAY0 + n * span
+    for first in range(0, mails, pack):
+        at = DAY0 + first * span
         millis = int(at.timestamp() * 1000)
-        for key, value in mail_events(n, at):
+        group = [mail_events(n, DAY0 + n * span) for n in range(first, min(first + pack, mails))]
+        for key, value in packed(group):
             producer.send(topic, key=key, value=value, timestamp_ms=millis)
-        if n % 200_000 == 0 and n:
-            console.print(f"  produced {n * EVENTS_PER_MAIL:,} events", highlight=False)
+        if first % 200_000 < pack and first:
+            console.print(f"  produced {first * EVENTS_PER_MAIL:,} events", highlight=False)
     producer.flush()
     producer.close()
     return time.perf_counter() - began
@@ -164,6 +187,68 @@ def write_config(path: Path, state: Path, kafka: KafkaConfig, index: Path) -> No
     )
 
 
+@dataclass
+class Layout:
+    """One way of writing the same events: its topic prefix, index folder and traces."""
+
+    pack: int
+    home: Path
+    walls: list[float] = field(default_factory=list)
+    cpus: list[float] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return "plain" if self.pack == 1 else f"packs of {self.pack} mails"
+
+    @property
+    def prefix(self) -> str:
+        return "bench" if self.pack == 1 else f"benchpack{self.pack}"
+
+    @property
+    def index(self) -> Path:
+        return self.home / ("index" if self.pack == 1 else f"index-{self.prefix}")
+
+    def marker(self, mails: int) -> Path:
+        return self.home / (f"produced-{mails}" if self.pack == 1 else f"produced-{self.prefix}-{mails}")
+
+
+def prepare(
+    layout: Layout, broker: EmbeddedBroker, mails: int, rebuild: bool, console: Console
+) -> tuple[KafkaConfig, Path, list[tuple[str, str, str]]]:
+    """The layout's topic produced and indexed (each once per --home); its config file."""
+    rows = []
+    kafka = broker.client_config(KafkaConfig(topic_prefix=layout.prefix))
+    servers = [broker.address]
+    admin = new_admin(kafka, servers)
+    ensure_topics(admin, topic_specs(kafka, 1))
+    admin.close()
+    events = mails * EVENTS_PER_MAIL
+    if not layout.marker(mails).exists():
+        console.print(f"producing {events:,} audit events ({mails:,} mails, {layout.label})", highlight=False)
+        produced = produce(kafka, servers, mails, console, layout.pack)
+        layout.marker(mails).touch()
+        rows.append(
+            (f"produce (setup), {layout.label}", f"{produced:.0f} s", f"{events / produced:,.0f} events/s")
+        )
+    if rebuild or not layout.index.exists():
+        shutil.rmtree(layout.index, ignore_errors=True)
+        wall, cpu, indexed = build_index(kafka, servers, layout.index)
+        size = sum(f.stat().st_size for f in layout.index.iterdir())
+        per_million = size / 1e6 / (indexed / 1e6)
+        rate = f"{indexed / cpu:,.0f} events/CPU-s"
+        rows.append((f"index build, {layout.label}", f"{wall:.0f} s wall, {cpu:.0f} s CPU", rate))
+        rows.append(
+            (
+                f"index size, {layout.label}",
+                f"{size / 1e6:,.0f} MB",
+                f"{per_million:.1f} MB per million events",
+            )
+        )
+    config = layout.home / f"{layout.prefix}.toml"
+    write_config(config, layout.home / "state", kafka, layout.index)
+    return kafka, config, rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mails", type=int, default=2_000_000)
@@ -174,57 +259,55 @@ def main() -> None:
     parser.add_argument("--skip-export", action="store_true", help="leave out the export row")
     parser.add_argument("--keep-broker", action="store_true", help="with --home: leave the broker running")
     parser.add_argument("--scan-limit", type=float, help="stop the full scan after this many seconds")
+    parser.add_argument("--pack", type=int, default=1, help="mails per audit record and stage (1: plain)")
+    parser.add_argument("--compare-pack", type=int, help="plain and packs of N mails side by side")
     args = parser.parse_args()
     console = Console()
     rows: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory(prefix="audit-bench-") as scratch:
         home = args.home or Path(scratch)
         home.mkdir(parents=True, exist_ok=True)
-        produced_marker = home / f"produced-{args.mails}"
+        packs = [1, args.compare_pack] if args.compare_pack else [args.pack]
+        layouts = [Layout(pack, home) for pack in packs]
         broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0, heap="1g"), home / "kafka")
         address = broker.start().address
+        events = args.mails * EVENTS_PER_MAIL
         try:
-            kafka = broker.client_config(KafkaConfig(topic_prefix="bench"))
             servers = [address]
-            admin = new_admin(kafka, servers)
-            ensure_topics(admin, topic_specs(kafka, 1))
-            admin.close()
-            events = args.mails * EVENTS_PER_MAIL
-            if not produced_marker.exists():
-                console.print(f"producing {events:,} audit events ({args.mails:,} mails)", highlight=False)
-                produced = produce(kafka, servers, args.mails, console)
-                produced_marker.touch()
-                rows.append(("produce (setup)", f"{produced:.0f} s", f"{events / produced:,.0f} events/s"))
-            if args.rebuild or not (home / "index").exists():
-                shutil.rmtree(home / "index", ignore_errors=True)
-                wall, cpu, indexed = build_index(kafka, servers, home / "index")
-                size = sum(f.stat().st_size for f in (home / "index").iterdir())
-                per_million = size / 1e6 / (indexed / 1e6)
-                rate = f"{indexed / cpu:,.0f} events/CPU-s"
-                rows.append(("index build", f"{wall:.0f} s wall, {cpu:.0f} s CPU", rate))
-                rows.append(
-                    ("index size", f"{size / 1e6:,.0f} MB", f"{per_million:.1f} MB per million events")
-                )
-
-            config = home / "bench.toml"
-            write_config(config, home / "state", kafka, home / "index")
+            prepared = [prepare(layout, broker, args.mails, args.rebuild, console) for layout in layouts]
+            for _kafka, _config, built in prepared:
+                rows += built
+            kafka, config = prepared[0][0], prepared[0][1]
             picks = random.Random(7).sample(range(args.mails), args.traces)
-            walls, cpus, loads = [], [], []
+            loads = []
             for n in picks:
-                loads.append(load())
-                wall, cpu, out = timed_cli(config, ["audit", "trace", "--json", f"<{n}.bench@example.org>"])
-                found = (out or "").count('"event_id"')
-                if found != EVENTS_PER_MAIL:
-                    raise RuntimeError(f"trace of mail {n} found {found} events")
-                walls.append(wall)
-                cpus.append(cpu)
-            rows.append(
-                (
-                    f"audit trace, index ({args.traces} mails, new process each)",
-                    f"wall {spread(walls)}; CPU median {statistics.median(cpus):.2f} s",
-                    f"load {min(loads):.1f}-{max(loads):.1f}",
+                for layout, (_kafka, layout_config, _rows) in zip(layouts, prepared, strict=True):
+                    loads.append(load())
+                    wall, cpu, out = timed_cli(
+                        layout_config, ["audit", "trace", "--json", f"<{n}.bench@example.org>"]
+                    )
+                    found = (out or "").count('"event_id"')
+                    if found != EVENTS_PER_MAIL:
+                        raise RuntimeError(f"trace of mail {n} ({layout.label}) found {found} events")
+                    layout.walls.append(wall)
+                    layout.cpus.append(cpu)
+            for layout in layouts:
+                rows.append(
+                    (
+                        f"audit trace, index, {layout.label} ({args.traces} mails, new process each)",
+                        f"wall {spread(layout.walls)}; CPU median {statistics.median(layout.cpus):.2f} s",
+                        f"load {min(loads):.1f}-{max(loads):.1f}",
+                    )
                 )
-            )
+            if len(layouts) == 2:
+                plain, pack = layouts
+                rows.append(
+                    (
+                        f"ratio {pack.label} / plain (interleaved)",
+                        f"wall median {statistics.median(pack.walls) / statistics.median(plain.walls):.2f}",
+                        f"CPU median {statistics.median(pack.cpus) / statistics.median(plain.cpus):.2f}",
+                    )
+                )
             starts = [timed_cli(config, ["--help"]) for _ in range(5)]
             rows.append(
                 (
@@ -236,7 +319,7 @@ def main() -> None:
             )
             if not args.skip_scan:
                 noindex = home / "noindex.toml"
-                write_config(noindex, home / "state", kafka, home / "absent")
+                write_config(noindex, home / "state", kafka, home / "absent")  # the first layout
                 before = load()
                 wall, cpu, out = timed_cli(
                     noindex,

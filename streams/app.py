@@ -9,10 +9,14 @@ is new inside the window goes to ``<prefix>.deliver`` keyed by tenant/recipient;
 with ``bypass_dedup`` skip the table. Messages that cannot go on are dead-lettered on
 ``<prefix>.deliver.dlt`` with stage ``stream`` and their reason.
 
-Outgoing records go to the producer at once (``outbox``); Faust flushes the producer before
-it commits an offset, so an offset is never committed before the records it caused are in
-Kafka, and never after one Kafka refused: at-least-once, with copies caught by the table and,
-after a crash, by idempotent delivery.
+What one raw record causes is gathered while it is processed (``collector``) and handed to
+the producer when it is done: one ``deliver`` record per deliver partition and one ``audit``
+record, packed (``mailferry.packing``), and its sightings as one changelog record
+(``dedup_table``); dead letters go at once, one per record. Faust flushes the producer
+before it commits an offset, and it commits the offset of a record only after the agent
+took the next one, so an offset is never committed before the records it caused are in
+Kafka, and never after one Kafka refused (``outbox``): at-least-once, with copies caught by
+the table and, after a crash, by idempotent delivery.
 (Faust's "attachments" give the same guarantee but hold every record until the commit,
 which measured several times slower here.)
 """
@@ -47,10 +51,12 @@ from mailferry.kafka.topics import (
     topic_settings,
 )
 from mailferry.observe import metrics
-from mailferry.packing import unpack_raw
+from mailferry.packing import PACK_OVERHEAD, unpack_raw
 from mailferry.schemas.codec import DELIVERY, codec
 from mailferry.streams.bodies import shared_body
+from mailferry.streams.collector import Collector
 from mailferry.streams.dedup import Sighting, decide
+from mailferry.streams.dedup_table import DedupTable
 from mailferry.streams.fanout import FAN_OUT_CAP
 from mailferry.streams.faust_settings import DEDUP_TABLE, app_id, dedup_changelog_spec, store_url
 from mailferry.streams.outbox import Outbox
@@ -67,6 +73,9 @@ PURGE_BATCH = 100_000
 NEGATIVE_TTL = 300.0  # seconds a 'no such mailbox' answer is kept
 PRODUCER_BATCH_BYTES = 1024 * 1024
 PRODUCER_LINGER = 0.005  # seconds
+PACK_MARGIN = 64 * 1024  # below a topic's record limit: Kafka's own record and batch headers
+# deliver and audit records packed per input record; off until every reader unpacks them
+PACK_OUTPUTS = False
 
 
 @dataclass
@@ -94,9 +103,16 @@ class StreamApp:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         store: str | None = None,
         raw_partitions: int | None = None,
+        deliver_partitions: int | None = None,
+        pack_outputs: bool = PACK_OUTPUTS,
     ) -> None:
-        """``raw_partitions``: how many ``raw`` has in Kafka (``worker.raw_partitions``),
-        which the table must match; the configured count when not given."""
+        """``raw_partitions``, ``deliver_partitions``: how many the topics have in Kafka
+        (``worker.partitions_in_kafka``), which the table must match and a packed delivery's
+        partition is computed from; the configured counts when not given.
+
+        ``pack_outputs``: one deliver record per (input record, deliver partition) and one
+        audit record per input record (with a schema registry too: a pack then carries the
+        registry's header, ``PackFormat.pack``)."""
         self.config = config
         self.kafka = config.kafka
         self.blobs = open_blob_store(config, servers)
@@ -117,6 +133,17 @@ class StreamApp:
         smallest = min(
             s.max_message_bytes for s in [self.kafka.topics.defaults, *self.kafka.topics.overrides.values()]
         )
+        accepted = min(
+            PRODUCER_BATCH_BYTES,
+            *(topic_settings(self.kafka, name).max_message_bytes for name in (DELIVER, AUDIT)),
+        )
+        self.pack_limit = accepted - min(PACK_MARGIN, accepted // 8) - PACK_OVERHEAD
+        self.collector = Collector(
+            deliver_partitions=deliver_partitions or topic_settings(self.kafka, DELIVER).partitions,
+            limit=self.pack_limit,
+            packed=pack_outputs,
+        )
+        self._collecting = False
         web_port = config.stream.web_port
         self.app = faust.App(
             app_id(config),
@@ -148,13 +175,16 @@ class StreamApp:
         self.deliver_topic = self.app.topic(full_name(self.kafka, DELIVER))
         self.dlt_topic = self.app.topic(full_name(self.kafka, DLT))
         self.audit_topic = self.app.topic(full_name(self.kafka, AUDIT))
-        self.table = self.app.Table(
-            DEDUP_TABLE,
+        self.table = DedupTable(
+            self.app,
+            name=DEDUP_TABLE,
             default=None,
+            beacon=self.app.tables.beacon,
             partitions=self.partitions,
             key_type=bytes,
             extra_topic_configs=dict(dedup_changelog_spec(config, self.partitions).config),
         )
+        self.app.tables.add(self.table)
         roles = TopicRoles(
             deliveries=frozenset([self.deliver_topic.get_topic_name()]),
             dead_letters=self.dlt_topic.get_topic_name(),
@@ -203,24 +233,40 @@ class StreamApp:
         async for event in stream.events():
             message = event.message
             base = Origin(message.topic, message.partition, message.offset)
+            self._collecting = True
             try:
-                mails = unpack_raw(event.value)
-            except PermanentError as exc:
-                why = Rejected("malformed-message", exc.reason_code, exc.message)
-                await self._dead_letter(event.key, None, base, why)
-                yield None
-                continue
-            for index, raw in enumerate(mails):
-                origin = replace(base, index=index) if len(mails) > 1 else base
-                try:
-                    with metrics.stream_stage("route"):
-                        await self._route_one(event.key, raw, str(origin))
-                except Exception as exc:  # never stop on one message: dead-letter it instead
-                    log.exception("stream: unexpected error on %s", origin)
-                    self.counters.last_error = f"{type(exc).__name__}: {exc}"
-                    why = Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}")
-                    await self._dead_letter(event.key, raw, origin, why)
+                await self._route_record(event.key, event.value, base)
+            finally:
+                self._collecting = False
+            await self._send_collected(base)
             yield None  # one value per record: the agents' test context waits for it
+
+    async def _route_record(self, key: bytes | None, value: bytes, base: Origin) -> None:
+        try:
+            mails = unpack_raw(value)
+        except PermanentError as exc:
+            why = Rejected("malformed-message", exc.reason_code, exc.message)
+            await self._dead_letter(key, None, base, why)
+            return
+        for index, raw in enumerate(mails):
+            origin = replace(base, index=index) if len(mails) > 1 else base
+            try:
+                with metrics.stream_stage("route"):
+                    await self._route_one(key, raw, str(origin))
+            except Exception as exc:  # never stop on one message: dead-letter it instead
+                log.exception("stream: unexpected error on %s", origin)
+                self.counters.last_error = f"{type(exc).__name__}: {exc}"
+                why = Rejected("permanent", "stream-error", f"{type(exc).__name__}: {exc}")
+                await self._dead_letter(key, raw, origin, why)
+
+    async def _send_collected(self, base: Origin) -> None:
+        """What the record caused, to the producer before the agent takes the next record
+        (Faust commits an offset only after that): deliveries, audit, then the sightings."""
+        outputs = self.collector.close()
+        for topic, records in ((self.deliver_topic, outputs.deliveries), (self.audit_topic, outputs.audit)):
+            for record in records:
+                await self.outbox.send(topic, key=record.key, value=record.value, partition=record.partition)
+        self.table.flush_sightings(str(base), base.partition, self.pack_limit)
 
     async def _route_one(self, key: bytes | None, raw: dict[str, Any], origin: str) -> None:
         attempt = 0
@@ -315,10 +361,10 @@ class StreamApp:
         if verdict == "reprocessed" and previous is not None:
             # written again: the first write may have failed to reach the changelog
             self.counters.reprocessed += 1
-            self.table[key] = previous.to_value()
+            self.table.remember(key, previous.to_value())
         else:
             sighting = Sighting(now_ms, origin, delivery["mailbox_id"], delivery["delivery_id"])
-            self.table[key] = sighting.to_value()
+            self.table.remember(key, sighting.to_value())
         await self._emit(candidate, {"dedup": verdict})
 
     async def purge_expired(self) -> int:
@@ -348,7 +394,7 @@ class StreamApp:
         delivery = candidate.delivery
         key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
         value = codec(DELIVERY).encode(delivery)
-        await self._send(self.deliver_topic, key=key, value=value)
+        self.collector.delivery(key, value)
         self.counters.routed += 1
         await self._audit_delivery("routed", delivery, details=routed_details(delivery) | extra)
 
@@ -419,7 +465,10 @@ class StreamApp:
 
     async def _audit(self, event: Any, tenant: str, **kwargs: Any) -> None:
         key, value = audit_event(event, stage="stream", tenant=tenant, **kwargs)
-        await self._send(self.audit_topic, key=key, value=value)
+        if self._collecting:
+            self.collector.audit(key, value)
+        else:  # a rescue's dead letter, after its record was done
+            await self._send(self.audit_topic, key=key, value=value)
 
     def _note_error(self, text: str) -> None:
         self.counters.last_error = text

@@ -59,7 +59,9 @@ class Outbox:
         self._watch_sends()
         self._guard_commits()
 
-    async def send(self, topic: Any, *, key: bytes | None, value: bytes) -> None:
+    async def send(
+        self, topic: Any, *, key: bytes | None, value: bytes, partition: int | None = None
+    ) -> None:
         """Hand a record to the producer now, without waiting for Kafka's acknowledgement.
 
         Kafka topics go straight to the producer: ``Topic.send`` adds a future message, a
@@ -67,9 +69,9 @@ class Outbox:
         send. In-memory channels (the agents' unit tests) still go through Faust.
         """
         if not isinstance(topic, faust.Topic):
-            await topic.send(key=key, value=value, force=True)
+            await topic.send(key=key, value=value, partition=partition, force=True)
             return
-        await self.app.producer.send(topic.get_topic_name(), key, value, None, None, None)
+        await self.app.producer.send(topic.get_topic_name(), key, value, partition, None, None)
 
     def _watch_sends(self) -> None:
         """Every record through the producer, ours or a table's changelog, is watched; a

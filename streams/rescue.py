@@ -9,6 +9,10 @@ again after each restart and be refused again. Instead, by the topic it was for:
 - a dead letter is sent again with its bodies in the blob store;
 - an audit event is dropped with an error in the log (it describes a message, it is not one).
 
+A pack (``mailferry.packing``; the stream builds none above the topic's limit, so this takes
+a limit lowered after the fact) is sent again item by item, by key, which Kafka's partitioner
+puts on the pack's partition; an item refused on its own then takes the way above.
+
 Anything else (a table's changelog) is not rescued: the outbox then blocks the commit.
 """
 
@@ -19,6 +23,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from mailferry.audit import message_key
+from mailferry.packing import AUDIT_PACK, DELIVERY_PACK, PackFormat
 from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, Record, codec
 from mailferry.streams.bodies import BlobWriter, by_reference, dead_letter_by_reference
 
@@ -48,6 +54,15 @@ class Rescuer:
         self.audit_dropped = 0
 
     async def __call__(self, topic: str, key: bytes | None, value: bytes, why: BaseException) -> bool:
+        form = (
+            DELIVERY_PACK
+            if topic in self.roles.deliveries
+            else AUDIT_PACK
+            if topic == self.roles.audit
+            else None
+        )
+        if form is not None and await self._unpacked(form, topic, value):
+            return True
         if topic in self.roles.deliveries:
             delivery = codec(DELIVERY).decode(value)
             moved = await asyncio.to_thread(by_reference, delivery, self.blobs)
@@ -69,3 +84,17 @@ class Rescuer:
             log.error("stream: an audit event of %d bytes was refused and dropped: %r", len(value), why)
             return True
         return False
+
+    async def _unpacked(self, form: PackFormat, topic: str, value: bytes) -> bool:
+        """Send a pack's items again one by one; False for a single record."""
+        items = form.unpack(value)
+        if len(items) < 2:
+            return False
+        single = codec(form.single)
+        for item in items:
+            if form is DELIVERY_PACK:
+                item_key = f"{item['tenant']}/{item['recipient']}"
+            else:
+                item_key = message_key(item["tenant"], item["message_id"], item["sha256"])
+            await self.send(topic, item_key.encode(), single.encode(item))
+        return True

@@ -21,7 +21,7 @@ from mailferry.config.models import MailferryConfig
 from mailferry.errors import ConfigError
 from mailferry.kafka.admin import ensure_topics, partition_counts
 from mailferry.kafka.clients import new_admin
-from mailferry.kafka.topics import RAW, full_name, topic_settings, topic_specs
+from mailferry.kafka.topics import DELIVER, RAW, full_name, topic_settings, topic_specs
 from mailferry.observe import health, logs, metrics
 from mailferry.observe.server import Observer, observe
 from mailferry.status import write_snapshot
@@ -34,22 +34,29 @@ SNAPSHOT_EVERY = 5.0
 METADATA_WAIT = 15.0  # seconds
 
 
-def raw_partitions(config: MailferryConfig, servers: list[str]) -> int:
-    """Ensure the pipeline's topics; how many partitions ``raw`` has in Kafka.
+def partitions_in_kafka(config: MailferryConfig, servers: list[str]) -> dict[str, int]:
+    """Ensure the pipeline's topics; how many partitions ``raw`` and ``deliver`` have in Kafka.
 
     The dedup table is co-partitioned with ``raw`` and Faust refuses a changelog with
     another count, so the table follows the topic as it is (an older or hand-made topic can
-    have more partitions than the config says, as a count only grows).
+    have more partitions than the config says, as a count only grows). A packed delivery
+    record is sent to the partition Kafka's partitioner gives its key, computed from
+    ``deliver``'s count as it is.
     """
     admin = new_admin(config.kafka, servers)
     try:
         ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
-        raw = full_name(config.kafka, RAW)
+        names = {logical: full_name(config.kafka, logical) for logical in (RAW, DELIVER)}
         deadline = time.monotonic() + METADATA_WAIT
         # a topic created a moment ago can be missing from the metadata for a while
-        while not (count := partition_counts(admin, [raw]).get(raw)) and time.monotonic() < deadline:
+        while len(counts := partition_counts(admin, list(names.values()))) < len(names):
+            if time.monotonic() > deadline:
+                break
             time.sleep(0.2)
-        return count or topic_settings(config.kafka, RAW).partitions
+        return {
+            logical: counts.get(name) or topic_settings(config.kafka, logical).partitions
+            for logical, name in names.items()
+        }
     finally:
         admin.close()
 
@@ -75,8 +82,14 @@ def live_directories() -> DirectoryFor:
 def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = "warning") -> None:
     """Run the worker until a signal stops it (raises SystemExit with the worker's code)."""
     config.stream_data_dir.mkdir(parents=True, exist_ok=True)
-    partitions = raw_partitions(config, servers)
-    stream = StreamApp(config, servers, directory_for=live_directories(), raw_partitions=partitions)
+    partitions = partitions_in_kafka(config, servers)
+    stream = StreamApp(
+        config,
+        servers,
+        directory_for=live_directories(),
+        raw_partitions=partitions[RAW],
+        deliver_partitions=partitions[DELIVER],
+    )
     prepare_topics(config, servers, stream)
     refuse_gaps({full_name(config.kafka, RAW)}, on_gap=lambda: os.kill(os.getpid(), signal.SIGTERM))
 

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import faust
 import pytest
+from faust.types.tuples import TP, Message
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.errors import TransientError
 from mailferry.packing import pack_value
 from mailferry.rawrecord import RawSource, build_raw_record
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
+from mailferry.shard import partition_for
 from mailferry.streams.app import StreamApp
+from mailferry.streams.dedup_table import PACK_PREFIX
 from tests.stream.factories import DOMAIN, config, decoded, message
 
 NOW = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -35,10 +39,9 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def stream(tmp_path: Path, clock: Clock) -> Iterator[StreamApp]:
+def channels_app(tmp_path: Path, clock: Clock, **options: Any) -> StreamApp:
     cfg = config(str(tmp_path), dedup_window="30d", data_dir=str(tmp_path / "stream"))
-    app = StreamApp(cfg, ["127.0.0.1:1"], clock_ms=clock, store=STORE)
+    app = StreamApp(cfg, ["127.0.0.1:1"], clock_ms=clock, store=STORE, **options)
     app.deliver_topic = app.app.channel()  # type: ignore[assignment]
     app.audit_topic = app.app.channel()  # type: ignore[assignment]
     app.dlt_topic = app.app.channel()  # type: ignore[assignment]
@@ -47,7 +50,20 @@ def stream(tmp_path: Path, clock: Clock) -> Iterator[StreamApp]:
     app.delivered = app.deliver_topic.__aiter__()  # type: ignore[attr-defined]
     app.audited = app.audit_topic.__aiter__()  # type: ignore[attr-defined]
     app.dead = app.dlt_topic.__aiter__()  # type: ignore[attr-defined]
-    yield app
+    return app
+
+
+@pytest.fixture
+def stream(tmp_path: Path, clock: Clock) -> StreamApp:
+    return channels_app(tmp_path, clock)
+
+
+DELIVER_PARTITIONS = 4
+
+
+@pytest.fixture
+def packed(tmp_path: Path, clock: Clock) -> StreamApp:
+    return channels_app(tmp_path / "packed", clock, pack_outputs=True, deliver_partitions=DELIVER_PARTITIONS)
 
 
 def raw_value(stream: StreamApp, data: bytes, mailbox: str = "catchall", **extra: object) -> bytes:
@@ -60,10 +76,16 @@ def raw_value(stream: StreamApp, data: bytes, mailbox: str = "catchall", **extra
 
 
 async def drain(channel: Any, name: str) -> list[Record]:
+    """The items sent on a channel, packs unpacked."""
+    return [item for _event, items in await drain_records(channel, name) for item in items]
+
+
+async def drain_records(channel: Any, name: str) -> list[tuple[Any, list[Record]]]:
+    """Each record sent on a channel with its items."""
     found = []
     while not channel.empty():
         event = await channel.get()
-        found += decoded(name, event.value)
+        found.append((event, decoded(name, event.value)))
     return found
 
 
@@ -264,3 +286,95 @@ async def test_purge_forgets_only_sightings_past_the_window(tmp_path: Path, cloc
     # the old one again, the new one still a duplicate
     assert origins == [origin(app, 0, 0), origin(app, 0, 1), origin(app, 0, 2)]
     assert delivered.empty() and app.counters.purged == 1
+
+
+RECIPIENTS = [f"user{i}@{DOMAIN}" for i in range(8)]
+
+
+def fan_pack(stream: StreamApp) -> bytes:
+    """One raw pack: a mail to each of ``RECIPIENTS``, the first one twice (a duplicate)."""
+    mails = [message(("Delivered-To", r), ("Message-ID", f"<{r}@x.example>")) for r in RECIPIENTS]
+    return pack_value([raw_value(stream, m) for m in [*mails, mails[0]]])
+
+
+def comparable(delivery: Record) -> tuple[object, ...]:
+    return (delivery["recipient"], delivery["raw_origin"], delivery["dedup_key"], delivery["sha256"])
+
+
+async def test_a_raw_pack_leaves_as_one_delivery_record_per_partition_and_one_audit_record(
+    stream: StreamApp, packed: StreamApp
+) -> None:
+    await route(stream, fan_pack(stream))
+    await route(packed, fan_pack(packed))
+    singles = await drain_records(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
+    records = await drain_records(packed.delivered, DELIVERY)  # type: ignore[attr-defined]
+
+    partitions = {partition_for(f"acme/{r}".encode(), DELIVER_PARTITIONS) for r in RECIPIENTS}
+    assert len(partitions) > 1, "the recipients must spread over several deliver partitions"
+    assert sorted(event.message.partition for event, _items in records) == sorted(partitions)
+    for event, items in records:
+        for item in items:  # each delivery where Kafka's partitioner puts its key
+            key = f"{item['tenant']}/{item['recipient']}".encode()
+            assert partition_for(key, DELIVER_PARTITIONS) == event.message.partition
+        assert partition_for(event.key, DELIVER_PARTITIONS) == event.message.partition
+    unpacked = [comparable(item) for _event, items in records for item in items]
+    before = [comparable(items[0]) for _event, items in singles]
+    assert len(singles) == len(RECIPIENTS) and sorted(unpacked) == sorted(before)
+
+    audit = await drain_records(packed.audited, AUDIT_EVENT)  # type: ignore[attr-defined]
+    one_by_one = await drain(stream.audited, AUDIT_EVENT)  # type: ignore[attr-defined]
+    assert len(audit) == 1
+    events = audit[0][1]
+    assert [(e["event"], e["recipient"]) for e in events] == [
+        (e["event"], e["recipient"]) for e in one_by_one
+    ]
+    assert [e["event"] for e in events].count("duplicate") == 1
+
+
+async def test_packs_stay_under_the_record_limit(tmp_path: Path, clock: Clock) -> None:
+    app = channels_app(tmp_path, clock, pack_outputs=True, deliver_partitions=1)
+    app.collector._deliveries.limit = app.collector._audit.limit = 3000
+    await route(app, fan_pack(app))
+    records = await drain_records(app.delivered, DELIVERY)  # type: ignore[attr-defined]
+    audit = await drain_records(app.audited, AUDIT_EVENT)  # type: ignore[attr-defined]
+    assert len(records) > 1 and len(audit) > 1
+    assert all(len(event.value) <= 3000 or len(items) == 1 for event, items in records + audit)
+    assert [item["recipient"] for _event, items in records for item in items] == RECIPIENTS
+
+
+async def test_the_sightings_of_a_record_reach_the_changelog_as_one_record(
+    packed: StreamApp, tmp_path: Path, clock: Clock
+) -> None:
+    sent: list[tuple[int | None, bytes, Any]] = []
+    real = packed.table.send_changelog
+
+    def watch(partition: int | None, key: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+        sent.append((partition, key, value))
+        return real(partition, key, value, *args, **kwargs)
+
+    packed.table.send_changelog = watch  # type: ignore[method-assign]
+    await route(packed, (1, fan_pack(packed)))
+    assert [(p, k) for p, k, _v in sent] == [(1, PACK_PREFIX + origin(packed, 1, 0).encode())]
+    sightings = dict(sent[0][2]["sightings"])
+    assert sorted(sightings) == sorted(f"acme/{r}/<{r}@x.example>" for r in RECIPIENTS)
+
+    # what the changelog holds rebuilds the table (recovery after a lost data folder or a
+    # rebalance), here into an app of its own with the memory store
+    fresh = StreamApp(
+        config(str(tmp_path / "fresh"), dedup_window="30d"),
+        ["127.0.0.1:1"],
+        clock_ms=clock,
+        store="memory://",
+    )
+    changelog = fresh.table.changelog_topic.get_topic_name()
+    records = [changelog_event(fresh, changelog, 1, offset, k, v) for offset, (_p, k, v) in enumerate(sent)]
+    fresh.table.apply_changelog_batch(records)
+    assert sorted(fresh.table.data.keys()) == sorted(k.encode() for k in sightings)
+    assert all(fresh.table.data[k.encode()] == v for k, v in sightings.items())
+
+
+def changelog_event(app: StreamApp, topic: str, partition: int, offset: int, key: bytes, value: Any) -> Any:
+    """A changelog record as Faust's recovery hands it to the table (key raw, value JSON)."""
+    message = Message(topic, partition, offset, 0.0, 0, None, key, json.dumps(value).encode(), None)
+    message.tp = TP(topic, partition)
+    return faust.Event(app.app, key, value, None, message)

@@ -19,7 +19,7 @@ from mailferry.kafka.admin import partition_counts
 from mailferry.kafka.clients import new_admin
 from mailferry.kafka.topics import RAW, full_name
 from mailferry.streams.app import StreamApp
-from mailferry.streams.worker import prepare_topics, raw_partitions
+from mailferry.streams.worker import partitions_in_kafka, prepare_topics
 
 pytestmark = pytest.mark.integration
 
@@ -64,7 +64,7 @@ def test_the_changelog_follows_raw_as_it_is_in_kafka(tmp_path: Path, kafka_confi
     admin = new_admin(kafka_config, servers)
     try:
         admin.create_topics([NewTopic(raw, 5, 1)])
-        stream = StreamApp(config, servers, raw_partitions=raw_partitions(config, servers))
+        stream = StreamApp(config, servers, raw_partitions=partitions_in_kafka(config, servers)[RAW])
         prepare_topics(config, servers, stream)
         changelog = stream.table.changelog_topic.get_topic_name()
         deadline = time.monotonic() + 20

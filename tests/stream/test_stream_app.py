@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,8 +28,10 @@ from mailferry.config.models import MailferryConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name, topic_specs
+from mailferry.packing import pack_value
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record
+from mailferry.shard import partition_for
 from mailferry.status import read_snapshots
 from mailferry.streams.faust_settings import app_id
 from mailferry.streams.loopguard import trace_value
@@ -119,7 +122,10 @@ class Topics:
             if until(values):
                 return values
             assert role.alive(), f"stream role died:\n{role.log.read_text()[-3000:]}"
-        raise AssertionError(f"timed out with {len(self.records)} records:\n{role.log.read_text()[-3000:]}")
+        seen = [(r.get("event"), r.get("recipient")) for _k, r in self.records][-40:]
+        raise AssertionError(
+            f"timed out with {len(self.records)} records, last {seen}:\n{role.log.read_text()[-3000:]}"
+        )
 
     def settle(self, seconds: float = 3.0) -> list[Record]:
         deadline = time.monotonic() + seconds
@@ -151,6 +157,11 @@ class Publisher:
         self.topic = full_name(self.config.kafka, RAW)
 
     def raw(self, mailbox: str, data: bytes, **extra: object) -> str:
+        key, value, sha256 = self.encoded(mailbox, data, **extra)
+        self.producer.send(self.topic, key=key, value=value).get(30)
+        return sha256
+
+    def encoded(self, mailbox: str, data: bytes, **extra: object) -> tuple[bytes, bytes, str]:
         key, record = build_raw_record(
             RawSource("acme", mailbox, "pop3"),
             data,
@@ -158,8 +169,15 @@ class Publisher:
             inline_threshold=self.config.blob_store.inline_threshold,
         )
         record.update(extra)
-        self.producer.send(self.topic, key=key, value=encode_raw(record)).get(30)
-        return str(record["sha256"])
+        return key, encode_raw(record), str(record["sha256"])
+
+    def pack(self, mailbox: str, mails: list[bytes]) -> None:
+        """The mails as one packed raw record, as the fetcher packs them for one partition."""
+        encoded = [self.encoded(mailbox, data) for data in mails]
+        partitions = len(self.producer.partitions_for(self.topic))
+        (partition,) = {partition_for(key, partitions) for key, _value, _sha in encoded}
+        value = pack_value([value for _key, value, _sha in encoded])
+        self.producer.send(self.topic, key=encoded[0][0], value=value, partition=partition).get(30)
 
     def bytes_(self, key: bytes, value: bytes) -> None:
         self.producer.send(self.topic, key=key, value=value).get(30)
@@ -277,3 +295,53 @@ def test_stream_role_end_to_end_with_restarts(
         assert len(deliveries.settle(2.0)) == total, f"restart {round_}: the duplicate was delivered"
         assert role.stop() == 0
     assert json.dumps(snapshots[-1])  # the snapshot is plain JSON
+
+
+def test_a_table_rebuilt_from_its_changelog_knows_every_sighting_of_a_packed_record(
+    setup: tuple[Path, StreamRole], kafka_config: KafkaConfig
+) -> None:
+    config_path, role = setup
+    config = load_config(config_path)
+    publisher = Publisher(config_path)
+    deliveries = Topics(kafka_config, DELIVER, DELIVERY)
+    audit = Topics(kafka_config, AUDIT, AUDIT_EVENT)
+    partitions = len(publisher.producer.partitions_for(publisher.topic))
+    # mails of one raw partition, as the fetcher packs them
+    candidates = [
+        f"Delivered-To: user{i}@{DOMAIN}\r\nMessage-ID: <pack{i}@x.example>\r\n\r\nbody {i}\r\n".encode()
+        for i in range(100)
+    ]
+    mails = [m for m in candidates if partition_for(publisher.encoded("catchall", m)[0], partitions) == 0][:5]
+    recipients = sorted(m.split(b"\r\n")[0].split(b" ")[1].decode() for m in mails)
+    role.start()
+    publisher.pack("catchall", mails)
+    deliveries.wait(lambda rs: len(rs) >= len(mails), role)
+    assert role.stop() == 0
+    changelog = f"{app_id(config)}-dedup-changelog"
+    assert len(read_all(kafka_config, changelog)) == 1, "one changelog record for the record's 5 sightings"
+
+    shutil.rmtree(config.stream_data_dir / app_id(config))
+    role.start()
+    for data in mails:  # each copy again, one per record, at new offsets
+        publisher.raw("catchall", data)
+    events = audit.wait(
+        lambda rs: sum(e["event"] == "duplicate" for e in rs) >= len(mails), role, timeout=240
+    )
+    duplicates = [e for e in events if e["event"] == "duplicate"]
+    assert sorted(e["recipient"] for e in duplicates) == recipients
+    assert len(deliveries.settle(2.0)) == len(mails)
+    assert role.stop() == 0
+
+
+def read_all(kafka: KafkaConfig, topic: str) -> list[Any]:
+    consumer = new_consumer(
+        kafka,
+        list(kafka.bootstrap_servers),
+        topics=[topic],
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+    )
+    try:
+        return list(consumer)
+    finally:
+        consumer.close()
