@@ -30,6 +30,7 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.confirm import ConfirmedSends, Outcome
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name, topic_specs
+from mailferry.raw_sends import RawSends
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 
@@ -118,6 +119,31 @@ def test_a_refused_record_is_failed_and_its_marks_are_never_sent(
         lost.raise_for_failures("things")
     assert refused.value.reason_code == "kafka-record-refused"  # the Kafka mapper's verdict
     assert _values(kafka_config, AUDIT) == [b"work", b"mark"]  # no mark for the refused record
+
+
+def test_a_refused_pack_fails_every_mail_in_it_and_sends_none_of_their_marks(
+    kafka_config: KafkaConfig, admin: KafkaAdminClient
+) -> None:
+    """One record stands for each mail packed in it (``RawSends``): none of their marks goes."""
+    servers = list(kafka_config.bootstrap_servers)
+    refusing = f"{kafka_config.topic_prefix}.refusing-packs"
+    admin.create_topics([NewTopic(refusing, 1, 1, topic_configs={"max.message.bytes": str(SMALL)})])
+    marks = full_name(kafka_config, AUDIT)
+    producer = new_producer(kafka_config, servers)
+    sends: ConfirmedSends[str] = ConfirmedSends(producer, timeout=30)
+    raw = RawSends(sends, refusing, partitions=1, limit=64 * SMALL, linger=float("inf"))
+    for tag in ("a", "b", "c"):
+        raw.add(tag.encode(), b"x" * SMALL, tag=tag)  # together over the topic's limit
+        sends.then(tag, marks, key=tag.encode(), value=b"mark")
+    raw.flush()
+    outcome = sends.wait()
+    producer.close()
+
+    assert raw.records == 1
+    assert outcome.acknowledged == [] and sorted(tag for tag, _ in outcome.failed) == ["a", "b", "c"]
+    with pytest.raises(PermanentError, match="did not acknowledge 3 of 3 mails"):
+        outcome.raise_for_failures("mails")
+    assert _values(kafka_config, AUDIT) == []
 
 
 def test_a_send_refused_for_a_retriable_reason_is_transient(kafka_config: KafkaConfig) -> None:
