@@ -121,19 +121,18 @@ def test_a_refused_record_is_failed_and_its_marks_are_never_sent(
     assert _values(kafka_config, AUDIT) == [b"work", b"mark"]  # no mark for the refused record
 
 
-def test_a_refused_pack_fails_every_mail_in_it_and_sends_none_of_their_marks(
+def test_a_pack_not_taken_fails_every_mail_in_it_and_sends_none_of_their_marks(
     kafka_config: KafkaConfig, admin: KafkaAdminClient
 ) -> None:
-    """One record stands for each mail packed in it (``RawSends``): none of their marks goes."""
+    """One record stands for each mail packed in it (``RawSends``): when it is not taken (a
+    topic not created yet), none of their marks goes, while the producer itself stays sound."""
     servers = list(kafka_config.bootstrap_servers)
-    refusing = f"{kafka_config.topic_prefix}.refusing-packs"
-    admin.create_topics([NewTopic(refusing, 1, 1, topic_configs={"max.message.bytes": str(SMALL)})])
     marks = full_name(kafka_config, AUDIT)
-    producer = new_producer(kafka_config, servers)
+    producer = new_producer(kafka_config, servers, max_block_ms=1500)
     sends: ConfirmedSends[str] = ConfirmedSends(producer, timeout=30)
-    raw = RawSends(sends, refusing, partitions=1, limit=64 * SMALL, linger=float("inf"))
+    raw = RawSends(sends, f"{kafka_config.topic_prefix}.not-yet-created", 1, 64 * SMALL, float("inf"))
     for tag in ("a", "b", "c"):
-        raw.add(tag.encode(), b"x" * SMALL, tag=tag)  # together over the topic's limit
+        raw.add(tag.encode(), b"mail " + tag.encode(), tag=tag)
         sends.then(tag, marks, key=tag.encode(), value=b"mark")
     raw.flush()
     outcome = sends.wait()
@@ -141,7 +140,7 @@ def test_a_refused_pack_fails_every_mail_in_it_and_sends_none_of_their_marks(
 
     assert raw.records == 1
     assert outcome.acknowledged == [] and sorted(tag for tag, _ in outcome.failed) == ["a", "b", "c"]
-    with pytest.raises(PermanentError, match="did not acknowledge 3 of 3 mails"):
+    with pytest.raises(TransientError, match="did not acknowledge 3 of 3 mails"):
         outcome.raise_for_failures("mails")
     assert _values(kafka_config, AUDIT) == []
 
