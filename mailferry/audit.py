@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
 from mailferry.packing import AUDIT_PACK, origin_of
-from mailferry.schemas.codec import AUDIT_EVENT, Record, codec
+from mailferry.schemas.records import AUDIT_EVENTS, AuditEvent
 
 EventName = Literal[
     "fetched",
@@ -57,7 +57,7 @@ def audit_event(
     at: datetime | None = None,
 ) -> tuple[bytes, bytes]:
     """(key, Avro value) of one audit event, ready to send to the audit topic."""
-    record: Record = {
+    record: AuditEvent = {
         "event_id": uuid.uuid4().hex,
         "event": event,
         "at": at or datetime.now(UTC),
@@ -71,7 +71,7 @@ def audit_event(
         "details": {k: str(v) for k, v in (details or {}).items()},
     }
     key = message_key(tenant, message_id, sha256).encode()
-    return key, codec(AUDIT_EVENT).encode(record)
+    return key, AUDIT_EVENTS.encode(record)
 
 
 class AuditRecord(Protocol):
