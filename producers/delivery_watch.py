@@ -27,7 +27,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import AUDIT, full_name
-from mailferry.schemas.codec import Record
+from mailferry.schemas.records import FetchState
 
 K = TypeVar("K", bound=Hashable)
 CLOCK_MARGIN = timedelta(minutes=5)
@@ -108,14 +108,14 @@ class DeliveryWatch:
                     for event in read_events(record):
                         self._seen.add(event)
 
-    def delivered(self, tenant: str, mailbox: str, entries: Mapping[K, Record]) -> list[K]:
+    def delivered(self, tenant: str, mailbox: str, entries: Mapping[K, FetchState]) -> list[K]:
         """The keys of the fetch-state ``entries`` whose message is delivered everywhere."""
-        known = {key: r for key, r in entries.items() if r["sha256"]}
+        known = {key: sha256 for key, r in entries.items() if (sha256 := r["sha256"])}
         if not known:
             return []
-        since = min(r["first_seen_at"] for r in known.values())
-        done = self.settled(tenant, mailbox, {r["sha256"] for r in known.values()}, since)
-        return [key for key, r in known.items() if r["sha256"] in done]
+        since = min(entries[key]["first_seen_at"] for key in known)
+        done = self.settled(tenant, mailbox, set(known.values()), since)
+        return [key for key, sha256 in known.items() if sha256 in done]
 
     def close(self) -> None:
         with self._lock:
