@@ -23,8 +23,8 @@ from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.retry_policy import DeadLetter, History, Origin, Retry
 from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic
-from mailferry.schemas.codec import DEAD_LETTER, Record, codec
-from mailferry.schemas.records import DELIVERIES, Delivery
+from mailferry.schemas.records import DEAD_LETTERS, DELIVERIES, Delivery
+from mailferry.schemas.records import DeadLetter as DeadLetterRecord
 
 ACK_TIMEOUT_S = 60.0
 Pending = list[FutureRecordMetadata]
@@ -129,7 +129,7 @@ class OutcomeWriter:
         history = decision.history
         origin = history.origin or job.origin
         now = datetime.now(UTC)
-        record: Record = {
+        record: DeadLetterRecord = {
             "dead_letter_id": uuid.uuid4().hex,
             "stage": "deliver",
             "tenant": job.delivery["tenant"],
@@ -146,7 +146,7 @@ class OutcomeWriter:
             "delivery": job.delivery,
             "raw": None,
         }
-        value = codec(DEAD_LETTER).encode(record)
+        value = DEAD_LETTERS.encode(record)
         futures = [self.producer.send(self.dlt_topic, key=job.item_key, value=value)]
         if ledger_key is not None and self.ledger.state(ledger_key) is not None:
             futures.append(self.ledger.forget(ledger_key, job.partition))  # a requeue starts afresh
@@ -170,7 +170,7 @@ class OutcomeWriter:
     ) -> None:
         """A record no codec can read: dead-lettered with its origin so a person can find it."""
         tenant = (key or b"").decode("utf-8", "replace").partition("/")[0] or "unknown"
-        record: Record = {
+        record: DeadLetterRecord = {
             "dead_letter_id": uuid.uuid4().hex,
             "stage": "deliver",
             "tenant": tenant,
@@ -181,12 +181,13 @@ class OutcomeWriter:
             "origin_topic": topic,
             "origin_partition": partition,
             "origin_offset": offset,
+            "origin_index": None,
             "failed_at": datetime.now(UTC),
             "first_failed_at": None,
             "delivery": None,
             "raw": None,
         }
-        self.wait([self.producer.send(self.dlt_topic, key=key, value=codec(DEAD_LETTER).encode(record))])
+        self.wait([self.producer.send(self.dlt_topic, key=key, value=DEAD_LETTERS.encode(record))])
 
     def tenant_event(self, event: EventName, tenant: str, details: dict[str, str]) -> None:
         key, value = audit_event(event, stage="deliver", tenant=tenant, details=details)
