@@ -10,7 +10,7 @@ from mailferry.blobs import BlobStore
 from mailferry.producers.access import TokenProvider
 from mailferry.producers.delivery_watch import DeliveryWatch, K
 from mailferry.producers.publish import Publisher
-from mailferry.schemas.codec import Record
+from mailferry.schemas.records import FetchState
 
 
 def _utcnow() -> datetime:
@@ -27,7 +27,7 @@ class FetchContext:
     now: Callable[[], datetime] = _utcnow
     deliveries: DeliveryWatch | None = None  # needed by sources with delete_when = "delivered"
 
-    def delivered(self, tenant: str, mailbox: str, entries: Mapping[K, Record]) -> list[K]:
+    def delivered(self, tenant: str, mailbox: str, entries: Mapping[K, FetchState]) -> list[K]:
         """``DeliveryWatch.delivered``; nothing counts as delivered without a watch."""
         if self.deliveries is None:
             return []
