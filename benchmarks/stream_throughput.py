@@ -48,7 +48,7 @@ from mailferry.kafka.clients import aiokafka_settings, new_admin, new_consumer, 
 from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import AUDIT, DELIVER, RAW, full_name, topic_specs
-from mailferry.packing import Packer, pack_value
+from mailferry.packing import DELIVERY_PACK, Packer, pack_value
 from mailferry.producers.publish import pack_limit
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
@@ -311,7 +311,7 @@ def count_since(
                 if not seen:
                     first = time.perf_counter()
                     on_first()
-                seen += len(batch)
+                seen += sum(len(DELIVERY_PACK.unpack(m.value)) for m in batch)  # deliveries, not records
         return first, time.perf_counter(), seen
     finally:
         consumer.close()
