@@ -74,8 +74,8 @@ NEGATIVE_TTL = 300.0  # seconds a 'no such mailbox' answer is kept
 PRODUCER_BATCH_BYTES = 1024 * 1024
 PRODUCER_LINGER = 0.005  # seconds
 PACK_MARGIN = 64 * 1024  # below a topic's record limit: Kafka's own record and batch headers
-# deliver and audit records packed per input record; off until every reader unpacks them
-PACK_OUTPUTS = False
+# deliver and audit records packed per input record (every reader unpacks them)
+PACK_OUTPUTS = True
 
 
 @dataclass
