@@ -1,7 +1,8 @@
-"""Delivery worker throughput: Maildir and an SMTP sink, through the real worker and broker.
+"""Delivery worker throughput: Maildir, an SMTP sink and the EWS EMULATOR, through the real
+worker and broker, with one delivery per Kafka record and with packed records.
 
 Run: .venv/bin/python benchmarks/deliver_throughput.py [--messages 2000] [--size 5000]
-     [--mailboxes 50] [--concurrency 8]
+     [--mailboxes 50] [--concurrency 8] [--pack 20] [--only maildir]
 
 For each target an embedded broker (temporary folder) gets --messages delivery records on
 the deliver topic, then ``DeliveryWorker`` (the code behind ``mailferry deliver``) runs in
@@ -21,6 +22,12 @@ with batches of one (``consumers.batching.BATCH_SIZES`` set to 1: a folder fsync
 message, one attempt per thread hand-off, as before batching; for Graph one request per
 message instead of $batch requests of up to 20). CPU is this process's
 (the worker's) per 1,000 deliveries; the broker is another process.
+
+The "packed" rows put the same deliveries on the deliver topic as the stream does under
+load (``mailferry.packing``): the deliveries bound for one partition (Kafka's default
+partitioner on ``tenant/recipient``) in records of up to ``--pack``, keyed by the first.
+The EWS EMULATOR (not Microsoft Exchange) runs in this process: its CPU is in those rows'
+CPU column.
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from kafka.partitioner.default import murmur2
 from rich.console import Console
 from rich.table import Table
 
@@ -58,8 +66,12 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import DELIVER, full_name, topic_specs
+from mailferry.packing import DELIVERY_PACK
 from mailferry.schemas.codec import DELIVERY, codec
+from mailferry_testkit.ews_emulator.server import EwsEmulator
 from mailferry_testkit.graph_emulator import GraphEmulator
+
+EWS_USER, EWS_PASSWORD = "svc-mailferry", "emulator"
 
 
 class CountingSink:
@@ -91,7 +103,7 @@ def message(index: int, size: int) -> bytes:
 def config_for(home: Path, broker: EmbeddedBroker, target_toml: str) -> MailferryConfig:
     kafka = broker.client_config(KafkaConfig(topic_prefix=f"b{uuid.uuid4().hex[:8]}"))
     text = (
-        f'state_dir = "{home / "state"}"\n'
+        f'state_dir = "{home / "state"}"\nallow_plaintext_secrets = true\n'
         + kafka.connection_toml()
         + '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
         'default_mailbox = "postmaster@acme.example"\ndefault_target = "t"\n' + target_toml
@@ -151,16 +163,31 @@ def direct_rate(config: MailferryConfig, records: list[dict[str, Any]], concurre
     return len(records) / elapsed
 
 
+def publish(config: MailferryConfig, records: list[dict[str, Any]], pack: int) -> int:
+    """Put ``records`` on the deliver topic, up to ``pack`` per Kafka record; how many records."""
+    producer = new_producer(config.kafka, list(config.kafka.bootstrap_servers))
+    topic = full_name(config.kafka, DELIVER)
+    partitions = sorted(producer.partitions_for(topic))
+    bound: dict[int, list[tuple[bytes, bytes]]] = {}
+    for rec in records:
+        key = f"acme/{rec['recipient']}".encode()
+        partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]  # Kafka's default
+        bound.setdefault(partition, []).append((key, codec(DELIVERY).encode(rec)))
+    sent = 0
+    for partition, items in bound.items():
+        for start in range(0, len(items), pack):
+            chunk = items[start : start + pack]
+            value = DELIVERY_PACK.pack([value for _, value in chunk])
+            producer.send(topic, key=chunk[0][0], value=value, partition=partition)
+            sent += 1
+    producer.flush()
+    producer.close()
+    return sent
+
+
 def worker_rates(
     config: MailferryConfig, records: list[dict[str, Any]], delivered: Callable[[], int]
 ) -> tuple[float, float, float]:
-    producer = new_producer(config.kafka, list(config.kafka.bootstrap_servers))
-    topic = full_name(config.kafka, DELIVER)
-    for rec in records:
-        key = f"acme/{rec['recipient']}".encode()
-        producer.send(topic, key=key, value=codec(DELIVERY).encode(rec))
-    producer.flush()
-    producer.close()
     baseline = delivered()
     worker = DeliveryWorker(config, list(config.kafka.bootstrap_servers))
     stop = threading.Event()
@@ -198,17 +225,36 @@ def _maildir(root: Path, mailboxes: int, concurrency: int) -> tuple[str, str, Ca
     return "maildir", toml, delivered
 
 
-def _graph(emulator: GraphEmulator, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
-    """The Graph target (import-mime) into the GRAPH EMULATOR (not Microsoft Graph), in this process."""
-    emulator.add_app("bench-app", "bench secret", "acme-tenant")
+def _emulated_mailboxes(emulator: EwsEmulator | GraphEmulator, mailboxes: int) -> Callable[[], int]:
+    """Add the postmaster and ``user0..`` mailboxes; how many messages they hold."""
     addresses = [f"user{i}@acme.example" for i in range(mailboxes)]
     for address in ("postmaster@acme.example", *addresses):
         emulator.add_mailbox(address)
-    os.environ["BENCH_GRAPH_SECRET"] = "bench secret"
 
     def delivered() -> int:
         return sum(len(emulator.items(a)) for a in addresses)
 
+    return delivered
+
+
+def _ews(emulator: EwsEmulator, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
+    """The EWS target into the EWS EMULATOR (not Microsoft Exchange), in this process."""
+    emulator.add_account(EWS_USER, EWS_PASSWORD)
+    delivered = _emulated_mailboxes(emulator, mailboxes)
+    toml = (
+        f'[[tenants.targets]]\nname = "t"\nkind = "ews"\nendpoint = "{emulator.url}"\n'
+        'version = "Exchange2016"\n'
+        f'auth = "basic"\nusername = "{EWS_USER}"\npassword = "{EWS_PASSWORD}"\ntimeout = "60s"\n'
+        f"concurrency = {concurrency}\n"
+    )
+    return "ews (EWS EMULATOR)", toml, delivered
+
+
+def _graph(emulator: GraphEmulator, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
+    """The Graph target (import-mime) into the GRAPH EMULATOR (not Microsoft Graph), in this process."""
+    emulator.add_app("bench-app", "bench secret", "acme-tenant")
+    delivered = _emulated_mailboxes(emulator, mailboxes)
+    os.environ["BENCH_GRAPH_SECRET"] = "bench secret"
     toml = (
         f'[[tenants.targets]]\nname = "t"\nkind = "graph"\nmode = "import-mime"\n'
         f'base_url = "{emulator.base_url}"\nauthority = "{emulator.authority("acme-tenant")}"\n'
@@ -225,6 +271,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=5000)
     parser.add_argument("--mailboxes", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--pack", type=int, default=20, help="deliveries per record in the packed rows")
     parser.add_argument("--only", default="", help="run only the rows whose name starts with this")
     args = parser.parse_args()
     rows = []
@@ -236,11 +283,17 @@ def main() -> None:
         smtp_port = free_port()
         controller = Controller(sink, hostname="127.0.0.1", port=smtp_port)
         controller.start()
+        exchange = EwsEmulator().start()
+        ews = _ews(exchange, args.mailboxes, args.concurrency)
         graph_api = GraphEmulator().start()
         try:
-            scenarios: list[tuple[str, str, Callable[[], int], int | None]] = [
-                (*_maildir(home / "maildir", args.mailboxes, args.concurrency), None),
-                (*_maildir(home / "maildir1", args.mailboxes, args.concurrency), 1),
+            # (name, target TOML, delivered count, batch size override, deliveries per record)
+            scenarios: list[tuple[str, str, Callable[[], int], int | None, int]] = [
+                (*_maildir(home / "maildir", args.mailboxes, args.concurrency), None, 1),
+                (*_maildir(home / "maildir-packed", args.mailboxes, args.concurrency), None, args.pack),
+                (*_maildir(home / "maildir1", args.mailboxes, args.concurrency), 1, 1),
+                (*ews, None, 1),
+                (*ews, None, args.pack),
                 (
                     "smtp (aiosmtpd sink)",
                     '[[tenants.targets]]\nname = "t"\nkind = "smtp"\nhost = "127.0.0.1"\n'
@@ -248,12 +301,13 @@ def main() -> None:
                     f'tls = "none"\nconcurrency = {args.concurrency}\n',
                     lambda: sink.count,
                     None,
+                    1,
                 ),
-                (*_graph(graph_api, args.mailboxes, args.concurrency), None),
-                (*_graph(graph_api, args.mailboxes, args.concurrency), 1),
+                (*_graph(graph_api, args.mailboxes, args.concurrency), None, 1),
+                (*_graph(graph_api, args.mailboxes, args.concurrency), 1, 1),
             ]
             sizes = dict(batching.BATCH_SIZES)
-            for name, toml, delivered, one_by_one in scenarios:
+            for name, toml, delivered, one_by_one, pack in scenarios:
                 if not name.startswith(args.only):
                     continue
                 if one_by_one is not None:
@@ -261,15 +315,18 @@ def main() -> None:
                     name = name.replace(", $batch", "") + ", batches of 1 (before)"
                 else:
                     batching.BATCH_SIZES.update(sizes)
+                name += f", packed ≤{pack}/record" if pack > 1 else ", 1/record"
                 config = config_for(home, broker, toml)
                 records = [record(i, args.mailboxes, message(i, args.size)) for i in range(args.messages)]
                 direct = direct_rate(config, records, args.concurrency)
                 print(f"{name}: direct {direct:.0f}/s, now through the worker", file=sys.stderr)
+                kafka_records = publish(config, records, pack)
                 steady, total, cpu_ms = worker_rates(config, records, delivered)
-                rows.append((name, direct, steady, total, cpu_ms))
+                rows.append((name, kafka_records, direct, steady, total, cpu_ms))
         finally:
             graph_api.stop()
             controller.stop()
+            exchange.stop()
             broker.stop()
     table = Table(
         title=f"deliveries/s: {args.messages} messages of ~{args.size} B to {args.mailboxes} mailboxes, "
@@ -277,6 +334,7 @@ def main() -> None:
     )
     columns = (
         "target",
+        "deliver records",
         "direct (no Kafka)",
         "worker steady",
         "worker incl. start",
@@ -285,9 +343,15 @@ def main() -> None:
     )
     for column in columns:
         table.add_column(column)
-    for name, direct, steady, total, cpu_ms in rows:
+    for name, kafka_records, direct, steady, total, cpu_ms in rows:
         table.add_row(
-            name, f"{direct:.0f}", f"{steady:.0f}", f"{total:.0f}", f"{steady / direct:.0%}", f"{cpu_ms:.2f}"
+            name,
+            str(kafka_records),
+            f"{direct:.0f}",
+            f"{steady:.0f}",
+            f"{total:.0f}",
+            f"{steady / direct:.0%}",
+            f"{cpu_ms:.2f}",
         )
     Console().print(table)
 

@@ -7,7 +7,8 @@ broker in a temporary folder, ensures the topics, then runs the real command
 `mailferry -c CONFIG import mbox FILE` in a child process and reports its wall time,
 messages/s, MB/s, CPU seconds and peak RSS (from the child's rusage), and the raw records
 written. ``--baseline REV`` also runs the command of git revision REV (its tree laid out as
-the package installs it, first on the child's path), alternating with this tree's over
+the package installs it, first on the child's path), alternating with this tree's (or
+``--candidate REV``'s) over
 ``--rounds`` rounds into fresh topics, so a shared machine's load falls on both sides.
 """
 
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--size", type=int, default=3000, help="mean body size in bytes")
     parser.add_argument("--baseline", help="a git revision to measure side by side with this tree")
+    parser.add_argument("--candidate", help="a git revision to measure instead of this tree")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     sides: list[tuple[str, Path | None]] = []
@@ -150,7 +152,10 @@ def main() -> None:
         home = Path(tmp)
         if args.baseline:
             sides.append((args.baseline, checkout(args.baseline, home / "baseline")))
-        sides.append(("this tree", None))
+        if args.candidate:
+            sides.append((args.candidate, checkout(args.candidate, home / "candidate")))
+        else:
+            sides.append(("this tree", None))
         mbox = home / "batch.mbox"
         volume = write_mbox(mbox, args.messages, args.size)
         broker = EmbeddedBroker(EmbeddedKafka(port=0, controller_port=0), home / "kafka")

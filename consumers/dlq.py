@@ -22,6 +22,8 @@ from kafka import KafkaProducer
 from mailferry.audit import audit_event
 from mailferry.blobs import BlobStore, open_blob_store
 from mailferry.config import MailferryConfig
+from mailferry.consumers.outcomes import delivery_key
+from mailferry.consumers.retry_policy import Origin
 from mailferry.errors import ConfigError
 from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends
@@ -86,6 +88,13 @@ class DeadLetterEntry:
         record["status"] = self.status
         record["status_detail"] = self.status_detail
         record["dlt_position"] = f"{self.partition}/{self.offset}"
+        origin = Origin(
+            str(record["origin_topic"]),
+            int(record["origin_partition"]),
+            int(record["origin_offset"]),
+            record.get("origin_index"),
+        )
+        record["origin"] = origin.address
         return record
 
 
@@ -156,9 +165,8 @@ class DeadLetterQueue:
                 if delivery is not None:
                     if target is not None:
                         delivery = {**delivery, "target": target}
-                    key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
-                    value = codec(DELIVERY).encode(delivery)
-                    sends.send(deliver_topic, key=key, value=value, tag=entry.id)
+                    value = codec(DELIVERY).encode(delivery)  # a plain record, never a pack
+                    sends.send(deliver_topic, key=delivery_key(delivery), value=value, tag=entry.id)
                 elif raw is not None:
                     if target is not None:
                         raw = {**raw, "target_override": target}

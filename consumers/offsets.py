@@ -2,7 +2,9 @@
 
 Records of one partition are handed to several thread pools and finish in any order; an
 offset may be committed only when every record before it has its outcome recorded
-(at-least-once). Pure bookkeeping, no Kafka.
+(at-least-once). A packed record (``mailferry.packing``) holds several deliveries, each
+worked on its own: its offset counts as in flight until the last of them is settled.
+Pure bookkeeping, no Kafka.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field
 @dataclass
 class PartitionOffsets:
     position: int | None = None  # next offset to dispatch (None: nothing seen yet)
-    in_flight: set[int] = field(default_factory=set)
+    in_flight: dict[int, int] = field(default_factory=dict)  # offset: deliveries not settled yet
     committed: int | None = None
 
     def commit_point(self) -> int | None:
@@ -29,9 +31,10 @@ class OffsetTracker:
     def __init__(self) -> None:
         self._parts: dict[tuple[str, int], PartitionOffsets] = {}
 
-    def dispatched(self, topic: str, partition: int, offset: int) -> None:
+    def dispatched(self, topic: str, partition: int, offset: int, items: int = 1) -> None:
+        """The record at ``offset`` is being worked: ``items`` deliveries, each finished once."""
         part = self._parts.setdefault((topic, partition), PartitionOffsets())
-        part.in_flight.add(offset)
+        part.in_flight[offset] = part.in_flight.get(offset, 0) + items
         part.position = offset + 1
 
     def skipped(self, topic: str, partition: int, offset: int) -> None:
@@ -45,9 +48,13 @@ class OffsetTracker:
         part.position = offset
 
     def finished(self, topic: str, partition: int, offset: int) -> None:
+        """One delivery of the record at ``offset`` is settled."""
         part = self._parts.get((topic, partition))
-        if part is not None:
-            part.in_flight.discard(offset)
+        if part is None or offset not in part.in_flight:
+            return
+        part.in_flight[offset] -= 1
+        if part.in_flight[offset] <= 0:
+            del part.in_flight[offset]
 
     def position(self, topic: str, partition: int) -> int:
         """Next offset this process has not dispatched yet (0 for an unknown partition)."""
@@ -59,7 +66,7 @@ class OffsetTracker:
 
     def in_flight(self, topic: str | None = None, partition: int | None = None) -> int:
         return sum(
-            len(p.in_flight)
+            sum(p.in_flight.values())
             for (t, n), p in self._parts.items()
             if (topic is None or t == topic) and (partition is None or n == partition)
         )

@@ -20,10 +20,10 @@ from mailferry.audit import EventName, audit_event
 from mailferry.config import MailferryConfig
 from mailferry.consumers import crashpoints
 from mailferry.consumers.ledger import Ledger
-from mailferry.consumers.retry_policy import DeadLetter, History, Retry
+from mailferry.consumers.retry_policy import DeadLetter, History, Origin, Retry
 from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic
-from mailferry.schemas.codec import DEAD_LETTER, Record, codec
+from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, Record, codec
 
 ACK_TIMEOUT_S = 60.0
 Pending = list[FutureRecordMetadata]
@@ -31,7 +31,10 @@ Pending = list[FutureRecordMetadata]
 
 @dataclass(frozen=True)
 class Job:
-    """One consumed record and what the worker knows about it."""
+    """One delivery of a consumed record and what the worker knows about it.
+
+    A packed record (``mailferry.packing``) gives one job per delivery, ``index`` its place
+    in the pack (None for a plain record); ``value`` is the record's whole value."""
 
     topic: str
     partition: int
@@ -41,10 +44,27 @@ class Job:
     headers: list[tuple[str, bytes]]
     delivery: Record
     history: History
+    index: int | None = None
 
     @property
-    def origin(self) -> tuple[str, int, int]:
-        return (self.topic, self.partition, self.offset)
+    def origin(self) -> Origin:
+        return Origin(self.topic, self.partition, self.offset, self.index)
+
+    @property
+    def item_key(self) -> bytes | None:
+        """The key of this delivery (a pack's record key is its first delivery's)."""
+        return self.key if self.index is None else delivery_key(self.delivery)
+
+    def single(self) -> tuple[bytes | None, bytes]:
+        """Key and value of a record holding only this delivery (a retry record)."""
+        if self.index is None:
+            return self.key, self.value
+        return self.item_key, codec(DELIVERY).encode(self.delivery)
+
+
+def delivery_key(delivery: Record) -> bytes:
+    """The key of a deliver record: its partition is the mailbox's."""
+    return f"{delivery['tenant']}/{delivery['recipient']}".encode()
 
 
 class OutcomeWriter:
@@ -77,9 +97,8 @@ class OutcomeWriter:
         delivery stale: never two records that may both deliver it."""
         topic = full_name(self._kafka, retry_topic(decision.tier))
         headers = decision.history.to_headers(decision.due_at, _reason(error))
-        sent = self.producer.send(
-            topic, key=job.key, value=job.value, headers=headers, partition=job.partition
-        )
+        key, value = job.single()
+        sent = self.producer.send(topic, key=key, value=value, headers=headers, partition=job.partition)
         futures = [sent]
         if ledger_key is not None:
             self.wait([sent])
@@ -117,16 +136,17 @@ class OutcomeWriter:
             "reason_code": decision.reason_code,
             "error_message": _text(error),
             "attempts": history.attempts,
-            "origin_topic": origin[0],
-            "origin_partition": origin[1],
-            "origin_offset": origin[2],
+            "origin_topic": origin.topic,
+            "origin_partition": origin.partition,
+            "origin_offset": origin.offset,
+            "origin_index": origin.item,
             "failed_at": now,
             "first_failed_at": history.first_failed_at,
             "delivery": job.delivery,
             "raw": None,
         }
         value = codec(DEAD_LETTER).encode(record)
-        futures = [self.producer.send(self.dlt_topic, key=job.key, value=value)]
+        futures = [self.producer.send(self.dlt_topic, key=job.item_key, value=value)]
         if ledger_key is not None and self.ledger.state(ledger_key) is not None:
             futures.append(self.ledger.forget(ledger_key, job.partition))  # a requeue starts afresh
         futures.append(
@@ -182,7 +202,7 @@ class OutcomeWriter:
             sha256=delivery["sha256"],
             dedup_key=delivery["dedup_key"],
             recipient=delivery["recipient"],
-            details={"delivery_id": delivery["delivery_id"], **details},
+            details={"delivery_id": delivery["delivery_id"], "origin": job.origin.address, **details},
         )
         return self.producer.send(self.audit_topic, key=key, value=value)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 from mailferry.errors import (
     AmbiguousOutcomeError,
@@ -23,9 +24,25 @@ from mailferry.errors import (
 H_ATTEMPTS = "mf-attempts"
 H_FIRST_FAILED = "mf-first-failed-at"
 H_DUE = "mf-due-at"
-H_ORIGIN = "mf-origin"
+H_ORIGIN = "mf-origin"  # topic/partition/offset, as before packs (older readers parse it)
+H_ORIGIN_INDEX = "mf-origin-index"  # the delivery's index in a packed record
 H_LAST_ERROR = "mf-last-error"
 H_AMBIGUOUS = "mf-ambiguous"
+
+
+class Origin(NamedTuple):
+    """Where a delivery was first read: a record, and its index when the record is a pack."""
+
+    topic: str
+    partition: int
+    offset: int
+    item: int | None = None  # index in a packed record (None: a plain record)
+
+    @property
+    def address(self) -> str:
+        """``topic/partition/offset``, and ``/index`` for a delivery of a packed record."""
+        base = f"{self.topic}/{self.partition}/{self.offset}"
+        return base if self.item is None else f"{base}/{self.item}"
 
 
 @dataclass(frozen=True)
@@ -34,7 +51,7 @@ class History:
 
     attempts: int = 0
     first_failed_at: datetime | None = None
-    origin: tuple[str, int, int] | None = None  # topic, partition, offset of the first record
+    origin: Origin | None = None  # of the first record
     ambiguous: bool = False  # an earlier attempt may have written the message
 
     def to_headers(self, due_at: datetime, last_error: str) -> list[tuple[str, bytes]]:
@@ -46,7 +63,10 @@ class History:
         if self.first_failed_at is not None:
             headers.append((H_FIRST_FAILED, str(_ms(self.first_failed_at)).encode()))
         if self.origin is not None:
-            headers.append((H_ORIGIN, "{}/{}/{}".format(*self.origin).encode()))
+            topic, partition, offset, index = self.origin
+            headers.append((H_ORIGIN, f"{topic}/{partition}/{offset}".encode()))
+            if index is not None:
+                headers.append((H_ORIGIN_INDEX, str(index).encode()))
         if self.ambiguous:
             headers.append((H_AMBIGUOUS, b"1"))
         return headers
@@ -58,8 +78,9 @@ class History:
         if H_ORIGIN in values:
             topic, _, rest = values[H_ORIGIN].rpartition("/")
             topic, _, partition = topic.rpartition("/")
+            index = values.get(H_ORIGIN_INDEX, "")
             if topic and partition.isdigit() and rest.isdigit():
-                origin = (topic, int(partition), int(rest))
+                origin = Origin(topic, int(partition), int(rest), int(index) if index.isdigit() else None)
         return cls(
             attempts=int(values.get(H_ATTEMPTS, "0") or 0),
             first_failed_at=_from_ms(values.get(H_FIRST_FAILED)),
@@ -105,7 +126,7 @@ def decide(
     now: datetime,
     tiers: list[timedelta],
     horizon: timedelta,
-    origin: tuple[str, int, int],
+    origin: Origin,
 ) -> Decision:
     """The next step for a record whose attempt ``history.attempts + 1`` failed with ``error``.
 

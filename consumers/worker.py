@@ -2,12 +2,14 @@
 
 One consumer thread polls the deliver topic and every retry tier and hands each record to
 the thread pool of its (tenant, target), sized by the target's ``concurrency``: one slow
-or failing mailbox server never holds up the others. Offsets are committed only up to the
-first record whose outcome is not durable yet (at-least-once; the ledger makes the
-replay harmless). A retry-tier partition whose head record is not due is paused and
-sought back to it, and resumed when it is due, so nothing sleeps per record. A tenant-wide
-error (bad credentials) parks that tenant's records in memory, uncommitted, and checks the
-credentials again every ``credential_retry`` until they work.
+or failing mailbox server never holds up the others. A packed record (``mailferry.packing``)
+is unpacked into its deliveries, each worked, retried and dead-lettered on its own. Offsets
+are committed only up to the first record with a delivery whose outcome is not durable yet
+(at-least-once; the ledger makes the replay harmless, delivery by delivery). A retry-tier
+partition whose head record is not due is paused and sought back to it, and resumed when
+it is due, so nothing sleeps per record. A tenant-wide error (bad credentials) parks that
+tenant's records in memory, uncommitted, and checks the credentials again every
+``credential_retry`` until they work.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 
 from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
+from mailferry.consumers import crashpoints
 from mailferry.consumers.assignment import AssignmentWatch, check_partition_counts, partition_counts
 from mailferry.consumers.attempt import (
     Abandoned,
@@ -43,7 +46,7 @@ from mailferry.consumers.offsets import OffsetTracker
 from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
 from mailferry.consumers.pools import TargetPools
 from mailferry.consumers.registry import TargetRegistry
-from mailferry.consumers.retry_policy import DeadLetter, History, due_at
+from mailferry.consumers.retry_policy import DeadLetter, History, Origin, due_at
 from mailferry.consumers.subscription import Rebalance, await_topics
 from mailferry.consumers.tenant_guard import TenantGuard
 from mailferry.consumers.tenants import TenantPauses
@@ -52,7 +55,7 @@ from mailferry.fence import TenantFence
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.observe import health, metrics
-from mailferry.schemas.codec import DELIVERY, codec
+from mailferry.packing import DELIVERY_PACK
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
@@ -202,13 +205,29 @@ class DeliveryWorker:
                 return False
         history = History.from_headers(headers)
         try:
-            delivery = codec(DELIVERY).decode(record.value)
+            deliveries = DELIVERY_PACK.unpack(record.value)
         except PermanentError as exc:
             self._dead_letter_undecodable(tp, record, history, exc)
             return True
-        job = Job(tp.topic, tp.partition, record.offset, record.key, record.value, headers, delivery, history)
-        self.tracker.dispatched(tp.topic, tp.partition, record.offset)
-        jobs.append(job)
+        if not deliveries:  # an empty pack: nothing to deliver
+            self.tracker.skipped(tp.topic, tp.partition, record.offset)
+            return True
+        packed = len(deliveries) > 1
+        for index, delivery in enumerate(deliveries):
+            jobs.append(
+                Job(
+                    tp.topic,
+                    tp.partition,
+                    record.offset,
+                    record.key,
+                    record.value,
+                    headers,
+                    delivery,
+                    history,
+                    index if packed else None,
+                )
+            )
+        self.tracker.dispatched(tp.topic, tp.partition, record.offset, len(deliveries))
         return True
 
     def _dispatch(self, jobs: list[Job]) -> None:
@@ -280,6 +299,7 @@ class DeliveryWorker:
             if failed:
                 raise OutcomeNotRecordedError(f"Kafka did not acknowledge an outcome: {failed[0]}")
             self.tracker.finished(job.topic, job.partition, job.offset)
+            crashpoints.reach(crashpoints.AFTER_SETTLED)
 
     # -- tenants ----------------------------------------------------------------------------
 
@@ -387,7 +407,7 @@ class DeliveryWorker:
             log.warning("status snapshot not written: %s", exc)
 
 
-def _failed_once(history: History, origin: tuple[str, int, int]) -> History:
+def _failed_once(history: History, origin: Origin) -> History:
     return History(
         attempts=history.attempts + 1,
         first_failed_at=history.first_failed_at or datetime.now(UTC),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path, PurePath, PurePosixPath
@@ -29,7 +29,7 @@ from mailferry.errors import SetupError, TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import DELIVER, DLT, RAW, full_name, retry_topic
-from mailferry.packing import unpack_raw
+from mailferry.packing import DELIVERY_PACK, RAW_PACK
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, UnknownSchemaError, codec
 from mailferry.schemas.codec import Record
 
@@ -190,6 +190,13 @@ def _snapshot(
     return topics, {tp: end[tp] for tp in partitions if end[tp] > begin[tp]}
 
 
+_UNPACK = {RAW_MESSAGE: RAW_PACK.unpack, DELIVERY: DELIVERY_PACK.unpack}
+
+
+def _single(schema: str) -> Callable[[bytes], list[Record]]:
+    return lambda value: [codec(schema).decode(value)]
+
+
 def collect_references(
     kafka: KafkaConfig, servers: list[str], retry_tiers: int, report: PruneReport
 ) -> set[str]:
@@ -199,8 +206,8 @@ def collect_references(
     referenced: set[str] = set()
     last_seen: dict[TopicPartition, int] = {}
     for name, schema in topics:
-        # raw records may pack several mails (mailferry.packing): each one's reference counts
-        decode = unpack_raw if schema == RAW_MESSAGE else lambda value, c=codec(schema): [c.decode(value)]
+        # raw and deliver records may pack several items (mailferry.packing): each one's reference counts
+        decode = _UNPACK.get(schema, _single(schema))
         for record in scan_topic(kafka, servers, name):
             tp = TopicPartition(record.topic, record.partition)
             last_seen[tp] = max(last_seen.get(tp, -1), record.offset)

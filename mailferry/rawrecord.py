@@ -11,10 +11,12 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 from mailferry.blobs import BlobStore
 from mailferry.mail.block import HeadCapture
-from mailferry.schemas.codec import RAW_MESSAGE, Record, codec
+from mailferry.schemas.codec import Record
+from mailferry.schemas.records import RAW_MESSAGES, RawMessage
 from mailferry.shard import head_message_id, shard_key
 
 
@@ -42,7 +44,7 @@ def build_raw_record(
     headers_only: bool = False,
     envelope_recipients: Iterable[str] = (),
     fetched_at: datetime | None = None,
-) -> tuple[bytes, Record]:
+) -> tuple[bytes, RawMessage]:
     """(shard key, record) for one message. ``message`` may be chunks, so a large one never
     has to be held whole: chunks go straight to the blob store."""
     if isinstance(message, bytes | bytearray | memoryview):
@@ -71,7 +73,7 @@ def build_raw_record(
             inline, blob_ref = bytes(buffered), None
             sha, size = hashlib.sha256(inline).hexdigest(), len(inline)
         head = capture.head  # read to the end by now, so the header block is complete
-    record: Record = {
+    record: RawMessage = {
         "tenant": source.tenant,
         "mailbox_id": source.mailbox_id,
         "source_kind": source.source_kind,
@@ -91,5 +93,6 @@ def build_raw_record(
     return shard_key(source.tenant, head_message_id(head), sha), record
 
 
-def encode_raw(record: Record) -> bytes:
-    return codec(RAW_MESSAGE).encode(record)
+def encode_raw(record: RawMessage | Record) -> bytes:
+    """``Record``: a raw record read back untyped (a dead letter's, being requeued)."""
+    return RAW_MESSAGES.encode(cast(RawMessage, record))

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import cast
 
 from mailferry.blobs import BlobStore
 from mailferry.producers.access import TokenProvider
 from mailferry.producers.delivery_watch import DeliveryWatch, K
 from mailferry.producers.publish import Publisher
 from mailferry.schemas.codec import Record
+from mailferry.schemas.records import FetchState
 
 
 def _utcnow() -> datetime:
@@ -27,11 +29,11 @@ class FetchContext:
     now: Callable[[], datetime] = _utcnow
     deliveries: DeliveryWatch | None = None  # needed by sources with delete_when = "delivered"
 
-    def delivered(self, tenant: str, mailbox: str, entries: Mapping[K, Record]) -> list[K]:
+    def delivered(self, tenant: str, mailbox: str, entries: Mapping[K, FetchState]) -> list[K]:
         """``DeliveryWatch.delivered``; nothing counts as delivered without a watch."""
         if self.deliveries is None:
             return []
-        return self.deliveries.delivered(tenant, mailbox, entries)
+        return self.deliveries.delivered(tenant, mailbox, cast(Mapping[K, Record], entries))
 
 
 @dataclass

@@ -21,7 +21,7 @@ from mailferry.producers.ingest import prepare, publish
 from mailferry.producers.publish import Batch
 from mailferry.producers.state import CURSOR, MailboxState, cursor_key, imap_key, state_record
 from mailferry.rawrecord import RawSource
-from mailferry.schemas.codec import Record
+from mailferry.schemas.records import FetchState
 
 log = logging.getLogger(__name__)
 GROUP_BYTES = 8 * 1024 * 1024
@@ -106,7 +106,7 @@ class FolderPass:
                 batch.state(imap_key(self.tenant, self.source.id, self.folder, v, uid), None)
             new_uids = self.session.search_uids("ALL")
         else:
-            last = cursor["uid"] if cursor is not None else 0
+            last = (cursor["uid"] if cursor is not None else None) or 0
             self.handled_upto = last
             new_uids = [u for u in self.session.search_uids(f"UID {last + 1}:*") if u > last]
             self._forget_vanished(batch, [uid for v, uid in known if v == uidvalidity], exists)
@@ -149,7 +149,7 @@ class FolderPass:
             if uid not in present:
                 batch.state(self._key(uid), None)
 
-    def _missing_to_retry(self, batch: Batch, known: dict[tuple[int, int], Record]) -> list[int]:
+    def _missing_to_retry(self, batch: Batch, known: dict[tuple[int, int], FetchState]) -> list[int]:
         """UIDs an earlier FETCH answer left out, still in the folder (the others are forgotten)."""
         missing = [uid for (v, uid), r in known.items() if v == self.uidvalidity and r["status"] == MISSING]
         if not missing:
@@ -261,8 +261,9 @@ class FolderPass:
         as ``missing`` and asked for again on every later pass while the UID exists."""
         previous = self.state.imap(self.folder).get((self.uidvalidity, step.uid))
         attempt = 1
-        if previous is not None and previous["status"] == MISSING and (previous["detail"] or "").isdigit():
-            attempt = int(previous["detail"]) + 1
+        detail = previous["detail"] if previous is not None and previous["status"] == MISSING else None
+        if detail is not None and detail.isdigit():
+            attempt = int(detail) + 1
         batch.audit(
             "error",
             details={

@@ -14,7 +14,7 @@ from mailferry.mail.block import HeadCapture, chunks_of, locate
 from mailferry.mail.message_id import message_id_field, normalise_message_id
 from mailferry.producers.publish import Batch
 from mailferry.rawrecord import RawSource, build_raw_record
-from mailferry.schemas.codec import Record
+from mailferry.schemas.records import RawMessage
 
 
 def message_id(head: bytes) -> tuple[str | None, list[str]]:
@@ -35,7 +35,7 @@ def message_id(head: bytes) -> tuple[str | None, list[str]]:
 @dataclass(frozen=True)
 class Ingested:
     key: bytes  # the dedup shard (``mailferry.shard``)
-    record: Record
+    record: RawMessage
     message_id: str | None
     parse_defects: tuple[str, ...] = ()
 

@@ -27,7 +27,7 @@ from mailferry.producers.pop3_wire import Pop3ErrorReply, parse_list, parse_uidl
 from mailferry.producers.publish import Batch
 from mailferry.producers.state import MailboxState, pop3_key, state_record
 from mailferry.rawrecord import RawSource
-from mailferry.schemas.codec import Record
+from mailferry.schemas.records import FetchState
 
 DEFAULT_PORTS = {"implicit": 995, "starttls": 110, "none": 110}
 _TEMPORARY_CODES = {"SYS/TEMP", "IN-USE", "LOGIN-DELAY"}
@@ -60,7 +60,7 @@ def deletion_due(source: Pop3Source, first_seen_at: datetime, now: datetime) -> 
 def plan_pop3(
     listing: dict[int, str],
     sizes: dict[int, int],
-    known: dict[str, Record],
+    known: dict[str, FetchState],
     source: Pop3Source,
     now: datetime,
     *,
@@ -92,7 +92,7 @@ def plan_pop3(
     return plan
 
 
-def same_message(entry: Record, item: Listed) -> bool:
+def same_message(entry: FetchState, item: Listed) -> bool:
     """Whether the listed message is the one the fetch state knows under its UIDL.
 
     RFC 1939 forbids reusing a UIDL, yet servers that derive it from a counter or a file name

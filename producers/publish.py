@@ -18,7 +18,7 @@ from mailferry.mail.message_id import normalise_message_id
 from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
 from mailferry.raw_sends import RawSends, make_producer, pack_limit, partition_count
 from mailferry.rawrecord import encode_raw, raw_key
-from mailferry.schemas.codec import Record
+from mailferry.schemas.records import FetchState, RawMessage
 
 __all__ = ["Batch", "Publisher", "make_producer", "pack_limit"]
 
@@ -30,7 +30,7 @@ class Batch:
         self._publisher = publisher
         self._state = state
         self._sends: ConfirmedSends[None] = ConfirmedSends(publisher.producer)
-        self._state_updates: list[tuple[str, Record | None]] = []
+        self._state_updates: list[tuple[str, FetchState | None]] = []
         self._raw: RawSends[None] | None = None  # made by the first mail
 
     @property
@@ -41,7 +41,7 @@ class Batch:
     def mailbox(self) -> str:
         return self._state.mailbox
 
-    def raw(self, key: bytes, record: Record) -> None:
+    def raw(self, key: bytes, record: RawMessage) -> None:
         """A mail under its dedup shard ``key``, packed with others for its partition
         (``mailferry.raw_sends``); ``confirm`` sends what is left, a lone mail as a plain record."""
         if self._raw is None:
@@ -49,7 +49,7 @@ class Batch:
             self._raw = RawSends(self._sends, p.raw_topic, p.partitions(p.raw_topic), p.pack_limit)
         self._raw.add(key, encode_raw(record))
 
-    def state(self, key: str, record: Record | None) -> None:
+    def state(self, key: str, record: FetchState | None) -> None:
         """A fetch-state record (``None``: forget the message).
 
         Held back until ``confirm`` has seen every raw record acknowledged: a state record
@@ -57,7 +57,7 @@ class Batch:
         """
         self._state_updates.append((key, record))
 
-    def _send_states(self) -> list[tuple[str, list[tuple[str, Record | None]]]]:
+    def _send_states(self) -> list[tuple[str, list[tuple[str, FetchState | None]]]]:
         """One set record for the pass, and tombstones of the sets earlier passes made unneeded."""
         p = self._publisher
         partition = partition_of(raw_key(self.tenant, self.mailbox), p.partitions(p.state_topic))

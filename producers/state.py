@@ -1,6 +1,6 @@
 """Fetch state: what each mailbox has already handed to Kafka, kept in ``mailferry.fetch-state``.
 
-Records of one mailbox all go to the partition its ``tenant/mailbox`` key hashes to (the
+FetchStates of one mailbox all go to the partition its ``tenant/mailbox`` key hashes to (the
 same rule Kafka uses for the mailboxes topic), so a worker that takes a mailbox over reads
 one partition, not the whole topic.
 
@@ -11,7 +11,7 @@ entry for a key wins over an earlier one (one partition: offset order). The topi
 compacted per record key, so a set stays until it is not needed, then it is removed with
 a tombstone: when no entry in it is the last word about its message, and none of its
 ``forgotten`` entries still hides an older set's entry. Tombstones are sent with a later
-pass, once the sets that made them unneeded are acknowledged. Records written per message
+pass, once the sets that made them unneeded are acknowledged. FetchStates written per message
 before (one key per message) are read as sets of one, so old state keeps working.
 """
 
@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from kafka import TopicPartition
 from kafka.partitioner import murmur2
@@ -33,8 +32,7 @@ from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import FETCH_STATE, full_name
 from mailferry.rawrecord import raw_key
-from mailferry.schemas.codec import FETCH_STATE as FETCH_STATE_SCHEMA
-from mailferry.schemas.codec import Record, codec
+from mailferry.schemas.records import FETCH_STATES, FetchState
 
 CURSOR = "cursor"
 SET = "set"
@@ -72,7 +70,9 @@ def state_record(
     sha256: str | None = None,
     detail: str | None = None,
     size: int | None = None,
-) -> Record:
+    key: str | None = None,
+    entries: list[FetchState] | None = None,
+) -> FetchState:
     return {
         "tenant": tenant,
         "mailbox_id": mailbox,
@@ -86,6 +86,8 @@ def state_record(
         "updated_at": datetime.now(UTC),
         "detail": detail,
         "size": size,
+        "key": key,
+        "entries": entries or [],
     }
 
 
@@ -95,24 +97,29 @@ class MailboxState:
 
     tenant: str
     mailbox: str
-    entries: dict[str, Record] = field(default_factory=dict)
+    entries: dict[str, FetchState] = field(default_factory=dict)
     _holder: dict[str, str] = field(default_factory=dict)  # entry key -> set with its last word
     _sets: dict[str, set[str]] = field(default_factory=dict)  # set key -> entry keys in it
     _carried: dict[str, set[str]] = field(default_factory=dict)  # entry key -> sets carrying it
     _suspects: set[str] = field(default_factory=set)  # sets that may have become unneeded
 
-    def apply(self, key: str, record: Record | None) -> None:
+    def apply(self, key: str, record: FetchState | None) -> None:
         """A record as read from (or acknowledged by) the topic under ``key``."""
         if record is None:
             self._drop(key)
         elif record["status"] == SET:
             self.apply_set(
-                key, [(e["key"], None if e["status"] == FORGOTTEN else e) for e in record["entries"]]
+                key,
+                [
+                    (e["key"], None if e["status"] == FORGOTTEN else e)
+                    for e in record["entries"]
+                    if e["key"] is not None
+                ],
             )
         else:
             self.apply_set(key, [(key, record)])
 
-    def apply_set(self, set_key: str, items: list[tuple[str, Record | None]]) -> None:
+    def apply_set(self, set_key: str, items: list[tuple[str, FetchState | None]]) -> None:
         """The words of one set (``None``: the message is forgotten)."""
         if set_key in self._sets:
             self._drop(set_key)
@@ -163,25 +170,28 @@ class MailboxState:
     def sets(self) -> int:
         return len(self._sets)
 
-    def pop3(self) -> dict[str, Record]:
+    def pop3(self) -> dict[str, FetchState]:
         """``{uidl: record}``."""
         return {r["uidl"]: r for r in self.entries.values() if r["uidl"] is not None}
 
-    def cursor(self, folder: str) -> Record | None:
+    def cursor(self, folder: str) -> FetchState | None:
         return self.entries.get(cursor_key(self.tenant, self.mailbox, folder))
 
-    def imap(self, folder: str) -> dict[tuple[int, int], Record]:
+    def imap(self, folder: str) -> dict[tuple[int, int], FetchState]:
         """``{(uidvalidity, uid): record}`` of the messages (not the cursor) of ``folder``."""
         return {
             (r["uidvalidity"], r["uid"]): r
             for r in self.entries.values()
-            if r["folder"] == folder and r["uid"] is not None and r["status"] != CURSOR
+            if r["folder"] == folder
+            and r["uidvalidity"] is not None
+            and r["uid"] is not None
+            and r["status"] != CURSOR
         }
 
 
 def set_records(
-    tenant: str, mailbox: str, updates: list[tuple[str, Record | None]]
-) -> list[tuple[str, Record, list[tuple[str, Record | None]]]]:
+    tenant: str, mailbox: str, updates: list[tuple[str, FetchState | None]]
+) -> list[tuple[str, FetchState, list[tuple[str, FetchState | None]]]]:
     """The set records of one pass's ``updates``: (set key, record, its items)."""
     latest = dict(updates)  # one word per key: the last one of the pass
     items = list(latest.items())
@@ -190,24 +200,23 @@ def set_records(
     for start in range(0, len(items), SET_ENTRIES):
         chunk = items[start : start + SET_ENTRIES]
         entries = [_entry(tenant, mailbox, key, record, now) for key, record in chunk]
-        record = state_record(tenant, mailbox, SET, first_seen_at=now) | {"entries": entries}
+        record = state_record(tenant, mailbox, SET, first_seen_at=now, entries=entries)
         out.append((f"{tenant}/{mailbox}/set/{uuid.uuid4().hex}", record, chunk))
     return out
 
 
-def _entry(tenant: str, mailbox: str, key: str, record: Record | None, now: datetime) -> Record:
+def _entry(tenant: str, mailbox: str, key: str, record: FetchState | None, now: datetime) -> FetchState:
     if record is None:
-        return state_record(tenant, mailbox, FORGOTTEN, first_seen_at=now) | {"key": key}
+        return state_record(tenant, mailbox, FORGOTTEN, first_seen_at=now, key=key)
     return {**record, "key": key, "entries": []}
 
 
-def decode_state(value: bytes) -> Record:
-    decoded: dict[str, Any] = codec(FETCH_STATE_SCHEMA).decode(value)
-    return decoded
+def decode_state(value: bytes) -> FetchState:
+    return FETCH_STATES.decode(value)
 
 
-def encode_state(record: Record) -> bytes:
-    return codec(FETCH_STATE_SCHEMA).encode(record)
+def encode_state(record: FetchState) -> bytes:
+    return FETCH_STATES.encode(record)
 
 
 def _read(

@@ -157,6 +157,7 @@ class DeadLetter(TypedDict):
     origin_topic: str
     origin_partition: int
     origin_offset: int
+    origin_index: int | None
     failed_at: datetime
     first_failed_at: datetime | None
     delivery: Delivery | None

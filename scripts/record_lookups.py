@@ -99,7 +99,11 @@ def lookups(path: Path, fields: set[str]) -> list[tuple[int, int, str]]:
     found = []
     for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
         key = None
-        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.ctx, ast.Load)  # a look-up, not a store
+            and isinstance(node.slice, ast.Constant)
+        ):
             key = node.slice.value
         elif (
             isinstance(node, ast.Call)

@@ -7,20 +7,17 @@ a test that fails half-way still leaves no process behind (the context manager's
 from __future__ import annotations
 
 import subprocess
-from types import TracebackType
-from typing import Self
+
+from mailferry_testkit.served import Served
 
 
-class ChildServer:
+class ChildServer(Served):
     """Subclasses start ``_process`` in ``start`` and return ``self``."""
 
     stop_grace: float = 20.0  # seconds between SIGTERM and SIGKILL
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Self:
-        raise NotImplementedError
 
     def stop(self) -> None:
         process, self._process = self._process, None
@@ -36,11 +33,3 @@ class ChildServer:
         for pipe in (process.stdout, process.stderr):
             if pipe is not None:
                 pipe.close()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -13,10 +13,10 @@ import logging
 import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import ClassVar, Self
 
 from mailferry_testkit.certs import TestPki
+from mailferry_testkit.served import Served
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # many clients connect at once; the default backlog of 5 resets them
 
 
-class LoopbackHttpEmulator:
+class LoopbackHttpEmulator(Served):
     """Subclasses name themselves (``banner``) and give their request handler class."""
 
     banner: ClassVar[str]  # e.g. "GRAPH EMULATOR (not Microsoft Graph)", logged on start
@@ -74,11 +74,3 @@ class LoopbackHttpEmulator:
     @property
     def origin(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

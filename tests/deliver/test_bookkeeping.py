@@ -26,6 +26,21 @@ def test_commit_point_waits_for_the_oldest_unfinished_record() -> None:
     assert tracker.to_commit() == {("d", 0): 13}
 
 
+def test_a_packed_record_is_committed_after_its_last_delivery() -> None:
+    tracker = OffsetTracker()
+    tracker.dispatched("d", 0, 4, items=3)  # a pack of three deliveries
+    tracker.dispatched("d", 0, 5)
+    tracker.finished("d", 0, 5)
+    tracker.finished("d", 0, 4)
+    tracker.finished("d", 0, 4)
+    assert tracker.to_commit() == {("d", 0): 4}
+    assert tracker.in_flight("d", 0) == 1
+    tracker.finished("d", 0, 4)
+    assert tracker.to_commit() == {("d", 0): 6}
+    tracker.finished("d", 0, 4)  # a late duplicate report changes nothing
+    assert tracker.to_commit() == {("d", 0): 6}
+
+
 def test_a_rewound_tier_partition_commits_up_to_the_waiting_record() -> None:
     tracker = OffsetTracker()
     tracker.dispatched("r0", 1, 5)

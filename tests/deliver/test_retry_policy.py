@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailferry.consumers.retry_policy import DeadLetter, History, PauseTenant, Retry, decide, due_at
+from mailferry.consumers.retry_policy import DeadLetter, History, Origin, PauseTenant, Retry, decide, due_at
 from mailferry.errors import (
     AmbiguousOutcomeError,
     ConfigError,
@@ -22,7 +22,7 @@ from mailferry.errors import (
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 TIERS = [timedelta(minutes=1), timedelta(minutes=10), timedelta(hours=1)]
 HORIZON = timedelta(days=3)
-ORIGIN = ("p.deliver", 2, 41)
+ORIGIN = Origin("p.deliver", 2, 41, 3)
 
 
 def _decide(error: BaseException, history: History = History(), now: datetime = NOW) -> object:
@@ -40,10 +40,12 @@ def test_first_transient_failure_goes_to_the_first_tier() -> None:
 
 
 def test_each_failure_moves_one_tier_and_stays_on_the_last() -> None:
-    history = History(attempts=1, first_failed_at=NOW - timedelta(minutes=1), origin=("p.deliver", 0, 7))
+    history = History(
+        attempts=1, first_failed_at=NOW - timedelta(minutes=1), origin=Origin("p.deliver", 0, 7)
+    )
     second = _decide(TransientError("busy"), history)
     assert isinstance(second, Retry) and second.tier == 1
-    assert second.history.origin == ("p.deliver", 0, 7)  # the first record stays the origin
+    assert second.history.origin == Origin("p.deliver", 0, 7)  # the first record stays the origin
     late = _decide(TransientError("busy"), History(attempts=9, first_failed_at=NOW - timedelta(hours=5)))
     assert isinstance(late, Retry) and late.tier == 2
     assert late.due_at == NOW + timedelta(hours=1)

@@ -249,6 +249,7 @@ def test_records_round_trip_through_their_typed_codecs_nested_ones_included() ->
         origin_topic="t.deliver",
         origin_partition=0,
         origin_offset=3,
+        origin_index=None,
         failed_at=T0,
         first_failed_at=None,
         delivery=_delivery(),

@@ -16,8 +16,8 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
+from mailferry.packing import unpack_raw
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
-from mailferry.schemas import RAW_MESSAGE, codec
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -139,7 +139,7 @@ def _publish_raw(kafka: KafkaConfig, tmp_path: Path) -> None:
     producer.close()
 
 
-def _raw_values(kafka: KafkaConfig) -> list[dict[str, object]]:
+def _raw_bytes(kafka: KafkaConfig) -> list[bytes]:
     consumer = new_consumer(
         kafka,
         list(kafka.bootstrap_servers),
@@ -147,9 +147,13 @@ def _raw_values(kafka: KafkaConfig) -> list[dict[str, object]]:
         auto_offset_reset="earliest",
         consumer_timeout_ms=3000,
     )
-    values = [codec(RAW_MESSAGE).decode(m.value) for m in consumer]
+    values = [m.value for m in consumer]
     consumer.close()
     return values
+
+
+def _raw_values(kafka: KafkaConfig) -> list[dict[str, object]]:
+    return [mail for value in _raw_bytes(kafka) for mail in unpack_raw(value)]
 
 
 def test_replay_by_time_range_dry_run_and_for_real(
@@ -225,3 +229,29 @@ def test_replay_reports_an_empty_range_and_bad_arguments(config_file: Path) -> N
         ],
     )
     assert no_target.exit_code == 2 and "has no target 'x'" in no_target.output
+
+
+def test_replay_packs_the_mails_it_sends_again(
+    config_file: Path, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    producer = new_producer(kafka_config, list(kafka_config.bootstrap_servers))
+    blobs = LocalBlobStore(tmp_path / "blobs")
+    stamp = int((T0 + timedelta(minutes=1)).timestamp() * 1000)
+    for n in range(40):
+        key, record = build_raw_record(
+            RawSource("acme", "a", "pop3", source_uid=str(n)),
+            f"Message-ID: <{n}@replay.test>\r\nSubject: {n}\r\n\r\nbody\r\n".encode(),
+            blobs=blobs,
+            inline_threshold=1024,
+        )
+        producer.send(full_name(kafka_config, RAW), key=key, value=encode_raw(record), timestamp_ms=stamp)
+    producer.flush()
+    producer.close()
+    window = ["--from", "2026-11-01T12:00:30+00:00", "--to", "2026-11-01T12:01:30+00:00"]
+
+    result = CliRunner().invoke(app, ["-c", str(config_file), "replay", "--tenant", "acme", *window])
+    assert result.exit_code == 0, result.output
+    assert "replayed 40 messages" in result.output
+    assert len(_raw_bytes(kafka_config)) <= 40 + 6  # the 40 plain ones, then a pack per partition
+    replayed = [m for m in _raw_values(kafka_config) if m["replay_of"]]
+    assert sorted(int(str(m["source_uid"])) for m in replayed) == list(range(40))

@@ -34,6 +34,7 @@ from mailferry.errors import SetupError
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.topics import DELIVER, DLT, RAW, full_name, retry_topic, topic_specs
+from mailferry.packing import DELIVERY_PACK
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 
@@ -244,6 +245,8 @@ def test_prune_against_the_broker_deletes_only_old_orphans(tmp_path: Path, kafka
     dlt_delivery_ref = store.put(b"dead letter delivery")
     dlt_raw_ref = store.put(b"dead letter raw")
     retry_ref = store.put(b"waiting in retry tier 1")
+    packed_ref = store.put(b"second delivery of a packed deliver record")
+    packed_retry_ref = store.put(b"third delivery of a packed record on retry tier 0")
     old_orphan = store.put(b"expired long ago")
     new_orphan = store.put(b"fetched, record not acknowledged yet")
     for blob in list_blob_files(state / "blobs"):
@@ -255,11 +258,13 @@ def test_prune_against_the_broker_deletes_only_old_orphans(tmp_path: Path, kafka
     producer.send(full_name(kafka_config, RAW), key=b"junk", value=b"not avro at all")
     producer.send(full_name(kafka_config, DELIVER), value=codec(DELIVERY).encode(_delivery(None)))
     producer.send(full_name(kafka_config, retry_topic(1)), value=codec(DELIVERY).encode(_delivery(retry_ref)))
+    producer.send(full_name(kafka_config, DELIVER), value=_pack(None, packed_ref))
+    producer.send(full_name(kafka_config, retry_topic(0)), value=_pack(None, None, packed_retry_ref))
     dead = _dead_letter(_delivery(dlt_delivery_ref), _raw(dlt_raw_ref))
     producer.send(full_name(kafka_config, DLT), value=codec(DEAD_LETTER).encode(dead))
     producer.flush()
     producer.close()
-    kept = {raw_ref, dlt_delivery_ref, dlt_raw_ref, retry_ref, new_orphan}
+    kept = {raw_ref, dlt_delivery_ref, dlt_raw_ref, retry_ref, packed_ref, packed_retry_ref, new_orphan}
     runner = CliRunner()
 
     dry = runner.invoke(app, ["-c", str(config_file), "blobs", "prune", "--dry-run"], terminal_width=200)
@@ -270,7 +275,7 @@ def test_prune_against_the_broker_deletes_only_old_orphans(tmp_path: Path, kafka
     real = runner.invoke(app, ["-c", str(config_file), "blobs", "prune", "--grace", "1d"], terminal_width=200)
     assert real.exit_code == 0, real.output
     assert {b.reference for b in list_blob_files(state / "blobs")} == kept
-    assert "5 records read from 5 topics (1 of unknown schema skipped), 4 blobs referenced" in real.output
+    assert "7 records read from 5 topics (1 of unknown schema skipped), 6 blobs referenced" in real.output
     assert "deleted: unreferenced and older than the grace period │     1" in real.output
     assert old_orphan[:40] in real.output
 
@@ -278,6 +283,11 @@ def test_prune_against_the_broker_deletes_only_old_orphans(tmp_path: Path, kafka
     again = runner.invoke(app, [*base, "--grace", "0s"], terminal_width=200)
     assert again.exit_code == 0, again.output
     assert {b.reference for b in list_blob_files(state / "blobs")} == kept - {new_orphan}
+
+
+def _pack(*blob_refs: str | None) -> bytes:
+    """A packed deliver record (``mailferry.packing``) of one delivery per reference."""
+    return DELIVERY_PACK.pack([codec(DELIVERY).encode(_delivery(ref)) for ref in blob_refs])
 
 
 @pytest.mark.integration

@@ -30,6 +30,7 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.confirm import ConfirmedSends, Outcome
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name, topic_specs
+from mailferry.raw_sends import RawSends
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 
@@ -118,6 +119,30 @@ def test_a_refused_record_is_failed_and_its_marks_are_never_sent(
         lost.raise_for_failures("things")
     assert refused.value.reason_code == "kafka-record-refused"  # the Kafka mapper's verdict
     assert _values(kafka_config, AUDIT) == [b"work", b"mark"]  # no mark for the refused record
+
+
+def test_a_pack_not_taken_fails_every_mail_in_it_and_sends_none_of_their_marks(
+    kafka_config: KafkaConfig, admin: KafkaAdminClient
+) -> None:
+    """One record stands for each mail packed in it (``RawSends``): when it is not taken (a
+    topic not created yet), none of their marks goes, while the producer itself stays sound."""
+    servers = list(kafka_config.bootstrap_servers)
+    marks = full_name(kafka_config, AUDIT)
+    producer = new_producer(kafka_config, servers, max_block_ms=1500)
+    sends: ConfirmedSends[str] = ConfirmedSends(producer, timeout=30)
+    raw = RawSends(sends, f"{kafka_config.topic_prefix}.not-yet-created", 1, 64 * SMALL, float("inf"))
+    for tag in ("a", "b", "c"):
+        raw.add(tag.encode(), b"mail " + tag.encode(), tag=tag)
+        sends.then(tag, marks, key=tag.encode(), value=b"mark")
+    raw.flush()
+    outcome = sends.wait()
+    producer.close()
+
+    assert raw.records == 1
+    assert outcome.acknowledged == [] and sorted(tag for tag, _ in outcome.failed) == ["a", "b", "c"]
+    with pytest.raises(TransientError, match="did not acknowledge 3 of 3 mails"):
+        outcome.raise_for_failures("mails")
+    assert _values(kafka_config, AUDIT) == []
 
 
 def test_a_send_refused_for_a_retriable_reason_is_transient(kafka_config: KafkaConfig) -> None:
