@@ -38,6 +38,7 @@ from mailferry.consumers.target import BatchTarget, DeliveryItem, DeliveryTarget
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.errors import AmbiguousOutcomeError, OperatorError, PermanentError, TransientError
 from mailferry.observe import metrics
+from mailferry.schemas.records import Delivery
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +80,17 @@ class Policy:
     horizon: timedelta
 
 
-def idempotency_key(delivery: dict[str, object]) -> str:
+def idempotency_key(delivery: Delivery) -> str:
     """What makes two deliveries "the same" for the ledger and the targets: the dedup key,
     or for a bypass-dedup replay that key plus the replayed delivery."""
-    flags = delivery.get("flags") or []
-    assert isinstance(flags, list)
-    if BYPASS_DEDUP in flags:
+    if BYPASS_DEDUP in delivery["flags"]:
         return f"{delivery['dedup_key']}#replay:{delivery['delivery_id']}"
-    return str(delivery["dedup_key"])
+    return delivery["dedup_key"]
 
 
-def delivery_item(delivery: dict[str, object], blobs: BlobOpener) -> DeliveryItem:
-    inline = delivery.get("inline")
-    blob_ref = delivery.get("blob_ref")
+def delivery_item(delivery: Delivery, blobs: BlobOpener) -> DeliveryItem:
+    inline = delivery["inline"]
+    blob_ref = delivery["blob_ref"]
 
     def open_message() -> BinaryIO:
         if isinstance(inline, bytes):
@@ -102,17 +101,15 @@ def delivery_item(delivery: dict[str, object], blobs: BlobOpener) -> DeliveryIte
             "delivery carries neither inline bytes nor a blob reference", reason_code="empty"
         )
 
-    headers = delivery.get("add_headers") or []
-    assert isinstance(headers, list)
     return DeliveryItem(
-        tenant=str(delivery["tenant"]),
-        mailbox=str(delivery["recipient"]),
+        tenant=delivery["tenant"],
+        mailbox=delivery["recipient"],
         dedup_key=idempotency_key(delivery),
-        message_id=delivery.get("message_id") if isinstance(delivery.get("message_id"), str) else None,  # type: ignore[arg-type]
-        size=int(delivery["size"]),  # type: ignore[call-overload]
-        sha256=str(delivery["sha256"]),
+        message_id=delivery["message_id"],
+        size=delivery["size"],
+        sha256=delivery["sha256"],
         open_message=open_message,
-        add_headers=tuple((str(h["name"]), str(h["value"])) for h in headers),
+        add_headers=tuple((h["name"], h["value"]) for h in delivery["add_headers"]),
     )
 
 

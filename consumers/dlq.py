@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kafka import KafkaProducer
 
@@ -30,7 +30,8 @@ from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name
 from mailferry.rawrecord import encode_raw
-from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, Record, UnknownSchemaError, codec
+from mailferry.schemas.codec import UnknownSchemaError
+from mailferry.schemas.records import DEAD_LETTERS, DELIVERIES, DeadLetter
 from mailferry.shard import shard_of_record
 
 
@@ -50,7 +51,7 @@ class Filter:
 
 @dataclass
 class DeadLetterEntry:
-    record: Record
+    record: DeadLetter
     partition: int
     offset: int
     status: str = "dead"  # dead | requeued | discarded
@@ -58,16 +59,16 @@ class DeadLetterEntry:
 
     @property
     def id(self) -> str:
-        return str(self.record["dead_letter_id"])
+        return self.record["dead_letter_id"]
 
     def summary(self) -> dict[str, Any]:
-        delivery = self.record.get("delivery") or {}
+        delivery = self.record["delivery"]
         return {
             "id": self.id,
             "failed_at": self.record["failed_at"].isoformat(),
             "tenant": self.record["tenant"],
-            "recipient": delivery.get("recipient"),
-            "target": delivery.get("target"),
+            "recipient": delivery["recipient"] if delivery else None,
+            "target": delivery["target"] if delivery else None,
             "error_class": self.record["error_class"],
             "reason": self.record["reason_code"],
             "attempts": self.record["attempts"],
@@ -76,7 +77,7 @@ class DeadLetterEntry:
 
     def shown(self) -> dict[str, Any]:
         """Everything about this dead letter for a person to read; the message bytes only as a size."""
-        record = dict(self.record)
+        record = cast(dict[str, Any], dict(self.record))
         delivery = dict(record.get("delivery") or {})
         if delivery.get("inline") is not None:
             delivery["inline"] = f"<{len(delivery['inline'])} bytes inline>"
@@ -131,7 +132,7 @@ class DeadLetterQueue:
             self.config.kafka, self.servers, self.dlt_topic, since=wanted.since, until=wanted.until
         ):
             try:
-                record = codec(DEAD_LETTER).decode(message.value)
+                record = DEAD_LETTERS.decode(message.value)
             except UnknownSchemaError:
                 continue
             entry = DeadLetterEntry(record, message.partition, message.offset)
@@ -148,12 +149,12 @@ class DeadLetterQueue:
         """Put each dead letter's message back into the pipeline; returns how many.
 
         A dead letter is marked requeued only after Kafka acknowledged its requeued record;
-        ``NotAcknowledgedError`` (after the others were marked) when any record was refused.
+        the Kafka mapper's error (after the others were marked) when any record was refused.
         """
         entries = list(entries)
         if target is not None:
             for entry in entries:
-                _check_target(self.config, str(entry.record["tenant"]), target)
+                _check_target(self.config, entry.record["tenant"], target)
         deliver_topic, raw_topic = full_name(self.config.kafka, DELIVER), full_name(self.config.kafka, RAW)
         producer = self._producer()
         blobs: BlobStore | None = None
@@ -161,16 +162,16 @@ class DeadLetterQueue:
             sends: ConfirmedSends[str] = ConfirmedSends(producer)
             for entry in entries:
                 acted_at = datetime.now(UTC)  # before the requeued copy can be delivered: the story's order
-                delivery, raw = entry.record.get("delivery"), entry.record.get("raw")
+                delivery, raw = entry.record["delivery"], entry.record["raw"]
                 if delivery is not None:
                     if target is not None:
                         delivery = {**delivery, "target": target}
-                    value = codec(DELIVERY).encode(delivery)  # a plain record, never a pack
+                    value = DELIVERIES.encode(delivery)  # a plain record, never a pack
                     sends.send(deliver_topic, key=delivery_key(delivery), value=value, tag=entry.id)
                 elif raw is not None:
                     if target is not None:
                         raw = {**raw, "target_override": target}
-                    if blobs is None and raw.get("blob_ref"):
+                    if blobs is None and raw["blob_ref"]:
                         blobs = open_blob_store(self.config, self.servers)
                     key = shard_of_record(raw, blobs)  # to the partition of its dedup shard
                     sends.send(raw_topic, key=key, value=encode_raw(raw), tag=entry.id)
@@ -214,15 +215,15 @@ class DeadLetterQueue:
             **{k: v for k, v in extra.items() if v},
         }
         sends.then(entry.id, self.state_topic, key=entry.id.encode(), value=json.dumps(value).encode())
-        delivery = entry.record.get("delivery") or {}
+        delivery = entry.record["delivery"]
         key, event = audit_event(
             "retried" if status == "requeued" else "skipped",
             stage="dlq",
-            tenant=str(entry.record["tenant"]),
-            message_id=delivery.get("message_id"),
-            sha256=delivery.get("sha256"),
-            dedup_key=delivery.get("dedup_key"),
-            recipient=delivery.get("recipient"),
+            tenant=entry.record["tenant"],
+            message_id=delivery["message_id"] if delivery else None,
+            sha256=delivery["sha256"] if delivery else None,
+            dedup_key=delivery["dedup_key"] if delivery else None,
+            recipient=delivery["recipient"] if delivery else None,
             details={"dead_letter_id": entry.id, "action": status, "actor": self.actor, **extra},
             at=at,
         )

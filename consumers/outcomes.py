@@ -23,7 +23,8 @@ from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.retry_policy import DeadLetter, History, Origin, Retry
 from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic
-from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, Record, codec
+from mailferry.schemas.codec import DEAD_LETTER, Record, codec
+from mailferry.schemas.records import DELIVERIES, Delivery
 
 ACK_TIMEOUT_S = 60.0
 Pending = list[FutureRecordMetadata]
@@ -42,7 +43,7 @@ class Job:
     key: bytes | None
     value: bytes
     headers: list[tuple[str, bytes]]
-    delivery: Record
+    delivery: Delivery
     history: History
     index: int | None = None
 
@@ -59,10 +60,10 @@ class Job:
         """Key and value of a record holding only this delivery (a retry record)."""
         if self.index is None:
             return self.key, self.value
-        return self.item_key, codec(DELIVERY).encode(self.delivery)
+        return self.item_key, DELIVERIES.encode(self.delivery)
 
 
-def delivery_key(delivery: Record) -> bytes:
+def delivery_key(delivery: Delivery) -> bytes:
     """The key of a deliver record: its partition is the mailbox's."""
     return f"{delivery['tenant']}/{delivery['recipient']}".encode()
 

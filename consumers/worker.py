@@ -55,7 +55,7 @@ from mailferry.fence import TenantFence
 from mailferry.kafka.clients import new_consumer, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.observe import health, metrics
-from mailferry.packing import DELIVERY_PACK
+from mailferry.schemas.records import unpack_deliveries
 from mailferry.status import write_snapshot
 
 log = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ class DeliveryWorker:
                 return False
         history = History.from_headers(headers)
         try:
-            deliveries = DELIVERY_PACK.unpack(record.value)
+            deliveries = unpack_deliveries(record.value)
         except PermanentError as exc:
             self._dead_letter_undecodable(tp, record, history, exc)
             return True

@@ -13,10 +13,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from mailferry.packing import AUDIT_PACK, origin_of
-from mailferry.schemas.codec import AUDIT_EVENT, Record, codec
+from mailferry.schemas.records import AUDIT_EVENTS, AuditEvent
 
 EventName = Literal[
     "fetched",
@@ -57,7 +57,7 @@ def audit_event(
     at: datetime | None = None,
 ) -> tuple[bytes, bytes]:
     """(key, Avro value) of one audit event, ready to send to the audit topic."""
-    record: Record = {
+    record: AuditEvent = {
         "event_id": uuid.uuid4().hex,
         "event": event,
         "at": at or datetime.now(UTC),
@@ -71,7 +71,7 @@ def audit_event(
         "details": {k: str(v) for k, v in (details or {}).items()},
     }
     key = message_key(tenant, message_id, sha256).encode()
-    return key, codec(AUDIT_EVENT).encode(record)
+    return key, AUDIT_EVENTS.encode(record)
 
 
 class AuditRecord(Protocol):
@@ -85,7 +85,13 @@ class AuditRecord(Protocol):
     def value(self) -> bytes | None: ...
 
 
-def read_events(record: AuditRecord) -> list[dict[str, Any]]:
+class ReadEvent(AuditEvent):
+    """An audit event as ``read_events`` returns it: with its address on the topic."""
+
+    _offset: str  # partition/offset, and /index inside a pack
+
+
+def read_events(record: AuditRecord) -> list[ReadEvent]:
     """The events of one audit-topic record, in order: one for a plain record, every event of
     a pack. Each carries its address in ``_offset``: ``partition/offset``, and ``/index``
     inside a pack. A tombstone holds none.
@@ -93,7 +99,7 @@ def read_events(record: AuditRecord) -> list[dict[str, Any]]:
     Raises ``UnknownSchemaError`` for a value that is neither form."""
     if record.value is None:
         return []
-    events: list[dict[str, Any]] = AUDIT_PACK.unpack(record.value)
+    events = cast(list[ReadEvent], AUDIT_PACK.unpack(record.value))
     base = f"{record.partition}/{record.offset}"
     for index, event in enumerate(events):
         event["_offset"] = origin_of(base, index, len(events))

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal, TextIO
 
-from mailferry.audit import address, read_events
+from mailferry.audit import ReadEvent, address, read_events
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.scan import scan_topic
 from mailferry.kafka.topics import AUDIT, full_name
@@ -42,14 +42,14 @@ COLUMNS = (
 )
 
 
-def _row(event: dict[str, Any]) -> dict[str, Any]:
+def _row(event: ReadEvent) -> dict[str, Any]:
     partition, offset, *index = address(event)
-    row = {name: event.get(name) for name in COLUMNS}
+    row: dict[str, Any] = {name: event.get(name) for name in COLUMNS}
     row |= {
         "at": event["at"].isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "partition": partition,
         "offset": offset,
-        "details": dict(sorted((event.get("details") or {}).items())),
+        "details": dict(sorted(event["details"].items())),
         "index": index[0] if index else None,
     }
     return row

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from mailferry.audit import address, read_events
+from mailferry.audit import ReadEvent, address, read_events
 from mailferry.audit_index.access import IndexAccess
 from mailferry.audit_index.keys import (
     SIGHTED,
@@ -40,12 +40,12 @@ __all__ = ["Trace", "trace", "trace_message"]
 
 @dataclass
 class Trace:
-    events: list[dict[str, Any]]
+    events: list[ReadEvent]
     via: Literal["index", "scan"]
     notes: list[str] = field(default_factory=list)
 
 
-def _decoded(record: Any, tenant: str | None) -> list[dict[str, Any]]:
+def _decoded(record: Any, tenant: str | None) -> list[ReadEvent]:
     try:
         events = read_events(record)
     except UnknownSchemaError:
@@ -55,12 +55,12 @@ def _decoded(record: Any, tenant: str | None) -> list[dict[str, Any]]:
 
 def _events(
     kafka: KafkaConfig, servers: list[str], since: datetime | None, tenant: str | None
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[ReadEvent]:
     for record in scan_topic(kafka, servers, full_name(kafka, AUDIT), since=since):
         yield from _decoded(record, tenant)
 
 
-def _ordered(found: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def _ordered(found: dict[str, ReadEvent]) -> list[ReadEvent]:
     return sorted(found.values(), key=lambda e: (e["at"], address(e)))
 
 
@@ -69,8 +69,8 @@ def _by_index(
 ) -> Trace:
     keys = set(query_keys(wanted))
     asked: set[str] = set()
-    found: dict[str, dict[str, Any]] = {}
-    read: list[dict[str, Any]] = []  # a pack holds other messages' events: kept for later rounds
+    found: dict[str, ReadEvent] = {}
+    read: list[ReadEvent] = []  # a pack holds other messages' events: kept for later rounds
     with PositionReader(kafka, servers, full_name(kafka, AUDIT)) as reader:
         for _ in range(MAX_ROUNDS):
             new = keys - asked
@@ -99,7 +99,7 @@ def _by_scan(
     kafka: KafkaConfig, servers: list[str], wanted: str, tenant: str | None, since: datetime | None
 ) -> Trace:
     keys = set(query_keys(wanted))
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, ReadEvent] = {}
     for event in _events(kafka, servers, since, tenant):
         if matches(event, keys):
             found[event["event_id"]] = event
@@ -135,6 +135,6 @@ def trace(
     *,
     tenant: str | None = None,
     since: datetime | None = None,
-) -> list[dict[str, Any]]:
+) -> list[ReadEvent]:
     """The events of ``wanted`` by a scan (tests, the demo): no index needed."""
     return trace_message(kafka, servers, wanted, tenant=tenant, since=since).events

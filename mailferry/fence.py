@@ -10,14 +10,15 @@ also stops a record a topic writer forged or an older stream version produced.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from mailferry.errors import PermanentError
 from mailferry.mail.addresses import ascii_domain, normalise_address
 
 if TYPE_CHECKING:
     from mailferry.config.models import MailferryConfig, Tenant
+    from mailferry.schemas.records import Delivery
 
 OUTSIDE_TENANT = "outside-tenant"
 
@@ -52,10 +53,9 @@ class TenantFence:
     def __init__(self, config: MailferryConfig) -> None:
         self._domains = {tenant.id: tenant_domains(tenant) for tenant in config.tenants}
 
-    def check(self, delivery: Mapping[str, Any]) -> None:
+    def check(self, delivery: Delivery) -> None:
         """Raise ``CrossTenantError`` unless the recipient is inside the record's tenant."""
-        tenant = str(delivery.get("tenant"))
-        recipient = str(delivery.get("recipient"))
+        tenant, recipient = delivery["tenant"], delivery["recipient"]
         domains = self._domains.get(tenant)
         if domains is None:
             raise CrossTenantError(f"tenant {tenant!r} is not configured: {recipient} refused")

@@ -11,11 +11,9 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
 
 from mailferry.blobs import BlobStore
 from mailferry.mail.block import HeadCapture
-from mailferry.schemas.codec import Record
 from mailferry.schemas.records import RAW_MESSAGES, RawMessage
 from mailferry.shard import head_message_id, shard_key
 
@@ -93,6 +91,5 @@ def build_raw_record(
     return shard_key(source.tenant, head_message_id(head), sha), record
 
 
-def encode_raw(record: RawMessage | Record) -> bytes:
-    """``Record``: a raw record read back untyped (a dead letter's, being requeued)."""
-    return RAW_MESSAGES.encode(cast(RawMessage, record))
+def encode_raw(record: RawMessage) -> bytes:
+    return RAW_MESSAGES.encode(record)

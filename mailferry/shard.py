@@ -18,7 +18,6 @@ from kafka.partitioner import murmur2
 from mailferry.blobs import BlobStore
 from mailferry.mail.block import READ_CHUNK, chunks_of, locate
 from mailferry.mail.message_id import message_id_field, normalise_message_id
-from mailferry.schemas.codec import Record
 from mailferry.schemas.records import RawMessage
 
 
@@ -37,20 +36,17 @@ def block_message_id(block: bytes) -> str | None:
     return normalise_message_id(message_id_field(block.replace(b"\x00", b"")))
 
 
-def shard_of_record(raw: RawMessage | Record, blobs: BlobStore | None) -> bytes:
+def shard_of_record(raw: RawMessage, blobs: BlobStore | None) -> bytes:
     """The shard of a decoded raw record (replays, requeues): its header block is read from
     the inline bytes or, for a claim check, from the blob store up to the blank line."""
-    inline: bytes | None = raw["inline"]
-    blob_ref: str | None = raw["blob_ref"]
+    inline, blob_ref = raw["inline"], raw["blob_ref"]
     if inline is not None:
         found = head_message_id(bytes(inline))
     elif blob_ref and blobs is not None:
         found = block_message_id(locate(blobs.iter_chunks(blob_ref, READ_CHUNK)).data)
     else:
         found = None
-    tenant: str = raw["tenant"]
-    sha256: str = raw["sha256"]
-    return shard_key(tenant, found, sha256)
+    return shard_key(raw["tenant"], found, raw["sha256"])
 
 
 def partition_for(key: bytes, partitions: int) -> int:

@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import cast
 
 from mailferry.blobs import BlobStore
 from mailferry.producers.access import TokenProvider
 from mailferry.producers.delivery_watch import DeliveryWatch, K
 from mailferry.producers.publish import Publisher
-from mailferry.schemas.codec import Record
 from mailferry.schemas.records import FetchState
 
 
@@ -33,7 +31,7 @@ class FetchContext:
         """``DeliveryWatch.delivered``; nothing counts as delivered without a watch."""
         if self.deliveries is None:
             return []
-        return self.deliveries.delivered(tenant, mailbox, cast(Mapping[K, Record], entries))
+        return self.deliveries.delivered(tenant, mailbox, entries)
 
 
 @dataclass

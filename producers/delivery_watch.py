@@ -27,7 +27,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer
 from mailferry.kafka.topics import AUDIT, full_name
-from mailferry.schemas.codec import Record
+from mailferry.schemas.records import AuditEvent, FetchState
 
 K = TypeVar("K", bound=Hashable)
 CLOCK_MARGIN = timedelta(minutes=5)
@@ -42,18 +42,15 @@ class Deliveries:
     resolved: dict[tuple[str, str, str], set[str]] = field(default_factory=dict)
     delivered: set[tuple[str, str]] = field(default_factory=set)
 
-    def add(self, event: dict[str, object]) -> None:
-        tenant = str(event["tenant"])
-        kind = event["event"]
-        if kind == "resolved" and event["stage"] == "stream" and event["sha256"]:
-            details = event["details"]
-            assert isinstance(details, dict)
-            keys = {k for k in str(details.get("dedup_keys", "")).split("\n") if k}
-            where = (tenant, str(event["mailbox_id"]), str(event["sha256"]))
+    def add(self, event: AuditEvent) -> None:
+        tenant, kind, sha256, dedup_key = event["tenant"], event["event"], event["sha256"], event["dedup_key"]
+        if kind == "resolved" and event["stage"] == "stream" and sha256:
+            keys = {k for k in event["details"].get("dedup_keys", "").split("\n") if k}
+            where = (tenant, str(event["mailbox_id"]), sha256)
             # a message the stream routed twice (a replay, a restart) waits for both routings
             self.resolved.setdefault(where, set()).update(keys)
-        elif kind == "delivered" and event["dedup_key"]:
-            self.delivered.add((tenant, str(event["dedup_key"])))
+        elif kind == "delivered" and dedup_key:
+            self.delivered.add((tenant, dedup_key))
 
     def settled(self, tenant: str, mailbox: str, sha256: str) -> bool:
         keys = self.resolved.get((tenant, mailbox, sha256))
@@ -108,14 +105,14 @@ class DeliveryWatch:
                     for event in read_events(record):
                         self._seen.add(event)
 
-    def delivered(self, tenant: str, mailbox: str, entries: Mapping[K, Record]) -> list[K]:
+    def delivered(self, tenant: str, mailbox: str, entries: Mapping[K, FetchState]) -> list[K]:
         """The keys of the fetch-state ``entries`` whose message is delivered everywhere."""
-        known = {key: r for key, r in entries.items() if r["sha256"]}
+        known = {key: sha256 for key, r in entries.items() if (sha256 := r["sha256"])}
         if not known:
             return []
-        since = min(r["first_seen_at"] for r in known.values())
-        done = self.settled(tenant, mailbox, {r["sha256"] for r in known.values()}, since)
-        return [key for key, r in known.items() if r["sha256"] in done]
+        since = min(entries[key]["first_seen_at"] for key in known)
+        done = self.settled(tenant, mailbox, set(known.values()), since)
+        return [key for key, sha256 in known.items() if sha256 in done]
 
     def close(self) -> None:
         with self._lock:

@@ -51,8 +51,8 @@ from mailferry.kafka.topics import (
     topic_settings,
 )
 from mailferry.observe import metrics
-from mailferry.packing import PACK_OVERHEAD, unpack_raw
-from mailferry.schemas.codec import DELIVERY, codec
+from mailferry.packing import PACK_OVERHEAD
+from mailferry.schemas.records import DELIVERIES, Delivery, RawMessage, unpack_raw_messages
 from mailferry.streams.bodies import shared_body
 from mailferry.streams.collector import Collector
 from mailferry.streams.dedup import Sighting, decide
@@ -243,7 +243,7 @@ class StreamApp:
 
     async def _route_record(self, key: bytes | None, value: bytes, base: Origin) -> None:
         try:
-            mails = unpack_raw(value)
+            mails = unpack_raw_messages(value)
         except PermanentError as exc:
             why = Rejected("malformed-message", exc.reason_code, exc.message)
             await self._dead_letter(key, None, base, why)
@@ -268,7 +268,7 @@ class StreamApp:
                 await self.outbox.send(topic, key=record.key, value=record.value, partition=record.partition)
         self.table.flush_sightings(str(base), base.partition, self.pack_limit)
 
-    async def _route_one(self, key: bytes | None, raw: dict[str, Any], origin: str) -> None:
+    async def _route_one(self, key: bytes | None, raw: RawMessage, origin: str) -> None:
         attempt = 0
         while True:
             try:
@@ -305,7 +305,7 @@ class StreamApp:
                 with metrics.stream_stage("dedup"):
                     await self._dedup_one(candidate)
 
-    async def _route_raw(self, raw: dict[str, Any], origin: str) -> Routed | Rejected:
+    async def _route_raw(self, raw: RawMessage, origin: str) -> Routed | Rejected:
         """The pure router; in a thread when the tenant has a live directory (EWS/Graph
         look-ups block) or the headers are in the blob store (kinds kafka and s3 fetch them:
         0.3-0.5 s here for a 150 MB message), inline otherwise."""
@@ -393,7 +393,7 @@ class StreamApp:
     async def _emit(self, candidate: Candidate, extra: dict[str, str]) -> None:
         delivery = candidate.delivery
         key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
-        value = codec(DELIVERY).encode(delivery)
+        value = DELIVERIES.encode(delivery)
         self.collector.delivery(key, value)
         self.counters.routed += 1
         await self._audit_delivery("routed", delivery, details=routed_details(delivery) | extra)
@@ -401,15 +401,22 @@ class StreamApp:
     async def _dead_letter(
         self,
         key: bytes | None,
-        raw: dict[str, Any] | None,
+        raw: RawMessage | None,
         origin: Origin,
         why: Rejected,
         *,
-        delivery: dict[str, Any] | None = None,
+        delivery: Delivery | None = None,
     ) -> None:
         self.counters.dead_lettered += 1
         record, tenant = dead_letter(
-            key, raw, origin.topic, origin.partition, origin.offset, why, delivery=delivery
+            key,
+            raw,
+            origin.topic,
+            origin.partition,
+            origin.offset,
+            why,
+            delivery=delivery,
+            index=origin.index,
         )
         await self._send(self.dlt_topic, key=key, value=record)
         await self._audit(
@@ -425,7 +432,7 @@ class StreamApp:
             },
         )
 
-    async def _dead_letter_refused(self, key: bytes | None, delivery: dict[str, Any], why: str) -> None:
+    async def _dead_letter_refused(self, key: bytes | None, delivery: Delivery, why: str) -> None:
         origin = Origin.parse(delivery["raw_origin"])
         await self._dead_letter(
             key, None, origin, Rejected("permanent", "record-refused", why), delivery=delivery
@@ -437,7 +444,7 @@ class StreamApp:
     async def _send_bytes(self, topic: str, key: bytes | None, value: bytes) -> None:
         await self.outbox.send(self.app.topic(topic), key=key, value=value)
 
-    async def _audit_delivery(self, event: Any, delivery: dict[str, Any], *, details: dict[str, str]) -> None:
+    async def _audit_delivery(self, event: Any, delivery: Delivery, *, details: dict[str, str]) -> None:
         await self._audit(
             event,
             delivery["tenant"],
@@ -450,7 +457,7 @@ class StreamApp:
         )
 
     async def _audit_routing(
-        self, event: Any, raw: dict[str, Any], outcome: Routed, *, details: dict[str, str], **kwargs: Any
+        self, event: Any, raw: RawMessage, outcome: Routed, *, details: dict[str, str], **kwargs: Any
     ) -> None:
         """An audit event about how one raw message was routed."""
         await self._audit(

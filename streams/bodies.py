@@ -11,25 +11,27 @@ The same move rescues a record a topic refuses for its size: by reference it is 
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from mailferry.schemas.codec import Record
+from mailferry.schemas.records import Delivery
 
 
 class BlobWriter(Protocol):
     def put(self, data: bytes) -> str: ...
 
 
-def shared_body(deliveries: list[Record], blobs: BlobWriter) -> list[Record]:
+def shared_body(deliveries: list[Delivery], blobs: BlobWriter) -> list[Delivery]:
     """The deliveries of one message, with its body in the blob store once they are more than one."""
-    inline = deliveries[0].get("inline") if len(deliveries) > 1 else None
+    inline = deliveries[0]["inline"] if len(deliveries) > 1 else None
     if inline is None:
         return deliveries
     reference = blobs.put(bytes(inline))
     return [{**delivery, "inline": None, "blob_ref": reference} for delivery in deliveries]
 
 
-def by_reference(record: Record, blobs: BlobWriter) -> Record | None:
+def by_reference(record: Mapping[str, Any], blobs: BlobWriter) -> Record | None:
     """A copy of a raw or delivery record with its inline body in the blob store, or None
     when it has none inline. Content-addressed: putting the same body again costs nothing."""
     inline = record.get("inline")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from mailferry.schemas.codec import DEAD_LETTER, Record, codec
+from mailferry.schemas.records import DEAD_LETTERS, DeadLetter, Delivery, RawMessage
 from mailferry.streams.router import PARSE_DEFECT, Rejected, Routed
 
 MAX_DETAIL = 1000
@@ -43,13 +42,14 @@ class Origin:
 
 def dead_letter(
     key: bytes | None,
-    raw: Record | None,
+    raw: RawMessage | None,
     topic: str,
     partition: int,
     offset: int,
     why: Rejected,
     *,
-    delivery: Record | None = None,
+    delivery: Delivery | None = None,
+    index: int | None = None,
     now: datetime | None = None,
 ) -> tuple[bytes, str]:
     """(Avro ``dead_letter`` value, tenant) for a raw record the stream cannot route.
@@ -59,10 +59,10 @@ def dead_letter(
     has no tenant of its own: the one in its key (``tenant/mailbox``) is used.
     """
     if raw is None and delivery is not None:
-        tenant: str = delivery["tenant"]
+        tenant = delivery["tenant"]
     else:
         tenant = raw["tenant"] if raw else (key or b"unknown").decode("utf-8", "replace").partition("/")[0]
-    record: Record = {
+    record: DeadLetter = {
         "dead_letter_id": uuid.uuid4().hex,
         "stage": "stream",
         "tenant": tenant or "unknown",
@@ -73,12 +73,13 @@ def dead_letter(
         "origin_topic": topic,
         "origin_partition": partition,
         "origin_offset": offset,
+        "origin_index": index,
         "failed_at": now or datetime.now(UTC),
         "first_failed_at": None,
         "delivery": delivery,
         "raw": raw,
     }
-    return codec(DEAD_LETTER).encode(record), tenant or "unknown"
+    return DEAD_LETTERS.encode(record), tenant or "unknown"
 
 
 def resolved_details(outcome: Routed, origin: str) -> dict[str, str]:
@@ -91,7 +92,7 @@ def resolved_details(outcome: Routed, origin: str) -> dict[str, str]:
     return {"origin": origin, "recipients": str(len(keys)), "dedup_keys": "\n".join(keys)}
 
 
-def routed_details(delivery: dict[str, Any]) -> dict[str, str]:
+def routed_details(delivery: Delivery) -> dict[str, str]:
     """Audit details of a ``routed`` event: why this recipient, with which target and flags."""
     reasons = "; ".join(f"{r['kind']}:{r['detail']}" for r in delivery["reasons"])
     defects = [f.removeprefix(PARSE_DEFECT) for f in delivery["flags"] if f.startswith(PARSE_DEFECT)]

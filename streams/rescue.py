@@ -25,7 +25,8 @@ from dataclasses import dataclass
 
 from mailferry.audit import message_key
 from mailferry.packing import AUDIT_PACK, DELIVERY_PACK, PackFormat
-from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, Record, codec
+from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, codec
+from mailferry.schemas.records import DELIVERIES, Delivery
 from mailferry.streams.bodies import BlobWriter, by_reference, dead_letter_by_reference
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 REASON = "record-refused"
 
 Send = Callable[[str, bytes | None, bytes], Awaitable[None]]
-DeadLetterDelivery = Callable[[bytes | None, Record, str], Awaitable[None]]
+DeadLetterDelivery = Callable[[bytes | None, Delivery, str], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Rescuer:
         if form is not None and await self._unpacked(form, topic, value):
             return True
         if topic in self.roles.deliveries:
-            delivery = codec(DELIVERY).decode(value)
+            delivery = DELIVERIES.decode(value)
             moved = await asyncio.to_thread(by_reference, delivery, self.blobs)
             if moved is not None:
                 await self.send(topic, key, codec(DELIVERY).encode(moved))

@@ -21,7 +21,7 @@ from mailferry.errors import MalformedMessageError, PermanentError
 from mailferry.mail.block import READ_CHUNK, chunks_of, header_block
 from mailferry.mail.headers import MessageHeaders, field_defects, parse_headers
 from mailferry.mail.message_id import normalise_message_id
-from mailferry.schemas.codec import Record
+from mailferry.schemas.records import Delivery, RawMessage
 from mailferry.streams.dedup import dedup_key
 from mailferry.streams.fanout import cap_recipients
 from mailferry.streams.loopguard import TRACE_HEADER, check_loop, trace_value
@@ -37,7 +37,7 @@ class Candidate:
     """One delivery before deduplication."""
 
     dedup_key: str
-    delivery: Record  # a ``delivery`` schema record
+    delivery: Delivery
     bypass_dedup: bool
 
 
@@ -73,12 +73,12 @@ def _source(tenant: Tenant, mailbox_id: str) -> Source | None:
     return None
 
 
-def read_headers(raw: Record, blobs: BlobStore) -> MessageHeaders:
+def read_headers(raw: RawMessage, blobs: BlobStore) -> MessageHeaders:
     """Headers of a raw record; a blob is read chunk by chunk only up to the blank line."""
-    inline = raw.get("inline")
+    inline = raw["inline"]
     if inline is not None:
         return parse_headers(header_block(chunks_of(bytes(inline))))
-    blob_ref = raw.get("blob_ref")
+    blob_ref = raw["blob_ref"]
     if not blob_ref:
         raise MalformedMessageError("raw record has neither inline bytes nor a blob reference")
     return parse_headers(header_block(blobs.iter_chunks(blob_ref, READ_CHUNK)))
@@ -90,7 +90,7 @@ def delivery_id(origin: str, recipient: str) -> str:
 
 
 def route_raw(
-    raw: Record,
+    raw: RawMessage,
     *,
     config: MailferryConfig,
     blobs: BlobStore,
@@ -106,7 +106,7 @@ def route_raw(
     try:
         tenant = config.tenant(raw["tenant"])
     except KeyError:
-        return Rejected("tenant", "unknown-tenant", f"tenant {raw.get('tenant')!r} is not configured")
+        return Rejected("tenant", "unknown-tenant", f"tenant {raw['tenant']!r} is not configured")
     try:
         headers = read_headers(raw, blobs)
     except PermanentError as exc:
@@ -124,13 +124,13 @@ def route_raw(
         tenant=tenant,
         source=source,
         headers=headers,
-        size=int(raw["size"]),
-        envelope_recipients=raw.get("envelope_recipients") or (),
+        size=raw["size"],
+        envelope_recipients=raw["envelope_recipients"],
         directory=directory_for(tenant),
     )
-    flags = list(resolution.flags) + ([HEADERS_ONLY] if raw.get("headers_only") else [])
+    flags = list(resolution.flags) + ([HEADERS_ONLY] if raw["headers_only"] else [])
     flags += [PARSE_DEFECT + defect for defect in field_defects(headers)[:MAX_DEFECT_FLAGS]]
-    if raw.get("bypass_dedup"):
+    if raw["bypass_dedup"]:
         flags.append(BYPASS_DEDUP)
     capped = cap_recipients(
         resolution.recipients, cap=tenant.max_recipients_per_message, default_mailbox=tenant.default_mailbox
@@ -146,18 +146,18 @@ def route_raw(
             message_id=message_id,
             key=trace_key,
         )
-        delivery: Record = {
+        delivery: Delivery = {
             "delivery_id": delivery_id(origin, recipient.address),
             "tenant": tenant.id,
             "recipient": recipient.address,
-            "target": raw.get("target_override") or recipient.target or tenant.default_target,
+            "target": raw["target_override"] or recipient.target or tenant.default_target,
             "dedup_key": key,
             "message_id": message_id,
             "mailbox_id": raw["mailbox_id"],
             "size": raw["size"],
             "sha256": raw["sha256"],
-            "inline": raw.get("inline"),
-            "blob_ref": raw.get("blob_ref"),
+            "inline": raw["inline"],
+            "blob_ref": raw["blob_ref"],
             "reasons": [{"kind": r.kind, "detail": r.detail} for r in recipient.reasons],
             "flags": flags,
             "add_headers": [
@@ -167,5 +167,5 @@ def route_raw(
             "raw_origin": origin,
             "routed_at": now,
         }
-        candidates.append(Candidate(key, delivery, bool(raw.get("bypass_dedup"))))
+        candidates.append(Candidate(key, delivery, raw["bypass_dedup"]))
     return Routed(tuple(candidates), resolution, message_id, capped.over_cap, capped.fallback)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,6 +21,8 @@ from mailferry.cli.times import as_utc
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from mailferry.audit import ReadEvent
 
 app = typer.Typer(help="The audit trail kept in the audit topic.", no_args_is_help=True)
 
@@ -80,7 +82,7 @@ def trace_cmd(
     console.print(trace_table(message, result.events))
 
 
-def trace_table(message: str, events: list[dict[str, Any]]) -> Table:
+def trace_table(message: str, events: list[ReadEvent]) -> Table:
     from rich.table import Table
 
     table = Table(title=f"audit trace of {message}", show_lines=False)
@@ -92,8 +94,8 @@ def trace_table(message: str, events: list[dict[str, Any]]) -> Table:
             event["at"].strftime("%Y-%m-%d %H:%M:%S.%f")[:-3],
             event["stage"],
             event["event"],
-            f"{event['tenant']}/{event.get('mailbox_id') or '-'}",
-            event.get("recipient") or "-",
+            f"{event['tenant']}/{event['mailbox_id'] or '-'}",
+            event["recipient"] or "-",
             details,
         )
     return table
