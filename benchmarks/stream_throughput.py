@@ -48,7 +48,7 @@ from mailferry.kafka.clients import aiokafka_settings, new_admin, new_consumer, 
 from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import AUDIT, DELIVER, RAW, full_name, topic_specs
-from mailferry.packing import Packer, pack_value
+from mailferry.packing import DELIVERY_PACK, Packer, pack_value
 from mailferry.producers.publish import pack_limit
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
@@ -311,7 +311,7 @@ def count_since(
                 if not seen:
                     first = time.perf_counter()
                     on_first()
-                seen += len(batch)
+                seen += sum(len(DELIVERY_PACK.unpack(m.value)) for m in batch)  # deliveries, not records
         return first, time.perf_counter(), seen
     finally:
         consumer.close()
@@ -432,6 +432,10 @@ def main() -> None:
     parser.add_argument(
         "--variants", default=",".join(VARIANTS), help="Faust variants on packed input, comma-separated"
     )
+    parser.add_argument(
+        "--one-variants", default="as-shipped", help="variants on one mail per record, comma-separated"
+    )
+    parser.add_argument("--volume", action="store_true", help="records and bytes per mail for every row")
     parser.add_argument("--bootstrap", help="use this broker instead of starting the embedded one")
     parser.add_argument("--kafka-home", help="with --bootstrap: that embedded broker's folder (its login)")
     args = parser.parse_args()
@@ -471,13 +475,13 @@ def main() -> None:
             ensure_topics(admin, topic_specs(base.kafka, len(base.retry.tiers)))
             admin.close()
             publish_raw(base, servers, args.messages, args.size, packed=packed)
-            variants = args.variants.split(",") if packed else ["as-shipped"]
+            variants = (args.variants if packed else args.one_variants).split(",")
             for variant in variants:
-                path = write_config(home, kafka, prefix, app=f"s-{variant}")
+                path = write_config(home, kafka, prefix, app=f"s-{variant.replace('+', '.')}")
                 log = home / f"{prefix}-{variant}.log"
                 label = f"Faust worker, {form}, {variant}"
                 try:
-                    volume = variant == "as-shipped"
+                    volume = args.volume or variant == "as-shipped"
                     run = worker_run(path, servers, args.messages, variant, log, volume=volume)
                 except WorkerFailed as exc:
                     tail = log.read_text(errors="replace")[-400:].replace("\n", " ")
@@ -485,8 +489,8 @@ def main() -> None:
                     console.print(rows[-1])
                     continue
                 rows.append((label, f"{args.messages:,}", run.summary()))
-                if variant == "as-shipped":
-                    kafka_rows.append((form, *run.per_mail(args.messages)))
+                if volume:
+                    kafka_rows.append((f"{form}, {variant}", *run.per_mail(args.messages)))
                 console.print(rows[-1])
 
         if args.recovery_keys:

@@ -12,9 +12,13 @@ VARIANT is one of
 - ``producer-buffer``: Faust's producer buffer (the table changelog's ``send_soon``) at 10,000
   messages instead of 100;
 - ``uvloop``: the uvloop event loop instead of asyncio's;
-- ``no-yield``: the agent as a coroutine that yields nothing to Faust (no per-value sink step).
+- ``no-yield``: the agent as a coroutine that yields nothing to Faust (no per-value sink step);
+- ``packed-outputs`` / ``unpacked-outputs``: deliver and audit records packed per input
+  record, or one per item (``streams.app.PACK_OUTPUTS``);
+- ``table-per-key``: the dedup table written through Faust's ``table[key] = value``, one
+  changelog record per sighting (as before ``streams.dedup_table``).
 
-Each changes one thing, in this process only, before the worker starts.
+Each changes one thing, in this process only, before the worker starts; ``a+b`` applies both.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ VARIANTS = (
     "producer-buffer",
     "uvloop",
     "no-yield",
+    "packed-outputs",
+    "unpacked-outputs",
+    "table-per-key",
 )
 
 
@@ -72,7 +79,12 @@ def _noop_monitor() -> type:
     return type("NoopMonitor", (Monitor,), {name: nothing for name in hooks})
 
 
-def apply(variant: str) -> None:
+def apply(variants: str) -> None:
+    for variant in variants.split("+"):
+        _apply(variant)
+
+
+def _apply(variant: str) -> None:
     if variant not in VARIANTS:
         raise SystemExit(f"unknown variant {variant!r}; one of {', '.join(VARIANTS)}")
     if variant == "pure-iterator":
@@ -100,6 +112,17 @@ def apply(variant: str) -> None:
                 pass
 
         StreamApp._route_agent = quiet  # type: ignore[assignment,method-assign]
+    elif variant in ("packed-outputs", "unpacked-outputs"):
+        from mailferry.streams import app
+
+        app.PACK_OUTPUTS = variant == "packed-outputs"
+    elif variant == "table-per-key":
+        from mailferry.streams.dedup_table import DedupTable
+
+        def per_key(self: DedupTable, key: bytes, value: dict[str, Any]) -> None:
+            self[key] = value
+
+        DedupTable.remember = per_key  # type: ignore[method-assign]
 
 
 def main() -> None:

@@ -74,8 +74,8 @@ NEGATIVE_TTL = 300.0  # seconds a 'no such mailbox' answer is kept
 PRODUCER_BATCH_BYTES = 1024 * 1024
 PRODUCER_LINGER = 0.005  # seconds
 PACK_MARGIN = 64 * 1024  # below a topic's record limit: Kafka's own record and batch headers
-# deliver and audit records packed per input record; off until every reader unpacks them
-PACK_OUTPUTS = False
+# deliver and audit records packed per input record (every reader unpacks them)
+PACK_OUTPUTS = True
 
 
 @dataclass
@@ -104,15 +104,15 @@ class StreamApp:
         store: str | None = None,
         raw_partitions: int | None = None,
         deliver_partitions: int | None = None,
-        pack_outputs: bool = PACK_OUTPUTS,
+        pack_outputs: bool | None = None,
     ) -> None:
         """``raw_partitions``, ``deliver_partitions``: how many the topics have in Kafka
         (``worker.partitions_in_kafka``), which the table must match and a packed delivery's
         partition is computed from; the configured counts when not given.
 
-        ``pack_outputs``: one deliver record per (input record, deliver partition) and one
-        audit record per input record (with a schema registry too: a pack then carries the
-        registry's header, ``PackFormat.pack``)."""
+        ``pack_outputs`` (``PACK_OUTPUTS`` when not given): one deliver record per (input
+        record, deliver partition) and one audit record per input record (with a schema
+        registry too: a pack then carries the registry's header, ``PackFormat.pack``)."""
         self.config = config
         self.kafka = config.kafka
         self.blobs = open_blob_store(config, servers)
@@ -141,7 +141,7 @@ class StreamApp:
         self.collector = Collector(
             deliver_partitions=deliver_partitions or topic_settings(self.kafka, DELIVER).partitions,
             limit=self.pack_limit,
-            packed=pack_outputs,
+            packed=PACK_OUTPUTS if pack_outputs is None else pack_outputs,
         )
         self._collecting = False
         web_port = config.stream.web_port

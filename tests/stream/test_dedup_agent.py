@@ -302,8 +302,9 @@ def comparable(delivery: Record) -> tuple[object, ...]:
 
 
 async def test_a_raw_pack_leaves_as_one_delivery_record_per_partition_and_one_audit_record(
-    stream: StreamApp, packed: StreamApp
+    tmp_path: Path, clock: Clock, packed: StreamApp
 ) -> None:
+    stream = channels_app(tmp_path / "unpacked", clock, pack_outputs=False)
     await route(stream, fan_pack(stream))
     await route(packed, fan_pack(packed))
     singles = await drain_records(stream.delivered, DELIVERY)  # type: ignore[attr-defined]

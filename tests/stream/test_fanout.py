@@ -15,6 +15,7 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import AUDIT, DELIVER, full_name, topic_specs
 from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, codec
+from tests.stream.factories import decoded
 from tests.stream.test_commit_guard import read_blob
 from tests.stream.test_stream_app import POSTMASTER, Publisher, StreamRole, Topics, _write_config
 
@@ -47,7 +48,8 @@ def config_path(tmp_path: Path, kafka_config: KafkaConfig) -> Iterator[Path]:
 
 
 def deliver_records(kafka: KafkaConfig, wanted: int, role: StreamRole) -> list[tuple[int, Record]]:
-    """(encoded size, record) of every deliver record, once ``wanted`` have arrived."""
+    """(encoded size, delivery) of every delivery, once ``wanted`` have arrived; a pack's
+    deliveries each counted at the size of their own record (a pack is a little smaller)."""
     consumer = new_consumer(
         kafka,
         list(kafka.bootstrap_servers),
@@ -60,7 +62,8 @@ def deliver_records(kafka: KafkaConfig, wanted: int, role: StreamRole) -> list[t
     try:
         while len(found) < wanted and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=500).values():
-                found += [(len(m.value), codec(DELIVERY).decode(m.value)) for m in batch]
+                items = [item for m in batch for item in decoded(DELIVERY, m.value)]
+                found += [(len(codec(DELIVERY).encode(item)), item) for item in items]
             assert role.alive(), role.log.read_text()[-3000:]
     finally:
         consumer.close()
