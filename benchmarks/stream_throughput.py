@@ -48,7 +48,7 @@ from mailferry.kafka.clients import aiokafka_settings, new_admin, new_consumer, 
 from mailferry.kafka.credentials import BrokerCredentials
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import AUDIT, DELIVER, RAW, full_name, topic_specs
-from mailferry.packing import DELIVERY_PACK, Packer, pack_value
+from mailferry.packing import DELIVERY_PACK, RAW_PACK, Packer
 from mailferry.producers.publish import pack_limit
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas.codec import DELIVERY, RAW_MESSAGE, codec
@@ -141,9 +141,9 @@ def publish_raw(
             RawSource("acme", "catchall", "pop3"), sample(i, size), blobs=blobs, inline_threshold=1 << 20
         )
         for pack in packer.add(partition_for(key, partitions), key, encode_raw(record), 0.0):
-            producer.send(topic, key=pack.key, value=pack_value(pack.values), partition=pack.partition)
+            producer.send(topic, key=pack.key, value=RAW_PACK.pack(pack.values), partition=pack.partition)
     for pack in packer.drain():
-        producer.send(topic, key=pack.key, value=pack_value(pack.values), partition=pack.partition)
+        producer.send(topic, key=pack.key, value=RAW_PACK.pack(pack.values), partition=pack.partition)
     producer.flush()
     producer.close()
 

@@ -81,16 +81,6 @@ DELIVERY_PACK = PackFormat(DELIVERY, DELIVERY_BATCH, "deliveries")
 AUDIT_PACK = PackFormat(AUDIT_EVENT, AUDIT_BATCH, "events")
 
 
-def unpack_raw(value: bytes) -> list[Record]:
-    """The mails of one ``raw`` record, in order."""
-    return RAW_PACK.unpack(value)
-
-
-def pack_value(singles: list[bytes]) -> bytes:
-    """One ``raw`` value for already encoded single-mail values."""
-    return RAW_PACK.pack(singles)
-
-
 def origin_of(base: str, index: int, count: int) -> str:
     """An item's address: ``base`` (topic/partition/offset) alone for a plain record."""
     return base if count == 1 else f"{base}/{index}"

@@ -20,7 +20,7 @@ from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_producer
 from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, topic_settings
-from mailferry.packing import Pack, Packer, pack_value
+from mailferry.packing import RAW_PACK, Pack, Packer
 from mailferry.shard import partition_for
 
 BATCH_SIZE = 4 * 1024 * 1024
@@ -102,6 +102,6 @@ class RawSends(Generic[Tag]):
         waiting = self._tags[pack.partition]
         tags, self._tags[pack.partition] = waiting[: len(pack.values)], waiting[len(pack.values) :]
         self.sends.send(
-            self.topic, key=pack.key, value=pack_value(pack.values), partition=pack.partition, tags=tags
+            self.topic, key=pack.key, value=RAW_PACK.pack(pack.values), partition=pack.partition, tags=tags
         )
         self.records += 1

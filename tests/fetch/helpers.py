@@ -16,7 +16,7 @@ from mailferry.config.sources import ImapSource
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import RAW, full_name, topic_specs
-from mailferry.packing import unpack_raw
+from mailferry.packing import RAW_PACK
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
 from mailferry.producers.imap_idle import idle_known, wait_for_mail
@@ -61,7 +61,7 @@ def make_context(config: MailferryConfig, **producer_overrides: Any) -> FetchCon
 def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list[dict[str, Any]]:
     records = read_records(kafka, logical, timeout_ms)
     if logical == RAW:  # one record may pack several mails (mailferry.packing)
-        return [mail for m in records for mail in unpack_raw(m.value)]
+        return [mail for m in records for mail in RAW_PACK.unpack(m.value)]
     return [event for m in records for event in read_events(m)]
 
 

@@ -235,7 +235,7 @@ def test_raw_records_go_to_the_partition_of_their_dedup_shard(
     partitioner gives the record's key, the dedup shard (tenant and Message-ID), so a copy
     of a message fetched from another mailbox, by another producer, lands beside it."""
 
-    from mailferry.packing import unpack_raw
+    from mailferry.packing import RAW_PACK
     from mailferry.shard import shard_of_record
 
     users = [f"p-part{i}" for i in range(6)]
@@ -259,7 +259,7 @@ def test_raw_records_go_to_the_partition_of_their_dedup_shard(
 
     # a record may pack several mails of one partition: each mail's own shard counts
     placed = {
-        (shard_of_record(mail, None), rec.partition) for rec in read() for mail in unpack_raw(rec.value)
+        (shard_of_record(mail, None), rec.partition) for rec in read() for mail in RAW_PACK.unpack(rec.value)
     }
     assert len(placed) == 12
     assert all(key.startswith(b"acme/<") for key, _ in placed)  # every sample has a Message-ID
@@ -277,7 +277,7 @@ def test_a_busy_pass_packs_mails_per_partition_and_a_lone_mail_goes_plain(
 ) -> None:
     """Under load one raw record carries several mails of one partition (fewer records and
     requests per mail); an idle mailbox's single new mail still goes as a plain record."""
-    from mailferry.packing import unpack_raw
+    from mailferry.packing import RAW_PACK
     from mailferry.schemas import RAW_MESSAGE, codec
 
     dovecot.add_user("p-pack", "pw")
@@ -293,7 +293,7 @@ def test_a_busy_pass_packs_mails_per_partition_and_a_lone_mail_goes_plain(
     pop3_pass(packed, "acme", MailboxState("acme", packed.id), ctx)
     consumer = _raw_consumer(kafka_config)
     records = list(consumer)
-    mails = [mail for rec in records for mail in unpack_raw(rec.value)]
+    mails = [mail for rec in records for mail in RAW_PACK.unpack(rec.value)]
     assert sorted(m["source_uid"] for m in mails) == sorted({m["source_uid"] for m in mails})
     assert len(mails) == 30 and len(records) <= 4  # 30 mails, 2 partitions
     pop3_pass(lone, "acme", MailboxState("acme", lone.id), ctx)

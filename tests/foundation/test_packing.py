@@ -9,15 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailferry.audit import audit_event
-from mailferry.packing import (
-    AUDIT_PACK,
-    DELIVERY_PACK,
-    PACK_OVERHEAD,
-    Packer,
-    origin_of,
-    pack_value,
-    unpack_raw,
-)
+from mailferry.packing import AUDIT_PACK, DELIVERY_PACK, PACK_OVERHEAD, RAW_PACK, Packer, origin_of
 from mailferry.rawrecord import encode_raw
 from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, UnknownSchemaError, codec
 
@@ -48,20 +40,20 @@ def raw(n: int, body: bytes = b"x", blob: bool = False) -> Record:
 @given(st.lists(st.tuples(st.binary(max_size=3000), st.booleans()), min_size=1, max_size=40))
 def test_a_pack_unpacks_to_its_mails_in_order(mails: list[tuple[bytes, bool]]) -> None:
     records = [raw(n, body, blob) for n, (body, blob) in enumerate(mails)]
-    value = pack_value([encode_raw(r) for r in records])
-    assert unpack_raw(value) == records
+    value = RAW_PACK.pack([encode_raw(r) for r in records])
+    assert RAW_PACK.unpack(value) == records
     assert len(value) <= sum(len(encode_raw(r)) for r in records) + PACK_OVERHEAD
 
 
 def test_a_pack_of_one_is_the_plain_record_written_before_packing() -> None:
     single = encode_raw(raw(1))
-    assert pack_value([single]) == single
-    assert unpack_raw(single) == [raw(1)]
+    assert RAW_PACK.pack([single]) == single
+    assert RAW_PACK.unpack(single) == [raw(1)]
 
 
 def test_anything_else_is_refused_as_unknown_schema() -> None:
     with pytest.raises(UnknownSchemaError):
-        unpack_raw(b"not avro")
+        RAW_PACK.unpack(b"not avro")
 
 
 def test_origins_address_a_packed_mail_by_offset_and_index() -> None:

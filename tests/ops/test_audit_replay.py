@@ -16,7 +16,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
-from mailferry.packing import unpack_raw
+from mailferry.packing import RAW_PACK
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 
 pytestmark = pytest.mark.integration
@@ -153,7 +153,7 @@ def _raw_bytes(kafka: KafkaConfig) -> list[bytes]:
 
 
 def _raw_values(kafka: KafkaConfig) -> list[dict[str, object]]:
-    return [mail for value in _raw_bytes(kafka) for mail in unpack_raw(value)]
+    return [mail for value in _raw_bytes(kafka) for mail in RAW_PACK.unpack(value)]
 
 
 def test_replay_by_time_range_dry_run_and_for_real(

@@ -12,7 +12,7 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.topics import RAW, full_name, topic_specs
-from mailferry.packing import unpack_raw
+from mailferry.packing import RAW_PACK
 
 pytestmark = pytest.mark.integration
 
@@ -56,7 +56,7 @@ def _raw_values(kafka: KafkaConfig) -> list[bytes]:
 
 
 def _raw_records(kafka: KafkaConfig) -> list[dict[str, object]]:
-    records = [mail for value in _raw_values(kafka) for mail in unpack_raw(value)]
+    records = [mail for value in _raw_values(kafka) for mail in RAW_PACK.unpack(value)]
     # raw is partitioned by dedup shard, so Kafka keeps no order across the mbox: its own
     # position (the byte offset in the file) gives it back
     return sorted(records, key=lambda r: int(str(r["source_uid"]).rpartition("@")[2]))
@@ -124,7 +124,7 @@ def test_import_packs_small_mails_into_fewer_records_the_stream_reads_all_of(
     values = _raw_values(kafka_config)
     assert f"imported 120 messages, 0.0 MB, in {len(values)} raw records" in result.output
     assert len(values) <= 6  # one pack per raw partition (6 by default): the batch is one checkpoint
-    mails = _raw_records(kafka_config)  # read as the stream reads raw: ``unpack_raw``
+    mails = _raw_records(kafka_config)  # read as the stream reads raw: ``RAW_PACK.unpack``
     assert len(mails) == 120
     inlines = [m["inline"] for m in mails]
     assert all(

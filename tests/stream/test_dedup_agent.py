@@ -13,7 +13,7 @@ from faust.types.tuples import TP, Message
 
 from mailferry.blobs import LocalBlobStore
 from mailferry.errors import TransientError
-from mailferry.packing import pack_value
+from mailferry.packing import RAW_PACK
 from mailferry.rawrecord import RawSource, build_raw_record
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, RAW_MESSAGE, Record, codec
 from mailferry.shard import partition_for
@@ -184,7 +184,7 @@ async def test_a_packed_record_is_routed_mail_by_mail_addressed_by_offset_and_in
 ) -> None:
     to_carol = message(("Delivered-To", f"carol@{DOMAIN}"), ("Message-ID", "<c@x.example>"))
     singles = [raw_value(stream, MEETING), raw_value(stream, to_carol), raw_value(stream, MEETING)]
-    await route(stream, raw_value(stream, MEETING), pack_value(singles))
+    await route(stream, raw_value(stream, MEETING), RAW_PACK.pack(singles))
     delivered = await drain(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
     # the record at offset 0 is plain; the pack at offset 1 holds three mails
     assert [(d["recipient"], d["raw_origin"]) for d in delivered] == [
@@ -199,7 +199,7 @@ async def test_a_packed_record_is_routed_mail_by_mail_addressed_by_offset_and_in
 
 async def test_a_bad_mail_in_a_pack_is_dead_lettered_alone(stream: StreamApp) -> None:
     good = message(("Delivered-To", f"bob@{DOMAIN}"))
-    await route(stream, pack_value([raw_value(stream, b"\r\nno headers"), raw_value(stream, good)]))
+    await route(stream, RAW_PACK.pack([raw_value(stream, b"\r\nno headers"), raw_value(stream, good)]))
     dead = await drain(stream.dead, DEAD_LETTER)  # type: ignore[attr-defined]
     assert [(d["reason_code"], d["raw"] is not None) for d in dead] == [("no-headers", True)]
     delivered = await drain(stream.delivered, DELIVERY)  # type: ignore[attr-defined]
@@ -294,7 +294,7 @@ RECIPIENTS = [f"user{i}@{DOMAIN}" for i in range(8)]
 def fan_pack(stream: StreamApp) -> bytes:
     """One raw pack: a mail to each of ``RECIPIENTS``, the first one twice (a duplicate)."""
     mails = [message(("Delivered-To", r), ("Message-ID", f"<{r}@x.example>")) for r in RECIPIENTS]
-    return pack_value([raw_value(stream, m) for m in [*mails, mails[0]]])
+    return RAW_PACK.pack([raw_value(stream, m) for m in [*mails, mails[0]]])
 
 
 def comparable(delivery: Record) -> tuple[object, ...]:

@@ -28,7 +28,7 @@ from mailferry.config.models import MailferryConfig
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, RAW, full_name, topic_specs
-from mailferry.packing import pack_value
+from mailferry.packing import RAW_PACK
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas.codec import AUDIT_EVENT, DEAD_LETTER, DELIVERY, Record
 from mailferry.shard import partition_for
@@ -176,7 +176,7 @@ class Publisher:
         encoded = [self.encoded(mailbox, data) for data in mails]
         partitions = len(self.producer.partitions_for(self.topic))
         (partition,) = {partition_for(key, partitions) for key, _value, _sha in encoded}
-        value = pack_value([value for _key, value, _sha in encoded])
+        value = RAW_PACK.pack([value for _key, value, _sha in encoded])
         self.producer.send(self.topic, key=encoded[0][0], value=value, partition=partition).get(30)
 
     def bytes_(self, key: bytes, value: bytes) -> None:
