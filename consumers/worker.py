@@ -28,7 +28,7 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
 from mailferry.consumers import crashpoints
-from mailferry.consumers.assignment import AssignmentWatch, check_partition_counts, partition_counts
+from mailferry.consumers.assignment import check_partition_counts, partition_counts
 from mailferry.consumers.attempt import (
     Abandoned,
     OutcomeNotRecordedError,
@@ -47,12 +47,12 @@ from mailferry.consumers.outcomes import Job, OutcomeWriter, Pending
 from mailferry.consumers.pools import TargetPools
 from mailferry.consumers.registry import TargetRegistry
 from mailferry.consumers.retry_policy import DeadLetter, History, Origin, due_at
-from mailferry.consumers.subscription import Rebalance, await_topics
 from mailferry.consumers.tenant_guard import TenantGuard
 from mailferry.consumers.tenants import TenantPauses
 from mailferry.errors import MailferryError, PermanentError
 from mailferry.fence import TenantFence
 from mailferry.kafka.clients import new_consumer, new_producer
+from mailferry.kafka.membership import GroupWatch, await_topics, subscribe_settled
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.observe import health, metrics
 from mailferry.schemas.records import unpack_deliveries
@@ -92,7 +92,7 @@ class DeliveryWorker:
         self._awaiting: deque[tuple[Job, Pending]] = deque()
         self.holds = PartitionHolds()
         self._last_status = 0.0
-        self.watch = AssignmentWatch()
+        self.watch = GroupWatch(want_partitions=True)
         self._revoked: set[tuple[str, int]] = set()
         self._unsynced: set[int] = set()
         self._abandoning = False
@@ -159,9 +159,8 @@ class DeliveryWorker:
 
     def _subscribe(self) -> None:
         assert self.consumer is not None
-        self.consumer.subscribe(
-            [self.deliver_topic, *self.tier_topics], listener=Rebalance(self.revoked, self.assigned)
-        )
+        topics = [self.deliver_topic, *self.tier_topics]
+        subscribe_settled(self.consumer, topics, self.watch.listener(self.revoked, self.assigned))
         self.watch.subscribed()
 
     # -- the loop ---------------------------------------------------------------------------

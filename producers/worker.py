@@ -17,7 +17,6 @@ from collections.abc import Coroutine
 from typing import Any
 
 from kafka import TopicPartition
-from kafka.consumer.subscription_state import ConsumerRebalanceListener
 
 from mailferry.audit import audit_event
 from mailferry.blobs import open_blob_store
@@ -25,6 +24,7 @@ from mailferry.config import MailferryConfig
 from mailferry.config.sources import ImapSource, Pop3Source, Source
 from mailferry.errors import ConfigError, MailferryError
 from mailferry.kafka.clients import new_consumer
+from mailferry.kafka.membership import GroupWatch, subscribe_settled
 from mailferry.kafka.topics import MAILBOXES, full_name
 from mailferry.observe import health, metrics
 from mailferry.producers.context import FetchContext, PassResult
@@ -198,23 +198,29 @@ class _Membership(threading.Thread):
             heartbeat_interval_ms=max(1000, worker.session_timeout_ms // 4),
             max_poll_interval_ms=600_000,
         )
-        membership = self
+        topics = [full_name(worker.config.kafka, MAILBOXES)]
+        # more fetch workers than mailbox partitions is a valid deployment: idle members stay idle
+        watch = GroupWatch(want_partitions=False)
 
-        class Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-            def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-                membership.call(worker.on_revoked({tp.partition for tp in revoked}))
+        def revoked(partitions: list[TopicPartition]) -> None:
+            self.call(worker.on_revoked({tp.partition for tp in partitions}))
 
-            def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-                if assigned:
-                    consumer.seek_to_beginning(*assigned)
-                membership.call(worker.on_assigned({tp.partition for tp in assigned}))
+        def assigned(partitions: list[TopicPartition]) -> None:
+            if partitions:
+                consumer.seek_to_beginning(*partitions)
+            self.call(worker.on_assigned({tp.partition for tp in partitions}))
+
+        def subscribe() -> None:
+            subscribe_settled(consumer, topics, watch.listener(revoked, assigned))
+            watch.subscribed()
 
         try:
-            consumer.subscribe([full_name(worker.config.kafka, MAILBOXES)], listener=Listener())
+            subscribe()
             while not self.stopping.is_set():
                 for tp, records in consumer.poll(timeout_ms=500).items():
                     for rec in records:
                         self.call(worker.on_record(tp.partition, rec.key, rec.value))
+                watch.check(consumer, subscribe)
         except BaseException as exc:
             self.error = exc
             log.exception("fetch worker membership failed")
