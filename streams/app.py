@@ -63,6 +63,7 @@ from mailferry.streams.outbox import Outbox
 from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
 from mailferry.streams.rescue import Rescuer, TopicRoles
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
+from mailferry.streams.skips import SkipWatch
 from mailferry.streams.trace_key import load_trace_key
 
 log = logging.getLogger(__name__)
@@ -194,6 +195,12 @@ class StreamApp:
         self.outbox = Outbox(self.app, on_failure=self._note_error, rescue=self.rescuer)
         self.app.timer(PURGE_EVERY)(self.purge_expired)
         self.app.agent(self.raw_topic, name="route")(self._route_agent)
+        self.skips = SkipWatch()
+
+        async def rebalanced(sender: Any, *_: Any, **__: Any) -> None:
+            self.skips.rebalanced()
+
+        self.app.on_partitions_revoked.connect(rebalanced)  # type: ignore[arg-type]
 
     def internal_topic_specs(self) -> list[TopicSpec]:
         """The table's changelog, to create before Faust subscribes.
@@ -233,6 +240,7 @@ class StreamApp:
         async for event in stream.events():
             message = event.message
             base = Origin(message.topic, message.partition, message.offset)
+            self.skips.saw(message.partition, message.offset)
             self._collecting = True
             try:
                 await self._route_record(event.key, event.value, base)

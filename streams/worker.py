@@ -91,7 +91,12 @@ def run_stream(config: MailferryConfig, servers: list[str], *, log_level: str = 
         deliver_partitions=partitions[DELIVER],
     )
     prepare_topics(config, servers, stream)
-    refuse_gaps({full_name(config.kafka, RAW)}, on_gap=lambda: os.kill(os.getpid(), signal.SIGTERM))
+
+    def read_again() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    refuse_gaps({full_name(config.kafka, RAW)}, on_gap=read_again)
+    stream.skips.arm(read_again)
 
     def snapshot(state: str) -> None:
         payload: dict[str, Any] = {"state": state, **stream.status()}

@@ -68,6 +68,9 @@ def _write_config(tmp_path: Path, kafka: KafkaConfig) -> Path:
     return path
 
 
+SKIP_STOP = "without the records between"
+
+
 class StreamRole:
     """The stream role as a child process, the way ``mailferry run`` starts it."""
 
@@ -75,6 +78,7 @@ class StreamRole:
         self.config_path = config_path
         self.log = log
         self.process: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
 
     def start(self) -> None:
         # info: when a wait times out, the log shows where the worker was (group, recovery)
@@ -94,7 +98,17 @@ class StreamRole:
             raise AssertionError(f"stream role ignored SIGTERM:\n{self.log.read_text()[-3000:]}") from None
 
     def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        """Running; a worker that stopped itself to read a skipped record again
+        (``mailferry.streams.skips``) is started again, as ``mailferry run`` does."""
+        if self.process is None:
+            return False
+        if self.process.poll() is None:
+            return True
+        if self.log.read_text(errors="replace").count(SKIP_STOP) > self.restarts:
+            self.restarts += 1
+            self.start()
+            return True
+        return False
 
 
 class Topics:
@@ -299,10 +313,12 @@ def test_stream_role_end_to_end_with_restarts(
 
 @pytest.mark.xfail(
     strict=False,
-    reason="open bug: faust-streaming 0.15.3 can hand the agent a raw record twice and never its "
-    "predecessor, with no gap in what its consumer read (seen under load: copies at offsets "
-    "1,2,3,5,5; 4 never routed, never acked, so never committed past): the skipped copy waits "
-    "for the worker's next restart. The table recovery itself is checked by test_dedup_agent.",
+    reason="faust-streaming 0.15.3 can hand the agent a raw record twice and never its "
+    "predecessor, with no gap in what its consumer read (seen once under load: offsets 1,2,3,5,5; "
+    "4 never routed, never acked, so never committed past). The worker now stops itself at the "
+    "jump (mailferry.streams.skips) and this test starts it again as `mailferry run` does; kept "
+    "non-strict until a loaded run shows the recovery (not reproduced since, 0 in 4 loaded runs). "
+    "The table recovery itself is checked by test_dedup_agent.",
 )
 def test_a_table_rebuilt_from_its_changelog_knows_every_sighting_of_a_packed_record(
     setup: tuple[Path, StreamRole], kafka_config: KafkaConfig
