@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,6 +19,7 @@ import pytest
 from mailferry.audit import read_events
 from mailferry.config import MailferryConfig, parse_config
 from mailferry.config.kafka import KafkaConfig
+from mailferry.consumers import crashpoints
 from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
@@ -143,6 +148,37 @@ def audit_events(config: MailferryConfig, timeout_ms: int = 3000) -> list[dict[s
     return [event for r in read_topic(config, AUDIT, timeout_ms) for event in read_events(r)]
 
 
+def events_named(config: MailferryConfig, name: str, recipient: str | None = None) -> list[dict[str, Any]]:
+    """The audit events called ``name`` (of ``recipient`` only, if given); the short read
+    timeout suits polling in ``RunningWorker.wait_for``."""
+    return [
+        e
+        for e in audit_events(config, timeout_ms=1000)
+        if e["event"] == name and (recipient is None or e["recipient"] == recipient)
+    ]
+
+
+def crash_at(tmp_path: Path, point: str) -> None:
+    """Run the deliver role of ``tmp_path / "mailferry.toml"`` (``make_config``) in its own
+    process until it SIGKILLs itself at the crash point ``point``."""
+    process = subprocess.run(
+        [sys.executable, "-m", "mailferry", "-c", str(tmp_path / "mailferry.toml"), "deliver"],
+        env={**os.environ, crashpoints.ENV: point},
+        capture_output=True,
+        timeout=180,
+        check=False,
+    )
+    assert process.returncode == -signal.SIGKILL, process.stdout + process.stderr
+
+
+class NeverCommits(DeliveryWorker):
+    """Delivers and records outcomes, then 'dies' before any offset commit: the next worker
+    reads all its records again."""
+
+    def _commit(self, *, force: bool = False) -> None:
+        return None
+
+
 class RunningWorker:
     """A worker in a thread of the test process, stopped like SIGTERM would stop it."""
 
@@ -167,7 +203,6 @@ class RunningWorker:
                 return
             time.sleep(0.2)
         import faulthandler
-        import sys
 
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)  # why it is stuck
         raise AssertionError(f"condition not met within {timeout}s")
@@ -181,11 +216,14 @@ class RunningWorker:
 
 @pytest.fixture
 def start_worker() -> Iterator[Callable[..., RunningWorker]]:
+    """Starts a worker (``worker_class``, a ``DeliveryWorker`` by default; ``options`` go to its
+    constructor) in a thread; whatever a test did not shut down is stopped when it ends."""
     running: list[RunningWorker] = []
 
-    def start(config: MailferryConfig, **options: Any) -> RunningWorker:
-        worker = DeliveryWorker(config, list(config.kafka.bootstrap_servers), **options)
-        handle = RunningWorker(worker)
+    def start(
+        config: MailferryConfig, *, worker_class: type[DeliveryWorker] = DeliveryWorker, **options: Any
+    ) -> RunningWorker:
+        handle = RunningWorker(worker_class(config, list(config.kafka.bootstrap_servers), **options))
         handle.thread.start()
         running.append(handle)
         return handle

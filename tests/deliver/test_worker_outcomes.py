@@ -15,15 +15,15 @@ from mailferry.cli.main import app
 from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers.dlq import DeadLetterQueue, Filter
-from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.topics import retry_topic
 from mailferry.status import read_snapshots
 
 from .conftest import (
+    NeverCommits,
     RunningWorker,
-    audit_events,
     dead_letters,
     delivery_record,
+    events_named,
     maildir_files,
     maildir_target,
     make_config,
@@ -60,14 +60,6 @@ def smtp_config(
     return make_config(tmp_path, kafka, targets, **options)
 
 
-def _events(config: MailferryConfig, name: str, recipient: str | None = None) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in audit_events(config, timeout_ms=1000)
-        if e["event"] == name and (recipient is None or e["recipient"] == recipient)
-    ]
-
-
 def test_transient_failure_waits_for_its_tier_then_succeeds(
     tmp_path: Path,
     kafka_config: KafkaConfig,
@@ -85,15 +77,15 @@ def test_transient_failure_waits_for_its_tier_then_succeeds(
         ],
     )
     worker = start_worker(config)
-    worker.wait_for(lambda: bool(_events(config, "retried", "busy@acme.example")))
+    worker.wait_for(lambda: bool(events_named(config, "retried", "busy@acme.example")))
     sink.wait_for(1)
     assert [a.rcpt_tos for a in sink.handler.accepted] == [["ok@acme.example"]]  # no head-of-line block
     del sink.handler.replies["busy@acme.example"]
     worker.wait_for(lambda: sink.handler.count() == 2)
     worker.shutdown()
 
-    retried = _events(config, "retried", "busy@acme.example")
-    delivered = _events(config, "delivered", "busy@acme.example")
+    retried = events_named(config, "retried", "busy@acme.example")
+    delivered = events_named(config, "delivered", "busy@acme.example")
     assert len(delivered) == 1
     assert retried[0]["details"]["tier"] == "0" and retried[0]["details"]["reason"] == "smtp-451"
     waited = (delivered[0]["at"] - retried[0]["at"]).total_seconds()
@@ -213,20 +205,13 @@ def test_bad_credentials_pause_the_tenant_and_fixed_credentials_resume_it(
     assert [a.rcpt_tos for a in sink.handler.accepted] == [["g@globex.example"]]  # other tenants flow
     assert paused()["acme"]["reason"] == "bad-credentials"
     assert dead_letters(config) == []
-    assert _events(config, "paused")
+    assert events_named(config, "paused")
     (tmp_path / "acme.pw").write_text("s3cret")  # the operator fixes the secret
     worker.wait_for(lambda: sink.handler.count() == 4)
     worker.wait_for(lambda: not paused())
     worker.shutdown()
     assert sorted(a.rcpt_tos[0] for a in sink.handler.accepted) == sorted(r["recipient"] for r in records)
-    assert _events(config, "resumed")
-
-
-class _CrashBeforeCommit(DeliveryWorker):
-    """Delivers and records outcomes, then 'dies' before any offset commit."""
-
-    def _commit(self, *, force: bool = False) -> None:
-        return None
+    assert events_named(config, "resumed")
 
 
 def test_crash_between_delivery_and_commit_does_not_deliver_twice(
@@ -239,14 +224,13 @@ def test_crash_between_delivery_and_commit_does_not_deliver_twice(
     config = smtp_config(tmp_path, kafka_config, sink, ca)
     records = [delivery_record(f"u{i}@acme.example", sample_message(i, "x")) for i in range(6)]
     publish(config, records)
-    crashed = RunningWorker(_CrashBeforeCommit(config, list(config.kafka.bootstrap_servers)))
-    crashed.thread.start()
-    crashed.wait_for(lambda: len(_events(config, "delivered")) == 6)
+    crashed = start_worker(config, worker_class=NeverCommits)
+    crashed.wait_for(lambda: len(events_named(config, "delivered")) == 6)
     crashed.shutdown()
     assert sink.handler.count() == 6
 
     worker = start_worker(config)  # sees all six records again: nothing was committed
-    worker.wait_for(lambda: len(_events(config, "skipped")) == 6)
+    worker.wait_for(lambda: len(events_named(config, "skipped")) == 6)
     worker.shutdown()
     assert sink.handler.count() == 6
 

@@ -6,10 +6,6 @@ Targets: real Maildirs, the EWS EMULATOR (not Microsoft Exchange) driven by exch
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +19,6 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers import crashpoints
 from mailferry.consumers.dlq import DeadLetterQueue, Filter
 from mailferry.consumers.retry_policy import H_ORIGIN, H_ORIGIN_INDEX
-from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.packing import DELIVERY_PACK
@@ -34,9 +29,10 @@ from mailferry_testkit.ews_emulator.server import EwsEmulator
 from ..deliver_ews.workers import ews_targets, exchange_with
 from .conftest import (
     RunningWorker,
-    audit_events,
+    crash_at,
     dead_letters,
     delivery_record,
+    events_named,
     maildir_config,
     maildir_files,
     make_config,
@@ -89,10 +85,6 @@ def committed(config: MailferryConfig, group: str | None = None) -> int:
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == deliver)
 
 
-def events(config: MailferryConfig, name: str) -> list[dict[str, Any]]:
-    return [e for e in audit_events(config, timeout_ms=1000) if e["event"] == name]
-
-
 def test_each_delivery_of_a_pack_is_delivered_once(
     tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
 ) -> None:
@@ -107,13 +99,13 @@ def test_each_delivery_of_a_pack_is_delivered_once(
     worker.shutdown()
 
     assert [len(maildir_files(root, m)) for m in MAILBOXES] == [2, 1, 1, 1, 1]
-    delivered = events(config, "delivered")
+    delivered = events_named(config, "delivered")
     assert len(delivered) == 6
     assert {e["details"]["origin"] for e in delivered} == {
         *(f"{packs[0]}/{i}" for i in range(5)),
         f"{packs[1]}/1",
     }
-    [skipped] = events(config, "skipped")
+    [skipped] = events_named(config, "skipped")
     assert skipped["details"]["origin"] == f"{packs[1]}/0" and skipped["recipient"] == MAILBOXES[1]
     assert dead_letters(config) == []
 
@@ -132,7 +124,7 @@ def test_a_pack_of_one_is_a_plain_record_and_a_bad_record_is_dead_lettered(
     worker.wait_for(lambda: committed(config) == 2)
     worker.shutdown()
     assert len(maildir_files(root, MAILBOXES[0])) == 1
-    [delivered] = events(config, "delivered")
+    [delivered] = events_named(config, "delivered")
     assert delivered["details"]["origin"] == plain  # no index: not a pack
     [letter] = dead_letters(config)
     assert letter["error_class"] == "malformed-message" and letter["origin_index"] is None
@@ -155,7 +147,7 @@ def test_a_delivery_of_a_pack_that_cannot_be_delivered_is_dead_lettered_alone(
     assert (letter["origin_offset"], letter["origin_index"]) == (int(pack.rsplit("/", 1)[1]), 1)
     [entry] = DeadLetterQueue(config, list(config.kafka.bootstrap_servers)).find(Filter())
     assert entry.shown()["origin"] == f"{pack}/1"
-    [event] = events(config, "dead-lettered")
+    [event] = events_named(config, "dead-lettered")
     assert event["details"]["origin"] == f"{pack}/1"
 
 
@@ -186,14 +178,16 @@ def test_a_failing_delivery_goes_to_retry_alone_and_the_offset_waits_for_every_d
     exchange.inject(Fault.SERVER_BUSY, operation="CreateItem", back_off_ms=10)
     deliveries = [delivery_record(m, sample_message(i, m)) for i, m in enumerate(MAILBOXES[:4])]
     pack = publish_pack(config, deliveries)
-    worker.wait_for(lambda: len(events(config, "delivered")) >= 3 and bool(events(config, "retried")))
-    assert len(events(config, "delivered")) < 5  # the slow CreateItem (6 s) is still running
+    worker.wait_for(
+        lambda: len(events_named(config, "delivered")) >= 3 and bool(events_named(config, "retried"))
+    )
+    assert len(events_named(config, "delivered")) < 5  # the slow CreateItem (6 s) is still running
     assert committed(config) == 1, "offset committed while a delivery of the record was running"
-    worker.wait_for(lambda: len(events(config, "delivered")) == 5 and committed(config) == 2)
+    worker.wait_for(lambda: len(events_named(config, "delivered")) == 5 and committed(config) == 2)
     worker.shutdown()
 
     assert [len(exchange.items(m)) for m in MAILBOXES] == [1] * 5
-    [retried] = events(config, "retried")
+    [retried] = events_named(config, "retried")
     [tier_record] = read_topic(config, retry_topic(0), timeout_ms=1000)
     moved = codec(DELIVERY).decode(tier_record.value)  # a plain Delivery, not a pack
     assert moved["recipient"] == retried["recipient"]
@@ -202,41 +196,33 @@ def test_a_failing_delivery_goes_to_retry_alone_and_the_offset_waits_for_every_d
     headers = dict(tier_record.headers)
     assert headers[H_ORIGIN].decode() == pack and headers[H_ORIGIN_INDEX] == str(index).encode()
     assert retried["details"]["origin"] == f"{pack}/{index}"
-    [by_tier] = [e for e in events(config, "delivered") if e["recipient"] == moved["recipient"]]
+    [by_tier] = [e for e in events_named(config, "delivered") if e["recipient"] == moved["recipient"]]
     assert by_tier["details"]["attempts"] == "2" and by_tier["details"]["origin"].startswith(
         full_name(config.kafka, retry_topic(0))
     )
 
 
 def test_a_crash_in_the_middle_of_a_pack_delivers_nothing_twice(
-    tmp_path: Path, kafka_config: KafkaConfig
+    tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
 ) -> None:
     """The deliver role is SIGKILLed after the third delivery of a five-delivery record is
     settled (its offset uncommitted): the next worker reads the record again and the ledger
     skips what was delivered; every mailbox ends with one copy."""
     root, config = maildir_config(tmp_path, kafka_config, target_extra="concurrency = 1\n")
     pack = publish_pack(config, [delivery_record(m, sample_message(i, m)) for i, m in enumerate(MAILBOXES)])
-    process = subprocess.run(
-        [sys.executable, "-m", "mailferry", "-c", str(tmp_path / "mailferry.toml"), "deliver"],
-        env={**os.environ, crashpoints.ENV: f"{crashpoints.AFTER_SETTLED}#3"},
-        capture_output=True,
-        timeout=180,
-        check=False,
-    )
-    assert process.returncode == -signal.SIGKILL, process.stdout + process.stderr
+    crash_at(tmp_path, f"{crashpoints.AFTER_SETTLED}#3")
     assert committed(config) == 0
-    before = {e["recipient"] for e in events(config, "delivered")}
+    before = {e["recipient"] for e in events_named(config, "delivered")}
     assert len(before) >= 3
 
     group = f"{config.kafka.topic_prefix}.after-crash"  # the dead member would hold the partitions
-    worker = RunningWorker(DeliveryWorker(config, list(config.kafka.bootstrap_servers), group_id=group))
-    worker.thread.start()
+    worker = start_worker(config, group_id=group)
     worker.wait_for(lambda: committed(config, group) == 1)
     worker.shutdown()
 
     assert [len(maildir_files(root, m)) for m in MAILBOXES] == [1] * 5
-    skipped = events(config, "skipped")
+    skipped = events_named(config, "skipped")
     assert {e["recipient"] for e in skipped} >= before
     assert all(e["details"]["reason"] == "already in the ledger" for e in skipped)
     assert {e["details"]["origin"] for e in skipped} <= {f"{pack}/{i}" for i in range(5)}
-    assert {e["recipient"] for e in events(config, "delivered")} == set(MAILBOXES)
+    assert {e["recipient"] for e in events_named(config, "delivered")} == set(MAILBOXES)

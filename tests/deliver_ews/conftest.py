@@ -1,10 +1,12 @@
-"""Fixtures: the project's EWS EMULATOR (not Microsoft Exchange) and an EWS target pointing at it."""
+"""Fixtures: the project's EWS EMULATOR (not Microsoft Exchange) and an EWS target pointing at it;
+for the delivery-worker tests, EWS and GRAPH EMULATORS of the acme tenant and worker threads."""
 
 from __future__ import annotations
 
 import io
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any, BinaryIO
 
@@ -15,6 +17,10 @@ from mailferry.config.targets import EwsTarget
 from mailferry.config.types import SecretRef
 from mailferry.consumers.target import DeliveryItem
 from mailferry_testkit.ews_emulator.server import EwsEmulator
+from mailferry_testkit.graph_emulator import GraphEmulator
+
+from ..deliver.conftest import start_worker as start_worker  # the delivery tests' fixture, here too
+from .workers import exchange_with, graph_with
 
 SERVICE_USER = "svc-mailferry"
 SERVICE_PASSWORD = "correct horse"
@@ -99,3 +105,19 @@ def make_item(
 @pytest.fixture
 def item_for() -> Callable[..., DeliveryItem]:
     return make_item
+
+
+@pytest.fixture
+def start_exchange() -> Iterator[Callable[..., EwsEmulator]]:
+    """Starts EWS EMULATORS for the worker tests (arguments of ``workers.exchange_with``);
+    each is stopped when the test ends."""
+    with ExitStack() as running:
+        yield lambda *args, **options: running.enter_context(exchange_with(*args, **options))
+
+
+@pytest.fixture
+def start_graph() -> Iterator[Callable[..., GraphEmulator]]:
+    """Starts GRAPH EMULATORS for the worker tests (arguments of ``workers.graph_with``);
+    each is stopped when the test ends."""
+    with ExitStack() as running:
+        yield lambda *args: running.enter_context(graph_with(*args))

@@ -5,73 +5,64 @@ that fails keeps its own outcome (retried or dead-lettered) while its neighbours
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
-from mailferry.consumers.worker import DeliveryWorker
 from mailferry_testkit.graph_emulator import GraphEmulator, GraphFault
 
 from ..deliver.conftest import (
     RunningWorker,
-    audit_events,
     delivery_record,
+    events_named,
     make_config,
     publish,
     sample_message,
 )
-from .test_write_ahead import graph_targets
+from .workers import graph_targets
 
 pytestmark = pytest.mark.integration
 MAILBOX = "u0@acme.example"
 COUNT = 30
 
 
-@pytest.fixture
-def graph_api() -> Iterator[GraphEmulator]:
-    with GraphEmulator() as emulator:
-        emulator.add_app("mailferry-app", "app secret", "acme-tenant")
-        for address in ("postmaster@acme.example", MAILBOX):
-            emulator.add_mailbox(address)
-        yield emulator
-
-
-def events(config: MailferryConfig, name: str) -> list[dict[str, Any]]:
-    return [e for e in audit_events(config, timeout_ms=1000) if e["event"] == name]
-
-
 @pytest.mark.parametrize("mode", ["import-mime", "json"])
 def test_a_mailboxs_messages_go_in_batches_and_a_failed_step_keeps_its_own_outcome(
-    tmp_path: Path, kafka_config: KafkaConfig, graph_api: GraphEmulator, mode: str
+    tmp_path: Path,
+    kafka_config: KafkaConfig,
+    start_graph: Callable[..., GraphEmulator],
+    start_worker: Callable[..., RunningWorker],
+    mode: str,
 ) -> None:
     """30 messages for one mailbox, published before the worker starts: a few $batch calls
     instead of 30 requests. The EMULATOR throttles one step (429, Retry-After 1) and refuses
     another (400): the first is retried alone and delivered, the second dead-lettered alone."""
+    graph_api = start_graph([MAILBOX])
     step = "importMime" if mode == "import-mime" else "createMessage"
     graph_api.inject(GraphFault.THROTTLED, operation=step, retry_after=1)
     graph_api.inject(GraphFault.MIME_INVALID, operation=step)
     config = make_config(tmp_path, kafka_config, graph_targets(graph_api, mode), tiers='["2s"]')
     publish(config, [delivery_record(MAILBOX, sample_message(i, MAILBOX)) for i in range(COUNT)])
-    worker = RunningWorker(DeliveryWorker(config, list(config.kafka.bootstrap_servers)))
-    worker.thread.start()
+    worker = start_worker(config)
     try:
         worker.wait_for(
-            lambda: len(events(config, "delivered")) == COUNT - 1 and bool(events(config, "dead-lettered")),
+            lambda: (
+                len(events_named(config, "delivered")) == COUNT - 1
+                and bool(events_named(config, "dead-lettered"))
+            ),
             timeout=120,
         )
     finally:
         worker.shutdown()
     assert len(graph_api.items(MAILBOX)) == COUNT - 1
-    [retried] = events(config, "retried")
-    [letter] = events(config, "dead-lettered")
+    [retried] = events_named(config, "retried")
+    [letter] = events_named(config, "dead-lettered")
     assert letter["details"]["error_class"] == "permanent"
     assert "throttled" in retried["details"]["reason"]
     assert retried["dedup_key"] != letter["dedup_key"]
-    delivered_keys = {e["dedup_key"] for e in events(config, "delivered")}
+    delivered_keys = {e["dedup_key"] for e in events_named(config, "delivered")}
     assert retried["dedup_key"] in delivered_keys and letter["dedup_key"] not in delivered_keys
     # every step went through a $batch but the lone retry: 30 + 1 steps, a few requests
     assert graph_api.requests[step] == COUNT + 1

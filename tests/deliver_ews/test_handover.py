@@ -5,26 +5,26 @@ running attempts finished and their outcomes reached the ledger (docs/reliabilit
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from kafka.partitioner.default import murmur2
 
+from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
-from mailferry.consumers.worker import DeliveryWorker
 from mailferry_testkit.ews_emulator.faults import Fault
 from mailferry_testkit.ews_emulator.server import EwsEmulator
 
 from ..deliver.conftest import (
     RunningWorker,
-    audit_events,
     delivery_record,
+    events_named,
     make_config,
     publish,
     sample_message,
 )
-from .workers import SERVICE_ACCOUNT, ews_targets, exchange_with
+from .workers import SERVICE_ACCOUNT, ews_targets
 
 pytestmark = pytest.mark.integration
 PARTITIONS = 3  # make_config's
@@ -44,15 +44,14 @@ def _two_per_partition() -> list[str]:
 MAILBOXES = _two_per_partition()
 
 
-@pytest.fixture
-def exchange() -> Iterator[EwsEmulator]:
-    with exchange_with(MAILBOXES, accounts=(SERVICE_ACCOUNT, "svc-second")) as emulator:
-        yield emulator
-
-
 def test_a_rebalance_mid_write_leaves_one_copy_each(
-    tmp_path: Path, kafka_config: KafkaConfig, exchange: EwsEmulator
+    tmp_path: Path,
+    kafka_config: KafkaConfig,
+    start_exchange: Callable[..., EwsEmulator],
+    start_worker: Callable[..., RunningWorker],
 ) -> None:
+    exchange = start_exchange(MAILBOXES, accounts=(SERVICE_ACCOUNT, "svc-second"))
+
     def targets(user: str) -> str:
         return ews_targets(exchange, username=user, timeout="60s", concurrency=6)
 
@@ -61,14 +60,11 @@ def test_a_rebalance_mid_write_leaves_one_copy_each(
     # a process, which would make it wait for the first worker's slow writes to start at all
     (tmp_path / "second").mkdir()
     config_two = make_config(tmp_path / "second", kafka_config, targets("svc-second"))
-    servers = list(config.kafka.bootstrap_servers)
     exchange.inject(Fault.SLOW, count=6, operation="CreateItem", delay=25.0)
-    first = RunningWorker(DeliveryWorker(config, servers))
-    first.thread.start()
+    first = start_worker(config)
     publish(config, [delivery_record(m, sample_message(i, m)) for i, m in enumerate(MAILBOXES)])
     first.wait_for(lambda: exchange.requests.get("CreateItem", 0) >= 3, timeout=120)
-    second = RunningWorker(DeliveryWorker(config_two, servers))  # joins while those writes are running
-    second.thread.start()
+    second = start_worker(config_two)  # joins while those writes are running
     try:
         first.wait_for(lambda: _delivered(config) == set(MAILBOXES), timeout=180)
         for worker in (first, second):
@@ -87,8 +83,8 @@ def test_a_rebalance_mid_write_leaves_one_copy_each(
     )
 
 
-def _delivered(config: object) -> set[str]:
-    return {e["recipient"] for e in audit_events(config, timeout_ms=1000) if e["event"] == "delivered"}  # type: ignore[arg-type]
+def _delivered(config: MailferryConfig) -> set[str]:
+    return {e["recipient"] for e in events_named(config, "delivered")}
 
 
 def _owned(worker: RunningWorker) -> dict[str, frozenset[int]]:
