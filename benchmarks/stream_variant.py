@@ -16,7 +16,9 @@ VARIANT is one of
 - ``packed-outputs`` / ``unpacked-outputs``: deliver and audit records packed per input
   record, or one per item (``streams.app.PACK_OUTPUTS``);
 - ``table-per-key``: the dedup table written through Faust's ``table[key] = value``, one
-  changelog record per sighting (as before ``streams.dedup_table``).
+  changelog record per sighting (as before ``streams.dedup_table``);
+- ``body-thread``: every mail's deliveries through ``shared_body`` in a thread, as before
+  ``streams.bodies.needs_sharing`` (a thread hop per mail, not only for a shared body).
 
 Each changes one thing, in this process only, before the worker starts; ``a+b`` applies both.
 """
@@ -39,6 +41,7 @@ VARIANTS = (
     "packed-outputs",
     "unpacked-outputs",
     "table-per-key",
+    "body-thread",
 )
 
 
@@ -123,6 +126,10 @@ def _apply(variant: str) -> None:
             self[key] = value
 
         DedupTable.remember = per_key  # type: ignore[method-assign]
+    elif variant == "body-thread":
+        from mailferry.streams import app as stream_app
+
+        stream_app.needs_sharing = lambda deliveries: True  # type: ignore[assignment]
 
 
 def main() -> None:

@@ -53,7 +53,7 @@ from mailferry.kafka.topics import (
 from mailferry.observe import metrics
 from mailferry.packing import PACK_OVERHEAD
 from mailferry.schemas.records import DELIVERIES, Delivery, RawMessage, unpack_raw_messages
-from mailferry.streams.bodies import shared_body
+from mailferry.streams.bodies import needs_sharing, shared_body
 from mailferry.streams.collector import Collector
 from mailferry.streams.dedup import Sighting, decide
 from mailferry.streams.dedup_table import DedupTable
@@ -304,7 +304,9 @@ class StreamApp:
         for address in outcome.over_cap:
             details = {"reason": FAN_OUT_CAP, "delivered_to": outcome.fallback, "origin": origin}
             await self._audit_routing("skipped", raw, outcome, recipient=address, details=details)
-        bodies = await asyncio.to_thread(shared_body, [c.delivery for c in outcome.candidates], self.blobs)
+        bodies = [c.delivery for c in outcome.candidates]
+        if needs_sharing(bodies):
+            bodies = await asyncio.to_thread(shared_body, bodies, self.blobs)
         for candidate, delivery in zip(outcome.candidates, bodies, strict=True):
             candidate = replace(candidate, delivery=delivery)
             if candidate.bypass_dedup:

@@ -22,11 +22,18 @@ class BlobWriter(Protocol):
     def put(self, data: bytes) -> str: ...
 
 
+def needs_sharing(deliveries: list[Delivery]) -> bool:
+    """Whether ``shared_body`` has a blob to write (the caller then runs it in a thread: a
+    thread hop per mail cost more than routing it)."""
+    return len(deliveries) > 1 and deliveries[0]["inline"] is not None
+
+
 def shared_body(deliveries: list[Delivery], blobs: BlobWriter) -> list[Delivery]:
     """The deliveries of one message, with its body in the blob store once they are more than one."""
-    inline = deliveries[0]["inline"] if len(deliveries) > 1 else None
-    if inline is None:
+    if not needs_sharing(deliveries):
         return deliveries
+    inline = deliveries[0]["inline"]
+    assert inline is not None
     reference = blobs.put(bytes(inline))
     return [{**delivery, "inline": None, "blob_ref": reference} for delivery in deliveries]
 
