@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -22,9 +23,12 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers import crashpoints
 from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin, new_consumer, new_producer
+from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, full_name, topic_specs
 from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, codec
+
+from ..factories import records
+from ..topics import read_records
 
 
 def make_config(
@@ -89,26 +93,20 @@ def delivery_record(
     dedup_key: str | None = None,
     message_id: str | None = None,
 ) -> dict[str, Any]:
-    import hashlib
-
-    return {
-        "delivery_id": uuid.uuid4().hex,
-        "tenant": tenant,
-        "recipient": recipient,
-        "target": target,
-        "dedup_key": dedup_key or f"{tenant}/{recipient}/{hashlib.sha256(body).hexdigest()}",
-        "message_id": message_id,
-        "mailbox_id": "catchall",
-        "size": len(body),
-        "sha256": hashlib.sha256(body).hexdigest(),
-        "inline": body,
-        "blob_ref": None,
-        "reasons": [{"kind": "envelope", "detail": "Delivered-To"}],
-        "flags": [],
-        "add_headers": [{"name": "X-Mailferry-Trace", "value": f"{tenant}; test"}],
-        "raw_origin": None,
-        "routed_at": datetime.now(UTC),
-    }
+    """A delivery of ``body`` inline, as the stream routes it now (a fresh ``delivery_id``)."""
+    return dict(
+        records.delivery(
+            delivery_id=uuid.uuid4().hex,
+            tenant=tenant,
+            recipient=recipient,
+            target=target,
+            dedup_key=dedup_key or f"{tenant}/{recipient}/{hashlib.sha256(body).hexdigest()}",
+            message_id=message_id,
+            inline=body,
+            add_headers=[{"name": "X-Mailferry-Trace", "value": f"{tenant}; test"}],
+            routed_at=datetime.now(UTC),
+        )
+    )
 
 
 def sample_message(index: int, recipient: str) -> bytes:
@@ -128,16 +126,7 @@ def publish(config: MailferryConfig, records: list[dict[str, Any]], topic: str =
 
 
 def read_topic(config: MailferryConfig, logical: str, timeout_ms: int = 3000) -> list[Any]:
-    consumer = new_consumer(
-        config.kafka,
-        list(config.kafka.bootstrap_servers),
-        topics=[full_name(config.kafka, logical)],
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=timeout_ms,
-    )
-    records = list(consumer)
-    consumer.close()
-    return records
+    return read_records(config.kafka, logical, timeout_ms)
 
 
 def dead_letters(config: MailferryConfig, timeout_ms: int = 1000) -> list[dict[str, Any]]:

@@ -14,8 +14,8 @@ from mailferry.config.kafka import KafkaConfig
 from mailferry.config.loader import parse_config
 from mailferry.config.sources import ImapSource
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin, new_consumer
-from mailferry.kafka.topics import RAW, full_name, topic_specs
+from mailferry.kafka.clients import new_admin
+from mailferry.kafka.topics import RAW, topic_specs
 from mailferry.packing import RAW_PACK
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
@@ -23,6 +23,8 @@ from mailferry.producers.imap_idle import idle_known, wait_for_mail
 from mailferry.producers.publish import Publisher, make_producer
 from mailferry.producers.scheduler import MailboxStatus, Scheduler
 from mailferry.producers.state import MailboxState
+
+from ..topics import read_records
 
 
 def make_config(
@@ -63,21 +65,6 @@ def read_topic(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list
     if logical == RAW:  # one record may pack several mails (mailferry.packing)
         return [mail for m in records for mail in RAW_PACK.unpack(m.value)]
     return [event for m in records for event in read_events(m)]
-
-
-def read_records(kafka: KafkaConfig, logical: str, timeout_ms: int = 2000) -> list[Any]:
-    """Every record of the topic, as Kafka has it (key, value, headers)."""
-    consumer = new_consumer(
-        kafka,
-        list(kafka.bootstrap_servers),
-        topics=[full_name(kafka, logical)],
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=timeout_ms,
-    )
-    try:
-        return list(consumer)
-    finally:
-        consumer.close()
 
 
 def message_bytes(record: dict[str, Any], blobs: BlobStore) -> bytes:

@@ -13,27 +13,26 @@ from mailferry.packing import AUDIT_PACK, DELIVERY_PACK, PACK_OVERHEAD, RAW_PACK
 from mailferry.rawrecord import encode_raw
 from mailferry.schemas.codec import AUDIT_EVENT, DELIVERY, Record, UnknownSchemaError, codec
 
+from ..factories import records
+
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 def raw(n: int, body: bytes = b"x", blob: bool = False) -> Record:
-    return {
-        "tenant": "acme",
-        "mailbox_id": f"box{n % 3}",
-        "source_kind": "pop3",
-        "folder": None,
-        "source_uid": str(n),
-        "size": len(body),
-        "sha256": f"{n:064x}",
-        "fetched_at": NOW,
-        "inline": None if blob else body,
-        "blob_ref": f"sha256:{n:064x}" if blob else None,
-        "envelope_recipients": [f"r{n}@acme.example"] if n % 2 else [],
-        "headers_only": False,
-        "replay_of": None,
-        "bypass_dedup": False,
-        "target_override": None,
-    }
+    return dict(
+        records.raw_message(
+            mailbox_id=f"box{n % 3}",
+            source_kind="pop3",
+            folder=None,
+            source_uid=str(n),
+            size=len(body),
+            sha256=f"{n:064x}",
+            fetched_at=NOW,
+            inline=None if blob else body,
+            blob_ref=f"sha256:{n:064x}" if blob else None,
+            envelope_recipients=[f"r{n}@acme.example"] if n % 2 else [],
+        )
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -85,24 +84,22 @@ def test_a_mail_larger_than_the_limit_goes_alone() -> None:
 
 
 def delivery(n: int) -> Record:
-    return {
-        "delivery_id": f"d{n}",
-        "tenant": "acme",
-        "recipient": f"r{n}@acme.example",
-        "target": "maildir",
-        "dedup_key": f"k{n}",
-        "message_id": None,
-        "mailbox_id": "box",
-        "size": 1,
-        "sha256": f"{n:064x}",
-        "inline": b"x" * n,
-        "blob_ref": None,
-        "reasons": [],
-        "flags": [],
-        "add_headers": [],
-        "raw_origin": f"p.raw/0/{n}",
-        "routed_at": NOW,
-    }
+    return dict(
+        records.delivery(
+            delivery_id=f"d{n}",
+            recipient=f"r{n}@acme.example",
+            target="maildir",
+            dedup_key=f"k{n}",
+            message_id=None,
+            mailbox_id="box",
+            size=1,
+            sha256=f"{n:064x}",
+            inline=b"x" * n,
+            reasons=[],
+            raw_origin=f"p.raw/0/{n}",
+            routed_at=NOW,
+        )
+    )
 
 
 @pytest.mark.parametrize("count", [1, 2, 7])

@@ -20,7 +20,6 @@ from mailferry.schemas.records import (
     RAW_MESSAGES,
     TYPED,
     AuditEvent,
-    DeadLetter,
     Delivery,
     FetchState,
     MailboxConfig,
@@ -32,6 +31,8 @@ from mailferry.schemas.records import (
     unpack_raw_messages,
 )
 from mailferry.schemas.registry import expanded
+
+from ..factories import records
 
 PRIMITIVES: dict[str, Any] = {
     "string": str,
@@ -164,60 +165,20 @@ def test_the_check_catches_a_nested_view_that_drifted_from_its_schema(view: type
 
 
 def _delivery() -> Delivery:
-    return Delivery(
-        delivery_id="d1",
-        tenant="acme",
-        recipient="alice@acme.example",
-        target="exchange",
-        dedup_key="acme/alice@acme.example/<m1@x>",
-        message_id="<m1@x>",
-        mailbox_id="catchall",
-        size=12,
-        sha256="0" * 64,
-        inline=b"Subject: x\r\n",
-        blob_ref=None,
-        reasons=[{"kind": "envelope", "detail": "Delivered-To"}],
+    """Every nested and optional field of a delivery filled in."""
+    return records.delivery(
         flags=["possible-lost-bcc"],
         add_headers=[{"name": "X-Mailferry-Trace", "value": "acme"}],
         raw_origin="t.raw/0/7",
-        routed_at=T0,
     )
 
 
 def _raw() -> RawMessage:
-    return RawMessage(
-        tenant="acme",
-        mailbox_id="catchall",
-        source_kind="imap",
-        folder="INBOX",
-        source_uid="7/1",
-        size=12,
-        sha256="0" * 64,
-        fetched_at=T0,
-        inline=b"Subject: x\r\n",
-        blob_ref=None,
-        envelope_recipients=["alice@acme.example"],
-        headers_only=False,
-        replay_of=None,
-        bypass_dedup=False,
-        target_override=None,
-    )
+    return records.raw_message(envelope_recipients=["alice@acme.example"])
 
 
 def _event(n: int) -> AuditEvent:
-    return AuditEvent(
-        event_id=f"e{n}",
-        event="routed",
-        at=T0,
-        stage="stream",
-        tenant="acme",
-        mailbox_id="catchall",
-        message_id="<m1@x>",
-        sha256=None,
-        dedup_key=None,
-        recipient="alice@acme.example",
-        details={"reason": "envelope"},
-    )
+    return records.audit_event(event_id=f"e{n}", details={"reason": "envelope"})
 
 
 def test_records_round_trip_through_their_typed_codecs_nested_ones_included() -> None:
@@ -238,23 +199,7 @@ def test_records_round_trip_through_their_typed_codecs_nested_ones_included() ->
         entries=[],
     )
     fetch_set = FetchState(**{**entry, "status": "set", "key": None, "entries": [entry]})  # type: ignore[typeddict-item]
-    letter = DeadLetter(
-        dead_letter_id="x1",
-        stage="deliver",
-        tenant="acme",
-        error_class="permanent",
-        reason_code="no-such-mailbox",
-        error_message="550",
-        attempts=1,
-        origin_topic="t.deliver",
-        origin_partition=0,
-        origin_offset=3,
-        origin_index=None,
-        failed_at=T0,
-        first_failed_at=None,
-        delivery=_delivery(),
-        raw=_raw(),
-    )
+    letter = records.dead_letter(delivery=_delivery(), raw=_raw())
     config = MailboxConfig(
         tenant="acme",
         mailbox_id="catchall",

@@ -7,17 +7,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from mailferry.audit import audit_event
 from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin, new_consumer, new_producer
+from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
 from mailferry.packing import RAW_PACK
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
+
+from ..topics import read_values
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -123,53 +125,50 @@ def test_trace_follows_a_message_through_every_stage(config_file: Path, kafka_co
     assert missing.exit_code == 1 and "no audit events" in missing.output
 
 
-def _publish_raw(kafka: KafkaConfig, tmp_path: Path) -> None:
+def _publish_raw(kafka: KafkaConfig, tmp_path: Path, mails: list[tuple[RawSource, bytes, datetime]]) -> None:
+    """Each mail as a plain raw record, fetched (Kafka's timestamp) at its time."""
     producer = new_producer(kafka, list(kafka.bootstrap_servers))
     blobs = LocalBlobStore(tmp_path / "blobs")
-    for minute, (tenant, mailbox) in enumerate([("acme", "a"), ("acme", "b"), ("other", "a"), ("acme", "a")]):
-        key, record = build_raw_record(
-            RawSource(tenant, mailbox, "pop3", source_uid=str(minute)),
-            f"Subject: {minute}\r\n\r\nbody\r\n".encode(),
-            blobs=blobs,
-            inline_threshold=1024,
-        )
-        stamp = int((T0 + timedelta(minutes=minute)).timestamp() * 1000)
+    for source, mail, fetched in mails:
+        key, record = build_raw_record(source, mail, blobs=blobs, inline_threshold=1024)
+        stamp = int(fetched.timestamp() * 1000)
         producer.send(full_name(kafka, RAW), key=key, value=encode_raw(record), timestamp_ms=stamp)
     producer.flush()
     producer.close()
 
 
-def _raw_bytes(kafka: KafkaConfig) -> list[bytes]:
-    consumer = new_consumer(
-        kafka,
-        list(kafka.bootstrap_servers),
-        topics=[full_name(kafka, RAW)],
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
-    values = [m.value for m in consumer]
-    consumer.close()
-    return values
-
-
 def _raw_values(kafka: KafkaConfig) -> list[dict[str, object]]:
-    return [mail for value in _raw_bytes(kafka) for mail in RAW_PACK.unpack(value)]
+    return [mail for value in read_values(kafka, RAW, 3000) for mail in RAW_PACK.unpack(value)]
+
+
+def _replay(config_file: Path, *args: str) -> Result:
+    return CliRunner().invoke(app, ["-c", str(config_file), "replay", "-t", "acme", *args])
 
 
 def test_replay_by_time_range_dry_run_and_for_real(
     config_file: Path, kafka_config: KafkaConfig, tmp_path: Path
 ) -> None:
-    _publish_raw(kafka_config, tmp_path)
-    runner = CliRunner()
+    mailboxes = [("acme", "a"), ("acme", "b"), ("other", "a"), ("acme", "a")]
+    _publish_raw(
+        kafka_config,
+        tmp_path,
+        [
+            (
+                RawSource(tenant, mailbox, "pop3", source_uid=str(minute)),
+                f"Subject: {minute}\r\n\r\nbody\r\n".encode(),
+                T0 + timedelta(minutes=minute),
+            )
+            for minute, (tenant, mailbox) in enumerate(mailboxes)
+        ],
+    )
     window = ["--from", "2026-11-01T12:00:30+00:00", "--to", "2026-11-01T12:03:30+00:00"]
-    base = ["-c", str(config_file), "replay", "--tenant", "acme", *window]
 
-    dry = runner.invoke(app, [*base, "--dry-run"])
+    dry = _replay(config_file, *window, "--dry-run")
     assert dry.exit_code == 0, dry.output
     assert "would replay 2 messages" in dry.output
     assert len(_raw_values(kafka_config)) == 4
 
-    real = runner.invoke(app, [*base, "--mailbox", "a", "--bypass-dedup", "--target", "second"])
+    real = _replay(config_file, *window, "--mailbox", "a", "--bypass-dedup", "--target", "second")
     assert real.exit_code == 0, real.output
     assert "replayed 1 messages" in real.output
     values = _raw_values(kafka_config)
@@ -181,77 +180,32 @@ def test_replay_by_time_range_dry_run_and_for_real(
 
 
 def test_replay_reports_an_empty_range_and_bad_arguments(config_file: Path) -> None:
-    runner = CliRunner()
-    empty = runner.invoke(
-        app,
-        [
-            "-c",
-            str(config_file),
-            "replay",
-            "-t",
-            "acme",
-            "--from",
-            "2020-01-01T00:00:00+00:00",
-            "--to",
-            "2020-01-02T00:00:00+00:00",
-        ],
-    )
+    day_one, day_two = "2020-01-01T00:00:00", "2020-01-02T00:00:00"
+    empty = _replay(config_file, "--from", f"{day_one}+00:00", "--to", f"{day_two}+00:00")
     assert empty.exit_code == 0 and "nothing to replay" in empty.output
-    backwards = runner.invoke(
-        app,
-        [
-            "-c",
-            str(config_file),
-            "replay",
-            "-t",
-            "acme",
-            "--from",
-            "2020-01-02T00:00:00",
-            "--to",
-            "2020-01-01T00:00:00",
-        ],
-    )
+    backwards = _replay(config_file, "--from", day_two, "--to", day_one)
     assert backwards.exit_code == 2 and "must be after --from" in backwards.output
-    no_target = runner.invoke(
-        app,
-        [
-            "-c",
-            str(config_file),
-            "replay",
-            "-t",
-            "acme",
-            "--target",
-            "x",
-            "--from",
-            "2020-01-01T00:00:00",
-            "--to",
-            "2020-01-02T00:00:00",
-        ],
-    )
+    no_target = _replay(config_file, "--target", "x", "--from", day_one, "--to", day_two)
     assert no_target.exit_code == 2 and "has no target 'x'" in no_target.output
 
 
 def test_replay_packs_the_mails_it_sends_again(
     config_file: Path, kafka_config: KafkaConfig, tmp_path: Path
 ) -> None:
-    producer = new_producer(kafka_config, list(kafka_config.bootstrap_servers))
-    blobs = LocalBlobStore(tmp_path / "blobs")
-    stamp = int((T0 + timedelta(minutes=1)).timestamp() * 1000)
-    for n in range(40):
-        key, record = build_raw_record(
+    mails = [
+        (
             RawSource("acme", "a", "pop3", source_uid=str(n)),
             f"Message-ID: <{n}@replay.test>\r\nSubject: {n}\r\n\r\nbody\r\n".encode(),
-            blobs=blobs,
-            inline_threshold=1024,
+            T0 + timedelta(minutes=1),
         )
-        producer.send(full_name(kafka_config, RAW), key=key, value=encode_raw(record), timestamp_ms=stamp)
-    producer.flush()
-    producer.close()
+        for n in range(40)
+    ]
+    _publish_raw(kafka_config, tmp_path, mails)
     window = ["--from", "2026-11-01T12:00:30+00:00", "--to", "2026-11-01T12:01:30+00:00"]
 
-    result = CliRunner().invoke(app, ["-c", str(config_file), "replay", "--tenant", "acme", *window])
+    result = _replay(config_file, *window)
     assert result.exit_code == 0, result.output
     assert "replayed 40 messages" in result.output
-    assert len(_raw_bytes(kafka_config)) <= 40 + 6  # the 40 plain ones, then a pack per partition
+    assert len(read_values(kafka_config, RAW, 3000)) <= 40 + 6  # the 40 plain ones, then a pack per partition
     replayed = [m for m in _raw_values(kafka_config) if m["replay_of"]]
     assert sorted(int(str(m["source_uid"])) for m in replayed) == list(range(40))

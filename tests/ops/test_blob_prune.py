@@ -38,6 +38,8 @@ from mailferry.packing import DELIVERY_PACK
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 
+from ..factories import records
+
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 OLD = (NOW - 3 * DAY).timestamp()
@@ -72,64 +74,20 @@ def test_grace_boundary_and_zero_grace() -> None:
         cutoff_for(NOW, -DAY)
 
 
+def _in_blob(blob_ref: str) -> dict[str, Any]:
+    return {"inline": None, "blob_ref": blob_ref, "sha256": blob_ref.removeprefix("sha256:")}
+
+
 def _delivery(blob_ref: str | None) -> dict[str, Any]:
-    return {
-        "delivery_id": "d-1",
-        "tenant": "acme",
-        "recipient": "bob@acme.example",
-        "target": "archive",
-        "dedup_key": "acme|bob@acme.example|m1",
-        "message_id": "<m1@example.org>",
-        "mailbox_id": "catchall",
-        "size": 10,
-        "sha256": (blob_ref or "sha256:00").removeprefix("sha256:"),
-        "inline": None if blob_ref else b"x",
-        "blob_ref": blob_ref,
-        "reasons": [{"kind": "envelope", "detail": "Delivered-To"}],
-        "flags": [],
-        "add_headers": [],
-        "raw_origin": None,
-        "routed_at": NOW,
-    }
+    return dict(records.delivery(**_in_blob(blob_ref)) if blob_ref else records.delivery())
 
 
 def _raw(blob_ref: str) -> dict[str, Any]:
-    return {
-        "tenant": "acme",
-        "mailbox_id": "catchall",
-        "source_kind": "pop3",
-        "folder": None,
-        "source_uid": "1",
-        "size": 10,
-        "sha256": blob_ref.removeprefix("sha256:"),
-        "fetched_at": NOW,
-        "inline": None,
-        "blob_ref": blob_ref,
-        "envelope_recipients": [],
-        "headers_only": False,
-        "replay_of": None,
-        "bypass_dedup": False,
-        "target_override": None,
-    }
+    return dict(records.raw_message(**_in_blob(blob_ref)))
 
 
 def _dead_letter(delivery: dict[str, Any] | None, raw: dict[str, Any] | None) -> dict[str, Any]:
-    return {
-        "dead_letter_id": "dl-1",
-        "stage": "deliver" if delivery else "stream",
-        "tenant": "acme",
-        "error_class": "permanent",
-        "reason_code": "test",
-        "error_message": "test",
-        "attempts": 1,
-        "origin_topic": "t",
-        "origin_partition": 0,
-        "origin_offset": 0,
-        "failed_at": NOW,
-        "first_failed_at": None,
-        "delivery": delivery,
-        "raw": raw,
-    }
+    return dict(records.dead_letter(stage="deliver" if delivery else "stream", delivery=delivery, raw=raw))
 
 
 def test_references_of_each_schema_survive_an_encode_decode_round_trip() -> None:

@@ -27,12 +27,15 @@ from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import OperatorError, PermanentError, TransientError
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin, new_consumer, new_producer
+from mailferry.kafka.clients import new_admin, new_producer
 from mailferry.kafka.confirm import ConfirmedSends, Outcome
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, DLT_STATE, RAW, full_name, topic_specs
 from mailferry.raw_sends import RawSends
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
+
+from ..factories import records
+from ..topics import read_records, read_values
 
 pytestmark = pytest.mark.integration
 SMALL = 1024  # bytes a refusing topic accepts; every record below is larger
@@ -50,20 +53,8 @@ def _limit(admin: KafkaAdminClient, topic: str, max_bytes: int) -> None:
         time.sleep(0.1)
 
 
-def _records(kafka: KafkaConfig, logical: str) -> list[Any]:
-    consumer = new_consumer(kafka, list(kafka.bootstrap_servers), consumer_timeout_ms=2000)
-    consumer.subscribe([full_name(kafka, logical)])
-    records = list(consumer)
-    consumer.close()
-    return records
-
-
-def _values(kafka: KafkaConfig, logical: str) -> list[bytes]:
-    return [m.value for m in _records(kafka, logical)]
-
-
 def _audit(kafka: KafkaConfig) -> list[dict[str, Any]]:
-    return [event for m in _records(kafka, AUDIT) for event in read_events(m)]
+    return [event for m in read_records(kafka, AUDIT) for event in read_events(m)]
 
 
 @pytest.fixture
@@ -118,7 +109,7 @@ def test_a_refused_record_is_failed_and_its_marks_are_never_sent(
     ) as refused:
         lost.raise_for_failures("things")
     assert refused.value.reason_code == "kafka-record-refused"  # the Kafka mapper's verdict
-    assert _values(kafka_config, AUDIT) == [b"work", b"mark"]  # no mark for the refused record
+    assert read_values(kafka_config, AUDIT) == [b"work", b"mark"]  # no mark for the refused record
 
 
 def test_a_pack_not_taken_fails_every_mail_in_it_and_sends_none_of_their_marks(
@@ -142,7 +133,7 @@ def test_a_pack_not_taken_fails_every_mail_in_it_and_sends_none_of_their_marks(
     assert outcome.acknowledged == [] and sorted(tag for tag, _ in outcome.failed) == ["a", "b", "c"]
     with pytest.raises(TransientError, match="did not acknowledge 3 of 3 mails"):
         outcome.raise_for_failures("mails")
-    assert _values(kafka_config, AUDIT) == []
+    assert read_values(kafka_config, AUDIT) == []
 
 
 def test_a_send_refused_for_a_retriable_reason_is_transient(kafka_config: KafkaConfig) -> None:
@@ -181,40 +172,21 @@ def test_an_authorization_failure_is_the_operators_whatever_else_failed() -> Non
 
 def _dead_letter(body_size: int) -> dict[str, Any]:
     body = b"Subject: big\r\n\r\n" + b"x" * body_size
-    delivery = {
-        "delivery_id": uuid.uuid4().hex,
-        "tenant": "acme",
-        "recipient": "alice@acme.example",
-        "target": "",
-        "dedup_key": f"acme/alice/{hashlib.sha256(body).hexdigest()}",
-        "message_id": "<big@test>",
-        "mailbox_id": "catchall",
-        "size": len(body),
-        "sha256": hashlib.sha256(body).hexdigest(),
-        "inline": body,
-        "blob_ref": None,
-        "reasons": [{"kind": "envelope", "detail": "Delivered-To"}],
-        "flags": [],
-        "add_headers": [],
-        "raw_origin": None,
-        "routed_at": T0,
-    }
-    return {
-        "dead_letter_id": uuid.uuid4().hex,
-        "stage": "deliver",
-        "tenant": "acme",
-        "error_class": "permanent",
-        "reason_code": "recipient-refused",
-        "error_message": "550 no such user",
-        "attempts": 1,
-        "origin_topic": "deliver",
-        "origin_partition": 0,
-        "origin_offset": 0,
-        "failed_at": T0,
-        "first_failed_at": None,
-        "delivery": delivery,
-        "raw": None,
-    }
+    delivery = records.delivery(
+        delivery_id=uuid.uuid4().hex,
+        target="",
+        dedup_key=f"acme/alice/{hashlib.sha256(body).hexdigest()}",
+        message_id="<big@test>",
+        inline=body,
+    )
+    letter = records.dead_letter(
+        dead_letter_id=uuid.uuid4().hex,
+        reason_code="recipient-refused",
+        origin_topic="deliver",
+        origin_offset=0,
+        delivery=delivery,
+    )
+    return dict(letter)
 
 
 def test_dlq_requeue_refused_by_kafka_fails_and_leaves_the_dead_letter_dead(
@@ -234,12 +206,12 @@ def test_dlq_requeue_refused_by_kafka_fails_and_leaves_the_dead_letter_dead(
     assert "did not acknowledge 1 of 1 dead letters to requeue" in refused.output
     listed = runner.invoke(app, [*base, "list", "--json"])
     assert [e["status"] for e in json.loads(listed.output)["dead_letters"]] == ["dead"]
-    assert _values(kafka_config, DLT_STATE) == [] and _audit(kafka_config) == []
+    assert read_values(kafka_config, DLT_STATE) == [] and _audit(kafka_config) == []
 
     _limit(admin, full_name(kafka_config, DELIVER), 8 * 1024 * 1024)
     requeued = runner.invoke(app, [*base, "requeue", letter["dead_letter_id"]])
     assert requeued.exit_code == 0, requeued.output
-    assert [codec(DELIVERY).decode(v)["delivery_id"] for v in _values(kafka_config, DELIVER)] == [
+    assert [codec(DELIVERY).decode(v)["delivery_id"] for v in read_values(kafka_config, DELIVER)] == [
         letter["delivery"]["delivery_id"]
     ]
     assert [e["event"] for e in _audit(kafka_config)] == ["retried"]
@@ -258,7 +230,7 @@ def test_dlq_discard_refused_by_kafka_fails(
     result = CliRunner().invoke(app, ["-c", str(config_file), "dlq", "discard", letter["dead_letter_id"]])
     assert result.exit_code == 1, result.output
     assert "did not acknowledge 1 of 1 dead letters to discard" in result.output
-    assert _values(kafka_config, DLT_STATE) == []
+    assert read_values(kafka_config, DLT_STATE) == []
 
 
 def test_replay_refused_by_kafka_fails_without_replayed_events(
@@ -286,7 +258,7 @@ def test_replay_refused_by_kafka_fails_without_replayed_events(
     result = CliRunner().invoke(app, ["-c", str(config_file), "replay", "--tenant", "acme", *window])
     assert result.exit_code == 1, result.output
     assert "did not acknowledge 1 of 1 records to replay" in result.output
-    assert len(_values(kafka_config, RAW)) == 1
+    assert len(read_values(kafka_config, RAW)) == 1
     assert [e["event"] for e in _audit(kafka_config)] == []
 
 
@@ -310,5 +282,5 @@ def test_import_refused_by_kafka_fails_and_keeps_no_checkpoint(
     _limit(admin, full_name(kafka_config, RAW), 8 * 1024 * 1024)
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert [codec(RAW_MESSAGE).decode(v)["size"] for v in _values(kafka_config, RAW)] != []
+    assert [codec(RAW_MESSAGE).decode(v)["size"] for v in read_values(kafka_config, RAW)] != []
     assert [e["event"] for e in _audit(kafka_config)] == ["imported"]

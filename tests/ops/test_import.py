@@ -10,9 +10,11 @@ from typer.testing import CliRunner
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin, new_consumer
-from mailferry.kafka.topics import RAW, full_name, topic_specs
+from mailferry.kafka.clients import new_admin
+from mailferry.kafka.topics import RAW, topic_specs
 from mailferry.packing import RAW_PACK
+
+from ..topics import read_values
 
 pytestmark = pytest.mark.integration
 
@@ -42,21 +44,8 @@ def _config(tmp_path: Path, kafka: KafkaConfig) -> Path:
     return path
 
 
-def _raw_values(kafka: KafkaConfig) -> list[bytes]:
-    consumer = new_consumer(
-        kafka,
-        list(kafka.bootstrap_servers),
-        topics=[full_name(kafka, RAW)],
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-    )
-    values = [m.value for m in consumer]
-    consumer.close()
-    return values
-
-
 def _raw_records(kafka: KafkaConfig) -> list[dict[str, object]]:
-    records = [mail for value in _raw_values(kafka) for mail in RAW_PACK.unpack(value)]
+    records = [mail for value in read_values(kafka, RAW, 3000) for mail in RAW_PACK.unpack(value)]
     # raw is partitioned by dedup shard, so Kafka keeps no order across the mbox: its own
     # position (the byte offset in the file) gives it back
     return sorted(records, key=lambda r: int(str(r["source_uid"]).rpartition("@")[2]))
@@ -121,7 +110,7 @@ def test_import_packs_small_mails_into_fewer_records_the_stream_reads_all_of(
 
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    values = _raw_values(kafka_config)
+    values = read_values(kafka_config, RAW, 3000)
     assert f"imported 120 messages, 0.0 MB, in {len(values)} raw records" in result.output
     assert len(values) <= 6  # one pack per raw partition (6 by default): the batch is one checkpoint
     mails = _raw_records(kafka_config)  # read as the stream reads raw: ``RAW_PACK.unpack``

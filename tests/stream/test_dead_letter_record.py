@@ -6,28 +6,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from mailferry.schemas.records import DEAD_LETTERS, RawMessage
+from mailferry.schemas.records import DEAD_LETTERS
 from mailferry.streams.records import Origin, dead_letter
 from mailferry.streams.router import Rejected
 
+from ..factories import records
+
 T0 = datetime(2026, 12, 3, 17, 0, tzinfo=UTC)
-RAW = RawMessage(
-    tenant="acme",
-    mailbox_id="catchall",
-    source_kind="imap",
-    folder="INBOX",
-    source_uid="7/3",
-    size=9,
-    sha256="0" * 64,
-    fetched_at=T0,
-    inline=b"not mail\n",
-    blob_ref=None,
-    envelope_recipients=[],
-    headers_only=False,
-    replay_of=None,
-    bypass_dedup=False,
-    target_override=None,
-)
+RAW = records.raw_message(source_uid="7/3", inline=b"not mail\n")
 WHY = Rejected("malformed-message", "no-headers", "no header could be parsed from the message")
 
 

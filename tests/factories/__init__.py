@@ -1,0 +1,1 @@
+"""Builders of valid test data shared across the test folders."""
