@@ -15,10 +15,9 @@ from mailferry.blobs.s3 import S3BlobStore
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.models import S3BlobConfig
 from mailferry.config.types import SecretRef
-from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin
-from mailferry.kafka.topics import topic_specs
 from mailferry_testkit.s3proxy import S3Proxy
+
+from ..topics import create_topics
 
 
 @pytest.fixture(scope="session")
@@ -55,11 +54,7 @@ def s3_store(s3proxy: S3Proxy, tmp_path: Path) -> Iterator[S3BlobStore]:
 
 @pytest.fixture
 def kafka_store(kafka_config: KafkaConfig, tmp_path: Path) -> Iterator[KafkaBlobStore]:
-    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
-    try:
-        ensure_topics(admin, topic_specs(kafka_config, 1))
-    finally:
-        admin.close()
+    create_topics(kafka_config, 1)
     store = KafkaBlobStore(
         kafka_config,
         list(kafka_config.bootstrap_servers),

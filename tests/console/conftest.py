@@ -19,8 +19,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from mailferry.config import MailferryConfig
 from mailferry.console.app import build_app
-from tests.deliver.conftest import start_worker
-from tests.deliver.test_worker_outcomes import ca, sink, smtp_config
+from tests.deliver.conftest import ca, sink, start_worker
+from tests.deliver.test_worker_outcomes import smtp_config
 
 __all__ = ["ca", "sink", "smtp_config", "start_worker"]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

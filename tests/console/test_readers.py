@@ -11,11 +11,12 @@ from mailferry.audit import audit_event
 from mailferry.config import parse_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.console.readers import overview, throughput, trace
-from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin, new_producer
-from mailferry.kafka.topics import AUDIT, full_name, topic_specs
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.topics import AUDIT, full_name
 from mailferry.packing import AUDIT_PACK
 from mailferry.status import write_snapshot
+
+from ..topics import create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -48,9 +49,7 @@ def test_configured_mailboxes_no_role_reports_are_listed_as_never_polled(
 
 
 def test_the_chart_and_the_trace_count_events_inside_packs(tmp_path: Path, kafka_config: KafkaConfig) -> None:
-    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
-    ensure_topics(admin, topic_specs(kafka_config, 1))
-    admin.close()
+    create_topics(kafka_config, 1)
     now = datetime.now(UTC)
     events = [
         audit_event(name, stage="deliver", tenant="acme", message_id=f"<{n}@acme.example>", at=now)

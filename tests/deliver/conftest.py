@@ -22,13 +22,13 @@ from mailferry.config import MailferryConfig, parse_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers import crashpoints
 from mailferry.consumers.worker import DeliveryWorker
-from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin, new_producer
-from mailferry.kafka.topics import AUDIT, DELIVER, DLT, full_name, topic_specs
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.topics import AUDIT, DELIVER, DLT, full_name
 from mailferry.schemas.codec import DEAD_LETTER, DELIVERY, codec
 
 from ..factories import records
-from ..topics import read_records
+from ..topics import create_topics, read_records
+from .smtp_sink import LoopbackCA, SmtpSink, make_test_ca
 
 
 def make_config(
@@ -61,11 +61,7 @@ def make_config(
         )
     (tmp_path / "mailferry.toml").write_text(text, encoding="utf-8")
     config = parse_config(text)
-    admin = new_admin(kafka, list(kafka.bootstrap_servers))
-    try:
-        ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
-    finally:
-        admin.close()
+    create_topics(config.kafka, len(config.retry.tiers))
     return config
 
 
@@ -221,6 +217,19 @@ def start_worker() -> Iterator[Callable[..., RunningWorker]]:
     for handle in running:
         handle.stop.set()
         handle.thread.join(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> LoopbackCA:
+    """A loopback CA per test module: an SMTP sink's certificate and the clients' trust."""
+    return make_test_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture
+def sink(ca: LoopbackCA) -> Iterator[SmtpSink]:
+    """An aiosmtpd server (STARTTLS, login mailferry / s3cret) keeping what it accepts."""
+    with SmtpSink(ca, users={"mailferry": "s3cret"}) as server:
+        yield server
 
 
 def maildir_files(root: Path, mailbox: str) -> list[Path]:

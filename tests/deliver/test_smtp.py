@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,7 @@ from mailferry.consumers.target import DeliveryItem
 from mailferry.consumers.targets.smtp import SmtpDelivery, create
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 
-from .smtp_sink import LoopbackCA, SmtpSink, make_test_ca
+from .smtp_sink import LoopbackCA, SmtpSink
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +23,6 @@ MESSAGE = (
     b"To: bob@acme.example\r\nSubject: dots\r\nMessage-ID: <1@origin.example>\r\n\r\n"
     b"first line\r\n.a line starting with a dot\r\n..two dots\r\n.\r\nlast line\r\n"
 )
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> LoopbackCA:
-    return make_test_ca(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture
-def sink(ca: LoopbackCA) -> Iterator[SmtpSink]:
-    with SmtpSink(ca, users={"mailferry": "s3cret"}) as server:
-        yield server
 
 
 def _target(sink: SmtpSink, ca: LoopbackCA | None, **extra: Any) -> SmtpDelivery:

@@ -4,7 +4,7 @@ letters, the horizon, tenant pause and resume, a crash before the commit, DLT re
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,20 +31,9 @@ from .conftest import (
     read_topic,
     sample_message,
 )
-from .smtp_sink import LoopbackCA, SmtpSink, make_test_ca
+from .smtp_sink import LoopbackCA, SmtpSink
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory: pytest.TempPathFactory) -> LoopbackCA:
-    return make_test_ca(tmp_path_factory.mktemp("ca"))
-
-
-@pytest.fixture
-def sink(ca: LoopbackCA) -> Iterator[SmtpSink]:
-    with SmtpSink(ca, users={"mailferry": "s3cret"}) as server:
-        yield server
 
 
 def smtp_config(

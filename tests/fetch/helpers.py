@@ -13,9 +13,7 @@ from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
 from mailferry.config.loader import parse_config
 from mailferry.config.sources import ImapSource
-from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin
-from mailferry.kafka.topics import RAW, topic_specs
+from mailferry.kafka.topics import RAW
 from mailferry.packing import RAW_PACK
 from mailferry.producers.context import FetchContext
 from mailferry.producers.imap_fetch import imap_pass
@@ -24,7 +22,7 @@ from mailferry.producers.publish import Publisher, make_producer
 from mailferry.producers.scheduler import MailboxStatus, Scheduler
 from mailferry.producers.state import MailboxState
 
-from ..topics import read_records
+from ..topics import create_topics, read_records
 
 
 def make_config(
@@ -42,11 +40,7 @@ def make_config(
     )
     (tmp_path / "mailferry.toml").write_text(text, encoding="utf-8")
     config = parse_config(text, check_secrets=False)
-    admin = new_admin(kafka, list(kafka.bootstrap_servers))
-    try:
-        ensure_topics(admin, topic_specs(config.kafka, len(config.retry.tiers)))
-    finally:
-        admin.close()
+    create_topics(config.kafka, len(config.retry.tiers))
     return config
 
 

@@ -9,11 +9,12 @@ import pytest
 
 from mailferry.audit import audit_event
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin, new_producer
-from mailferry.kafka.topics import AUDIT, full_name, topic_specs
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.topics import AUDIT, full_name
 from mailferry.packing import AUDIT_PACK
 from mailferry.producers.delivery_watch import DeliveryWatch
+
+from ..topics import create_topics
 
 pytestmark = pytest.mark.integration
 
@@ -23,9 +24,7 @@ def _delivered(key: str, sha: str) -> tuple[bytes, bytes]:
 
 
 def test_a_message_delivered_in_packs_counts_as_delivered(kafka_config: KafkaConfig) -> None:
-    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
-    ensure_topics(admin, topic_specs(kafka_config, 1))
-    admin.close()
+    create_topics(kafka_config, 1)
     resolved = audit_event(
         "resolved",
         stage="stream",

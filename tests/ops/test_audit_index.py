@@ -25,10 +25,11 @@ from mailferry.audit_index.store import IndexStore
 from mailferry.audit_trace import trace_message
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
-from mailferry.kafka.topics import AUDIT, full_name, topic_specs
+from mailferry.kafka.topics import AUDIT, full_name
 from mailferry.packing import AUDIT_PACK
+
+from ..topics import create_topics
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -87,9 +88,7 @@ def send(kafka: KafkaConfig, events: list[tuple[bytes, bytes]], timestamp: datet
 
 @pytest.fixture
 def topics(kafka_config: KafkaConfig) -> KafkaConfig:
-    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
-    ensure_topics(admin, topic_specs(kafka_config, 1))
-    admin.close()
+    create_topics(kafka_config, 1)
     return kafka_config
 
 

@@ -13,13 +13,12 @@ from mailferry.audit import audit_event
 from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin, new_producer
-from mailferry.kafka.topics import AUDIT, RAW, full_name, topic_specs
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.topics import AUDIT, RAW, full_name
 from mailferry.packing import RAW_PACK
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 
-from ..topics import read_values
+from ..topics import create_topics, read_values
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -27,9 +26,7 @@ T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def config_file(tmp_path: Path, kafka_config: KafkaConfig) -> Path:
-    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
-    ensure_topics(admin, topic_specs(kafka_config, 4))
-    admin.close()
+    create_topics(kafka_config, 4)
     path = tmp_path / "c.toml"
     path.write_text(
         f'state_dir = "{tmp_path}"\n'

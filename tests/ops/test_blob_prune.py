@@ -31,14 +31,14 @@ from mailferry.blobs import LocalBlobStore
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
 from mailferry.errors import SetupError
-from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin, new_producer
-from mailferry.kafka.topics import DELIVER, DLT, RAW, full_name, retry_topic, topic_specs
+from mailferry.kafka.clients import new_producer
+from mailferry.kafka.topics import DELIVER, DLT, RAW, full_name, retry_topic
 from mailferry.packing import DELIVERY_PACK
 from mailferry.rawrecord import RawSource, build_raw_record, encode_raw
 from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 
 from ..factories import records
+from ..topics import create_topics
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -182,9 +182,7 @@ def test_a_blob_left_aside_by_a_crashed_prune_is_put_back(tmp_path: Path) -> Non
 
 @pytest.mark.integration
 def test_prune_against_the_broker_deletes_only_old_orphans(tmp_path: Path, kafka_config: KafkaConfig) -> None:
-    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
-    ensure_topics(admin, topic_specs(kafka_config, 2))
-    admin.close()
+    create_topics(kafka_config, 2)
     state = tmp_path / "state"
     config_file = tmp_path / "c.toml"
     config_file.write_text(

@@ -36,6 +36,7 @@ from mailferry.schemas import DEAD_LETTER, DELIVERY, RAW_MESSAGE, codec
 
 from ..factories import records
 from ..topics import read_records, read_values
+from .conftest import history_config
 
 pytestmark = pytest.mark.integration
 SMALL = 1024  # bytes a refusing topic accepts; every record below is larger
@@ -67,21 +68,9 @@ def admin(kafka_config: KafkaConfig) -> Any:
 
 @pytest.fixture
 def config_file(tmp_path: Path, kafka_config: KafkaConfig, admin: KafkaAdminClient) -> Path:
-    path = tmp_path / "mailferry.toml"
-    path.write_text(
-        f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
-        + kafka_config.connection_toml()
-        + '[blob_store]\ninline_threshold = "64KiB"\n'
-        '[retry]\ntiers = ["1s", "2s"]\n'
-        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
-        'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
-        '[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "/tmp/unused"\n'
-        '[[tenants.sources]]\nid = "history"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
-        'username = "u"\nauth = { kind = "password", password = "x" }\ntls = "none"\n'
-        'allow_plaintext_login = true\ndeliver_to = "alice@acme.example"\n',
-        encoding="utf-8",
+    return history_config(
+        tmp_path, kafka_config, inline_threshold="64KiB", extra='[retry]\ntiers = ["1s", "2s"]\n'
     )
-    return path
 
 
 def test_a_refused_record_is_failed_and_its_marks_are_never_sent(

@@ -9,12 +9,11 @@ from typer.testing import CliRunner
 
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.admin import ensure_topics
-from mailferry.kafka.clients import new_admin
-from mailferry.kafka.topics import RAW, topic_specs
+from mailferry.kafka.topics import RAW
 from mailferry.packing import RAW_PACK
 
-from ..topics import read_values
+from ..topics import create_topics, read_values
+from .conftest import history_config
 
 pytestmark = pytest.mark.integration
 
@@ -27,23 +26,6 @@ def _mbox(count: int, start: int = 0) -> bytes:
     )
 
 
-def _config(tmp_path: Path, kafka: KafkaConfig) -> Path:
-    path = tmp_path / "mailferry.toml"
-    path.write_text(
-        f'state_dir = "{tmp_path / "state"}"\nallow_plaintext_secrets = true\n'
-        + kafka.connection_toml()
-        + '[blob_store]\ninline_threshold = "1KiB"\n'
-        '[[tenants]]\nid = "acme"\naccepted_domains = ["acme.example"]\n'
-        'default_mailbox = "postmaster@acme.example"\ndefault_target = "archive"\n'
-        '[[tenants.targets]]\nname = "archive"\nkind = "maildir"\npath = "/tmp/unused"\n'
-        '[[tenants.sources]]\nid = "history"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
-        'username = "u"\nauth = { kind = "password", password = "x" }\ntls = "none"\n'
-        'allow_plaintext_login = true\ndeliver_to = "alice@acme.example"\n',
-        encoding="utf-8",
-    )
-    return path
-
-
 def _raw_records(kafka: KafkaConfig) -> list[dict[str, object]]:
     records = [mail for value in read_values(kafka, RAW, 3000) for mail in RAW_PACK.unpack(value)]
     # raw is partitioned by dedup shard, so Kafka keeps no order across the mbox: its own
@@ -52,10 +34,8 @@ def _raw_records(kafka: KafkaConfig) -> list[dict[str, object]]:
 
 
 def test_import_mbox_then_resume_only_the_new_part(tmp_path: Path, kafka_config: KafkaConfig) -> None:
-    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
-    ensure_topics(admin, topic_specs(kafka_config, 4))
-    admin.close()
-    config = _config(tmp_path, kafka_config)
+    create_topics(kafka_config, 4)
+    config = history_config(tmp_path, kafka_config, inline_threshold="1KiB")
     archive = tmp_path / "archive.mbox"
     big_body = b"x" * 4000
     archive.write_bytes(
@@ -87,7 +67,7 @@ def test_import_mbox_then_resume_only_the_new_part(tmp_path: Path, kafka_config:
 
 
 def test_import_refuses_unknown_tenant_and_mailbox(tmp_path: Path, kafka_config: KafkaConfig) -> None:
-    config = _config(tmp_path, kafka_config)
+    config = history_config(tmp_path, kafka_config, inline_threshold="1KiB")
     archive = tmp_path / "a.mbox"
     archive.write_bytes(_mbox(1))
     runner = CliRunner()
@@ -100,10 +80,8 @@ def test_import_refuses_unknown_tenant_and_mailbox(tmp_path: Path, kafka_config:
 def test_import_packs_small_mails_into_fewer_records_the_stream_reads_all_of(
     tmp_path: Path, kafka_config: KafkaConfig
 ) -> None:
-    admin = new_admin(kafka_config, list(kafka_config.bootstrap_servers))
-    ensure_topics(admin, topic_specs(kafka_config, 4))
-    admin.close()
-    config = _config(tmp_path, kafka_config)
+    create_topics(kafka_config, 4)
+    config = history_config(tmp_path, kafka_config, inline_threshold="1KiB")
     archive = tmp_path / "archive.mbox"
     archive.write_bytes(_mbox(120))
     args = ["-c", str(config), "import", "mbox", str(archive), "--tenant", "acme", "--mailbox", "history"]
