@@ -10,10 +10,11 @@ from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any, BinaryIO
 
+import httpx
 import pytest
 
 from mailferry.config.models import Tenant
-from mailferry.config.targets import EwsTarget
+from mailferry.config.targets import EwsTarget, GraphTarget
 from mailferry.config.types import SecretRef
 from mailferry.consumers.target import DeliveryItem
 from mailferry_testkit.ews_emulator.server import EwsEmulator
@@ -24,6 +25,7 @@ from .workers import exchange_with, graph_with
 
 SERVICE_USER = "svc-mailferry"
 SERVICE_PASSWORD = "correct horse"
+GRAPH_TENANT, GRAPH_APP, GRAPH_SECRET = "contoso-tenant", "mailferry-app", "app secret"
 
 
 @pytest.fixture
@@ -53,15 +55,51 @@ def make_tenant(emulator: EwsEmulator, **target_fields: Any) -> tuple[Tenant, Ew
     }
     fields.update(target_fields)
     target = EwsTarget(**fields)
-    tenant = Tenant(
+    return _contoso(target, aliases={"info@contoso.example": "bob@contoso.example"}), target
+
+
+def make_graph_tenant(emulator: GraphEmulator, **target_fields: Any) -> tuple[Tenant, GraphTarget]:
+    """Tenant contoso delivering through a Graph target: the EMULATOR's app ``mailferry-app``."""
+    fields: dict[str, Any] = {
+        "name": "graph",
+        "kind": "graph",
+        "mode": "import-mime",
+        "base_url": emulator.base_url,
+        "authority": emulator.authority(GRAPH_TENANT),
+        "ca_file": emulator.identity_ca_file,
+        "tenant_id": GRAPH_TENANT,
+        "client_id": GRAPH_APP,
+        "client_secret": SecretRef.plaintext(GRAPH_SECRET),
+        "timeout": timedelta(seconds=5),
+    }
+    fields.update(target_fields)
+    target = GraphTarget(**fields)
+    return _contoso(target), target
+
+
+def _contoso(target: EwsTarget | GraphTarget, **fields: Any) -> Tenant:
+    return Tenant(
         id="contoso",
         accepted_domains=["contoso.example"],
         default_mailbox="postmaster@contoso.example",
-        default_target="exchange",
-        aliases={"info@contoso.example": "bob@contoso.example"},
+        default_target=target.name,
         targets=[target],
+        **fields,
     )
-    return tenant, target
+
+
+def graph_token(emulator: GraphEmulator) -> str:
+    """An app-only access token of ``mailferry-app`` from the EMULATOR's token endpoint."""
+    reply = httpx.post(
+        emulator.token_url(GRAPH_TENANT),
+        data={
+            "grant_type": "client_credentials",
+            "client_id": GRAPH_APP,
+            "client_secret": GRAPH_SECRET,
+            "scope": "https://graph.microsoft.com/.default",
+        },
+    )
+    return str(reply.json()["access_token"])
 
 
 def message(

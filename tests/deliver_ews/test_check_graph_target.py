@@ -4,15 +4,15 @@ Graph), over the real httpx: token, then the default mailbox's Inbox."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
 
 import pytest
 
 from mailferry.check.probe import check_target
 from mailferry.config.models import Tenant
 from mailferry.config.secrets import SecretRef
-from mailferry.config.targets import GraphTarget
 from mailferry_testkit.graph_emulator import GraphEmulator
+
+from .conftest import make_graph_tenant
 
 pytestmark = pytest.mark.integration
 
@@ -26,24 +26,8 @@ def emulator() -> Iterator[GraphEmulator]:
 
 
 def _tenant(emulator: GraphEmulator, secret: str) -> Tenant:
-    target = GraphTarget(
-        name="graph",
-        kind="graph",
-        base_url=emulator.base_url,
-        authority=emulator.authority("contoso-tenant"),
-        ca_file=emulator.identity_ca_file,
-        tenant_id="contoso-tenant",
-        client_id="mailferry-app",
-        client_secret=SecretRef.plaintext(secret),
-        timeout=timedelta(seconds=5),
-    )
-    return Tenant(
-        id="contoso",
-        accepted_domains=["contoso.example"],
-        default_mailbox="postmaster@contoso.example",
-        default_target="graph",
-        targets=[target],
-    )
+    tenant, _ = make_graph_tenant(emulator, client_secret=SecretRef.plaintext(secret))
+    return tenant
 
 
 def test_graph_target_check(emulator: GraphEmulator) -> None:

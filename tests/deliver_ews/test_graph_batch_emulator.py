@@ -15,7 +15,7 @@ import pytest
 
 from mailferry_testkit.graph_emulator import GraphEmulator, GraphFault
 
-from .conftest import message
+from .conftest import graph_token, message
 
 BOB = "/users/bob@contoso.example/mailFolders/inbox"
 
@@ -28,23 +28,10 @@ def emulator() -> Iterator[GraphEmulator]:
         yield emu
 
 
-def _token(emulator: GraphEmulator) -> str:
-    reply = httpx.post(
-        emulator.token_url("contoso-tenant"),
-        data={
-            "grant_type": "client_credentials",
-            "client_id": "mailferry-app",
-            "client_secret": "app secret",
-            "scope": "https://graph.microsoft.com/.default",
-        },
-    )
-    return str(reply.json()["access_token"])
-
-
 def post_batch(emulator: GraphEmulator, document: Any, version: str = "v1.0") -> httpx.Response:
     return httpx.post(
         f"{emulator.base_url}/{version}/$batch",
-        headers={"Authorization": f"Bearer {_token(emulator)}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {graph_token(emulator)}", "Content-Type": "application/json"},
         content=json.dumps(document),
     )
 
@@ -205,7 +192,7 @@ def test_steps_count_against_the_mailbox_limit(emulator: GraphEmulator) -> None:
     """Graph runs four steps at once; with the mailbox's four slots taken by slow requests
     elsewhere, the batch's steps are throttled one by one."""
     emulator.inject(GraphFault.SLOW, count=4, operation="listMessages", delay=2.0)
-    token = _token(emulator)
+    token = graph_token(emulator)
     url = f"{emulator.base_url}/v1.0{BOB}/messages"
     with httpx.Client() as client, ThreadPoolExecutor(4) as pool:
         slow = [pool.submit(client.get, url, headers={"Authorization": f"Bearer {token}"}) for _ in range(4)]

@@ -13,15 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from mailferry.config.models import Tenant
-from mailferry.config.targets import GraphTarget
 from mailferry.config.types import SecretRef
 from mailferry.consumers.target import DeliveryItem
 from mailferry.consumers.targets.graph import target as graph
 from mailferry.errors import AmbiguousOutcomeError, PermanentError, TenantError, TransientError
 from mailferry_testkit.graph_emulator import GraphEmulator, GraphFault
 
-from .conftest import message
+from .conftest import graph_token, make_graph_tenant, message
 
 ItemFor = Callable[..., DeliveryItem]
 
@@ -37,28 +35,7 @@ def emulator() -> Iterator[GraphEmulator]:
 
 
 def make_target(emulator: GraphEmulator, **fields: Any) -> graph.GraphDeliveryTarget:
-    settings: dict[str, Any] = {
-        "name": "graph",
-        "kind": "graph",
-        "mode": "import-mime",
-        "base_url": emulator.base_url,
-        "authority": emulator.authority("contoso-tenant"),
-        "ca_file": emulator.identity_ca_file,
-        "tenant_id": "contoso-tenant",
-        "client_id": "mailferry-app",
-        "client_secret": SecretRef.plaintext("app secret"),
-        "timeout": timedelta(seconds=5),
-    }
-    settings.update(fields)
-    config = GraphTarget(**settings)
-    tenant = Tenant(
-        id="contoso",
-        accepted_domains=["contoso.example"],
-        default_mailbox="postmaster@contoso.example",
-        default_target="graph",
-        targets=[config],
-    )
-    target = graph.create(tenant, config)
+    target = graph.create(*make_graph_tenant(emulator, **fields))
     assert isinstance(target, graph.GraphDeliveryTarget)
     return target
 
@@ -135,7 +112,7 @@ def test_throttling_is_transient_with_retry_after(emulator: GraphEmulator, item_
 
 
 def test_emulator_throttles_a_fifth_concurrent_request(emulator: GraphEmulator) -> None:
-    token = _token(emulator)
+    token = graph_token(emulator)
     emulator.inject(GraphFault.SLOW, count=6, operation="listMessages", delay=2.0)
     url = f"{emulator.base_url}/v1.0/users/bob@contoso.example/mailFolders/inbox/messages"
     with ThreadPoolExecutor(6) as pool:
@@ -235,7 +212,7 @@ def test_json_mode_refuses_bodies_over_four_megabytes(emulator: GraphEmulator, i
 
 
 def test_emulator_refuses_non_custom_internet_headers(emulator: GraphEmulator) -> None:
-    token = _token(emulator)
+    token = graph_token(emulator)
     reply = httpx.post(
         f"{emulator.base_url}/v1.0/users/bob@contoso.example/mailFolders/inbox/messages",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
@@ -244,20 +221,6 @@ def test_emulator_refuses_non_custom_internet_headers(emulator: GraphEmulator) -
     assert reply.status_code == 400
     assert "GRAPH-EMULATOR" in reply.headers["Server"]
     assert emulator.items("bob@contoso.example") == []
-
-
-def _token(emulator: GraphEmulator) -> str:
-    return str(
-        httpx.post(
-            emulator.token_url("contoso-tenant"),
-            data={
-                "grant_type": "client_credentials",
-                "client_id": "mailferry-app",
-                "client_secret": "app secret",
-                "scope": "https://graph.microsoft.com/.default",
-            },
-        ).json()["access_token"]
-    )
 
 
 @pytest.mark.parametrize("mode", ["import-mime", "json"])
@@ -304,7 +267,7 @@ def test_import_mode_cannot_tell_without_message_id(emulator: GraphEmulator, ite
 def test_emulator_refuses_filters_it_does_not_evaluate(emulator: GraphEmulator, query: str) -> None:
     reply = httpx.get(
         f"{emulator.base_url}/v1.0/users/bob@contoso.example/mailFolders/inbox/messages",
-        headers={"Authorization": f"Bearer {_token(emulator)}"},
+        headers={"Authorization": f"Bearer {graph_token(emulator)}"},
         params={"$filter": query},
     )
     assert reply.status_code == 400, reply.text
