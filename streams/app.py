@@ -27,17 +27,14 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 
-from mailferry.audit import audit_event
 from mailferry.blobs import open_blob_store
-from mailferry.config.models import MailferryConfig, Tenant
-from mailferry.directory import CachedDirectory, Directory
+from mailferry.config.models import MailferryConfig
 from mailferry.errors import OperatorError, PermanentError, TransientError
 from mailferry.kafka.clients import faust_settings
 from mailferry.kafka.topics import (
@@ -52,15 +49,17 @@ from mailferry.kafka.topics import (
 )
 from mailferry.observe import metrics
 from mailferry.packing import PACK_OVERHEAD
-from mailferry.schemas.records import DELIVERIES, Delivery, RawMessage, unpack_raw_messages
+from mailferry.schemas.records import RawMessage, unpack_raw_messages
 from mailferry.streams.bodies import needs_sharing, shared_body
 from mailferry.streams.collector import Collector
 from mailferry.streams.dedup import Sighting, decide
 from mailferry.streams.dedup_table import DedupTable
+from mailferry.streams.directories import Directories
 from mailferry.streams.fanout import FAN_OUT_CAP
 from mailferry.streams.faust_settings import DEDUP_TABLE, app_id, dedup_changelog_spec, store_url
 from mailferry.streams.outbox import Outbox
-from mailferry.streams.records import Origin, dead_letter, resolved_details, routed_details
+from mailferry.streams.outputs import Counters, Outputs
+from mailferry.streams.records import Origin, resolved_details
 from mailferry.streams.rescue import Rescuer, TopicRoles
 from mailferry.streams.router import Candidate, DirectoryFor, Rejected, Routed, no_directory, route_raw
 from mailferry.streams.skips import SkipWatch
@@ -71,7 +70,6 @@ log = logging.getLogger(__name__)
 TRANSIENT_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 PURGE_EVERY = 3600.0
 PURGE_BATCH = 100_000
-NEGATIVE_TTL = 300.0  # seconds a 'no such mailbox' answer is kept
 PRODUCER_BATCH_BYTES = 1024 * 1024
 PRODUCER_LINGER = 0.005  # seconds
 PACK_MARGIN = 64 * 1024  # below a topic's record limit: Kafka's own record and batch headers
@@ -79,20 +77,7 @@ PACK_MARGIN = 64 * 1024  # below a topic's record limit: Kafka's own record and 
 PACK_OUTPUTS = True
 
 
-@dataclass
-class Counters:
-    routed: int = 0
-    duplicates: int = 0
-    reprocessed: int = 0
-    purged: int = 0
-    dead_lettered: int = 0
-    dropped_by_rule: int = 0
-    transient_retries: int = 0
-    last_error: str | None = None
-    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
-
-
-class StreamApp:
+class StreamApp(Outputs):
     """Builds the Faust app for one deployment; ``app`` is what the worker runs."""
 
     def __init__(
@@ -122,10 +107,7 @@ class StreamApp:
         self.window_ms = int(config.stream.dedup_window.total_seconds() * 1000)
         self.counters = Counters()
         self.store = store or store_url()
-        self._directories: dict[str, Directory | None] = {}
-        # one thread: look-ups stay in order and the caches need no locks
-        self._lookups = ThreadPoolExecutor(max_workers=1, thread_name_prefix="directory")
-        self._directory_for = directory_for
+        self.directory = Directories(config, directory_for)
         # the table is co-partitioned with raw: as many partitions, the same numbers
         settings = topic_settings(self.kafka, RAW)
         self.partitions = raw_partitions or settings.partitions
@@ -212,26 +194,6 @@ class StreamApp:
         spec = dedup_changelog_spec(self.config, self.partitions)
         assert spec.name == self.table.changelog_topic.get_topic_name()
         return [spec]
-
-    def directory(self, tenant: Tenant) -> Directory | None:
-        """The tenant's live directory behind a TTL cache, or None when it has none.
-
-        A directory that cannot even be set up (bad target settings) is logged and left
-        out: routing then keeps addresses as they are rather than dead-lettering mail.
-        """
-        if tenant.id not in self._directories:
-            try:
-                inner = self._directory_for(tenant)
-            except (PermanentError, OperatorError) as exc:
-                log.warning("stream: no directory for tenant %s: %s", tenant.id, exc)
-                inner = None
-            ttl = self.config.stream.directory_cache_ttl.total_seconds()
-            self._directories[tenant.id] = (
-                CachedDirectory(inner.lookup, ttl=ttl, negative_ttl=min(ttl, NEGATIVE_TTL))
-                if inner is not None
-                else None
-            )
-        return self._directories[tenant.id]
 
     # -- route: raw -> candidates ---------------------------------------------------------
 
@@ -331,16 +293,9 @@ class StreamApp:
                 directory_for=self.directory,
             )
 
-        if raw.get("blob_ref") is None and not self._has_directory(raw["tenant"]):
+        if raw.get("blob_ref") is None and not self.directory.has(raw["tenant"]):
             return call()
-        return await asyncio.get_running_loop().run_in_executor(self._lookups, call)
-
-    def _has_directory(self, tenant_id: str) -> bool:
-        try:
-            tenant = self.config.tenant(tenant_id)
-        except KeyError:
-            return False
-        return self.directory(tenant) is not None
+        return await self.directory.run(call)
 
     # -- dedup: candidates -> deliveries --------------------------------------------------
 
@@ -397,98 +352,6 @@ class StreamApp:
             del self.table.data[key]
         self.counters.purged += len(stale)
         return len(stale)
-
-    # -- outputs --------------------------------------------------------------------------
-
-    async def _emit(self, candidate: Candidate, extra: dict[str, str]) -> None:
-        delivery = candidate.delivery
-        key = f"{delivery['tenant']}/{delivery['recipient']}".encode()
-        value = DELIVERIES.encode(delivery)
-        self.collector.delivery(key, value)
-        self.counters.routed += 1
-        await self._audit_delivery("routed", delivery, details=routed_details(delivery) | extra)
-
-    async def _dead_letter(
-        self,
-        key: bytes | None,
-        raw: RawMessage | None,
-        origin: Origin,
-        why: Rejected,
-        *,
-        delivery: Delivery | None = None,
-    ) -> None:
-        self.counters.dead_lettered += 1
-        record, tenant = dead_letter(
-            key,
-            raw,
-            origin.topic,
-            origin.partition,
-            origin.offset,
-            why,
-            delivery=delivery,
-            index=origin.index,
-        )
-        await self._send(self.dlt_topic, key=key, value=record)
-        await self._audit(
-            "dead-lettered",
-            tenant,
-            mailbox_id=raw["mailbox_id"] if raw else None,
-            sha256=raw["sha256"] if raw else None,
-            details={
-                "error_class": why.error_class,
-                "reason_code": why.reason_code,
-                "error_message": why.message[:500],
-                "origin": str(origin),
-            },
-        )
-
-    async def _dead_letter_refused(self, key: bytes | None, delivery: Delivery, why: str) -> None:
-        origin = Origin.parse(delivery["raw_origin"])
-        await self._dead_letter(
-            key, None, origin, Rejected("permanent", "record-refused", why), delivery=delivery
-        )
-
-    async def _send(self, topic: Any, *, key: bytes | None, value: bytes) -> None:
-        await self.outbox.send(topic, key=key, value=value)
-
-    async def _send_bytes(self, topic: str, key: bytes | None, value: bytes) -> None:
-        await self.outbox.send(self.app.topic(topic), key=key, value=value)
-
-    async def _audit_delivery(self, event: Any, delivery: Delivery, *, details: dict[str, str]) -> None:
-        await self._audit(
-            event,
-            delivery["tenant"],
-            mailbox_id=delivery["mailbox_id"],
-            message_id=delivery["message_id"],
-            sha256=delivery["sha256"],
-            dedup_key=delivery["dedup_key"],
-            recipient=delivery["recipient"],
-            details=details,
-        )
-
-    async def _audit_routing(
-        self, event: Any, raw: RawMessage, outcome: Routed, *, details: dict[str, str], **kwargs: Any
-    ) -> None:
-        """An audit event about how one raw message was routed."""
-        await self._audit(
-            event,
-            raw["tenant"],
-            mailbox_id=raw["mailbox_id"],
-            message_id=outcome.message_id,
-            sha256=raw["sha256"],
-            details=details,
-            **kwargs,
-        )
-
-    async def _audit(self, event: Any, tenant: str, **kwargs: Any) -> None:
-        key, value = audit_event(event, stage="stream", tenant=tenant, **kwargs)
-        if self._collecting:
-            self.collector.audit(key, value)
-        else:  # a rescue's dead letter, after its record was done
-            await self._send(self.audit_topic, key=key, value=value)
-
-    def _note_error(self, text: str) -> None:
-        self.counters.last_error = text
 
     def status(self) -> dict[str, Any]:
         return {

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from mailferry.config.kafka import KafkaConfig
 from mailferry.observe.lag import LagProbe
 from mailferry.observe.metrics import StreamCounters
-from mailferry.streams.app import Counters
+from mailferry.streams.outputs import Counters
 
 ROOT = Path(__file__).resolve().parents[2]
 
