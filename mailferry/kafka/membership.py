@@ -15,7 +15,8 @@ newest release):
   the snapshots equal again, the client stops asking to rejoin, and the member stays
   "rebalancing" for good. Its partitions are revoked, nothing is fetched, every commit is
   refused, and ``assignment()`` still lists the old partitions. ``GroupWatch`` notices a
-  revocation that no assignment followed and joins the group again.
+  revocation that no assignment followed for longer than a rebalance can take, and joins
+  the group again.
 
 The rebalance listener runs on the client's network thread, where blocking calls such as
 ``commit`` are refused: the callbacks handed to ``GroupWatch.listener`` must not block.
@@ -33,7 +34,7 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from mailferry.errors import TransientError
 
 log = logging.getLogger(__name__)
-UNSETTLED_REJOIN_S = 20.0
+REBALANCE_GRACE_S = 30.0  # beyond the session timeout, which a dead member holds a rebalance for
 
 Partitions = Callable[[list[TopicPartition]], None]
 
@@ -77,7 +78,12 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class GroupWatch:
-    """Join the group again when a rebalance has not finished for ``UNSETTLED_REJOIN_S``.
+    """Join the group again when a rebalance has not finished for the consumer's session
+    timeout plus ``REBALANCE_GRACE_S`` (or ``rejoin_after_s``).
+
+    A rebalance that follows a killed member waits for its session to expire (45 s by
+    default): rejoining sooner would restart that rebalance, and the chaos suite's deliver
+    workers did so every 20 s, adding rebalances to every fault.
 
     Settled means the last rebalance ended in the listener's ``assigned``. With
     ``want_partitions`` an empty assignment counts as unsettled too (kafka-python can end a
@@ -87,7 +93,7 @@ class GroupWatch:
     restarted by the rejoin, which costs a round, not a mail.
     """
 
-    def __init__(self, *, want_partitions: bool, rejoin_after_s: float = UNSETTLED_REJOIN_S) -> None:
+    def __init__(self, *, want_partitions: bool, rejoin_after_s: float | None = None) -> None:
         self.want_partitions = want_partitions
         self.rejoin_after_s = rejoin_after_s
         self.rejoins = 0
@@ -112,9 +118,12 @@ class GroupWatch:
     def check(self, consumer: KafkaConsumer, resubscribe: Callable[[], None]) -> None:
         """Call after each ``poll``; ``resubscribe`` subscribes again (and calls ``subscribed``)."""
         since = self._unsettled_since
-        if since is None or time.monotonic() - since <= self.rejoin_after_s:
+        limit = self.rejoin_after_s
+        if limit is None:
+            limit = consumer.config["session_timeout_ms"] / 1000 + REBALANCE_GRACE_S
+        if since is None or time.monotonic() - since <= limit:
             return
-        log.warning("the group has not settled for %.0fs: joining it again", self.rejoin_after_s)
+        log.warning("the group has not settled for %.0fs: joining it again", limit)
         self.rejoins += 1
         consumer.unsubscribe()
         resubscribe()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import cast
 
 import pytest
@@ -127,7 +128,30 @@ def test_a_member_left_idle_by_a_larger_group_stays_put() -> None:
 
 
 class _Unsubscribes:
-    """All a rejoining watch calls on its consumer."""
+    """All a rejoining watch reads and calls on its consumer."""
+
+    config = {"session_timeout_ms": 45_000}
 
     def unsubscribe(self) -> None:
         pass
+
+
+def test_a_rebalance_held_by_a_dead_members_session_is_not_restarted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed member holds the next rebalance for its session timeout; the chaos suite's
+    deliver workers rejoined every 20 s in that wait and so restarted it."""
+    from mailferry.kafka import membership
+
+    now = [1000.0]
+    monkeypatch.setattr(membership, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    consumer = cast(KafkaConsumer, _Unsubscribes())
+    rejoined: list[float] = []
+    watch = GroupWatch(want_partitions=True)
+    watch.assigned([TopicPartition("t", 0)])
+    watch.revoked()
+    for waited in (20, 45, 74):
+        now[0] = 1000.0 + waited
+        watch.check(consumer, lambda: rejoined.append(now[0]))
+    assert rejoined == []
+    now[0] = 1000.0 + 76  # 45 s session + 30 s grace
+    watch.check(consumer, lambda: rejoined.append(now[0]))
+    assert rejoined == [1076.0]
