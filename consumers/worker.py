@@ -52,7 +52,7 @@ from mailferry.consumers.tenants import TenantPauses
 from mailferry.errors import MailferryError, PermanentError
 from mailferry.fence import TenantFence
 from mailferry.kafka.clients import new_consumer, new_producer
-from mailferry.kafka.membership import GroupWatch, await_topics, subscribe_settled
+from mailferry.kafka.membership import GroupWatch, await_topics
 from mailferry.kafka.topics import DELIVER, full_name, retry_topic
 from mailferry.observe import health, metrics
 from mailferry.schemas.records import unpack_deliveries
@@ -124,7 +124,7 @@ class DeliveryWorker:
         )
         await_topics(self.consumer, [self.deliver_topic, *self.tier_topics])
         self._check_partitions()
-        self._subscribe()
+        self.watch.join(self.consumer, [self.deliver_topic, *self.tier_topics], self.revoked, self.assigned)
         try:
             while not stop.is_set() and not (until is not None and until(self)):
                 self._step()
@@ -157,12 +157,6 @@ class DeliveryWorker:
         counts[self.ledger.topic] = self.ledger.partitions()
         check_partition_counts(counts)
 
-    def _subscribe(self) -> None:
-        assert self.consumer is not None
-        topics = [self.deliver_topic, *self.tier_topics]
-        subscribe_settled(self.consumer, topics, self.watch.listener(self.revoked, self.assigned))
-        self.watch.subscribed()
-
     # -- the loop ---------------------------------------------------------------------------
 
     def _step(self) -> None:
@@ -182,7 +176,7 @@ class DeliveryWorker:
                         break
             self._dispatch(jobs)
             self._collect(block_s=0.0)
-        self.watch.check(self.consumer, self._subscribe)
+        self.watch.check(self.consumer)
         self._check_paused_tenants()
         self._commit()
         self._status()

@@ -24,7 +24,7 @@ from mailferry.config import MailferryConfig
 from mailferry.config.sources import ImapSource, Pop3Source, Source
 from mailferry.errors import ConfigError, MailferryError
 from mailferry.kafka.clients import new_consumer
-from mailferry.kafka.membership import GroupWatch, subscribe_settled
+from mailferry.kafka.membership import GroupWatch
 from mailferry.kafka.topics import MAILBOXES, full_name
 from mailferry.observe import health, metrics
 from mailferry.producers.context import FetchContext, PassResult
@@ -210,17 +210,13 @@ class _Membership(threading.Thread):
                 consumer.seek_to_beginning(*partitions)
             self.call(worker.on_assigned({tp.partition for tp in partitions}))
 
-        def subscribe() -> None:
-            subscribe_settled(consumer, topics, watch.listener(revoked, assigned))
-            watch.subscribed()
-
         try:
-            subscribe()
+            watch.join(consumer, topics, revoked, assigned)
             while not self.stopping.is_set():
                 for tp, records in consumer.poll(timeout_ms=500).items():
                     for rec in records:
                         self.call(worker.on_record(tp.partition, rec.key, rec.value))
-                watch.check(consumer, subscribe)
+                watch.check(consumer)
         except BaseException as exc:
             self.error = exc
             log.exception("fetch worker membership failed")

@@ -25,23 +25,22 @@ class SkipWatch:
     """The next offset each raw partition owes the agent; armed by the worker only."""
 
     def __init__(self) -> None:
-        self.on_skip: Callable[[], None] | None = None
+        self._on_skip: Callable[[], None] | None = None
         self._next: dict[int, int] = {}
 
     def arm(self, on_skip: Callable[[], None]) -> None:
-        self.on_skip = on_skip
+        self._on_skip = on_skip
 
     def rebalanced(self) -> None:
         """A new assignment may start any partition at any committed offset."""
         self._next.clear()
 
     def saw(self, partition: int, offset: int) -> None:
-        expected = self._next.get(partition)
-        if expected is None or offset < expected:
-            self._next[partition] = max(expected or 0, offset + 1)
-            return
+        expected = self._next.get(partition, offset)
+        if offset < expected:
+            return  # seen again, or late around a rebalance
         self._next[partition] = offset + 1
-        if offset == expected or self.on_skip is None:
+        if offset == expected or self._on_skip is None:
             return
         log.error(
             "stream: raw partition %d went from offset %d to %d without the records between: "
@@ -50,5 +49,5 @@ class SkipWatch:
             expected - 1,
             offset,
         )
-        on_skip, self.on_skip = self.on_skip, None  # once: the worker is already stopping
+        on_skip, self._on_skip = self._on_skip, None  # once: the worker is already stopping
         on_skip()

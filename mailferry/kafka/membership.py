@@ -19,7 +19,7 @@ newest release):
   the group again.
 
 The rebalance listener runs on the client's network thread, where blocking calls such as
-``commit`` are refused: the callbacks handed to ``GroupWatch.listener`` must not block.
+``commit`` are refused: the callbacks handed to ``GroupWatch.join`` must not block.
 """
 
 from __future__ import annotations
@@ -97,12 +97,20 @@ class GroupWatch:
         self.want_partitions = want_partitions
         self.rejoin_after_s = rejoin_after_s
         self.rejoins = 0
-        self._unsettled_since: float | None = time.monotonic()
+        self._unsettled_since: float | None = None
+        self._subscription: tuple[list[str], ConsumerRebalanceListener] | None = None
 
-    def listener(self, revoked: Partitions, assigned: Partitions) -> ConsumerRebalanceListener:
-        return _Listener(self, revoked, assigned)
+    def join(
+        self, consumer: KafkaConsumer, topics: list[str], revoked: Partitions, assigned: Partitions
+    ) -> None:
+        """Subscribe ``consumer`` (``subscribe_settled``) with the rebalance callbacks; the
+        watch subscribes the same way again when it rejoins."""
+        self._subscription = (topics, _Listener(self, revoked, assigned))
+        self._subscribe(consumer)
 
-    def subscribed(self) -> None:
+    def _subscribe(self, consumer: KafkaConsumer) -> None:
+        assert self._subscription is not None, "join() first"
+        subscribe_settled(consumer, *self._subscription)
         self._unsettled_since = time.monotonic()
 
     def revoked(self) -> None:
@@ -115,8 +123,8 @@ class GroupWatch:
         elif self._unsettled_since is None:
             self._unsettled_since = time.monotonic()
 
-    def check(self, consumer: KafkaConsumer, resubscribe: Callable[[], None]) -> None:
-        """Call after each ``poll``; ``resubscribe`` subscribes again (and calls ``subscribed``)."""
+    def check(self, consumer: KafkaConsumer) -> None:
+        """Call after each ``poll``."""
         since = self._unsettled_since
         limit = self.rejoin_after_s
         if limit is None:
@@ -126,4 +134,4 @@ class GroupWatch:
         log.warning("the group has not settled for %.0fs: joining it again", limit)
         self.rejoins += 1
         consumer.unsubscribe()
-        resubscribe()
+        self._subscribe(consumer)

@@ -21,7 +21,7 @@ from kafka.admin import NewPartitions, NewTopic
 
 from mailferry.config.kafka import KafkaConfig
 from mailferry.kafka.clients import new_admin, new_consumer, new_producer
-from mailferry.kafka.membership import GroupWatch, await_topics, subscribe_settled
+from mailferry.kafka.membership import GroupWatch, await_topics
 
 pytestmark = pytest.mark.integration
 
@@ -65,9 +65,7 @@ def test_a_settled_subscription_knows_its_partitions_before_the_first_join(kafka
     try:
         await_topics(consumer, topics)
         events = Events()
-        subscribe_settled(
-            consumer, topics, GroupWatch(want_partitions=True).listener(events.on_revoked, events.on_assigned)
-        )
+        GroupWatch(want_partitions=True).join(consumer, topics, events.on_revoked, events.on_assigned)
         assert consumer._coordinator._metadata_snapshot == {t: {0, 1} for t in topics}
         assert _poll_until(consumer, lambda: bool(events.assigned), 30, 500)
         # the 5 s metadata refresh comes and goes without a second rebalance
@@ -83,14 +81,9 @@ def test_a_rebalance_that_never_finishes_is_joined_again(kafka_config: KafkaConf
     consumer = new_consumer(kafka_config, servers, f"g-{uuid.uuid4().hex[:8]}")
     watch = GroupWatch(want_partitions=True, rejoin_after_s=6)
     events = Events()
-
-    def subscribe() -> None:
-        subscribe_settled(consumer, topics, watch.listener(events.on_revoked, events.on_assigned))
-        watch.subscribed()
-
     producer = new_producer(kafka_config, servers)
     try:
-        subscribe()
+        watch.join(consumer, topics, events.on_revoked, events.on_assigned)
         assert _poll_until(consumer, lambda: bool(events.assigned), 30, 500)
         admin = new_admin(kafka_config, servers)
         admin.create_partitions({topics[0]: NewPartitions(3)})
@@ -107,7 +100,7 @@ def test_a_rebalance_that_never_finishes_is_joined_again(kafka_config: KafkaConf
         deadline = time.monotonic() + 40
         while b"after the wedge" not in got and time.monotonic() < deadline:
             got.extend(r.value for records in consumer.poll(timeout_ms=500).values() for r in records)
-            watch.check(consumer, subscribe)
+            watch.check(consumer)
         assert b"after the wedge" in got
         assert watch.rejoins == 1 and events.assigned[-1] == 5
     finally:
@@ -119,18 +112,34 @@ def test_a_member_left_idle_by_a_larger_group_stays_put() -> None:
     """Fetch workers may outnumber mailbox partitions; an empty assignment is settled there."""
     rejoined: list[bool] = []
     for want in (False, True):
+        consumer = _Consumer()
         watch = GroupWatch(want_partitions=want, rejoin_after_s=0)
+        watch.join(cast(KafkaConsumer, consumer), ["t"], _ignore, _ignore)
         watch.revoked()
         watch.assigned([])
         time.sleep(0.01)
-        watch.check(cast(KafkaConsumer, _Unsubscribes()), lambda want=want: rejoined.append(want))
+        watch.check(cast(KafkaConsumer, consumer))
+        rejoined += [want] * (consumer.subscriptions - 1)
     assert rejoined == [True]
 
 
-class _Unsubscribes:
-    """All a rejoining watch reads and calls on its consumer."""
+def _ignore(partitions: list[TopicPartition]) -> None:
+    pass
+
+
+class _Consumer:
+    """All a watch reads and calls on its consumer: subscribing (settled) and leaving."""
 
     config = {"session_timeout_ms": 45_000}
+
+    def __init__(self) -> None:
+        self.subscriptions = 0
+
+    def subscribe(self, topics: list[str], listener: object) -> None:
+        self.subscriptions += 1
+
+    def topics(self) -> set[str]:
+        return set()
 
     def unsubscribe(self) -> None:
         pass
@@ -143,15 +152,15 @@ def test_a_rebalance_held_by_a_dead_members_session_is_not_restarted(monkeypatch
 
     now = [1000.0]
     monkeypatch.setattr(membership, "time", SimpleNamespace(monotonic=lambda: now[0]))
-    consumer = cast(KafkaConsumer, _Unsubscribes())
+    consumer = _Consumer()
     rejoined: list[float] = []
     watch = GroupWatch(want_partitions=True)
+    watch.join(cast(KafkaConsumer, consumer), ["t"], _ignore, _ignore)
     watch.assigned([TopicPartition("t", 0)])
     watch.revoked()
-    for waited in (20, 45, 74):
+    for waited in (20, 45, 74, 76):  # 45 s session + 30 s grace
         now[0] = 1000.0 + waited
-        watch.check(consumer, lambda: rejoined.append(now[0]))
-    assert rejoined == []
-    now[0] = 1000.0 + 76  # 45 s session + 30 s grace
-    watch.check(consumer, lambda: rejoined.append(now[0]))
+        before = consumer.subscriptions
+        watch.check(cast(KafkaConsumer, consumer))
+        rejoined += [now[0]] * (consumer.subscriptions - before)
     assert rejoined == [1076.0]
