@@ -32,7 +32,7 @@ from mailferry.consumers import crashpoints
 from mailferry.consumers.batching import rounds
 from mailferry.consumers.ledger import ledger_key
 from mailferry.consumers.ledger_state import Verdict, verdict
-from mailferry.consumers.outcomes import ACK_TIMEOUT_S, Job, OutcomeWriter, Pending
+from mailferry.consumers.outcomes import ACK_TIMEOUT_S, AuditBatch, Job, OutcomeWriter, Pending
 from mailferry.consumers.retry_policy import DeadLetter, History, Retry, decide
 from mailferry.consumers.target import BatchTarget, DeliveryItem, DeliveryTarget, deliver_each
 from mailferry.delivery_flags import BYPASS_DEDUP
@@ -177,15 +177,17 @@ def _attempt(
     started = time.monotonic()
     tries = [_Try(job, key, job.history) for job, key in entries]
     reads = ReadOnce(blobs)  # the target's opens share one fetched, verified copy (one blob per batch)
+    audit = writer.audit_batch()  # the delivered and skipped events, one record for the batch
     try:
         try:
-            writing = [t for t in tries if _check(t, target, target_name, writer, reads)]
+            writing = [t for t in tries if _check(t, target, target_name, writer, reads, audit)]
             _write(writing, target, target_name, writer)
         finally:
             reads.close()
         for t in tries:
             if t.result is None:
-                t.result = _record(t, target_name, writer, policy, started)
+                t.result = _record(t, target_name, writer, policy, started, audit)
+        audit.send()
         return [t.result for t in tries if t.result is not None]
     except Exception as exc:
         log.exception(
@@ -194,12 +196,19 @@ def _attempt(
         raise OutcomeNotRecordedError(str(exc)) from exc
 
 
-def _check(t: _Try, target: DeliveryTarget, target_name: str, writer: OutcomeWriter, reads: ReadOnce) -> bool:
+def _check(
+    t: _Try,
+    target: DeliveryTarget,
+    target_name: str,
+    writer: OutcomeWriter,
+    reads: ReadOnce,
+    audit: AuditBatch,
+) -> bool:
     """Skip, ask or write: True when ``t`` is to be written."""
     job = t.job
     seen = verdict(writer.ledger.state(t.key), job.history.attempts)
     if seen in (Verdict.SKIP_DELIVERED, Verdict.SKIP_SUPERSEDED):
-        t.result = Settled(writer.skipped(job, target_name, _SKIP_REASONS[seen]))
+        t.result = Settled(writer.skipped(job, target_name, _SKIP_REASONS[seen], batch=audit))
         metrics.outcome(str(job.delivery["tenant"]), target_name, "skipped")
         return False
     t.asked = seen is Verdict.ASK or job.history.ambiguous
@@ -247,13 +256,15 @@ def _write(writing: list[_Try], target: DeliveryTarget, target_name: str, writer
             t.error = outcome
 
 
-def _record(t: _Try, target_name: str, writer: OutcomeWriter, policy: Policy, started: float) -> Result:
+def _record(
+    t: _Try, target_name: str, writer: OutcomeWriter, policy: Policy, started: float, audit: AuditBatch
+) -> Result:
     """Send the outcome of ``t`` (delivered, retry or dead letter); acknowledged later."""
     job = t.job
     tenant = str(job.delivery["tenant"])
     if t.error is None:
         pending = writer.delivered(
-            job, t.key, target_name, checked=t.found is True, note=_note(t.asked, t.found)
+            job, t.key, target_name, checked=t.found is True, note=_note(t.asked, t.found), batch=audit
         )
         metrics.outcome(tenant, target_name, "delivered", time.monotonic() - started)
         return Settled(pending)
