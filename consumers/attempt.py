@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from io import BytesIO
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from mailferry.blobs import BlobStore
 from mailferry.blobs.once import BlobOpener, ReadOnce
@@ -88,7 +88,9 @@ def idempotency_key(delivery: Delivery) -> str:
     return delivery["dedup_key"]
 
 
-def delivery_item(delivery: Delivery, blobs: BlobOpener) -> DeliveryItem:
+def delivery_item(
+    delivery: Delivery, blobs: BlobOpener, before_commit: Callable[[], None] | None = None
+) -> DeliveryItem:
     inline = delivery["inline"]
     blob_ref = delivery["blob_ref"]
 
@@ -110,6 +112,7 @@ def delivery_item(delivery: Delivery, blobs: BlobOpener) -> DeliveryItem:
         sha256=delivery["sha256"],
         open_message=open_message,
         add_headers=tuple((h["name"], h["value"]) for h in delivery["add_headers"]),
+        before_commit=before_commit,
     )
 
 
@@ -213,7 +216,7 @@ def _check(
         return False
     t.asked = seen is Verdict.ASK or job.history.ambiguous
     try:
-        t.item = replace(delivery_item(job.delivery, reads), before_commit=partial(_write_ahead, writer, [t]))
+        t.item = delivery_item(job.delivery, reads, partial(_write_ahead, writer, [t]))
         if t.asked:
             t.history = replace(job.history, ambiguous=True)  # until the target has answered
             t.found = target.already_delivered(t.item)
@@ -233,7 +236,8 @@ def _write(writing: list[_Try], target: DeliveryTarget, target_name: str, writer
     if not writing:
         return
     items = [t.item for t in writing if t.item is not None]
-    if isinstance(target, BatchTarget):
+    if _writes_batches(type(target)):
+        target = cast(BatchTarget, target)
         by_item = {id(t.item): t for t in writing}
         outcomes = target.deliver_batch(
             items, lambda some: _write_ahead(writer, [by_item[id(i)] for i in some])
@@ -307,6 +311,13 @@ def _write_ahead(writer: OutcomeWriter, tries: list[_Try]) -> None:
     except Exception as exc:
         raise WriteAheadError(f"the attempt was not recorded before the write: {exc}") from exc
     crashpoints.reach(crashpoints.AFTER_WRITE_AHEAD)
+
+
+@cache
+def _writes_batches(kind: type) -> bool:
+    """What ``isinstance(target, BatchTarget)`` adds to a ``DeliveryTarget``, once per class
+    (the protocol's own check walks every member on each call)."""
+    return callable(getattr(kind, "deliver_batch", None))
 
 
 def _note(asked: bool, found: bool | None) -> str | None:

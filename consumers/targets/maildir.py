@@ -66,6 +66,7 @@ class MaildirDelivery:
         self.name = name
         self.root = root
         self.max_message_size = max_message_size
+        self._lanes = WRITERS
         self._writers = (
             ThreadPoolExecutor(WRITERS, thread_name_prefix=f"maildir-{name}") if WRITERS > 1 else None
         )
@@ -94,7 +95,7 @@ class MaildirDelivery:
         make exact, so no write-ahead entry is needed.
         """
         outcomes: list[Outcome] = [None] * len(items)
-        boxes: dict[Path, list[int]] = {}
+        boxes: dict[str, list[int]] = {}
         for index, item in enumerate(items):
             if self.max_message_size is not None and item.size > self.max_message_size:
                 outcomes[index] = PermanentError(
@@ -102,9 +103,10 @@ class MaildirDelivery:
                     reason_code="message-too-large",
                 )
             else:
-                boxes.setdefault(self.mailbox_path(item.mailbox), []).append(index)
+                boxes.setdefault(mailbox_dirname(item.mailbox), []).append(index)
         files: list[_File] = []
-        for box, indexes in boxes.items():
+        for dirname, indexes in boxes.items():
+            box = self.root / dirname
             names = {index: message_filename(items[index].dedup_key) for index in indexes}
             try:
                 self._folders(box)
@@ -113,26 +115,29 @@ class MaildirDelivery:
                 for index in indexes:
                     outcomes[index] = _classify(exc, box)
                 continue
-            suffix = f".{os.getpid()}.{uuid.uuid4().hex[:12]}."
+            at, suffix = str(box), f".{os.getpid()}.{uuid.uuid4().hex[:12]}."
             files += [
-                _File(index, items[index], box, name, box / "tmp" / f"{name}{suffix}{index}")
+                _File(index, items[index], box, f"{at}/tmp/{name}{suffix}{index}", f"{at}/new/{name}")
                 for index, name in names.items()
                 if name not in read
             ]
-        linked: dict[Path, list[int]] = {}
+        linked: dict[Path, list[int]] = {}  # per mailbox folder (one Path object per box)
         for file, error in zip(files, self._write_all(files), strict=True):
             try:
                 if error is None and _link(file):
-                    linked.setdefault(file.box / "new", []).append(file.index)
+                    linked.setdefault(file.box, []).append(file.index)
             except OSError as exc:
                 error = exc
             try:
-                file.tmp.unlink(missing_ok=True)
+                os.unlink(file.tmp)
+            except FileNotFoundError:
+                pass
             except OSError as exc:
                 log.warning("maildir %s: %s not removed: %s", self.name, file.tmp, exc)
             if error is not None:
                 outcomes[file.index] = _classify(error, file.box) if isinstance(error, OSError) else error
-        for folder, indexes in linked.items():
+        for box, indexes in linked.items():
+            folder = box / "new"
             try:
                 _fsync_dir(folder)
             except OSError as exc:
@@ -146,10 +151,16 @@ class MaildirDelivery:
             folder.mkdir(mode=0o700, exist_ok=True)
 
     def _write_all(self, files: list[_File]) -> list[BaseException | None]:
-        """Each file written and fsynced; the batch's files from ``WRITERS`` threads at once."""
-        if self._writers is None or len(files) < 2:
+        """Each file written and fsynced; the batch's files from ``WRITERS`` threads at once,
+        each thread a share of them (a thread-pool task per file cost more CPU than the write)."""
+        lanes = min(self._lanes, len(files))
+        if self._writers is None or lanes < 2:
             return [_write(file) for file in files]
-        return list(self._writers.map(_write, files))
+        errors: list[BaseException | None] = [None] * len(files)
+        shares = self._writers.map(_write_each, [files[lane::lanes] for lane in range(lanes)])
+        for lane, share in enumerate(shares):
+            errors[lane::lanes] = share
+        return errors
 
     def already_delivered(self, item: DeliveryItem) -> bool | None:
         box = self.mailbox_path(item.mailbox)
@@ -181,8 +192,8 @@ class _File:
     index: int
     item: DeliveryItem
     box: Path
-    name: str
-    tmp: Path
+    tmp: str
+    new: str
 
 
 def _write(file: _File) -> BaseException | None:
@@ -200,10 +211,14 @@ def _write(file: _File) -> BaseException | None:
     return None
 
 
+def _write_each(files: list[_File]) -> list[BaseException | None]:
+    return [_write(file) for file in files]
+
+
 def _link(file: _File) -> bool:
     """Link the durable ``file.tmp`` into ``new/``; False when that name was there already."""
     try:
-        os.link(file.tmp, file.box / "new" / file.name)
+        os.link(file.tmp, file.new)
     except FileExistsError:
         return False
     return True
