@@ -53,6 +53,8 @@ VARIANTS = (
     "buffer-pack",
     "murmur-per-key",
     "stdlib-split",
+    "gc-freeze",
+    "gc-threshold",
 )
 
 
@@ -150,6 +152,23 @@ def _apply(variant: str) -> None:
         from mailferry.streams.collector import Partitions
 
         Partitions.__call__ = lambda self, key: partition_for(key, self.partitions)  # type: ignore[method-assign]
+    elif variant == "gc-freeze":
+        import gc
+
+        from mailferry.streams.app import StreamApp
+
+        routing = StreamApp._route_agent
+
+        async def frozen(self: StreamApp, stream: Any) -> AsyncIterator[None]:
+            gc.freeze()
+            async for value in routing(self, stream):
+                yield value
+
+        StreamApp._route_agent = frozen  # type: ignore[method-assign]
+    elif variant == "gc-threshold":
+        import gc
+
+        gc.set_threshold(50_000, 20, 20)
     elif variant == "stdlib-split":
         from mailferry.mail import headers
 
@@ -157,15 +176,15 @@ def _apply(variant: str) -> None:
 
 
 def _slice_decode() -> None:
+    import importlib
     import io
 
     import fastavro
 
-    from mailferry.schemas import codec as codec_module
-
+    codec_module = importlib.import_module("mailferry.schemas.codec")  # the package exports codec()
     original = codec_module.Codec.decode
 
-    def sliced(self: codec_module.Codec, data: bytes) -> codec_module.Record:
+    def sliced(self: Any, data: bytes) -> Any:
         if data[:2] == codec_module.MARKER:
             writer = self._writers.get(bytes(data[2 : codec_module.HEADER_SIZE]))
             body = data[codec_module.HEADER_SIZE :]  # the copy the in-place read avoids
