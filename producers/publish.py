@@ -3,6 +3,9 @@
 A pass sends its raw records, fetch-state records and audit events without waiting, then
 calls ``confirm``: only when every future resolved does the pass touch the source. The
 producer is idempotent with ``acks=all`` (``mailferry.kafka.clients``).
+
+A pass's audit events travel packed (``mailferry.packing.AUDIT_PACK``), as the stream's do:
+one record per mail would cost a record's work here and in the broker for every mail.
 """
 
 from __future__ import annotations
@@ -13,14 +16,17 @@ from mailferry.audit import EventName, audit_event
 from mailferry.config import MailferryConfig
 from mailferry.errors import MailferryError
 from mailferry.kafka.confirm import ConfirmedSends
-from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name
+from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
 from mailferry.mail.message_id import normalise_message_id
+from mailferry.packing import AUDIT_PACK, PACK_OVERHEAD
 from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
 from mailferry.raw_sends import RawSends, make_producer, pack_limit, partition_count
 from mailferry.rawrecord import encode_raw, raw_key
 from mailferry.schemas.records import FetchState, RawMessage
 
 __all__ = ["Batch", "Publisher", "make_producer", "pack_limit"]
+
+AUDIT_PACK_BYTES = 256 * 1024  # events per audit record: a few hundred, well under any topic limit
 
 
 class Batch:
@@ -32,6 +38,9 @@ class Batch:
         self._sends: ConfirmedSends[None] = ConfirmedSends(publisher.producer)
         self._state_updates: list[tuple[str, FetchState | None]] = []
         self._raw: RawSends[None] | None = None  # made by the first mail
+        self._events: list[bytes] = []  # audit events not sent yet, encoded
+        self._events_key = b""  # the record's key: its first event's
+        self._events_size = PACK_OVERHEAD
 
     @property
     def tenant(self) -> str:
@@ -78,7 +87,8 @@ class Batch:
         sha256: str | None = None,
         details: dict[str, str] | None = None,
     ) -> None:
-        p = self._publisher
+        """An audit event, sent with the others of the pass in an ``audit_batch`` record when
+        the pack is full or at ``confirm``."""
         key, value = audit_event(
             event,
             stage="fetch",
@@ -88,7 +98,18 @@ class Batch:
             sha256=sha256,
             details=details,
         )
-        self._sends.send(p.audit_topic, key=key, value=value)
+        if self._events and self._events_size + len(value) > self._publisher.audit_pack_bytes:
+            self._send_events()
+        if not self._events:
+            self._events_key = key
+        self._events.append(value)
+        self._events_size += len(value)
+
+    def _send_events(self) -> None:
+        if self._events:
+            value = AUDIT_PACK.pack(self._events)
+            self._sends.send(self._publisher.audit_topic, key=self._events_key, value=value)
+            self._events, self._events_size = [], PACK_OVERHEAD
 
     def confirm(self, timeout: float = 60.0) -> None:
         """Wait for every raw record and audit event, then write and wait for the state records.
@@ -98,6 +119,7 @@ class Batch:
         """
         if self._raw is not None:
             self._raw.flush()
+        self._send_events()
         self._wait(timeout)
         if self._state_updates:
             written = self._send_states()
@@ -128,6 +150,8 @@ class Publisher:
         self.state_topic = full_name(config.kafka, FETCH_STATE)
         self.audit_topic = full_name(config.kafka, AUDIT)
         self.pack_limit = pack_limit(config)
+        accepted = topic_settings(config.kafka, AUDIT).max_message_bytes
+        self.audit_pack_bytes = min(AUDIT_PACK_BYTES, accepted // 2)
         self._partitions: dict[str, int] = {}
 
     def partitions(self, topic: str) -> int:
