@@ -12,21 +12,18 @@ from __future__ import annotations
 
 from kafka import KafkaProducer
 
-from mailferry.audit import EventName, audit_event
+from mailferry.audit import EVENT_PACK_BYTES, EventName, EventPacks, audit_event
 from mailferry.config import MailferryConfig
 from mailferry.errors import MailferryError
 from mailferry.kafka.confirm import ConfirmedSends
 from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
 from mailferry.mail.message_id import normalise_message_id
-from mailferry.packing import AUDIT_PACK, PACK_OVERHEAD
 from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
 from mailferry.raw_sends import RawSends, make_producer, pack_limit, partition_count
 from mailferry.rawrecord import encode_raw, raw_key
 from mailferry.schemas.records import FetchState, RawMessage
 
 __all__ = ["Batch", "Publisher", "make_producer", "pack_limit"]
-
-AUDIT_PACK_BYTES = 256 * 1024  # events per audit record: a few hundred, well under any topic limit
 
 
 class Batch:
@@ -38,9 +35,7 @@ class Batch:
         self._sends: ConfirmedSends[None] = ConfirmedSends(publisher.producer)
         self._state_updates: list[tuple[str, FetchState | None]] = []
         self._raw: RawSends[None] | None = None  # made by the first mail
-        self._events: list[bytes] = []  # audit events not sent yet, encoded
-        self._events_key = b""  # the record's key: its first event's
-        self._events_size = PACK_OVERHEAD
+        self._events = EventPacks(publisher.audit_pack_bytes)
 
     @property
     def tenant(self) -> str:
@@ -98,18 +93,11 @@ class Batch:
             sha256=sha256,
             details=details,
         )
-        if self._events and self._events_size + len(value) > self._publisher.audit_pack_bytes:
-            self._send_events()
-        if not self._events:
-            self._events_key = key
-        self._events.append(value)
-        self._events_size += len(value)
+        self._send_events(self._events.add(key, value))
 
-    def _send_events(self) -> None:
-        if self._events:
-            value = AUDIT_PACK.pack(self._events)
-            self._sends.send(self._publisher.audit_topic, key=self._events_key, value=value)
-            self._events, self._events_size = [], PACK_OVERHEAD
+    def _send_events(self, packs: list[tuple[bytes, bytes]]) -> None:
+        for key, value in packs:
+            self._sends.send(self._publisher.audit_topic, key=key, value=value)
 
     def confirm(self, timeout: float = 60.0) -> None:
         """Wait for every raw record and audit event, then write and wait for the state records.
@@ -119,7 +107,7 @@ class Batch:
         """
         if self._raw is not None:
             self._raw.flush()
-        self._send_events()
+        self._send_events(self._events.drain())
         self._wait(timeout)
         if self._state_updates:
             written = self._send_states()
@@ -151,7 +139,7 @@ class Publisher:
         self.audit_topic = full_name(config.kafka, AUDIT)
         self.pack_limit = pack_limit(config)
         accepted = topic_settings(config.kafka, AUDIT).max_message_bytes
-        self.audit_pack_bytes = min(AUDIT_PACK_BYTES, accepted // 2)
+        self.audit_pack_bytes = min(EVENT_PACK_BYTES, accepted // 2)
         self._partitions: dict[str, int] = {}
 
     def partitions(self, topic: str) -> int:
