@@ -18,7 +18,14 @@ VARIANT is one of
 - ``table-per-key``: the dedup table written through Faust's ``table[key] = value``, one
   changelog record per sighting (as before ``streams.dedup_table``);
 - ``body-thread``: every mail's deliveries through ``shared_body`` in a thread, as before
-  ``streams.bodies.needs_sharing`` (a thread hop per mail, not only for a shared body).
+  ``streams.bodies.needs_sharing`` (a thread hop per mail, not only for a shared body);
+- ``slice-decode``: Avro records decoded from a copy of their body (a slice), as before
+  ``schemas.codec.Codec.decode`` read them in place (a raw pack of megabytes copied twice);
+- ``buffer-pack``: packs built in a growing ``BytesIO``, as before ``PackFormat.pack``'s join;
+- ``murmur-per-key``: the deliver partition computed per delivery, as before the collector's
+  ``Partitions`` cache;
+- ``stdlib-split``: every header block split by the standard library's parser, as before
+  ``mailferry.mail.headers.plain_fields`` split plain blocks itself.
 
 Each changes one thing, in this process only, before the worker starts; ``a+b`` applies both.
 """
@@ -42,6 +49,12 @@ VARIANTS = (
     "unpacked-outputs",
     "table-per-key",
     "body-thread",
+    "slice-decode",
+    "buffer-pack",
+    "murmur-per-key",
+    "stdlib-split",
+    "gc-freeze",
+    "gc-threshold",
 )
 
 
@@ -130,6 +143,78 @@ def _apply(variant: str) -> None:
         from mailferry.streams import app as stream_app
 
         stream_app.needs_sharing = lambda deliveries: True  # type: ignore[assignment]
+    elif variant == "slice-decode":
+        _slice_decode()
+    elif variant == "buffer-pack":
+        _buffer_pack()
+    elif variant == "murmur-per-key":
+        from mailferry.shard import partition_for
+        from mailferry.streams.collector import Partitions
+
+        Partitions.__call__ = lambda self, key: partition_for(key, self.partitions)  # type: ignore[method-assign]
+    elif variant == "gc-freeze":
+        import gc
+
+        from mailferry.streams.app import StreamApp
+
+        routing = StreamApp._route_agent
+
+        async def frozen(self: StreamApp, stream: Any) -> AsyncIterator[None]:
+            gc.freeze()
+            async for value in routing(self, stream):
+                yield value
+
+        StreamApp._route_agent = frozen  # type: ignore[method-assign]
+    elif variant == "gc-threshold":
+        import gc
+
+        gc.set_threshold(50_000, 20, 20)
+    elif variant == "stdlib-split":
+        from mailferry.mail import headers
+
+        headers.plain_fields = lambda block: None  # type: ignore[assignment]
+
+
+def _slice_decode() -> None:
+    import importlib
+    import io
+
+    import fastavro
+
+    codec_module = importlib.import_module("mailferry.schemas.codec")  # the package exports codec()
+    original = codec_module.Codec.decode
+
+    def sliced(self: Any, data: bytes) -> Any:
+        if data[:2] == codec_module.MARKER:
+            writer = self._writers.get(bytes(data[2 : codec_module.HEADER_SIZE]))
+            body = data[codec_module.HEADER_SIZE :]  # the copy the in-place read avoids
+            if writer is not None:
+                reader = None if writer is self.schema else self.schema
+                return fastavro.schemaless_reader(io.BytesIO(body), writer, reader)  # type: ignore[no-any-return]
+        return original(self, data)
+
+    codec_module.Codec.decode = sliced  # type: ignore[method-assign]
+
+
+def _buffer_pack() -> None:
+    import io
+
+    import fastavro
+
+    from mailferry import packing
+
+    def buffered(self: packing.PackFormat, singles: list[bytes]) -> bytes:
+        if len(singles) == 1:
+            return singles[0]
+        buffer = io.BytesIO()
+        buffer.write(packing.codec(self.batch).header())
+        fastavro.schemaless_writer(buffer, packing._LONG, len(singles))
+        for single in singles:
+            buffer.write(packing.avro_body(single))
+        buffer.write(b"\x00")
+        return buffer.getvalue()
+
+    packing.PackFormat.pack = buffered  # type: ignore[method-assign]
 
 
 def main() -> None:

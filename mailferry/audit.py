@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, cast
 
-from mailferry.packing import AUDIT_PACK, origin_of
+from mailferry.packing import AUDIT_PACK, PACK_OVERHEAD, origin_of
 from mailferry.schemas.records import AUDIT_EVENTS, AuditEvent
 
 EventName = Literal[
@@ -72,6 +72,40 @@ def audit_event(
     }
     key = message_key(tenant, message_id, sha256).encode()
     return key, AUDIT_EVENTS.encode(record)
+
+
+EVENT_PACK_BYTES = 256 * 1024  # a few hundred events per record, well under any topic's limit
+
+
+class EventPacks:
+    """Encoded events gathered into ``audit_batch`` records of at most ``limit`` bytes, each
+    keyed by its first event: a writer with many events (a fetch pass, an import) sends a
+    few records instead of one per event. A limit of 0 sends every event alone."""
+
+    def __init__(self, limit: int = EVENT_PACK_BYTES) -> None:
+        self.limit = limit
+        self._values: list[bytes] = []
+        self._key = b""
+        self._size = PACK_OVERHEAD
+
+    def add(self, key: bytes, value: bytes) -> list[tuple[bytes, bytes]]:
+        """The pack this event closed, if any, as (key, value) ready to send."""
+        closed = self.drain() if self._values and self._size + len(value) > self.limit else []
+        if not self._values:
+            self._key = key
+        self._values.append(value)
+        self._size += len(value)
+        return closed
+
+    def drain(self) -> list[tuple[bytes, bytes]]:
+        if not self._values:
+            return []
+        pack = (self._key, AUDIT_PACK.pack(self._values))
+        self._values, self._size = [], PACK_OVERHEAD
+        return [pack]
+
+    def __len__(self) -> int:
+        return len(self._values)
 
 
 class AuditRecord(Protocol):

@@ -5,8 +5,9 @@ everything before it, so an interrupted import continues where it stopped and lo
 nothing. Importing the same batch again publishes it again, and the stream's per-recipient
 deduplication keeps it from being delivered twice; ``--restart`` forgets the checkpoint.
 
-Mails go out as the fetcher's do (``mailferry.raw_sends``): packed per raw partition, each
-mail's ``imported`` audit event sent only once the pack holding it was acknowledged.
+Mails go out as the fetcher's do (``mailferry.raw_sends``): packed per raw partition. Their
+``imported`` audit events go packed too (``mailferry.audit.EventPacks``), at each checkpoint,
+once every mail before it was acknowledged.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mailferry.audit import audit_event
+from mailferry.audit import EventPacks, audit_event
 from mailferry.batch_sources import BatchMessage, BatchProblem, read_eml, read_maildir, read_mbox
 from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
@@ -118,17 +119,25 @@ def import_batch(
     sends: ConfirmedSends[str] = ConfirmedSends(producer)
     # packs close when full or at a checkpoint: nothing waits on an import's latency
     raw = RawSends(sends, raw_topic, partition_count(producer, raw_topic), pack_limit(config), float("inf"))
+    events = EventPacks()
+    closed: list[tuple[bytes, bytes]] = []  # full packs, waiting for the checkpoint like the rest
     durable_count = 0
 
     def durable(value: int | str) -> None:
-        """The checkpoint moves only when Kafka acknowledged every message before it."""
+        """The checkpoint moves only when Kafka acknowledged every message before it, and
+        then their audit events."""
         nonlocal durable_count
         raw.flush()
         report.records = raw.records
-        sends.wait().raise_for_failures(
+        failure = (
             "messages to import; run the import again to resume after the last checkpoint "
             f"({durable_count} messages imported for sure)"
         )
+        sends.wait().raise_for_failures(failure)
+        for key, pack in closed + events.drain():
+            sends.send(audit_topic, key=key, value=pack)
+        closed.clear()
+        sends.wait().raise_for_failures(failure)
         checkpoint.save(value, report.imported)
         durable_count = report.imported
 
@@ -154,7 +163,7 @@ def import_batch(
                 sha256=record["sha256"],
                 details={"position": item.position, "size": str(record["size"])},
             )
-            sends.then(item.position, audit_topic, key=audit_key, value=audit_value)
+            closed += events.add(audit_key, audit_value)
             report.imported += 1
             report.bytes += record["size"]
             pending = item.resume_after

@@ -3,17 +3,20 @@
 A pass sends its raw records, fetch-state records and audit events without waiting, then
 calls ``confirm``: only when every future resolved does the pass touch the source. The
 producer is idempotent with ``acks=all`` (``mailferry.kafka.clients``).
+
+A pass's audit events travel packed (``mailferry.packing.AUDIT_PACK``), as the stream's do:
+one record per mail would cost a record's work here and in the broker for every mail.
 """
 
 from __future__ import annotations
 
 from kafka import KafkaProducer
 
-from mailferry.audit import EventName, audit_event
+from mailferry.audit import EVENT_PACK_BYTES, EventName, EventPacks, audit_event
 from mailferry.config import MailferryConfig
 from mailferry.errors import MailferryError
 from mailferry.kafka.confirm import ConfirmedSends
-from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name
+from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
 from mailferry.mail.message_id import normalise_message_id
 from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
 from mailferry.raw_sends import RawSends, make_producer, pack_limit, partition_count
@@ -32,6 +35,7 @@ class Batch:
         self._sends: ConfirmedSends[None] = ConfirmedSends(publisher.producer)
         self._state_updates: list[tuple[str, FetchState | None]] = []
         self._raw: RawSends[None] | None = None  # made by the first mail
+        self._events = EventPacks(publisher.audit_pack_bytes)
 
     @property
     def tenant(self) -> str:
@@ -78,7 +82,8 @@ class Batch:
         sha256: str | None = None,
         details: dict[str, str] | None = None,
     ) -> None:
-        p = self._publisher
+        """An audit event, sent with the others of the pass in an ``audit_batch`` record when
+        the pack is full or at ``confirm``."""
         key, value = audit_event(
             event,
             stage="fetch",
@@ -88,7 +93,11 @@ class Batch:
             sha256=sha256,
             details=details,
         )
-        self._sends.send(p.audit_topic, key=key, value=value)
+        self._send_events(self._events.add(key, value))
+
+    def _send_events(self, packs: list[tuple[bytes, bytes]]) -> None:
+        for key, value in packs:
+            self._sends.send(self._publisher.audit_topic, key=key, value=value)
 
     def confirm(self, timeout: float = 60.0) -> None:
         """Wait for every raw record and audit event, then write and wait for the state records.
@@ -98,6 +107,7 @@ class Batch:
         """
         if self._raw is not None:
             self._raw.flush()
+        self._send_events(self._events.drain())
         self._wait(timeout)
         if self._state_updates:
             written = self._send_states()
@@ -128,6 +138,8 @@ class Publisher:
         self.state_topic = full_name(config.kafka, FETCH_STATE)
         self.audit_topic = full_name(config.kafka, AUDIT)
         self.pack_limit = pack_limit(config)
+        accepted = topic_settings(config.kafka, AUDIT).max_message_bytes
+        self.audit_pack_bytes = min(EVENT_PACK_BYTES, accepted // 2)
         self._partitions: dict[str, int] = {}
 
     def partitions(self, topic: str) -> int:

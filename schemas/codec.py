@@ -79,9 +79,9 @@ class Codec:
 
     def decode(self, data: bytes) -> Record:
         if data[:1] == confluent.MAGIC and len(data) >= confluent.HEADER_SIZE:
-            writer, body = self._registry_writer(data), data[confluent.HEADER_SIZE :]
+            writer, start = self._registry_writer(data), confluent.HEADER_SIZE
         elif len(data) >= HEADER_SIZE and data[:2] == MARKER:
-            writer, body = self._writers.get(bytes(data[2:HEADER_SIZE])), data[HEADER_SIZE:]
+            writer, start = self._writers.get(bytes(data[2:HEADER_SIZE])), HEADER_SIZE
             if writer is None:
                 raise UnknownSchemaError(
                     f"{self.name}: unknown writer schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}"
@@ -91,7 +91,10 @@ class Codec:
                 f"{self.name}: not an Avro single-object record (nor a schema-registry one)"
             )
         reader = None if writer is self.schema else self.schema
-        result = fastavro.schemaless_reader(io.BytesIO(body), writer, reader)
+        # read in place: a slice would copy the whole record (a raw pack is megabytes) first
+        source = io.BytesIO(data)
+        source.seek(start)
+        result = fastavro.schemaless_reader(source, writer, reader)
         if not isinstance(result, dict):
             raise UnknownSchemaError(f"{self.name}: decoded to {type(result).__name__}, not a record")
         return result

@@ -25,6 +25,29 @@ from mailferry.packing import AUDIT_PACK, DELIVERY_PACK, Packer, PackFormat
 from mailferry.shard import partition_for
 
 _AUDIT = 0  # the audit pack's bucket: one per input record, its partition left to Kafka
+PARTITION_CACHE = 10_000  # keys remembered; a full cache starts afresh
+
+
+class Partitions:
+    """Kafka's default partition of a deliver key (``partition_for``), remembered per key.
+
+    The key is ``tenant/recipient``, so one mailbox's key comes back with every mail it
+    gets, and kafka-python's murmur2 is pure Python (1.6 % of the worker's time). Bounded:
+    past ``limit`` keys it forgets them all, so a flood of distinct recipients costs what
+    it cost before, never memory."""
+
+    def __init__(self, partitions: int, limit: int = PARTITION_CACHE) -> None:
+        self.partitions = partitions
+        self.limit = limit
+        self._known: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        partition = self._known.get(key)
+        if partition is None:
+            if len(self._known) >= self.limit:
+                self._known.clear()
+            partition = self._known[key] = partition_for(key, self.partitions)
+        return partition
 
 
 @dataclass(frozen=True)
@@ -43,13 +66,14 @@ class Outputs:
 class Collector:
     def __init__(self, *, deliver_partitions: int, limit: int, packed: bool) -> None:
         self.deliver_partitions = deliver_partitions
+        self.partition_of = Partitions(deliver_partitions)
         self.packed = packed
         self._deliveries = Packer(limit, linger=float("inf"))
         self._audit = Packer(limit, linger=float("inf"))
         self._closed: tuple[list[Outgoing], list[Outgoing]] = ([], [])
 
     def delivery(self, key: bytes, value: bytes) -> None:
-        partition = partition_for(key, self.deliver_partitions) if self.packed else None
+        partition = self.partition_of(key) if self.packed else None
         self._add(self._deliveries, self._closed[0], DELIVERY_PACK, partition, key, value)
 
     def audit(self, key: bytes, value: bytes) -> None:

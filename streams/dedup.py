@@ -15,7 +15,7 @@ is idempotent, keeps it single.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 
@@ -34,7 +34,12 @@ class Sighting:
 
     def to_value(self) -> dict[str, Any]:
         """The table value (the table's JSON serializer writes it to the changelog)."""
-        return asdict(self)
+        return {
+            "first_seen_ms": self.first_seen_ms,
+            "origin": self.origin,
+            "mailbox_id": self.mailbox_id,
+            "delivery_id": self.delivery_id,
+        }
 
     @classmethod
     def from_value(cls, value: object) -> Sighting | None:

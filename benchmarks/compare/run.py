@@ -18,6 +18,7 @@ import os
 import platform
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import runners
@@ -56,6 +57,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--profile", type=Path, default=None, help="py-spy the mailferry rows; raw samples go here"
+    )
+    parser.add_argument(
+        "--warm-messages",
+        type=int,
+        default=0,
+        help="mailferry rows: first deliver this many other messages (same shape, next seed), unmeasured",
     )
     parser.add_argument("--latency", action="store_true", help="also run the drip (latency) scenario")
     parser.add_argument("--drip-rate", type=float, default=2.0, help="latency: messages a second")
@@ -134,8 +141,12 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
+            warm_with = None
+            if args.warm_messages:
+                warm_spec = replace(spec, seed=spec.seed + 1, messages=args.warm_messages, huge_mb=0)
+                warm_with = materialise(warm_spec, args.cache)
             results += mailferry_runner.throughput(
-                corpus, work, sink, args.profile, tuple(args.targets.split(","))
+                corpus, work, sink, args.profile, tuple(args.targets.split(",")), warm_with
             )
     finally:
         sink.stop()

@@ -54,6 +54,8 @@ def test_pop3s_fetches_publishes_then_deletes(
     assert sum(1 for r in raw if r["blob_ref"]) == 1
     events = [e["event"] for e in read_topic(kafka_config, AUDIT)]
     assert events.count("fetched") == 6 and events.count("source-deleted") == 6
+    # the events of a batch go packed: one audit record for the 6 "fetched", one for the deletions
+    assert len(read_records(kafka_config, AUDIT)) == 2
     reloaded = load_states(kafka_config, list(kafka_config.bootstrap_servers), [("acme", "p-basic")])
     assert {r["status"] for r in reloaded[("acme", "p-basic")].pop3().values()} == {"deleted"}
     # fetch state once per batch, not per message (issue 14): "fetched" and "deleted", 6 each
@@ -314,3 +316,22 @@ def _raw_consumer(kafka_config: KafkaConfig) -> Any:
         auto_offset_reset="earliest",
         consumer_timeout_ms=2000,
     )
+
+
+def test_audit_packs_close_at_their_size_limit(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    messages = [sample(i) for i in range(6)]
+    source, ctx, state = _setup(
+        dovecot, kafka_config, tmp_path, "p-audit-packs", messages, extra="leave_on_server = true\n"
+    )
+    ctx.publisher.audit_pack_bytes = 450  # two events per record (~180 bytes each)
+
+    assert pop3_pass(source, "acme", state, ctx).fetched == 6
+
+    records = read_records(kafka_config, AUDIT)
+    assert 2 < len(records) < 6
+    assert all(len(r.value) <= 450 for r in records)
+    fetched = [e for e in read_topic(kafka_config, AUDIT) if e["event"] == "fetched"]
+    assert sorted(e["message_id"] for e in fetched) == sorted(f"<m{i}@fetch.test>" for i in range(6))
+    ctx.publisher.close()

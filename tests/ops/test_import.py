@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from mailferry.audit import read_events
 from mailferry.cli.main import app
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.topics import RAW
+from mailferry.kafka.topics import AUDIT, RAW
 from mailferry.packing import RAW_PACK
 
-from ..topics import create_topics, read_values
+from ..topics import create_topics, read_records, read_values
 from .conftest import history_config
 
 pytestmark = pytest.mark.integration
@@ -97,3 +98,11 @@ def test_import_packs_small_mails_into_fewer_records_the_stream_reads_all_of(
     assert all(
         isinstance(body, bytes) and f"<{i}@import.test>".encode() in body for i, body in enumerate(inlines)
     )
+    # one ``imported`` event per mail, packed: the batch is one checkpoint, so one audit record
+    audit = read_records(kafka_config, AUDIT, 3000)
+    events = [event for record in audit for event in read_events(record)]
+    assert len(audit) == 1
+    assert sorted(int(e["details"]["position"].rpartition("@")[2]) for e in events) == sorted(
+        int(str(m["source_uid"]).rpartition("@")[2]) for m in mails
+    )
+    assert {e["event"] for e in events} == {"imported"}
