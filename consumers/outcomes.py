@@ -21,21 +21,19 @@ from datetime import UTC, datetime
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
-from mailferry.audit import EventName, audit_event
+from mailferry.audit import EVENT_PACK_BYTES, EventName, EventPacks, audit_event
 from mailferry.config import MailferryConfig
 from mailferry.consumers import crashpoints
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.retry_policy import DeadLetter, History, Origin, Retry
 from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic, topic_settings
-from mailferry.packing import AUDIT_PACK, Packer
 from mailferry.schemas.records import DEAD_LETTERS, DELIVERIES, Delivery
 from mailferry.schemas.records import DeadLetter as DeadLetterRecord
 
 ACK_TIMEOUT_S = 60.0
 Pending = list[FutureRecordMetadata]
 PACK_AUDIT = True  # a batch's delivered/skipped events in one record; False: one record each, as before
-AUDIT_PACK_BYTES = 256 * 1024  # at most, and below what the audit topic accepts
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ class OutcomeWriter:
         self.dlt_topic = full_name(config.kafka, DLT)
         self._kafka = config.kafka
         accepted = topic_settings(config.kafka, AUDIT).max_message_bytes
-        self._audit_limit = min(AUDIT_PACK_BYTES, accepted - min(64 * 1024, accepted // 8))
+        self._audit_limit = min(EVENT_PACK_BYTES, accepted // 2)
 
     def audit_batch(self) -> AuditBatch:
         """Where one attempt batch's delivered and skipped events gather until ``send``."""
@@ -259,9 +257,9 @@ class OutcomeWriter:
 
 class AuditBatch:
     """Audit events gathered while a batch is attempted, sent by ``send`` as ``audit_batch``
-    records (``mailferry.packing``) of at most ``limit`` bytes, each keyed like its first
-    event (a limit of 0: every event its own plain record). An event's outcome is durable
-    only once the record carrying it is: ``send`` adds that record's future to the
+    records (``mailferry.audit.EventPacks``: at most ``limit`` bytes, keyed like the first
+    event; a limit of 0 sends every event as its own plain record). An event's outcome is
+    durable only once the record carrying it is: ``send`` adds that record's future to the
     ``pending`` list the event came with."""
 
     def __init__(self, producer: KafkaProducer, topic: str, limit: int) -> None:
@@ -274,14 +272,22 @@ class AuditBatch:
         self._events.append((key, value, pending))
 
     def send(self) -> None:
-        packer = Packer(self._limit, linger=float("inf"))
-        packs = [pack for key, value, _ in self._events for pack in packer.add(0, key, value, 0.0)]
-        waiting = iter([pending for _, _, pending in self._events])
+        packs = EventPacks(self._limit)
+        waiting: list[Pending] = []  # of the events in the open pack
+        for key, value, pending in self._events:
+            for closed in packs.add(key, value):
+                self._send(closed, waiting)
+                waiting = []
+            waiting.append(pending)
+        for closed in packs.drain():
+            self._send(closed, waiting)
         self._events = []
-        for pack in packs + packer.drain():
-            future = self._producer.send(self._topic, key=pack.key, value=AUDIT_PACK.pack(pack.values))
-            for _ in pack.values:
-                next(waiting).append(future)
+
+    def _send(self, pack: tuple[bytes, bytes], waiting: list[Pending]) -> None:
+        key, value = pack
+        future = self._producer.send(self._topic, key=key, value=value)
+        for pending in waiting:
+            pending.append(future)
 
 
 def _reason(error: BaseException) -> str:
