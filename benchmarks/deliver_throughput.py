@@ -30,10 +30,11 @@ The EWS EMULATOR (not Microsoft Exchange) runs in this process: its CPU is in th
 CPU column.
 
 "as shipped" rows (Maildir and EWS) run the same worker with the switches of the 2026-12-04
-changes set back (``as_shipped``): Maildir files of a batch written and fsynced one after
+changes set back (``variant``): Maildir files of a batch written and fsynced one after
 another (``maildir.WRITERS = 1``) and one audit record per delivered/skipped event
 (``outcomes.PACK_AUDIT = False``). Each pair runs next to each other, the older first, so
-the machine's load hits both alike; ``--repeat`` runs every row again, in the same order.
+the machine's load hits both alike; "packed audit only" keeps Maildir's writes one after
+another. ``--repeat`` runs every row again, in the same order.
 The CPU column is this process's user + kernel time; "kernel" is its kernel share (file
 writes, fsyncs, sockets).
 """
@@ -83,8 +84,8 @@ from mailferry_testkit.graph_emulator import GraphEmulator
 
 EWS_USER, EWS_PASSWORD = "svc-mailferry", "emulator"
 Target = tuple[str, str, Callable[[], int]]  # row name, target TOML, delivered count
-Scenario = tuple[str, Callable[[], Target], int | None, int, bool]
-"""kind, target, batch size override, deliveries per record, as shipped"""
+Scenario = tuple[str, Callable[[], Target], int | None, int, str]
+"""kind, target, batch size override, deliveries per record, variant (``VARIANTS``)"""
 
 
 class CountingSink:
@@ -229,13 +230,16 @@ def worker_rates(
     return steady, len(records) / (last - began), (user + kernel) * per_1000, kernel * per_1000
 
 
-def as_shipped(on: bool) -> None:
-    """The switches of the 2026-12-04 changes: back to how main shipped them, or forward."""
-    maildir.WRITERS = 1 if on else SHIPPED_NOW["writers"]
-    outcomes.PACK_AUDIT = not on and SHIPPED_NOW["pack_audit"]
+VARIANTS = {  # row suffix: (maildir.WRITERS, outcomes.PACK_AUDIT); "": as this tree has them
+    "": (maildir.WRITERS, outcomes.PACK_AUDIT),
+    ", as shipped": (1, False),
+    ", packed audit only": (1, True),
+}
 
 
-SHIPPED_NOW = {"writers": maildir.WRITERS, "pack_audit": outcomes.PACK_AUDIT}
+def variant(suffix: str) -> None:
+    """Set the switches of the 2026-12-04 changes as the row ``suffix`` says."""
+    maildir.WRITERS, outcomes.PACK_AUDIT = VARIANTS[suffix]
 
 
 def _maildir(root: Path, mailboxes: int, concurrency: int) -> Target:
@@ -337,25 +341,27 @@ def main() -> None:
                 return _graph(graph_api, args.mailboxes, args.concurrency)
 
             scenarios: list[Scenario] = [
-                ("maildir", md, None, 1, True),
-                ("maildir", md, None, 1, False),
-                ("maildir", md, None, args.pack, True),
-                ("maildir", md, None, args.pack, False),
-                ("maildir", md, 1, 1, True),
-                ("ews", ews, None, 1, True),
-                ("ews", ews, None, 1, False),
-                ("ews", ews, None, args.pack, True),
-                ("ews", ews, None, args.pack, False),
-                ("smtp", smtp, None, 1, False),
-                ("graph", graph, None, 1, False),
-                ("graph", graph, 1, 1, False),
+                ("maildir", md, None, 1, ", as shipped"),
+                ("maildir", md, None, 1, ""),
+                ("maildir", md, None, 1, ", packed audit only"),
+                ("maildir", md, None, args.pack, ", as shipped"),
+                ("maildir", md, None, args.pack, ""),
+                ("maildir", md, None, args.pack, ", packed audit only"),
+                ("maildir", md, 1, 1, ", as shipped"),
+                ("ews", ews, None, 1, ", as shipped"),
+                ("ews", ews, None, 1, ""),
+                ("ews", ews, None, args.pack, ", as shipped"),
+                ("ews", ews, None, args.pack, ""),
+                ("smtp", smtp, None, 1, ""),
+                ("graph", graph, None, 1, ""),
+                ("graph", graph, 1, 1, ""),
             ]
             sizes = dict(batching.BATCH_SIZES)
             for _round in range(args.repeat):
-                for kind, make, one_by_one, pack, shipped in scenarios:
+                for kind, make, one_by_one, pack, suffix in scenarios:
                     if not kind.startswith(tuple(args.only.split(","))):
                         continue
-                    as_shipped(shipped)
+                    variant(suffix)
                     name, toml, delivered = make()
                     if one_by_one is not None:
                         batching.BATCH_SIZES.update(dict.fromkeys(sizes, one_by_one))
@@ -363,8 +369,7 @@ def main() -> None:
                     else:
                         batching.BATCH_SIZES.update(sizes)
                     name += f", packed ≤{pack}/record" if pack > 1 else ", 1/record"
-                    if shipped:
-                        name += ", as shipped"
+                    name += suffix
                     config = config_for(home, broker, toml)
                     records = [record(i, args.mailboxes, message(i, args.size)) for i in range(args.messages)]
                     direct = direct_rate(config, records, args.concurrency)
@@ -374,7 +379,7 @@ def main() -> None:
                     print(f"{name}: {steady:.0f}/s, {cpu_ms:.2f} CPU s/1k", file=sys.stderr)
                     rows.append((name, kafka_records, direct, steady, total, cpu_ms, kernel_ms))
         finally:
-            as_shipped(False)
+            variant("")
             graph_api.stop()
             controller.stop()
             for exchange in exchanges:
