@@ -37,6 +37,7 @@ from mailferry.mail import added_headers
 log = logging.getLogger(__name__)
 CHUNK = 1024 * 1024
 WRITERS = 8  # files of a batch written and fsynced at once; 1: one after another, as before
+SHARE = 4  # files per writer thread at least
 _SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789@+-_=")
 
 
@@ -151,9 +152,11 @@ class MaildirDelivery:
             folder.mkdir(mode=0o700, exist_ok=True)
 
     def _write_all(self, files: list[_File]) -> list[BaseException | None]:
-        """Each file written and fsynced; the batch's files from ``WRITERS`` threads at once,
-        each thread a share of them (a thread-pool task per file cost more CPU than the write)."""
-        lanes = min(self._lanes, len(files))
+        """Each file written and fsynced; the batch's files from up to ``WRITERS`` threads at
+        once, each thread a share of at least ``SHARE`` files (a thread hand-off per file cost
+        more CPU than it saved; a small batch is written by the calling thread, and the
+        worker runs several batches at once anyway)."""
+        lanes = min(self._lanes, len(files) // SHARE)
         if self._writers is None or lanes < 2:
             return [_write(file) for file in files]
         errors: list[BaseException | None] = [None] * len(files)

@@ -201,14 +201,21 @@ def test_a_batchs_files_are_synced_together_and_linked_only_once_durable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     target = MaildirDelivery("archive", tmp_path)
-    items = [_item("bob@acme.example", f"k{i}") for i in range(12)]
-    fsyncs = _FileFsyncs(monkeypatch, delay=0.05)
-    assert target.deliver_batch(items, lambda _: None) == [None] * 12
-    target.close()
+    items = [_item("bob@acme.example", f"k{i}") for i in range(32)]
+    fsyncs = _FileFsyncs(monkeypatch, delay=0.02)
+    assert target.deliver_batch(items, lambda _: None) == [None] * 32
     assert fsyncs.most_at_once >= 4  # one after another: 1
+    fsyncs.most_at_once = 0
+    assert (
+        target.deliver_batch([_item("ann@acme.example", f"k{i}") for i in range(3)], lambda _: None)
+        == [None] * 3
+    )
+    assert fsyncs.most_at_once == 1  # a small batch: no thread hand-off
+    target.close()
     assert fsyncs.linked_before_sync == []
     new = {p.name for p in (tmp_path / "bob@acme.example" / "new").iterdir()}
-    assert new == {message_filename(f"k{i}") for i in range(12)} == set(fsyncs.synced)
+    assert new == {message_filename(f"k{i}") for i in range(32)}
+    assert set(fsyncs.synced) == new
     assert list((tmp_path / "bob@acme.example" / "tmp").iterdir()) == []
 
 
