@@ -307,7 +307,7 @@ class StreamApp(Outputs):
         key = candidate.dedup_key.encode()
         now_ms = self.clock_ms()
         origin = delivery["raw_origin"] or ""
-        previous = Sighting.from_value(self.table.get(key))
+        previous = Sighting.from_value(self.table.sighting(key))
         verdict = decide(previous, now_ms=now_ms, window_ms=self.window_ms, origin=origin)
         if verdict == "duplicate" and previous is not None:
             self.counters.duplicates += 1
