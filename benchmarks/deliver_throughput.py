@@ -28,6 +28,14 @@ load (``mailferry.packing``): the deliveries bound for one partition (Kafka's de
 partitioner on ``tenant/recipient``) in records of up to ``--pack``, keyed by the first.
 The EWS EMULATOR (not Microsoft Exchange) runs in this process: its CPU is in those rows'
 CPU column.
+
+"as shipped" rows (Maildir and EWS) run the same worker with the switches of the 2026-12-04
+changes set back (``as_shipped``): Maildir files of a batch written and fsynced one after
+another (``maildir.WRITERS = 1``) and one audit record per delivered/skipped event
+(``outcomes.PACK_AUDIT = False``). Each pair runs next to each other, the older first, so
+the machine's load hits both alike; ``--repeat`` runs every row again, in the same order.
+The CPU column is this process's user + kernel time; "kernel" is its kernel share (file
+writes, fsyncs, sockets).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import faulthandler
 import hashlib
 import io
 import os
+import resource
 import signal
 import socket
 import sys
@@ -57,9 +66,10 @@ from rich.table import Table
 
 from mailferry.config import MailferryConfig, parse_config
 from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
-from mailferry.consumers import batching
+from mailferry.consumers import batching, outcomes
 from mailferry.consumers.registry import build_target
 from mailferry.consumers.target import DeliveryItem
+from mailferry.consumers.targets import maildir
 from mailferry.consumers.targets.maildir import mailbox_dirname
 from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.admin import ensure_topics
@@ -72,6 +82,9 @@ from mailferry_testkit.ews_emulator.server import EwsEmulator
 from mailferry_testkit.graph_emulator import GraphEmulator
 
 EWS_USER, EWS_PASSWORD = "svc-mailferry", "emulator"
+Target = tuple[str, str, Callable[[], int]]  # row name, target TOML, delivered count
+Scenario = tuple[str, Callable[[], Target], int | None, int, bool]
+"""kind, target, batch size override, deliveries per record, as shipped"""
 
 
 class CountingSink:
@@ -187,13 +200,13 @@ def publish(config: MailferryConfig, records: list[dict[str, Any]], pack: int) -
 
 def worker_rates(
     config: MailferryConfig, records: list[dict[str, Any]], delivered: Callable[[], int]
-) -> tuple[float, float, float]:
+) -> tuple[float, float, float, float]:
     baseline = delivered()
     worker = DeliveryWorker(config, list(config.kafka.bootstrap_servers))
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     began = time.perf_counter()
-    cpu_began = time.process_time()
+    usage_began = resource.getrusage(resource.RUSAGE_SELF)
     thread.start()
     first = None
     deadline = began + 600
@@ -206,14 +219,26 @@ def worker_rates(
             raise RuntimeError("the worker stopped early")
         time.sleep(0.1)
     last = time.perf_counter()
-    cpu = time.process_time() - cpu_began
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     stop.set()
     thread.join(timeout=120)
+    user = usage.ru_utime - usage_began.ru_utime
+    kernel = usage.ru_stime - usage_began.ru_stime
     steady = (len(records) - 1) / (last - (first or began)) if len(records) > 1 else float("nan")
-    return steady, len(records) / (last - began), cpu * 1000 / len(records)
+    per_1000 = 1000 / len(records)
+    return steady, len(records) / (last - began), (user + kernel) * per_1000, kernel * per_1000
 
 
-def _maildir(root: Path, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
+def as_shipped(on: bool) -> None:
+    """The switches of the 2026-12-04 changes: back to how main shipped them, or forward."""
+    maildir.WRITERS = 1 if on else SHIPPED_NOW["writers"]
+    outcomes.PACK_AUDIT = not on and SHIPPED_NOW["pack_audit"]
+
+
+SHIPPED_NOW = {"writers": maildir.WRITERS, "pack_audit": outcomes.PACK_AUDIT}
+
+
+def _maildir(root: Path, mailboxes: int, concurrency: int) -> Target:
     folders = [root / mailbox_dirname(f"user{i}@acme.example") / "new" for i in range(mailboxes)]
 
     def delivered() -> int:  # listdir, not glob: the count ran in the worker's process, under its GIL
@@ -237,7 +262,7 @@ def _emulated_mailboxes(emulator: EwsEmulator | GraphEmulator, mailboxes: int) -
     return delivered
 
 
-def _ews(emulator: EwsEmulator, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
+def _ews(emulator: EwsEmulator, mailboxes: int, concurrency: int) -> Target:
     """The EWS target into the EWS EMULATOR (not Microsoft Exchange), in this process."""
     emulator.add_account(EWS_USER, EWS_PASSWORD)
     delivered = _emulated_mailboxes(emulator, mailboxes)
@@ -250,7 +275,7 @@ def _ews(emulator: EwsEmulator, mailboxes: int, concurrency: int) -> tuple[str, 
     return "ews (EWS EMULATOR)", toml, delivered
 
 
-def _graph(emulator: GraphEmulator, mailboxes: int, concurrency: int) -> tuple[str, str, Callable[[], int]]:
+def _graph(emulator: GraphEmulator, mailboxes: int, concurrency: int) -> Target:
     """The Graph target (import-mime) into the GRAPH EMULATOR (not Microsoft Graph), in this process."""
     emulator.add_app("bench-app", "bench secret", "acme-tenant")
     delivered = _emulated_mailboxes(emulator, mailboxes)
@@ -275,6 +300,7 @@ def main() -> None:
     parser.add_argument(
         "--only", default="", help="run only the rows whose name starts with this (comma-separated)"
     )
+    parser.add_argument("--repeat", type=int, default=1, help="run every row this many times")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -287,47 +313,68 @@ def main() -> None:
         controller.start()
         # one EMULATOR per EWS row: a second worker in this process against the endpoint of an
         # earlier one stalls after ~45 deliveries, packed or not (exchangelib state; not looked into)
-        exchanges = [EwsEmulator().start(), EwsEmulator().start()]
-        ews_single, ews_packed = (_ews(e, args.mailboxes, args.concurrency) for e in exchanges)
+        exchanges: list[EwsEmulator] = []
+
+        def ews() -> Target:
+            exchanges.append(EwsEmulator().start())
+            return _ews(exchanges[-1], args.mailboxes, args.concurrency)
+
         graph_api = GraphEmulator().start()
+        folders = iter(range(10**6))
         try:
-            # (name, target TOML, delivered count, batch size override, deliveries per record)
-            scenarios: list[tuple[str, str, Callable[[], int], int | None, int]] = [
-                (*_maildir(home / "maildir", args.mailboxes, args.concurrency), None, 1),
-                (*_maildir(home / "maildir-packed", args.mailboxes, args.concurrency), None, args.pack),
-                (*_maildir(home / "maildir1", args.mailboxes, args.concurrency), 1, 1),
-                (*ews_single, None, 1),
-                (*ews_packed, None, args.pack),
-                (
-                    "smtp (aiosmtpd sink)",
+
+            def md() -> Target:
+                return _maildir(home / f"maildir{next(folders)}", args.mailboxes, args.concurrency)
+
+            def smtp() -> Target:
+                toml = (
                     '[[tenants.targets]]\nname = "t"\nkind = "smtp"\nhost = "127.0.0.1"\n'
-                    f"port = {smtp_port}\n"
-                    f'tls = "none"\nconcurrency = {args.concurrency}\n',
-                    lambda: sink.count,
-                    None,
-                    1,
-                ),
-                (*_graph(graph_api, args.mailboxes, args.concurrency), None, 1),
-                (*_graph(graph_api, args.mailboxes, args.concurrency), 1, 1),
+                    f'port = {smtp_port}\ntls = "none"\nconcurrency = {args.concurrency}\n'
+                )
+                return "smtp (aiosmtpd sink)", toml, lambda: sink.count
+
+            def graph() -> Target:
+                return _graph(graph_api, args.mailboxes, args.concurrency)
+
+            scenarios: list[Scenario] = [
+                ("maildir", md, None, 1, True),
+                ("maildir", md, None, 1, False),
+                ("maildir", md, None, args.pack, True),
+                ("maildir", md, None, args.pack, False),
+                ("maildir", md, 1, 1, True),
+                ("ews", ews, None, 1, True),
+                ("ews", ews, None, 1, False),
+                ("ews", ews, None, args.pack, True),
+                ("ews", ews, None, args.pack, False),
+                ("smtp", smtp, None, 1, False),
+                ("graph", graph, None, 1, False),
+                ("graph", graph, 1, 1, False),
             ]
             sizes = dict(batching.BATCH_SIZES)
-            for name, toml, delivered, one_by_one, pack in scenarios:
-                if not name.startswith(tuple(args.only.split(","))):
-                    continue
-                if one_by_one is not None:
-                    batching.BATCH_SIZES.update(dict.fromkeys(sizes, one_by_one))
-                    name = name.replace(", $batch", "") + ", batches of 1 (before)"
-                else:
-                    batching.BATCH_SIZES.update(sizes)
-                name += f", packed ≤{pack}/record" if pack > 1 else ", 1/record"
-                config = config_for(home, broker, toml)
-                records = [record(i, args.mailboxes, message(i, args.size)) for i in range(args.messages)]
-                direct = direct_rate(config, records, args.concurrency)
-                print(f"{name}: direct {direct:.0f}/s, now through the worker", file=sys.stderr)
-                kafka_records = publish(config, records, pack)
-                steady, total, cpu_ms = worker_rates(config, records, delivered)
-                rows.append((name, kafka_records, direct, steady, total, cpu_ms))
+            for _round in range(args.repeat):
+                for kind, make, one_by_one, pack, shipped in scenarios:
+                    if not kind.startswith(tuple(args.only.split(","))):
+                        continue
+                    as_shipped(shipped)
+                    name, toml, delivered = make()
+                    if one_by_one is not None:
+                        batching.BATCH_SIZES.update(dict.fromkeys(sizes, one_by_one))
+                        name = name.replace(", $batch", "") + ", batches of 1 (before)"
+                    else:
+                        batching.BATCH_SIZES.update(sizes)
+                    name += f", packed ≤{pack}/record" if pack > 1 else ", 1/record"
+                    if shipped:
+                        name += ", as shipped"
+                    config = config_for(home, broker, toml)
+                    records = [record(i, args.mailboxes, message(i, args.size)) for i in range(args.messages)]
+                    direct = direct_rate(config, records, args.concurrency)
+                    print(f"{name}: direct {direct:.0f}/s, now through the worker", file=sys.stderr)
+                    kafka_records = publish(config, records, pack)
+                    steady, total, cpu_ms, kernel_ms = worker_rates(config, records, delivered)
+                    print(f"{name}: {steady:.0f}/s, {cpu_ms:.2f} CPU s/1k", file=sys.stderr)
+                    rows.append((name, kafka_records, direct, steady, total, cpu_ms, kernel_ms))
         finally:
+            as_shipped(False)
             graph_api.stop()
             controller.stop()
             for exchange in exchanges:
@@ -345,10 +392,11 @@ def main() -> None:
         "worker incl. start",
         "worker/direct",
         "worker CPU s / 1,000",
+        "of which kernel",
     )
     for column in columns:
         table.add_column(column)
-    for name, kafka_records, direct, steady, total, cpu_ms in rows:
+    for name, kafka_records, direct, steady, total, cpu_ms, kernel_ms in rows:
         table.add_row(
             name,
             str(kafka_records),
@@ -357,8 +405,9 @@ def main() -> None:
             f"{total:.0f}",
             f"{steady / direct:.0%}",
             f"{cpu_ms:.2f}",
+            f"{kernel_ms:.2f}",
         )
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 if __name__ == "__main__":

@@ -15,18 +15,16 @@ the package installs it, first on the child's path), alternating with this tree'
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import random
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from revisions import checkout
 from rich.console import Console
 from rich.table import Table
 
@@ -36,8 +34,6 @@ from mailferry.kafka.admin import ensure_topics
 from mailferry.kafka.clients import new_admin, new_consumer
 from mailferry.kafka.embedded import EmbeddedBroker
 from mailferry.kafka.topics import RAW, full_name, topic_specs
-
-ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = """\
 state_dir = "{state}"
@@ -75,21 +71,6 @@ def write_mbox(path: Path, count: int, size: int, seed: int = 1) -> int:
             out.write(message)
             total += len(message)
     return total
-
-
-def checkout(revision: str, into: Path) -> Path:
-    """The tree of ``revision`` arranged as the wheel installs it (``package-dir`` in pyproject)."""
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True)
-    tree = into / "tree"
-    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
-        tar.extractall(tree, filter="data")
-    packages = into / "packages"
-    layout = tomllib.loads((tree / "pyproject.toml").read_text("utf-8"))["tool"]["setuptools"]["package-dir"]
-    for name, folder in sorted(layout.items()):  # parents first: "mailferry" before "mailferry.producers"
-        target = packages / name.replace(".", "/")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        (tree / folder).rename(target)
-    return packages
 
 
 @dataclass

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from functools import partial
+from functools import cache, partial
 from io import BytesIO
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from mailferry.blobs import BlobStore
 from mailferry.blobs.once import BlobOpener, ReadOnce
@@ -32,7 +32,7 @@ from mailferry.consumers import crashpoints
 from mailferry.consumers.batching import rounds
 from mailferry.consumers.ledger import ledger_key
 from mailferry.consumers.ledger_state import Verdict, verdict
-from mailferry.consumers.outcomes import ACK_TIMEOUT_S, Job, OutcomeWriter, Pending
+from mailferry.consumers.outcomes import ACK_TIMEOUT_S, AuditBatch, Job, OutcomeWriter, Pending
 from mailferry.consumers.retry_policy import DeadLetter, History, Retry, decide
 from mailferry.consumers.target import BatchTarget, DeliveryItem, DeliveryTarget, deliver_each
 from mailferry.delivery_flags import BYPASS_DEDUP
@@ -88,7 +88,9 @@ def idempotency_key(delivery: Delivery) -> str:
     return delivery["dedup_key"]
 
 
-def delivery_item(delivery: Delivery, blobs: BlobOpener) -> DeliveryItem:
+def delivery_item(
+    delivery: Delivery, blobs: BlobOpener, before_commit: Callable[[], None] | None = None
+) -> DeliveryItem:
     inline = delivery["inline"]
     blob_ref = delivery["blob_ref"]
 
@@ -110,6 +112,7 @@ def delivery_item(delivery: Delivery, blobs: BlobOpener) -> DeliveryItem:
         sha256=delivery["sha256"],
         open_message=open_message,
         add_headers=tuple((h["name"], h["value"]) for h in delivery["add_headers"]),
+        before_commit=before_commit,
     )
 
 
@@ -177,15 +180,17 @@ def _attempt(
     started = time.monotonic()
     tries = [_Try(job, key, job.history) for job, key in entries]
     reads = ReadOnce(blobs)  # the target's opens share one fetched, verified copy (one blob per batch)
+    audit = writer.audit_batch()  # the delivered and skipped events, one record for the batch
     try:
         try:
-            writing = [t for t in tries if _check(t, target, target_name, writer, reads)]
+            writing = [t for t in tries if _check(t, target, target_name, writer, reads, audit)]
             _write(writing, target, target_name, writer)
         finally:
             reads.close()
         for t in tries:
             if t.result is None:
-                t.result = _record(t, target_name, writer, policy, started)
+                t.result = _record(t, target_name, writer, policy, started, audit)
+        audit.send()
         return [t.result for t in tries if t.result is not None]
     except Exception as exc:
         log.exception(
@@ -194,17 +199,24 @@ def _attempt(
         raise OutcomeNotRecordedError(str(exc)) from exc
 
 
-def _check(t: _Try, target: DeliveryTarget, target_name: str, writer: OutcomeWriter, reads: ReadOnce) -> bool:
+def _check(
+    t: _Try,
+    target: DeliveryTarget,
+    target_name: str,
+    writer: OutcomeWriter,
+    reads: ReadOnce,
+    audit: AuditBatch,
+) -> bool:
     """Skip, ask or write: True when ``t`` is to be written."""
     job = t.job
     seen = verdict(writer.ledger.state(t.key), job.history.attempts)
     if seen in (Verdict.SKIP_DELIVERED, Verdict.SKIP_SUPERSEDED):
-        t.result = Settled(writer.skipped(job, target_name, _SKIP_REASONS[seen]))
+        t.result = Settled(writer.skipped(job, target_name, _SKIP_REASONS[seen], batch=audit))
         metrics.outcome(str(job.delivery["tenant"]), target_name, "skipped")
         return False
     t.asked = seen is Verdict.ASK or job.history.ambiguous
     try:
-        t.item = replace(delivery_item(job.delivery, reads), before_commit=partial(_write_ahead, writer, [t]))
+        t.item = delivery_item(job.delivery, reads, partial(_write_ahead, writer, [t]))
         if t.asked:
             t.history = replace(job.history, ambiguous=True)  # until the target has answered
             t.found = target.already_delivered(t.item)
@@ -224,7 +236,8 @@ def _write(writing: list[_Try], target: DeliveryTarget, target_name: str, writer
     if not writing:
         return
     items = [t.item for t in writing if t.item is not None]
-    if isinstance(target, BatchTarget):
+    if _writes_batches(type(target)):
+        target = cast(BatchTarget, target)
         by_item = {id(t.item): t for t in writing}
         outcomes = target.deliver_batch(
             items, lambda some: _write_ahead(writer, [by_item[id(i)] for i in some])
@@ -247,13 +260,15 @@ def _write(writing: list[_Try], target: DeliveryTarget, target_name: str, writer
             t.error = outcome
 
 
-def _record(t: _Try, target_name: str, writer: OutcomeWriter, policy: Policy, started: float) -> Result:
+def _record(
+    t: _Try, target_name: str, writer: OutcomeWriter, policy: Policy, started: float, audit: AuditBatch
+) -> Result:
     """Send the outcome of ``t`` (delivered, retry or dead letter); acknowledged later."""
     job = t.job
     tenant = str(job.delivery["tenant"])
     if t.error is None:
         pending = writer.delivered(
-            job, t.key, target_name, checked=t.found is True, note=_note(t.asked, t.found)
+            job, t.key, target_name, checked=t.found is True, note=_note(t.asked, t.found), batch=audit
         )
         metrics.outcome(tenant, target_name, "delivered", time.monotonic() - started)
         return Settled(pending)
@@ -296,6 +311,13 @@ def _write_ahead(writer: OutcomeWriter, tries: list[_Try]) -> None:
     except Exception as exc:
         raise WriteAheadError(f"the attempt was not recorded before the write: {exc}") from exc
     crashpoints.reach(crashpoints.AFTER_WRITE_AHEAD)
+
+
+@cache
+def _writes_batches(kind: type) -> bool:
+    """What ``isinstance(target, BatchTarget)`` adds to a ``DeliveryTarget``, once per class
+    (the protocol's own check walks every member on each call)."""
+    return callable(getattr(kind, "deliver_batch", None))
 
 
 def _note(asked: bool, found: bool | None) -> str | None:

@@ -5,6 +5,11 @@ retry record, dead letter, audit event); the worker commits an offset only after
 them are acknowledged, which is what makes the pipeline at-least-once without losing a
 message between stages. Waiting happens in the worker's main loop, not in the target's
 threads, so a thread is free for the next message while Kafka acknowledges the last one.
+
+The ``delivered`` and ``skipped`` events of one attempt batch go as one ``audit_batch``
+record (``AuditBatch``): a Kafka record per delivery was the worker's largest cost after the
+target itself (docs/benchmarks/deliver.md). The rare outcomes (retried, dead-lettered) stay
+one event per record, sent at once.
 """
 
 from __future__ import annotations
@@ -16,18 +21,19 @@ from datetime import UTC, datetime
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
-from mailferry.audit import EventName, audit_event
+from mailferry.audit import EVENT_PACK_BYTES, EventName, EventPacks, audit_event
 from mailferry.config import MailferryConfig
 from mailferry.consumers import crashpoints
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.retry_policy import DeadLetter, History, Origin, Retry
 from mailferry.errors import TransientError
-from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic
+from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic, topic_settings
 from mailferry.schemas.records import DEAD_LETTERS, DELIVERIES, Delivery
 from mailferry.schemas.records import DeadLetter as DeadLetterRecord
 
 ACK_TIMEOUT_S = 60.0
 Pending = list[FutureRecordMetadata]
+PACK_AUDIT = True  # a batch's delivered/skipped events in one record; False: one record each, as before
 
 
 @dataclass(frozen=True)
@@ -75,20 +81,40 @@ class OutcomeWriter:
         self.audit_topic = full_name(config.kafka, AUDIT)
         self.dlt_topic = full_name(config.kafka, DLT)
         self._kafka = config.kafka
+        accepted = topic_settings(config.kafka, AUDIT).max_message_bytes
+        self._audit_limit = min(EVENT_PACK_BYTES, accepted // 2)
+
+    def audit_batch(self) -> AuditBatch:
+        """Where one attempt batch's delivered and skipped events gather until ``send``."""
+        return AuditBatch(self.producer, self.audit_topic, self._audit_limit if PACK_AUDIT else 0)
 
     def delivered(
-        self, job: Job, ledger_key: bytes, target: str, *, checked: bool = False, note: str | None = None
+        self,
+        job: Job,
+        ledger_key: bytes,
+        target: str,
+        *,
+        checked: bool = False,
+        note: str | None = None,
+        batch: AuditBatch | None = None,
     ) -> Pending:
-        ledger = self.ledger.record(ledger_key, job.delivery["delivery_id"], partition=job.partition)
+        """The ledger entry and the ``delivered`` event (in ``batch`` when given: its record's
+        future joins the returned list when ``batch.send`` runs)."""
+        pending = [self.ledger.record(ledger_key, job.delivery["delivery_id"], partition=job.partition)]
         details = {"target": target, "attempts": str(job.history.attempts + 1)}
         if checked:
             details["found"] = "already in the mailbox after an ambiguous outcome"
         if note:
             details["note"] = note
-        return [ledger, self._audit("delivered", job, details)]
+        self._audit("delivered", job, details, pending, batch)
+        return pending
 
-    def skipped(self, job: Job, target: str, reason: str = "already in the ledger") -> Pending:
-        return [self._audit("skipped", job, {"target": target, "reason": reason})]
+    def skipped(
+        self, job: Job, target: str, reason: str = "already in the ledger", *, batch: AuditBatch | None = None
+    ) -> Pending:
+        pending: Pending = []
+        self._audit("skipped", job, {"target": target, "reason": reason}, pending, batch)
+        return pending
 
     def retry(
         self, job: Job, decision: Retry, error: BaseException, *, ledger_key: bytes | None = None
@@ -108,18 +134,17 @@ class OutcomeWriter:
             futures.append(
                 self.ledger.moved(ledger_key, generation, job.delivery["delivery_id"], job.partition)
             )
-        futures.append(
-            self._audit(
-                "retried",
-                job,
-                {
-                    "tier": str(decision.tier),
-                    "due_at": decision.due_at.isoformat(),
-                    "attempts": str(decision.history.attempts),
-                    "reason": _reason(error),
-                    "error": _text(error),
-                },
-            )
+        self._audit(
+            "retried",
+            job,
+            {
+                "tier": str(decision.tier),
+                "due_at": decision.due_at.isoformat(),
+                "attempts": str(decision.history.attempts),
+                "reason": _reason(error),
+                "error": _text(error),
+            },
+            futures,
         )
         return futures
 
@@ -150,18 +175,17 @@ class OutcomeWriter:
         futures = [self.producer.send(self.dlt_topic, key=job.item_key, value=value)]
         if ledger_key is not None and self.ledger.state(ledger_key) is not None:
             futures.append(self.ledger.forget(ledger_key, job.partition))  # a requeue starts afresh
-        futures.append(
-            self._audit(
-                "dead-lettered",
-                job,
-                {
-                    "dead_letter_id": record["dead_letter_id"],
-                    "error_class": decision.error_class,
-                    "reason": decision.reason_code,
-                    "error": _text(error),
-                    "attempts": str(history.attempts),
-                },
-            )
+        self._audit(
+            "dead-lettered",
+            job,
+            {
+                "dead_letter_id": record["dead_letter_id"],
+                "error_class": decision.error_class,
+                "reason": decision.reason_code,
+                "error": _text(error),
+                "attempts": str(history.attempts),
+            },
+            futures,
         )
         return futures
 
@@ -193,7 +217,15 @@ class OutcomeWriter:
         key, value = audit_event(event, stage="deliver", tenant=tenant, details=details)
         self.wait([self.producer.send(self.audit_topic, key=key, value=value)])
 
-    def _audit(self, event: EventName, job: Job, details: dict[str, str]) -> FutureRecordMetadata:
+    def _audit(
+        self,
+        event: EventName,
+        job: Job,
+        details: dict[str, str],
+        pending: Pending,
+        batch: AuditBatch | None = None,
+    ) -> None:
+        """The event of ``job``: sent now, its future added to ``pending``, or into ``batch``."""
         delivery = job.delivery
         key, value = audit_event(
             event,
@@ -206,7 +238,10 @@ class OutcomeWriter:
             recipient=delivery["recipient"],
             details={"delivery_id": delivery["delivery_id"], "origin": job.origin.address, **details},
         )
-        return self.producer.send(self.audit_topic, key=key, value=value)
+        if batch is None:
+            pending.append(self.producer.send(self.audit_topic, key=key, value=value))
+        else:
+            batch.add(key, value, pending)
 
     @staticmethod
     def wait(futures: Pending) -> None:
@@ -218,6 +253,41 @@ class OutcomeWriter:
                 raise TransientError(
                     f"Kafka did not acknowledge an outcome: {exc}", reason_code="kafka"
                 ) from exc
+
+
+class AuditBatch:
+    """Audit events gathered while a batch is attempted, sent by ``send`` as ``audit_batch``
+    records (``mailferry.audit.EventPacks``: at most ``limit`` bytes, keyed like the first
+    event; a limit of 0 sends every event as its own plain record). An event's outcome is
+    durable only once the record carrying it is: ``send`` adds that record's future to the
+    ``pending`` list the event came with."""
+
+    def __init__(self, producer: KafkaProducer, topic: str, limit: int) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._limit = limit
+        self._events: list[tuple[bytes, bytes, Pending]] = []
+
+    def add(self, key: bytes, value: bytes, pending: Pending) -> None:
+        self._events.append((key, value, pending))
+
+    def send(self) -> None:
+        packs = EventPacks(self._limit)
+        waiting: list[Pending] = []  # of the events in the open pack
+        for key, value, pending in self._events:
+            for closed in packs.add(key, value):
+                self._send(closed, waiting)
+                waiting = []
+            waiting.append(pending)
+        for closed in packs.drain():
+            self._send(closed, waiting)
+        self._events = []
+
+    def _send(self, pack: tuple[bytes, bytes], waiting: list[Pending]) -> None:
+        key, value = pack
+        future = self._producer.send(self._topic, key=key, value=value)
+        for pending in waiting:
+            pending.append(future)
 
 
 def _reason(error: BaseException) -> str:

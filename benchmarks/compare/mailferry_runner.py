@@ -142,8 +142,16 @@ class Running:
         return measurement.exit_code
 
 
-def start(users: list[str], work: Path, name: str, target: Target, poll_seconds: float = 1.0) -> Running:
-    """Dovecot with one warm-up message per mailbox, mailferry running, warm-up delivered."""
+def start(
+    users: list[str],
+    work: Path,
+    name: str,
+    target: Target,
+    poll_seconds: float = 1.0,
+    code: Path | None = None,
+) -> Running:
+    """Dovecot with one warm-up message per mailbox, mailferry running, warm-up delivered;
+    ``code``: another revision's packages (``benchmarks/revisions.py``) instead of this tree's."""
     shutil.rmtree(work / f"dovecot-{name}", ignore_errors=True)
     server = DovecotServer(work / f"dovecot-{name}").start()
     for user in users:
@@ -151,7 +159,7 @@ def start(users: list[str], work: Path, name: str, target: Target, poll_seconds:
         server.seed(user, [warmup_message(user)])
     notes: list[str] = []
     for attempt in range(1, START_ATTEMPTS + 1):
-        watched, log = _launch(users, work, name, target, server, poll_seconds)
+        watched, log = _launch(users, work, name, target, server, poll_seconds, code)
         ready = wait_until(
             lambda w=watched: all(f"warmup-{u}" in target.arrivals() for u in users) or not w.running(),
             READY_TIMEOUT,
@@ -169,7 +177,13 @@ def start(users: list[str], work: Path, name: str, target: Target, poll_seconds:
 
 
 def _launch(
-    users: list[str], work: Path, name: str, target: Target, server: DovecotServer, poll_seconds: float
+    users: list[str],
+    work: Path,
+    name: str,
+    target: Target,
+    server: DovecotServer,
+    poll_seconds: float,
+    code: Path | None = None,
 ) -> tuple[Watched, Path]:
     """A fresh state folder (so a fresh embedded broker) and ``mailferry run`` on it."""
     state_dir = work / f"state-{name}"
@@ -184,7 +198,9 @@ def _launch(
     config = mailferry_config.write(work / f"mailferry-{name}.toml", text)
     log = work / f"mailferry-{name}.log"
     argv = [sys.executable, "-m", "mailferry", "-c", str(config), "run"]
-    return Watched(argv, log=log, env={**os.environ}).start(), log
+    env = {**os.environ, **({"PYTHONPATH": str(code)} if code is not None else {})}
+    # run from the work folder: ``python -m`` puts its working folder first on the path
+    return Watched(argv, log=log, env=env, cwd=work).start(), log
 
 
 def stage(server: DovecotServer, corpus: Corpus) -> list[tuple[Path, Path]]:
@@ -246,14 +262,16 @@ def measure(
     target: Target,
     profile_dir: Path | None = None,
     warm_with: Corpus | None = None,
+    code: Path | None = None,
+    tag: str = "",
 ) -> Result:
     """One mailferry row; ``warm_with`` is a corpus delivered first, unmeasured, on the same
     running pipeline (the broker's JIT and every role's first-time paths behind it, as in a
     service that has been running for a while)."""
-    name = f"d. mailferry → {target.label}"
+    name = f"d. mailferry → {target.label}" + (f" ({tag})" if tag else "")
     key = target.label.split()[0].lower()
     try:
-        running = start(corpus.mailboxes, work, key, target)
+        running = start(corpus.mailboxes, work, key, target, code=code)
     except RuntimeError as exc:
         target.close()
         return Result(name, corpus.messages, 0, corpus.total_bytes, 0, 0, 0, note=str(exc), runnable=False)
@@ -329,6 +347,8 @@ def throughput(
     profile_dir: Path | None = None,
     targets: tuple[str, ...] = TARGETS,
     warm_with: Corpus | None = None,
+    code: Path | None = None,
+    tag: str = "",
 ) -> list[Result]:
     reason = not_runnable_reason()
     if reason:
@@ -342,7 +362,7 @@ def throughput(
         "maildir": lambda: maildir(work),
         "ews": lambda: ews(corpus),
     }
-    return [measure(corpus, work, makers[name](), profile_dir, warm_with) for name in targets]
+    return [measure(corpus, work, makers[name](), profile_dir, warm_with, code, tag) for name in targets]
 
 
 def latency(corpus: Corpus, work: Path, sink: SmtpSink, rate: float, seconds: float) -> LatencyResult:

@@ -7,7 +7,10 @@ Run as root (Dovecot, fetchmail and getmail6 need it here), after ``benchmarks/s
     .venv/bin/python benchmarks/compare/run.py --mailboxes 4 --messages 1000 --only a,b
 
 Clients: a = drain limit and poplib loop, b = fetchmail (SMTP), c = getmail6 (Maildir),
-d = mailferry end to end (SMTP sink, then the EWS emulator). Scenarios beyond throughput:
+d = mailferry end to end (SMTP sink, then the EWS emulator). ``--baseline REV --rounds N`` runs
+the mailferry rows N times with git revision REV's code and this tree's, alternating, for a
+side-by-side ratio; ``--warm-messages N`` delivers N other messages first on each running
+pipeline, unmeasured (a long-running service is warm). Scenarios beyond throughput:
 ``--latency`` (drip at a steady rate, 1 s polling) and ``--scale`` (1,000 mailboxes, 10 s poll).
 """
 
@@ -22,9 +25,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import runners
+
+sys.path.append(str(Path(__file__).resolve().parents[1]))  # benchmarks/: revisions.py
 from corpus import CorpusSpec
 from latency import LatencyResult
 from results import Result, print_latency, print_report
+from revisions import checkout
 from sink import SmtpSink
 from source import Corpus, materialise
 
@@ -64,6 +70,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="mailferry rows: first deliver this many other messages (same shape, next seed), unmeasured",
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        help="mailferry rows: also run git revision REV's code, alternating with this tree's",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="mailferry rows: how many times each")
     parser.add_argument("--latency", action="store_true", help="also run the drip (latency) scenario")
     parser.add_argument("--drip-rate", type=float, default=2.0, help="latency: messages a second")
     parser.add_argument("--drip-seconds", type=float, default=30.0, help="latency: how long to drip")
@@ -145,9 +157,14 @@ def main(argv: list[str] | None = None) -> int:
             if args.warm_messages:
                 warm_spec = replace(spec, seed=spec.seed + 1, messages=args.warm_messages, huge_mb=0)
                 warm_with = materialise(warm_spec, args.cache)
-            results += mailferry_runner.throughput(
-                corpus, work, sink, args.profile, tuple(args.targets.split(",")), warm_with
-            )
+            sides: list[tuple[Path | None, str]] = [(None, "this tree" if args.baseline else "")]
+            if args.baseline:
+                sides.insert(0, (checkout(args.baseline, work / "baseline"), args.baseline))
+            for _ in range(args.rounds):
+                for code, tag in sides:
+                    results += mailferry_runner.throughput(
+                        corpus, work, sink, args.profile, tuple(args.targets.split(",")), warm_with, code, tag
+                    )
     finally:
         sink.stop()
     print_report(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import io
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,68 @@ def test_a_failed_folder_sync_fails_that_folders_items_only(
     outcomes = target.deliver_batch(items, lambda _: None)
     assert outcomes[1] is None
     assert isinstance(outcomes[0], TransientError) and isinstance(outcomes[2], TransientError)
+
+
+class _FileFsyncs:
+    """Watches fsync calls on files (the real fsync still runs, after ``delay``): how many ran
+    at once, and whether a file's name was already in ``new/`` when its bytes were synced."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, delay: float = 0.0, fail: str | None = None) -> None:
+        self.synced: list[str] = []
+        self.linked_before_sync: list[str] = []
+        self.most_at_once = 0
+        self._running = 0
+        self._lock = threading.Lock()
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            path = Path(os.readlink(f"/proc/self/fd/{fd}"))
+            if path.is_dir():
+                return real(fd)
+            name = path.name.split(".")[0] + "." + path.name.split(".")[1]
+            with self._lock:
+                self._running += 1
+                self.most_at_once = max(self.most_at_once, self._running)
+                if (path.parent.parent / "new" / name).exists():
+                    self.linked_before_sync.append(name)
+            try:
+                time.sleep(delay)
+                if fail is not None and name == fail:
+                    raise OSError(errno.EIO, "I/O error")
+                real(fd)
+                self.synced.append(name)
+            finally:
+                with self._lock:
+                    self._running -= 1
+
+        monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_a_batchs_files_are_synced_together_and_linked_only_once_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = MaildirDelivery("archive", tmp_path)
+    items = [_item("bob@acme.example", f"k{i}") for i in range(12)]
+    fsyncs = _FileFsyncs(monkeypatch, delay=0.05)
+    assert target.deliver_batch(items, lambda _: None) == [None] * 12
+    target.close()
+    assert fsyncs.most_at_once >= 4  # one after another: 1
+    assert fsyncs.linked_before_sync == []
+    new = {p.name for p in (tmp_path / "bob@acme.example" / "new").iterdir()}
+    assert new == {message_filename(f"k{i}") for i in range(12)} == set(fsyncs.synced)
+    assert list((tmp_path / "bob@acme.example" / "tmp").iterdir()) == []
+
+
+def test_a_file_that_cannot_be_synced_fails_alone_and_is_not_linked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = MaildirDelivery("archive", tmp_path)
+    items = [_item("bob@acme.example", f"k{i}") for i in range(5)]
+    _FileFsyncs(monkeypatch, fail=message_filename("k2"))
+    outcomes = target.deliver_batch(items, lambda _: None)
+    target.close()
+    assert isinstance(outcomes[2], TransientError) and outcomes[2].reason_code == "io-error"
+    assert outcomes[:2] + outcomes[3:] == [None] * 4
+    new = {p.name for p in (tmp_path / "bob@acme.example" / "new").iterdir()}
+    assert new == {message_filename(f"k{i}") for i in (0, 1, 3, 4)}
+    assert list((tmp_path / "bob@acme.example" / "tmp").iterdir()) == []

@@ -224,3 +224,41 @@ def test_the_records_of_one_poll_share_a_folder_sync(
     worker.shutdown()
     assert sum(len(maildir_files(root, r)) for r in recipients) == 60
     assert 2 <= len(folder_syncs) <= 20, folder_syncs
+
+
+def test_a_batchs_delivered_and_skipped_events_share_audit_records(
+    tmp_path: Path, kafka_config: KafkaConfig, start_worker: Callable[..., RunningWorker]
+) -> None:
+    """60 deliveries for two mailboxes and 10 of them again, published before the worker
+    starts: their events travel in far fewer audit records than events, and every reader's
+    path (``read_events``, the trace) finds each one with its own delivery id."""
+    from mailferry.audit import read_events
+    from mailferry.audit_trace import trace
+    from mailferry.kafka.topics import AUDIT
+
+    from .conftest import read_topic
+
+    root, config = maildir_config(tmp_path, kafka_config)
+    recipients = ["ann@acme.example", "bob@acme.example"]
+    records = [delivery_record(recipients[i % 2], sample_message(i, recipients[i % 2])) for i in range(60)]
+    publish(config, records + records[:10])
+    worker = start_worker(config)
+    worker.wait_for(
+        lambda: sum(1 for e in audit_events(config) if e["event"] in ("delivered", "skipped")) >= 70
+    )
+    worker.shutdown()
+    assert sum(len(maildir_files(root, r)) for r in recipients) == 60
+
+    audit = read_topic(config, AUDIT)
+    events = [event for record in audit for event in read_events(record)]
+    delivered = [e["details"]["delivery_id"] for e in events if e["event"] == "delivered"]
+    skipped = [e["details"]["delivery_id"] for e in events if e["event"] == "skipped"]
+    assert sorted(delivered) == sorted(r["delivery_id"] for r in records)
+    assert sorted(skipped) == sorted(r["delivery_id"] for r in records[:10])
+    assert len(audit) <= 20, f"{len(audit)} audit records for {len(events)} events"  # one each: 70
+    packed = [e for e in events if e["_offset"].count("/") == 2]
+    assert packed, "no event inside an audit pack"
+    one = records[17]
+    found = trace(kafka_config, list(kafka_config.bootstrap_servers), one["delivery_id"], tenant="acme")
+    assert [e["event"] for e in found] == ["delivered"]
+    assert found[0]["recipient"] == one["recipient"]
