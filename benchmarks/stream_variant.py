@@ -24,6 +24,9 @@ VARIANT is one of
 - ``buffer-pack``: packs built in a growing ``BytesIO``, as before ``PackFormat.pack``'s join;
 - ``murmur-per-key``: the deliver partition computed per delivery, as before the collector's
   ``Partitions`` cache;
+- ``table-per-put``: each sighting put into the local store at once (one RocksDB write, and
+  Faust's JSON serializer, per key), as before ``DedupTable.flush_sightings`` wrote a record's
+  sightings in one write batch;
 - ``stdlib-split``: every header block split by the standard library's parser, as before
   ``mailferry.mail.headers.plain_fields`` split plain blocks itself.
 
@@ -53,6 +56,7 @@ VARIANTS = (
     "buffer-pack",
     "murmur-per-key",
     "stdlib-split",
+    "table-per-put",
     "gc-freeze",
     "gc-threshold",
 )
@@ -152,6 +156,16 @@ def _apply(variant: str) -> None:
         from mailferry.streams.collector import Partitions
 
         Partitions.__call__ = lambda self, key: partition_for(key, self.partitions)  # type: ignore[method-assign]
+    elif variant == "table-per-put":
+        from mailferry.streams.dedup_table import DedupTable
+
+        def put_now(self: DedupTable, key: bytes, value: dict[str, Any]) -> None:
+            self.data[key] = value
+            self._pending[key] = value
+
+        DedupTable.remember = put_now  # type: ignore[method-assign]
+        DedupTable.sighting = lambda self, key: self.get(key)  # type: ignore[method-assign]
+        DedupTable._store_sightings = lambda self, partition, values, encoded: None  # type: ignore[method-assign]
     elif variant == "gc-freeze":
         import gc
 

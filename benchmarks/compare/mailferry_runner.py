@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import kafka_usage
 import mailferry_config
 import profiling
 import timeline
@@ -283,6 +284,8 @@ def measure(
                 f"warmed with {warm_with.messages} messages" + ("" if warmed else " (timed out)")
             )
         moves = stage(running.server, corpus)
+        config_path = work / f"mailferry-{key}.toml"
+        usage_before = _usage(config_path)
         sampler = None
         if profile_dir is not None:
             sampler = profiling.Sampler(running.watched.pid, profile_dir / f"{key}.raw").start()
@@ -294,6 +297,7 @@ def measure(
             began = time.time()
         done = wait_until(lambda: wanted <= target.arrivals().keys(), 1800, poll=0.2)
         after = running.watched.cpu_now()
+        usage_after = _usage(config_path)
         try:
             stages = timeline.describe(timeline.stage_times(work / f"state-{key}", "bench.audit", began))
         except Exception as exc:  # a timeline is a nice-to-have; never lose the row over it
@@ -311,6 +315,8 @@ def measure(
     note = "CPU s " + ", ".join(f"{role} {s:.1f}" for role, s in sorted(cpu_by_role.items()) if s >= 0.05)
     note += "; peak RSS MB " + ", ".join(f"{role} {mb:.0f}" for role, mb in sorted(peaks.items()))
     note += f"; {stages}"
+    if usage_before is not None and usage_after is not None:
+        note += "; " + kafka_usage.per_mail(usage_before, usage_after, len(arrived))
     if not done:
         note = f"timed out, see {running.log}; {note}"
     if code != 0:
@@ -328,6 +334,14 @@ def measure(
         peak_role,
         note=note,
     )
+
+
+def _usage(config_path: Path) -> kafka_usage.Usage | None:
+    try:
+        return kafka_usage.snapshot(config_path)
+    except Exception as exc:  # a figure to add, never a reason to lose the row
+        print(f"no Kafka usage figures: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return None
 
 
 def _deliver_unmeasured(running: Running, corpus: Corpus, target: Target) -> bool:
