@@ -27,6 +27,8 @@ VARIANT is one of
 - ``table-per-put``: each sighting put into the local store at once (one RocksDB write, and
   Faust's JSON serializer, per key), as before ``DedupTable.flush_sightings`` wrote a record's
   sightings in one write batch;
+- ``chunked-block``: an inline mail's header block located chunk by chunk through a buffer, as
+  before the router used ``mailferry.mail.block.locate_in``;
 - ``stdlib-split``: every header block split by the standard library's parser, as before
   ``mailferry.mail.headers.plain_fields`` split plain blocks itself.
 
@@ -57,6 +59,7 @@ VARIANTS = (
     "murmur-per-key",
     "stdlib-split",
     "table-per-put",
+    "chunked-block",
     "gc-freeze",
     "gc-threshold",
 )
@@ -166,6 +169,13 @@ def _apply(variant: str) -> None:
         DedupTable.remember = put_now  # type: ignore[method-assign]
         DedupTable.sighting = lambda self, key: self.get(key)  # type: ignore[method-assign]
         DedupTable._store_sightings = lambda self, partition, values, encoded: None  # type: ignore[method-assign]
+    elif variant == "chunked-block":
+        from mailferry.mail.block import chunks_of, header_block
+        from mailferry.streams import router
+
+        router.header_block = lambda data, *limit: header_block(  # type: ignore[assignment]
+            chunks_of(data) if isinstance(data, bytes) else data, *limit
+        )
     elif variant == "gc-freeze":
         import gc
 

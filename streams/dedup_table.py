@@ -34,6 +34,7 @@ from faust.types.tuples import Message
 log = logging.getLogger(__name__)
 
 PACK_PREFIX = b"\x00sightings:"  # a dedup key starts with its tenant id, never with NUL
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # Faust's JSON; one encoder, not one per call
 _ITEM_OVERHEAD = 8  # JSON brackets, quotes and commas around one [key, value] pair
 
 
@@ -61,7 +62,7 @@ class DedupTable(faust.Table[bytes, Any]):
         if not self._pending:
             return 0
         pending, self._pending = self._pending, {}
-        encoded = {key: json.dumps(value, separators=(",", ":")).encode() for key, value in pending.items()}
+        encoded = {key: _COMPACT.encode(value).encode() for key, value in pending.items()}
         self._store_sightings(partition, pending, encoded)
         chunks: list[list[tuple[str, dict[str, Any]]]] = [[]]
         size = 0

@@ -14,7 +14,15 @@ so it is not counted as processed: the commit stops before it, and the worker is
 there when it comes back. Offsets read again are caught by the dedup table and the
 delivery ledger.
 
-Patches one name of Faust (checked by tests/stream/test_offset_gaps.py; faust-streaming
+A record the agent was never handed, with no gap logged (``streams/skips.py``), is caught
+at the commit: Faust's ``Consumer._new_offset`` lets the first processed offset be one past
+the committed one (``min(acked) - committed > 1`` refuses only two or more missing), so it
+committed past such a record at its next commit, and the mail was lost (chaos run 16:
+``chaos.raw[0]`` offset 86 and ``chaos.raw[2]`` offset 84 never routed, commits past both).
+For the raw topic the commit now waits until the offset right after the committed one was
+processed, and the worker is stopped to read it again.
+
+Patches two names of Faust (checked by tests/stream/test_offset_gaps.py; faust-streaming
 is bounded in pyproject.toml).
 """
 
@@ -31,6 +39,8 @@ log = logging.getLogger(__name__)
 _gapless: set[str] = set()
 _on_gap: list[Callable[[], None]] = []
 _original = Consumer._add_gap
+_original_new_offset = Consumer._new_offset
+PATCHED = ("_add_gap", "_new_offset")
 
 
 async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
@@ -45,6 +55,27 @@ async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None
         offset_from,
         offset_to - 1,
     )
+    _stop()
+
+
+def _new_offset(self: Any, tp: Any) -> int | None:
+    if tp.topic in _gapless:
+        acked, committed = self._acked[tp], self._committed_offset[tp]
+        if acked and committed is not None and min(acked) > committed:
+            log.error(
+                "stream: %s[%d] offset %d was never processed, later ones were: "
+                "not committing past it; stopping to read it again",
+                tp.topic,
+                tp.partition,
+                committed,
+            )
+            _stop()
+            return None
+    offset: int | None = _original_new_offset(self, tp)
+    return offset
+
+
+def _stop() -> None:
     while _on_gap:
         _on_gap.pop()()  # once: the worker is already stopping
 
@@ -54,3 +85,4 @@ def refuse_gaps(topics: set[str], on_gap: Callable[[], None]) -> None:
     _gapless.update(topics)
     _on_gap[:] = [on_gap]
     Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+    Consumer._new_offset = _new_offset  # type: ignore[method-assign]

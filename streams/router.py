@@ -18,7 +18,7 @@ from mailferry.config.sources import Source
 from mailferry.delivery_flags import BYPASS_DEDUP
 from mailferry.directory import Directory
 from mailferry.errors import MalformedMessageError, PermanentError
-from mailferry.mail.block import READ_CHUNK, chunks_of, header_block
+from mailferry.mail.block import READ_CHUNK, header_block
 from mailferry.mail.headers import MessageHeaders, field_defects, parse_headers
 from mailferry.mail.message_id import normalise_message_id
 from mailferry.schemas.records import Delivery, RawMessage
@@ -77,7 +77,7 @@ def read_headers(raw: RawMessage, blobs: BlobStore) -> MessageHeaders:
     """Headers of a raw record; a blob is read chunk by chunk only up to the blank line."""
     inline = raw["inline"]
     if inline is not None:
-        return parse_headers(header_block(chunks_of(bytes(inline))))
+        return parse_headers(header_block(bytes(inline)))
     blob_ref = raw["blob_ref"]
     if not blob_ref:
         raise MalformedMessageError("raw record has neither inline bytes nor a blob reference")

@@ -1,10 +1,11 @@
 """A raw record the agent was never handed is noticed at the next one.
 
 faust-streaming 0.15.3 was seen handing the route agent raw offsets 1, 2, 3, 5, 5 of a
-partition under load: offset 4 never, offset 5 twice, and no gap logged, so
-``offset_gaps`` could not notice. Nothing is lost (offset 4 is never acked, so the commit
-stays before it), but the mail of offset 4 waited for the worker's next restart or
-rebalance, and every later offset of the partition was read again then.
+partition under load: offset 4 never, offset 5 twice, and no gap logged. Offset 4 is never
+acked, but Faust's commit then went past it at the next commit (its ``_new_offset`` lets
+the first acked offset be one past the committed one) and the mail was lost: chaos run 16
+lost nine mails that way. ``offset_gaps`` now holds the commit before such an offset; this
+watch stops the worker at once so the partition is read again from there.
 
 The raw topic has no gaps of its own (idempotent, not transactional producers; not
 compacted), so within one assignment the agent must see every offset of a partition in

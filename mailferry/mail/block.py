@@ -59,9 +59,23 @@ def locate(chunks: Iterable[bytes], limit: int = MAX_HEADER_BYTES) -> HeaderBloc
     return HeaderBlock(bytes(buffer), True)
 
 
-def header_block(chunks: Iterable[bytes], limit: int = MAX_HEADER_BYTES) -> bytes:
-    """The complete header block; raises ``HeaderTooLargeError`` past ``limit``."""
-    block = locate(chunks, limit)
+def locate_in(data: bytes, limit: int = MAX_HEADER_BYTES) -> HeaderBlock:
+    """``locate(chunks_of(data), limit)`` for a message held in memory, without copying it
+    chunk by chunk into a buffer first (the stream's inline mails)."""
+    if data[:1] == b"\n" or data[:2] == b"\r\n":
+        return HeaderBlock(b"", True)
+    match = _END_OF_HEADERS.search(data, 0, limit + 4)  # a match is at most 4 bytes long
+    if match is not None and match.start() <= limit:
+        return HeaderBlock(bytes(data[: match.start()]), True)
+    if match is None and len(data) <= limit:
+        return HeaderBlock(bytes(data), True)
+    return HeaderBlock(bytes(data[:limit]), False)
+
+
+def header_block(chunks: Iterable[bytes] | bytes, limit: int = MAX_HEADER_BYTES) -> bytes:
+    """The complete header block of a message in chunks or in memory; raises
+    ``HeaderTooLargeError`` past ``limit``."""
+    block = locate_in(chunks, limit) if isinstance(chunks, bytes) else locate(chunks, limit)
     if not block.complete:
         raise HeaderTooLargeError(f"header block larger than {limit} bytes")
     return block.data

@@ -1,4 +1,6 @@
-"""The header block's own split (``headers.plain_fields``) gives what the standard parser gives.
+"""Fast paths of the header work give what the general paths give: the header block's own split
+(``headers.plain_fields``) what the standard parser gives, and a block located in memory
+(``block.locate_in``) what locating it chunk by chunk gives.
 
 ``parse_headers`` splits a plain block itself and leaves every other block to
 ``BytesHeaderParser`` with ``compat32``; on any block, both ways must give the same fields
@@ -13,6 +15,7 @@ from email.policy import compat32
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mailferry.mail.block import chunks_of, locate, locate_in
 from mailferry.mail.encoded_words import decode_value
 from mailferry.mail.headers import parse_headers, plain_fields
 
@@ -87,3 +90,16 @@ def test_plain_blocks_are_split_here_and_odd_ones_are_not() -> None:
     ]
     for odd in (b"", b" continues nothing", b"To: a\rb", b"From someone", b": no name", b"To: a\r\n\r\nX: b"):
         assert plain_fields(odd) is None
+
+
+MESSAGE = st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b"a", b"To: b", b" ", b"\x00"]), max_size=40).map(
+    b"".join
+)
+
+
+@settings(PROFILE, max_examples=3000)
+@given(MESSAGE, st.integers(4, 16), st.integers(1, 8))
+def test_a_message_in_memory_is_located_as_in_chunks(data: bytes, chunk: int, chunks: int) -> None:
+    """The limit a whole number of chunks, as ``MAX_HEADER_BYTES`` is of ``READ_CHUNK``."""
+    limit = chunk * chunks
+    assert locate_in(data, limit) == locate(chunks_of(data, chunk), limit)

@@ -52,3 +52,45 @@ def test_other_topics_keep_faust_s_gap_handling(consumer: faust.transport.consum
     _processed(consumer, tp, [22, 23])
     assert consumer._new_offset(tp) > 21  # Faust commits past it
     assert stops == []
+
+
+def test_the_patched_names_are_faust_s() -> None:
+    for name in offset_gaps.PATCHED:
+        assert callable(getattr(faust.transport.consumer.Consumer, name))
+
+
+def test_a_record_never_handed_to_the_agent_is_not_committed_past(
+    consumer: faust.transport.consumer.Consumer,
+) -> None:
+    """No gap logged: offset 86 simply never reached the agent, 87 and 88 did (chaos run 16).
+    Faust alone returns 89 here: one missing offset at the head passes its check."""
+    stops: list[str] = []
+    offset_gaps.refuse_gaps({RAW}, on_gap=lambda: stops.append("stop"))
+    tp = TP(RAW, 0)
+    consumer._committed_offset[tp] = 86
+    _processed(consumer, tp, [87, 88])
+    assert consumer._new_offset(tp) is None
+    assert stops == ["stop"]
+
+
+def test_a_record_skipped_mid_batch_is_not_committed_past_at_the_next_commit(
+    consumer: faust.transport.consumer.Consumer,
+) -> None:
+    stops: list[str] = []
+    offset_gaps.refuse_gaps({RAW}, on_gap=lambda: stops.append("stop"))
+    tp = TP(RAW, 2)
+    consumer._committed_offset[tp] = 80
+    _processed(consumer, tp, [80, 81, 82, 83, 85, 86])  # 84 never handed to the agent
+    assert consumer._new_offset(tp) == 84
+    assert stops == []
+    consumer._committed_offset[tp] = 84  # what the commit of 84 records
+    assert consumer._new_offset(tp) is None
+    assert stops == ["stop"]
+
+
+def test_other_topics_keep_faust_s_commit(consumer: faust.transport.consumer.Consumer) -> None:
+    offset_gaps.refuse_gaps({RAW}, on_gap=lambda: None)
+    tp = TP(OTHER, 0)
+    consumer._committed_offset[tp] = 86
+    _processed(consumer, tp, [87, 88])
+    assert consumer._new_offset(tp) == 89

@@ -315,10 +315,11 @@ def test_stream_role_end_to_end_with_restarts(
     strict=False,
     reason="faust-streaming 0.15.3 can hand the agent a raw record twice and never its "
     "predecessor, with no gap in what its consumer read (seen once under load: offsets 1,2,3,5,5; "
-    "4 never routed, never acked, so never committed past). The worker now stops itself at the "
-    "jump (mailferry.streams.skips) and this test starts it again as `mailferry run` does; kept "
-    "non-strict until a loaded run shows the recovery (not reproduced since, 0 in 4 loaded runs). "
-    "The table recovery itself is checked by test_dedup_agent.",
+    "4 never routed, never acked). Faust's own commit would go past it; mailferry.streams."
+    "offset_gaps holds the commit before it and the worker stops itself at the jump "
+    "(mailferry.streams.skips); this test starts it again as `mailferry run` does. Kept "
+    "non-strict until a loaded run shows the recovery. The table recovery itself is checked "
+    "by test_dedup_agent.",
 )
 def test_a_table_rebuilt_from_its_changelog_knows_every_sighting_of_a_packed_record(
     setup: tuple[Path, StreamRole], kafka_config: KafkaConfig
