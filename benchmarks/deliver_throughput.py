@@ -68,6 +68,7 @@ from rich.table import Table
 from mailferry.config import MailferryConfig, parse_config
 from mailferry.config.kafka import EmbeddedKafka, KafkaConfig
 from mailferry.consumers import batching, outcomes
+from mailferry.consumers import worker as deliver_worker
 from mailferry.consumers.registry import build_target
 from mailferry.consumers.target import DeliveryItem
 from mailferry.consumers.targets import maildir
@@ -230,16 +231,20 @@ def worker_rates(
     return steady, len(records) / (last - began), (user + kernel) * per_1000, kernel * per_1000
 
 
-VARIANTS = {  # row suffix: (maildir.WRITERS, outcomes.PACK_AUDIT); "": as this tree has them
-    "": (maildir.WRITERS, outcomes.PACK_AUDIT),
-    ", as shipped": (1, False),
-    ", packed audit only": (1, True),
+VARIANTS: dict[str, tuple[int, bool, dict[str, Any]]] = {
+    # row suffix: (maildir.WRITERS, outcomes.PACK_AUDIT, worker.OUTCOME_PRODUCER); "": this tree's
+    "": (maildir.WRITERS, outcomes.PACK_AUDIT, dict(deliver_worker.OUTCOME_PRODUCER)),
+    ", as shipped": (1, False, {}),
+    ", packed audit only": (1, True, {}),
+    ", producer as shipped": (maildir.WRITERS, outcomes.PACK_AUDIT, {}),
 }
 
 
 def variant(suffix: str) -> None:
     """Set the switches of the 2026-12-04 changes as the row ``suffix`` says."""
-    maildir.WRITERS, outcomes.PACK_AUDIT = VARIANTS[suffix]
+    maildir.WRITERS, outcomes.PACK_AUDIT, producer = VARIANTS[suffix]
+    deliver_worker.OUTCOME_PRODUCER.clear()
+    deliver_worker.OUTCOME_PRODUCER.update(producer)
 
 
 def _maildir(root: Path, mailboxes: int, concurrency: int) -> Target:
@@ -344,9 +349,11 @@ def main() -> None:
                 ("maildir", md, None, 1, ", as shipped"),
                 ("maildir", md, None, 1, ""),
                 ("maildir", md, None, 1, ", packed audit only"),
+                ("maildir", md, None, 1, ", producer as shipped"),
                 ("maildir", md, None, args.pack, ", as shipped"),
                 ("maildir", md, None, args.pack, ""),
                 ("maildir", md, None, args.pack, ", packed audit only"),
+                ("maildir", md, None, args.pack, ", producer as shipped"),
                 ("maildir", md, 1, 1, ", as shipped"),
                 ("ews", ews, None, 1, ", as shipped"),
                 ("ews", ews, None, 1, ""),
