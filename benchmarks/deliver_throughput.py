@@ -31,10 +31,12 @@ CPU column.
 
 "as shipped" rows (Maildir and EWS) run the same worker with the switches of the 2026-12-04
 changes set back (``variant``): Maildir files of a batch written and fsynced one after
-another (``maildir.WRITERS = 1``) and one audit record per delivered/skipped event
-(``outcomes.PACK_AUDIT = False``). Each pair runs next to each other, the older first, so
-the machine's load hits both alike; "packed audit only" keeps Maildir's writes one after
-another. ``--repeat`` runs every row again, in the same order.
+another (``maildir.WRITERS = 1``), one audit record per delivered/skipped event
+(``outcomes.PACK_AUDIT = False``) and the outcome producer's 5 ms / 16 KiB batching
+(``worker.OUTCOME_PRODUCER = {}``). Each pair runs next to each other, the older first, so
+the machine's load hits both alike; "packed audit only" sets back the Maildir writes and
+the producer, "producer as shipped" only the producer. ``--repeat`` runs every row again,
+in the same order.
 The CPU column is this process's user + kernel time; "kernel" is its kernel share (file
 writes, fsyncs, sockets).
 """
