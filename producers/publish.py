@@ -4,7 +4,7 @@ A pass sends its raw records, fetch-state records and audit events without waiti
 calls ``confirm``: only when every future resolved does the pass touch the source. The
 producer is idempotent with ``acks=all`` (``mailferry.kafka.clients``).
 
-A pass's audit events travel packed (``mailferry.packing.AUDIT_PACK``), as the stream's do:
+A pass's audit events travel packed (``mailferry.audit.EventPacks``), as the stream's do:
 one record per mail would cost a record's work here and in the broker for every mail.
 """
 
