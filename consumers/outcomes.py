@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from kafka import KafkaProducer
 from kafka.producer.future import FutureRecordMetadata
 
-from mailferry.audit import EVENT_PACK_BYTES, EventName, EventPacks, audit_event
+from mailferry.audit import EventName, EventPacks, audit_event, event_pack_limit
 from mailferry.config import MailferryConfig
 from mailferry.consumers import crashpoints
 from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.retry_policy import DeadLetter, History, Origin, Retry
 from mailferry.errors import TransientError
-from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic, topic_settings
+from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic
 from mailferry.schemas.records import DEAD_LETTERS, DELIVERIES, Delivery
 from mailferry.schemas.records import DeadLetter as DeadLetterRecord
 
@@ -81,8 +81,7 @@ class OutcomeWriter:
         self.audit_topic = full_name(config.kafka, AUDIT)
         self.dlt_topic = full_name(config.kafka, DLT)
         self._kafka = config.kafka
-        accepted = topic_settings(config.kafka, AUDIT).max_message_bytes
-        self._audit_limit = min(EVENT_PACK_BYTES, accepted // 2)
+        self._audit_limit = event_pack_limit(config.kafka)
 
     def audit_batch(self) -> AuditBatch:
         """Where one attempt batch's delivered and skipped events gather until ``send``."""

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, cast
 
+from mailferry.config.kafka import KafkaConfig
+from mailferry.kafka.topics import AUDIT, topic_settings
 from mailferry.packing import AUDIT_PACK, PACK_OVERHEAD, origin_of
 from mailferry.schemas.records import AUDIT_EVENTS, AuditEvent
 
@@ -74,7 +76,13 @@ def audit_event(
     return key, AUDIT_EVENTS.encode(record)
 
 
-EVENT_PACK_BYTES = 256 * 1024  # a few hundred events per record, well under any topic's limit
+EVENT_PACK_BYTES = 256 * 1024  # a few hundred events per record
+
+
+def event_pack_limit(kafka: KafkaConfig) -> int:
+    """Bytes of events per ``audit_batch`` record: ``EVENT_PACK_BYTES``, or half of what the
+    audit topic accepts when that is less (room for Kafka's own record and batch headers)."""
+    return min(EVENT_PACK_BYTES, topic_settings(kafka, AUDIT).max_message_bytes // 2)
 
 
 class EventPacks:
@@ -82,7 +90,7 @@ class EventPacks:
     keyed by its first event: a writer with many events (a fetch pass, an import) sends a
     few records instead of one per event. A limit of 0 sends every event alone."""
 
-    def __init__(self, limit: int = EVENT_PACK_BYTES) -> None:
+    def __init__(self, limit: int) -> None:
         self.limit = limit
         self._values: list[bytes] = []
         self._key = b""

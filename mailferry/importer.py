@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from mailferry.audit import EventPacks, audit_event
+from mailferry.audit import EventPacks, audit_event, event_pack_limit
 from mailferry.batch_sources import BatchMessage, BatchProblem, read_eml, read_maildir, read_mbox
 from mailferry.blobs import open_blob_store
 from mailferry.config import MailferryConfig
@@ -119,7 +119,7 @@ def import_batch(
     sends: ConfirmedSends[str] = ConfirmedSends(producer)
     # packs close when full or at a checkpoint: nothing waits on an import's latency
     raw = RawSends(sends, raw_topic, partition_count(producer, raw_topic), pack_limit(config), float("inf"))
-    events = EventPacks()
+    events = EventPacks(event_pack_limit(config.kafka))
     closed: list[tuple[bytes, bytes]] = []  # full packs, waiting for the checkpoint like the rest
     durable_count = 0
 

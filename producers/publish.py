@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from kafka import KafkaProducer
 
-from mailferry.audit import EVENT_PACK_BYTES, EventName, EventPacks, audit_event
+from mailferry.audit import EventName, EventPacks, audit_event, event_pack_limit
 from mailferry.config import MailferryConfig
 from mailferry.errors import MailferryError
 from mailferry.kafka.confirm import ConfirmedSends
-from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name, topic_settings
+from mailferry.kafka.topics import AUDIT, FETCH_STATE, RAW, full_name
 from mailferry.mail.message_id import normalise_message_id
 from mailferry.producers.state import MailboxState, encode_state, partition_of, set_records
 from mailferry.raw_sends import RawSends, make_producer, pack_limit, partition_count
@@ -138,8 +138,7 @@ class Publisher:
         self.state_topic = full_name(config.kafka, FETCH_STATE)
         self.audit_topic = full_name(config.kafka, AUDIT)
         self.pack_limit = pack_limit(config)
-        accepted = topic_settings(config.kafka, AUDIT).max_message_bytes
-        self.audit_pack_bytes = min(EVENT_PACK_BYTES, accepted // 2)
+        self.audit_pack_bytes = event_pack_limit(config.kafka)
         self._partitions: dict[str, int] = {}
 
     def partitions(self, topic: str) -> int:
