@@ -16,7 +16,7 @@ from __future__ import annotations
 from kafka.partitioner import murmur2
 
 from mailferry.blobs import BlobStore
-from mailferry.mail.block import READ_CHUNK, chunks_of, locate
+from mailferry.mail.block import READ_CHUNK, locate, locate_in
 from mailferry.mail.message_id import message_id_field, normalise_message_id
 from mailferry.schemas.records import RawMessage
 
@@ -28,7 +28,7 @@ def shard_key(tenant: str, message_id: str | None, sha256: str) -> bytes:
 
 def head_message_id(head: bytes) -> str | None:
     """The canonical Message-ID from the start of a message (only its header block is read)."""
-    return block_message_id(locate(chunks_of(head)).data)
+    return block_message_id(locate_in(head).data)
 
 
 def block_message_id(block: bytes) -> str | None:

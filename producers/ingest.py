@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailferry.blobs import BlobStore
-from mailferry.mail.block import HeadCapture, chunks_of, locate
+from mailferry.mail.block import HeadCapture, locate_in
 from mailferry.mail.message_id import message_id_field, normalise_message_id
 from mailferry.producers.publish import Batch
 from mailferry.rawrecord import RawSource, build_raw_record
@@ -23,7 +23,7 @@ def message_id(head: bytes) -> tuple[str | None, list[str]]:
     A Message-ID that is not an id counts as absent, and a header block longer than the
     one limit is read only up to it; the defects say so on the ``fetched`` audit event.
     """
-    block = locate(chunks_of(head))
+    block = locate_in(head)
     raw = message_id_field(block.data)
     canonical = normalise_message_id(raw)
     defects = [] if block.complete else ["header-block:too-large"]

@@ -23,7 +23,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 
 from mailferry.mail.addresses import parse_address_list
-from mailferry.mail.block import MAX_HEADER_BYTES, chunks_of, header_block
+from mailferry.mail.block import MAX_HEADER_BYTES, header_block
 from mailferry.mail.encoded_words import decode_value
 from mailferry.mail.message_id import normalise_message_id
 
@@ -125,7 +125,7 @@ def plain_fields(block: bytes) -> list[tuple[str, str]] | None:
 
 def parse_message_headers(data: bytes, limit: int = MAX_HEADER_BYTES) -> MessageHeaders:
     """Headers of a message held in memory (inline records, tests)."""
-    return parse_headers(header_block(chunks_of(data), limit))
+    return parse_headers(header_block(data, limit))
 
 
 def field_defects(headers: MessageHeaders) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from mailferry.errors import PermanentError
 from mailferry.mail.addresses import parse_address_list
-from mailferry.mail.block import chunks_of, locate
+from mailferry.mail.block import locate_in
 from mailferry.mail.dates import parse_date
 from mailferry.mail.encoded_words import decode_value
 from mailferry.mail.headers import MessageHeaders, parse_headers
@@ -87,7 +87,7 @@ def to_graph_message(
     The top-level header fields are read by ``mailferry.mail`` (never raises, linear); the
     email package's modern parser is used for the MIME body only.
     """
-    headers = parse_headers(locate(chunks_of(raw)).data)
+    headers = parse_headers(locate_in(raw).data)
     message = BytesParser(policy=policy.default).parsebytes(raw)
     if not headers.fields:
         raise PermanentError("the message has no headers to convert", reason_code="mime-conversion-failed")
