@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,15 +50,23 @@ class Supervisor:
     def _start(self, role: Role) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = (self.log_dir / f"{role.name}.log").open("ab")
-        role.process = subprocess.Popen(
-            role.argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=self.env,
-            start_new_session=True,
-        )
-        log.close()
+        # a role starts with SIGUSR1 ignored (an ignored signal stays ignored across exec), so a
+        # poll request that comes before the fetch role set its handler up cannot end it
+        main = threading.current_thread() is threading.main_thread()  # signal.signal's rule
+        handler = signal.signal(signal.SIGUSR1, signal.SIG_IGN) if main else None
+        try:
+            role.process = subprocess.Popen(
+                role.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                start_new_session=True,
+            )
+        finally:
+            if main:
+                signal.signal(signal.SIGUSR1, handler)
+            log.close()
         role.started_at = time.monotonic()
 
     def start(self) -> None:
@@ -88,6 +97,15 @@ class Supervisor:
                 f"{role.name} exited with code {code} after {ran_for:.0f}s; restarting in {backoff:.0f}s"
                 + (f"\n  last log line: {tail}" if tail else "")
             )
+
+    def poll_now(self) -> None:
+        """Pass SIGUSR1 (poll every mailbox now) on to the fetch roles that are running."""
+        for role in self.roles:
+            if role.name.split()[0].split("-")[0] == "fetch" and role.process is not None:
+                try:
+                    role.process.send_signal(signal.SIGUSR1)
+                except ProcessLookupError:
+                    pass
 
     def log_tail(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"

@@ -50,7 +50,8 @@ def fetch_cmd(
     """Fetch worker: poll the mailboxes of the partitions Kafka assigns to this process.
 
     Stops cleanly on SIGTERM/SIGINT: running passes finish (and their deletions are safe),
-    then the worker leaves the group so another one takes its mailboxes over.
+    then the worker leaves the group so another one takes its mailboxes over. SIGUSR1 makes
+    every mailbox waiting for its poll timer start a pass now (``mailferry run`` passes it on).
     """
     cli: CliContext = ctx.obj
     cli.check_secrets()
@@ -71,6 +72,7 @@ def fetch_cmd(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGUSR1, worker.poll_now)
         await worker.run(stop)
 
     try:
@@ -97,6 +99,7 @@ def _supervise_workers(cli: CliContext, processes: int, threads: int, status_eve
     )
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda _s, _f: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda _s, _f: supervisor.poll_now())
     try:
         supervisor.start()
         while not stop.wait(0.5):

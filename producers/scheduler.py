@@ -101,6 +101,7 @@ class MailboxLoop:
         self._stop = asyncio.Event()
         self._stop_thread = threading.Event()
         self._wake = asyncio.Event()
+        self._poll_requested = False
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"fetch {tenant}/{source.id}")
 
     async def stop(self) -> None:
@@ -112,13 +113,29 @@ class MailboxLoop:
     def wake(self) -> None:
         self._wake.set()
 
+    def poll_now(self) -> bool:
+        """Start the next pass now (``mailferry fetch`` on SIGUSR1): a mailbox waiting for its
+        poll timer starts at once, one in a pass runs another right after it, so mail that
+        arrived after the pass listed the mailbox is not left for the timer. Mailboxes that
+        back off, are paused or stopped, or wait in IMAP IDLE are left alone: the first two
+        wait on purpose (a locked account, a busy server), the last is told by the server."""
+        if self.status.state not in ("starting", "waiting", "polling"):
+            return False
+        self._poll_requested = True
+        self._wake.set()
+        return True
+
     async def _sleep(self, seconds: float) -> None:
+        requested, self._poll_requested = self._poll_requested, False
+        if requested and self.status.state in ("starting", "waiting"):
+            return
         self.status.next_pass_at = time.time() + seconds
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)
         except TimeoutError:
             pass
+        self._poll_requested = False
 
     async def _run(self) -> None:
         if not self.source.enabled:
@@ -240,6 +257,10 @@ class Scheduler:
         self._default_limit = default_limit
         self._slots: dict[str, asyncio.Semaphore] = {}
         self.loops: dict[str, MailboxLoop] = {}
+
+    def poll_now(self) -> int:
+        """Every mailbox that may poll now does (``MailboxLoop.poll_now``); how many."""
+        return sum(loop.poll_now() for loop in self.loops.values())
 
     def tenant_slot(self, tenant: str) -> asyncio.Semaphore:
         if tenant not in self._slots:

@@ -86,6 +86,11 @@ class FetchWorker:
         assert isinstance(source, ImapSource)
         return imap_pass(source, tenant, state, self.context)
 
+    def poll_now(self) -> None:
+        """SIGUSR1: poll every mailbox that may poll now, instead of at its next timer (as
+        running ``fetchmail`` again wakes its daemon); on the event loop."""
+        log.info("poll requested: %d mailbox(es) start a pass now", self.scheduler.poll_now())
+
     def report_error(self, tenant: str, mailbox: str, error: MailferryError, stopped: bool) -> None:
         """An audit event when a mailbox starts failing (``error``) or is stopped (``paused``)."""
         key, value = audit_event(

@@ -265,10 +265,14 @@ def measure(
     warm_with: Corpus | None = None,
     code: Path | None = None,
     tag: str = "",
+    poll_now: bool = False,
 ) -> Result:
     """One mailferry row; ``warm_with`` is a corpus delivered first, unmeasured, on the same
     running pipeline (the broker's JIT and every role's first-time paths behind it, as in a
-    service that has been running for a while)."""
+    service that has been running for a while). ``poll_now``: when the clock starts, the fetch
+    role is told to poll at once (SIGUSR1 to ``mailferry run``, as running ``fetchmail`` again
+    wakes its daemon) instead of each mailbox waiting for its next 1 s timer; the peers are
+    started at that moment too."""
     name = f"d. mailferry → {target.label}" + (f" ({tag})" if tag else "")
     key = target.label.split()[0].lower()
     try:
@@ -295,11 +299,13 @@ def measure(
             warm(running.server, corpus.mailboxes)
             before = running.watched.cpu_now()
             began = time.time()
+        if poll_now:
+            running.watched.send(signal.SIGUSR1)
         done = wait_until(lambda: wanted <= target.arrivals().keys(), 1800, poll=0.2)
         after = running.watched.cpu_now()
         usage_after = _usage(config_path)
         try:
-            stages = timeline.describe(timeline.stage_times(work / f"state-{key}", "bench.audit", began))
+            stages = timeline.describe(*timeline.stage_times(work / f"state-{key}", "bench.audit", began))
         except Exception as exc:  # a timeline is a nice-to-have; never lose the row over it
             stages = f"no stage timeline ({type(exc).__name__}: {exc})"
         if sampler is not None:
@@ -363,6 +369,7 @@ def throughput(
     warm_with: Corpus | None = None,
     code: Path | None = None,
     tag: str = "",
+    poll_now: bool = False,
 ) -> list[Result]:
     reason = not_runnable_reason()
     if reason:
@@ -376,7 +383,9 @@ def throughput(
         "maildir": lambda: maildir(work),
         "ews": lambda: ews(corpus),
     }
-    return [measure(corpus, work, makers[name](), profile_dir, warm_with, code, tag) for name in targets]
+    return [
+        measure(corpus, work, makers[name](), profile_dir, warm_with, code, tag, poll_now) for name in targets
+    ]
 
 
 def latency(corpus: Corpus, work: Path, sink: SmtpSink, rate: float, seconds: float) -> LatencyResult:

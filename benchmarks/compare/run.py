@@ -76,6 +76,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="mailferry rows: also run git revision REV's code, alternating with this tree's",
     )
     parser.add_argument("--rounds", type=int, default=1, help="mailferry rows: how many times each")
+    parser.add_argument(
+        "--poll-now",
+        action="store_true",
+        help="mailferry rows of this tree also run with the fetch role told to poll when the clock starts",
+    )
     parser.add_argument("--latency", action="store_true", help="also run the drip (latency) scenario")
     parser.add_argument("--drip-rate", type=float, default=2.0, help="latency: messages a second")
     parser.add_argument("--drip-seconds", type=float, default=30.0, help="latency: how long to drip")
@@ -157,13 +162,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.warm_messages:
                 warm_spec = replace(spec, seed=spec.seed + 1, messages=args.warm_messages, huge_mb=0)
                 warm_with = materialise(warm_spec, args.cache)
-            sides: list[tuple[Path | None, str]] = [(None, "this tree" if args.baseline else "")]
+            sides: list[tuple[Path | None, str, bool]] = [(None, "this tree" if args.baseline else "", False)]
+            if args.poll_now:
+                sides.append((None, "this tree, poll now" if args.baseline else "poll now", True))
             if args.baseline:
-                sides.insert(0, (checkout(args.baseline, work / "baseline"), args.baseline))
+                sides.insert(0, (checkout(args.baseline, work / "baseline"), args.baseline, False))
+            targets = tuple(args.targets.split(","))
             for _ in range(args.rounds):
-                for code, tag in sides:
+                for code, tag, poll_now in sides:
                     results += mailferry_runner.throughput(
-                        corpus, work, sink, args.profile, tuple(args.targets.split(",")), warm_with, code, tag
+                        corpus, work, sink, args.profile, targets, warm_with, code, tag, poll_now
                     )
     finally:
         sink.stop()

@@ -73,7 +73,8 @@ def run(
     """Start Kafka if needed, ensure the topics, sync the mailboxes, run and supervise the roles.
 
     Ctrl-C stops every role cleanly (each finishes and commits what it holds), then the
-    embedded broker if this command started it.
+    embedded broker if this command started it. SIGUSR1 is passed on to the fetch role: every
+    mailbox waiting for its poll timer starts a pass now.
     """
     cli: CliContext = ctx.obj
     cli.check_secrets()
@@ -97,6 +98,7 @@ def run(
         stop_requested = True
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, lambda _s, _f: supervisor.poll_now())
     try:
         supervisor.start()
         if chosen:

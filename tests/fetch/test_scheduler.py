@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 from mailferry.config.sources import Pop3Source, Source
 from mailferry.errors import CredentialsError, MailferryError, TransientError
@@ -125,3 +126,49 @@ async def test_a_changed_config_restarts_a_paused_mailbox_and_removal_stops_it()
     await asyncio.sleep(0.3)
     assert calls["localhost"] == seen and "t/m" not in scheduler.snapshot()
     await scheduler.stop_all()
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+async def test_poll_now_starts_a_waiting_mailbox_at_once_and_follows_a_running_pass() -> None:
+    recorder = Recorder(duration=0.3)
+    scheduler = Scheduler(recorder, {})
+    await scheduler.upsert("t", _source("slow-timer", "1h"), "v1")
+    loop = scheduler.loops["t/slow-timer"]
+    await _until(lambda: recorder.calls["slow-timer"] == 1 and loop.status.state == "waiting")
+    asked = time.monotonic()
+    assert scheduler.poll_now() == 1
+    await _until(lambda: recorder.calls["slow-timer"] == 2)
+    assert time.monotonic() - asked < 0.2, "the pass started now, not at the one-hour timer"
+    await _until(lambda: loop.status.state == "polling")
+    scheduler.poll_now()  # mail that came after this pass listed the mailbox: one more pass
+    await _until(lambda: recorder.calls["slow-timer"] == 3)
+    await asyncio.sleep(0.5)
+    await scheduler.stop_all()
+    assert recorder.calls["slow-timer"] == 3, "one request, one extra pass; then the timer again"
+    assert recorder.max_mailbox == 1
+
+
+async def test_poll_now_leaves_paused_and_backing_off_mailboxes_alone() -> None:
+    calls: Counter[str] = Counter()
+
+    def failing(tenant: str, source: Source) -> PassResult:
+        calls[source.id] += 1
+        if source.id == "locked":
+            raise CredentialsError("login refused")
+        raise TransientError("cannot connect", reason_code="unreachable")
+
+    scheduler = Scheduler(failing, {}, backoff=Backoff(base=30, jitter=0))
+    for mailbox in ("locked", "down"):
+        await scheduler.upsert("t", _source(mailbox), "v1")
+    await _until(lambda: calls["locked"] == 1 and calls["down"] == 1)
+    await asyncio.sleep(0.1)
+    assert scheduler.poll_now() == 0
+    await asyncio.sleep(0.3)
+    await scheduler.stop_all()
+    assert calls == {"locked": 1, "down": 1}, "a poll request must not hammer a locked or failing account"

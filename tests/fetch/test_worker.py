@@ -219,3 +219,32 @@ def test_fetch_with_two_processes_shares_the_mailboxes_and_stops_cleanly(
     raws = read_topic(kafka_config, RAW)
     assert sorted(r["source_uid"] is not None for r in raws) == [True] * 18
     assert len({(r["mailbox_id"], r["sha256"]) for r in raws}) == 18
+
+
+def test_sigusr1_makes_the_worker_poll_now_instead_of_at_its_timer(
+    dovecot: DovecotServer, kafka_config: KafkaConfig, tmp_path: Path
+) -> None:
+    dovecot.add_user("wake", "pw")
+    dovecot.seed("wake", [sample(300)])
+    source = (
+        '[[tenants.sources]]\nid = "wake"\nkind = "pop3"\nmode = "personal"\nhost = "127.0.0.1"\n'
+        f'port = {dovecot.pop3_port}\ntls = "none"\nallow_plaintext_login = true\nusername = "wake"\n'
+        'auth = { kind = "password", password = "pw" }\ndeliver_to = "alice@acme.example"\n'
+        'poll_interval = "1h"\nleave_on_server = false\n'
+    )
+    make_config(tmp_path, kafka_config, source)
+    path = tmp_path / "mailferry.toml"
+    sync_mailboxes(load_config(path), list(kafka_config.bootstrap_servers))
+    worker = start_worker(path, tmp_path / "worker.log")
+    try:
+        _wait(lambda: dovecot.message_count("wake") == 0, 60, "the first pass")
+        dovecot.seed("wake", [sample(301)])
+        time.sleep(1.0)
+        assert dovecot.message_count("wake") == 1, "the next pass is an hour away"
+        worker.send_signal(signal.SIGUSR1)
+        _wait(lambda: dovecot.message_count("wake") == 0, 20, "the pass SIGUSR1 asked for")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=60)
+    assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
+    assert "poll requested: 1 mailbox(es) start a pass now" in (tmp_path / "worker.log").read_text()

@@ -69,3 +69,41 @@ def test_run_finds_every_role_though_the_cli_loads_commands_on_demand() -> None:
     assert run is not None
     present = available_roles(typer.Context(run, parent=parent, info_name="run"))
     assert {name.split()[0] for name in ROLES} <= present
+
+
+def _usr1_listener(mark: Path, delay: float) -> list[str]:
+    """A role that sets its SIGUSR1 handler only after ``delay`` seconds (as a role does once
+    it has imported and connected) and then notes every SIGUSR1 in ``mark``."""
+    return [
+        sys.executable,
+        "-c",
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))\n"
+        f"time.sleep({delay})\n"
+        f"signal.signal(signal.SIGUSR1, lambda *a: open({str(mark)!r}, 'a').write('usr1\\n'))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(60)",
+    ]
+
+
+def test_poll_requests_reach_the_fetch_roles_and_cannot_end_a_role_that_is_starting(tmp_path: Path) -> None:
+    fetch = Role("fetch", _usr1_listener(tmp_path / "fetch.mark", 1.0))
+    stream = Role("stream", _usr1_listener(tmp_path / "stream.mark", 0.0))
+    supervisor = Supervisor([fetch, stream], log_dir=tmp_path, report=lambda _m: None)
+    supervisor.start()
+    try:
+        time.sleep(0.3)
+        supervisor.poll_now()  # before the fetch role set its handler: ignored, not fatal
+        while "ready" not in (tmp_path / "fetch.log").read_text():
+            assert fetch.process is not None and fetch.process.poll() is None, "SIGUSR1 ended the role"
+            time.sleep(0.05)
+        supervisor.poll_now()
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "fetch.mark").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        supervisor.check()
+    finally:
+        supervisor.stop(timeout=10)
+    assert (tmp_path / "fetch.mark").read_text() == "usr1\n"
+    assert not (tmp_path / "stream.mark").exists(), "only the fetch role polls"
+    assert fetch.restarts == 0
