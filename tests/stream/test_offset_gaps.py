@@ -98,3 +98,80 @@ def test_other_topics_keep_faust_s_commit(
     _processed(consumer, tp, [87, 88])
     assert consumer._new_offset(tp) == 89
     assert stops == []
+
+
+def _assigned(
+    consumer: faust.transport.consumer.Consumer, committed: dict[TP, int | None], log_start: dict[TP, int]
+) -> None:
+    """Faust's own seek after an assignment, given what the broker answers (the partitions'
+    committed offsets, None where there is none, and where each partition's log starts)."""
+
+    async def seek_to_committed() -> dict[TP, int | None]:
+        return committed
+
+    async def earliest_offsets(*tps: TP) -> dict[TP, int]:
+        return {tp: log_start[tp] for tp in tps}
+
+    consumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
+    consumer.earliest_offsets = earliest_offsets  # type: ignore[method-assign]
+    consumer.assignment = lambda: set(committed)  # type: ignore[method-assign]
+    asyncio.run(consumer.perform_seek())
+
+
+def test_the_first_record_of_a_never_committed_partition_is_not_committed_past(
+    consumer: faust.transport.consumer.Consumer, stops: list[str]
+) -> None:
+    """A new deployment: no committed offset, the log starts at 0, the agent was never
+    handed offset 0. Faust alone commits 3 (nothing to compare the first acked offset with)."""
+    tp = TP(RAW, 0)
+    _assigned(consumer, {tp: None}, {tp: 0})
+    _processed(consumer, tp, [1, 2])
+    assert consumer._new_offset(tp) is None
+    assert stops == ["stop"]
+
+
+def test_a_never_committed_partition_commits_from_where_its_log_starts(
+    consumer: faust.transport.consumer.Consumer, stops: list[str]
+) -> None:
+    """Offsets 0-39 were deleted by retention before the group ever committed."""
+    tp, other = TP(RAW, 1), TP(RAW, 2)
+    _assigned(consumer, {tp: None, other: None}, {tp: 40, other: 0})
+    _processed(consumer, tp, [40, 41])
+    _processed(consumer, other, [0])
+    assert (consumer._new_offset(tp), consumer._new_offset(other)) == (42, 1)
+    assert stops == []
+
+
+def test_records_deleted_by_retention_after_the_assignment_cost_one_restart(
+    consumer: faust.transport.consumer.Consumer, stops: list[str]
+) -> None:
+    """The log started at 40 when asked; retention deleted 40-44 before the consumer's
+    first fetch, which starts at 45. The guard cannot tell that from a skip: it stops the
+    worker once, and the restarted one asks again and commits."""
+    tp = TP(RAW, 1)
+    _assigned(consumer, {tp: None}, {tp: 40})
+    _processed(consumer, tp, [45, 46])
+    assert consumer._new_offset(tp) is None
+    assert stops == ["stop"]
+
+    consumer._acked.clear()  # the restarted worker
+    _assigned(consumer, {tp: None}, {tp: 45})
+    _processed(consumer, tp, [45, 46])
+    assert consumer._new_offset(tp) == 47
+    assert stops == ["stop"]
+
+
+def test_a_commit_older_than_the_log_start_is_read_on_from_the_log_start(
+    consumer: faust.transport.consumer.Consumer, stops: list[str]
+) -> None:
+    """Committed 10, retention deleted up to 39 meanwhile: the consumer reads on from 40,
+    and Faust's fetch loop reports 11-39 as a gap. Those are gone, not skipped: the worker
+    is not stopped (it would be, at every restart, for ever) and the commit moves on."""
+    tp = TP(RAW, 3)
+    _assigned(consumer, {tp: 10}, {tp: 40})
+    asyncio.run(consumer._add_gap(tp, 11, 40))  # what Faust's fetch loop does at offset 40
+    _processed(consumer, tp, [40, 41])
+    assert consumer._new_offset(tp) == 41
+    consumer._committed_offset[tp] = 41  # what the commit of 41 records
+    assert consumer._new_offset(tp) == 42
+    assert stops == []
