@@ -60,7 +60,7 @@ PATCHED = ("_add_gap", "_new_offset", "perform_seek")
 async def _add_gap(self: Any, tp: Any, offset_from: int, offset_to: int) -> None:
     start = _log_start.get(self, {}).get(tp)
     if tp.topic not in _gapless or (start is not None and offset_to <= start):
-        await _original(self, tp, offset_from, offset_to)  # gone: deleted by retention
+        await _original(self, tp, offset_from, offset_to)  # not raw, or deleted by retention
         return
     log.error(
         "stream: %s[%d] skipped offsets %d-%d (a record prefetched before a rebalance): "
@@ -82,7 +82,7 @@ def _new_offset(self: Any, tp: Any) -> int | None:
                 "not committing past it; stopping to read it again",
                 tp.topic,
                 tp.partition,
-                first,
+                "(no commit, log start unknown)" if first is None else first,
             )
             _stop()
             return None
