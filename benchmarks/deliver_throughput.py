@@ -35,7 +35,9 @@ another (``maildir.WRITERS = 1``), one audit record per delivered/skipped event
 (``outcomes.PACK_AUDIT = False``) and the outcome producer's 5 ms / 16 KiB batching
 (``worker.OUTCOME_PRODUCER = {}``). Each pair runs next to each other, the older first, so
 the machine's load hits both alike; "packed audit only" sets back the Maildir writes and
-the producer, "producer as shipped" only the producer. ``--repeat`` runs every row again,
+the producer, "producer as shipped" only the producer (these three also write the ledger one
+record per entry, as then); "ledger 1 record/entry" sets back only the ledger packs
+(``outcomes.PACK_LEDGER = False``). ``--repeat`` runs every row again,
 in the same order.
 The CPU column is this process's user + kernel time; "kernel" is its kernel share (file
 writes, fsyncs, sockets).
@@ -233,18 +235,25 @@ def worker_rates(
     return steady, len(records) / (last - began), (user + kernel) * per_1000, kernel * per_1000
 
 
-VARIANTS: dict[str, tuple[int, bool, dict[str, Any]]] = {
-    # row suffix: (maildir.WRITERS, outcomes.PACK_AUDIT, worker.OUTCOME_PRODUCER); "": this tree's
-    "": (maildir.WRITERS, outcomes.PACK_AUDIT, dict(deliver_worker.OUTCOME_PRODUCER)),
-    ", as shipped": (1, False, {}),
-    ", packed audit only": (1, True, {}),
-    ", producer as shipped": (maildir.WRITERS, outcomes.PACK_AUDIT, {}),
+VARIANTS: dict[str, tuple[int, bool, dict[str, Any], bool]] = {
+    # row suffix: (maildir.WRITERS, outcomes.PACK_AUDIT, worker.OUTCOME_PRODUCER,
+    # outcomes.PACK_LEDGER); "": this tree's
+    "": (maildir.WRITERS, outcomes.PACK_AUDIT, dict(deliver_worker.OUTCOME_PRODUCER), outcomes.PACK_LEDGER),
+    ", as shipped": (1, False, {}, False),
+    ", packed audit only": (1, True, {}, False),
+    ", producer as shipped": (maildir.WRITERS, outcomes.PACK_AUDIT, {}, False),
+    ", ledger 1 record/entry": (
+        maildir.WRITERS,
+        outcomes.PACK_AUDIT,
+        dict(deliver_worker.OUTCOME_PRODUCER),
+        False,
+    ),
 }
 
 
 def variant(suffix: str) -> None:
     """Set the switches of the 2026-12-04 changes as the row ``suffix`` says."""
-    maildir.WRITERS, outcomes.PACK_AUDIT, producer = VARIANTS[suffix]
+    maildir.WRITERS, outcomes.PACK_AUDIT, producer, outcomes.PACK_LEDGER = VARIANTS[suffix]
     deliver_worker.OUTCOME_PRODUCER.clear()
     deliver_worker.OUTCOME_PRODUCER.update(producer)
 
@@ -350,17 +359,21 @@ def main() -> None:
             scenarios: list[Scenario] = [
                 ("maildir", md, None, 1, ", as shipped"),
                 ("maildir", md, None, 1, ""),
+                ("maildir", md, None, 1, ", ledger 1 record/entry"),
                 ("maildir", md, None, 1, ", packed audit only"),
                 ("maildir", md, None, 1, ", producer as shipped"),
                 ("maildir", md, None, args.pack, ", as shipped"),
                 ("maildir", md, None, args.pack, ""),
+                ("maildir", md, None, args.pack, ", ledger 1 record/entry"),
                 ("maildir", md, None, args.pack, ", packed audit only"),
                 ("maildir", md, None, args.pack, ", producer as shipped"),
                 ("maildir", md, 1, 1, ", as shipped"),
                 ("ews", ews, None, 1, ", as shipped"),
                 ("ews", ews, None, 1, ""),
+                ("ews", ews, None, 1, ", ledger 1 record/entry"),
                 ("ews", ews, None, args.pack, ", as shipped"),
                 ("ews", ews, None, args.pack, ""),
+                ("ews", ews, None, args.pack, ", ledger 1 record/entry"),
                 ("smtp", smtp, None, 1, ""),
                 ("graph", graph, None, 1, ""),
                 ("graph", graph, 1, 1, ""),

@@ -30,9 +30,9 @@ from mailferry.blobs import BlobStore
 from mailferry.blobs.once import BlobOpener, ReadOnce
 from mailferry.consumers import crashpoints
 from mailferry.consumers.batching import rounds
-from mailferry.consumers.ledger import ledger_key
+from mailferry.consumers.ledger import Entry, ledger_key
 from mailferry.consumers.ledger_state import Verdict, verdict
-from mailferry.consumers.outcomes import ACK_TIMEOUT_S, AuditBatch, Job, OutcomeWriter, Pending
+from mailferry.consumers.outcomes import ACK_TIMEOUT_S, Job, OutcomeBatch, OutcomeWriter, Pending
 from mailferry.consumers.retry_policy import DeadLetter, History, Retry, decide
 from mailferry.consumers.target import BatchTarget, DeliveryItem, DeliveryTarget, deliver_each
 from mailferry.delivery_flags import BYPASS_DEDUP
@@ -180,7 +180,7 @@ def _attempt(
     started = time.monotonic()
     tries = [_Try(job, key, job.history) for job, key in entries]
     reads = ReadOnce(blobs)  # the target's opens share one fetched, verified copy (one blob per batch)
-    audit = writer.audit_batch()  # the delivered and skipped events, one record for the batch
+    audit = writer.batch()  # the delivered entries and events: a record or two for the batch
     try:
         try:
             writing = [t for t in tries if _check(t, target, target_name, writer, reads, audit)]
@@ -205,7 +205,7 @@ def _check(
     target_name: str,
     writer: OutcomeWriter,
     reads: ReadOnce,
-    audit: AuditBatch,
+    audit: OutcomeBatch,
 ) -> bool:
     """Skip, ask or write: True when ``t`` is to be written."""
     job = t.job
@@ -261,7 +261,7 @@ def _write(writing: list[_Try], target: DeliveryTarget, target_name: str, writer
 
 
 def _record(
-    t: _Try, target_name: str, writer: OutcomeWriter, policy: Policy, started: float, audit: AuditBatch
+    t: _Try, target_name: str, writer: OutcomeWriter, policy: Policy, started: float, audit: OutcomeBatch
 ) -> Result:
     """Send the outcome of ``t`` (delivered, retry or dead letter); acknowledged later."""
     job = t.job
@@ -298,14 +298,15 @@ _SKIP_REASONS = {
 
 
 def _write_ahead(writer: OutcomeWriter, tries: list[_Try]) -> None:
-    """Record the attempts and wait for Kafka's acknowledgement, before the target write."""
+    """Record the attempts and wait for Kafka's acknowledgement, before the target write
+    (the attempts of one call in one pack)."""
     try:
-        sent = [
-            writer.ledger.begin(
-                t.key, t.job.history.attempts, str(t.job.delivery["delivery_id"]), t.job.partition
-            )
-            for t in tries
-        ]
+        sent = writer.ledger.begin_many(
+            [
+                Entry(t.key, str(t.job.delivery["delivery_id"]), t.job.partition, t.job.history.attempts)
+                for t in tries
+            ]
+        )
         for future in sent:
             future.get(timeout=ACK_TIMEOUT_S)
     except Exception as exc:

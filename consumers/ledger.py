@@ -14,32 +14,59 @@ partition to its current end before any record of it is worked, so the lookup is
 previous owner left, not a follower's lagging view. Its own writes enter its view as it
 sends them (the follower skips their echo, marked by the writer header).
 
+Entries made together on one partition (an attempt batch's write-ahead entries, its
+delivered entries) go as one pack record (``begin_many``, ``record_many``): one Kafka record
+per entry was the deliver worker's largest cost per delivery after the target itself. A pack
+is never compacted into anything (its key is its own), so the topic keeps about one record
+per batch and per kind, where single entries compacted to one record per delivery.
+
 Memory: one 16-byte digest and a small int per delivery; about 150 MB per million.
-Compaction keeps the topic itself at one record per key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from kafka import KafkaProducer, TopicPartition
 from kafka.producer.future import FutureRecordMetadata
 
 from mailferry.config.kafka import KafkaConfig
-from mailferry.consumers.ledger_state import DELIVERED, State, attempt_state, decode, encode, moved_state
+from mailferry.consumers.ledger_state import (
+    DELIVERED,
+    State,
+    attempt_state,
+    decode,
+    decode_pack,
+    encode,
+    encode_pack,
+    moved_state,
+)
 from mailferry.errors import TransientError
 from mailferry.kafka.clients import new_consumer
-from mailferry.kafka.topics import DELIVERY_LEDGER, full_name
+from mailferry.kafka.topics import DELIVERY_LEDGER, full_name, pack_limit
 
 log = logging.getLogger(__name__)
 WRITER_HEADER = "mf-writer"
+PACK_HEADER = "mf-ledger-pack"
+_ENTRY_OVERHEAD = 16  # JSON brackets, quotes and the generation, per entry of a pack
+
+
+class Entry(NamedTuple):
+    """One entry to write; ``partition`` is its delivery's (None: by key, never packed)."""
+
+    key: bytes
+    delivery_id: str
+    partition: int | None
+    generation: int = 0
 
 
 def ledger_key(tenant: str, target: str, mailbox: str, dedup_key: str) -> bytes:
@@ -69,6 +96,8 @@ class Ledger:
         was acknowledged before the target write, so the order per key holds."""
         self.topic = full_name(kafka, DELIVERY_LEDGER)
         self.writer_id = uuid.uuid4().hex.encode()
+        self._pack_limit = pack_limit(kafka, DELIVERY_LEDGER)
+        self._pack_numbers = itertools.count()
         self._producer = producer
         self._urgent = urgent or producer
         self._states: dict[bytes, int] = {}
@@ -115,7 +144,12 @@ class Ledger:
                     headers = dict(getattr(record, "headers", None) or [])
                     if not echoes and headers.get(WRITER_HEADER) == self.writer_id:
                         continue  # our own write, in our view since we sent it
-                    self._apply(_digest(key), decode(getattr(record, "value", None)))
+                    value = getattr(record, "value", None)
+                    if PACK_HEADER in headers:
+                        for entry_key, state in decode_pack(value):
+                            self._apply(_digest(entry_key), state)
+                    else:
+                        self._apply(_digest(key), decode(value))
 
     def _apply(self, digest: bytes, state: State) -> None:
         if state is None:
@@ -204,12 +238,6 @@ class Ledger:
     def contains(self, key: bytes) -> bool:
         return self.state(key) == DELIVERED
 
-    def begin(self, key: bytes, generation: int, delivery_id: str, partition: int) -> FutureRecordMetadata:
-        """The write-ahead entry: the caller waits for it before writing to the target."""
-        return self._send(
-            key, partition, "attempt", generation, delivery_id, attempt_state(generation), urgent=True
-        )
-
     def moved(self, key: bytes, generation: int, delivery_id: str, partition: int) -> FutureRecordMetadata:
         """The delivery now lives in the retry record of ``generation`` (already acknowledged)."""
         return self._send(
@@ -220,14 +248,19 @@ class Ledger:
         """The delivered entry; the caller waits for the acknowledgement before committing."""
         return self._send(key, partition, "delivered", 0, delivery_id, DELIVERED)
 
+    def begin_many(self, entries: Sequence[Entry]) -> list[FutureRecordMetadata]:
+        """The write-ahead entries of a batch, packed per partition; a future per entry. The
+        caller waits for them before writing to the target."""
+        return self._send_many("attempt", entries, attempt_state, urgent=True)
+
+    def record_many(self, entries: Sequence[Entry]) -> list[FutureRecordMetadata]:
+        """The delivered entries of a batch, packed per partition; a future per entry."""
+        return self._send_many("delivered", entries, lambda _generation: DELIVERED)
+
     def forget(self, key: bytes, partition: int) -> FutureRecordMetadata:
-        """Remove the entry (a dead letter): a requeued record starts afresh."""
-        future = self._urgent.send(
-            self.topic, key=key, value=None, partition=partition, headers=[(WRITER_HEADER, self.writer_id)]
-        )
-        with self._lock:
-            self._apply(_digest(key), None)
-        return future
+        """Clear the entry (a dead letter): a requeued record starts afresh. A kept
+        ``forgotten`` entry, not a tombstone: a pack holding the key outlives a tombstone."""
+        return self._send(key, partition, "forgotten", 0, "", None, urgent=True)
 
     def _send(
         self,
@@ -236,7 +269,7 @@ class Ledger:
         kind: str,
         generation: int,
         delivery_id: str,
-        state: int,
+        state: State,
         *,
         urgent: bool = False,
     ) -> FutureRecordMetadata:
@@ -247,6 +280,35 @@ class Ledger:
         with self._lock:
             self._apply(_digest(key), state)
         return future
+
+    def _send_many(
+        self, kind: str, entries: Sequence[Entry], state_of: Callable[[int], State], *, urgent: bool = False
+    ) -> list[FutureRecordMetadata]:
+        """One record per partition and ``_pack_limit`` bytes; an entry alone, or one without
+        a partition, goes as a single entry (what a release before packs reads, too)."""
+        futures: list[FutureRecordMetadata | None] = [None] * len(entries)
+        at = datetime.now(UTC).isoformat()
+        for partition, chunk in _packs(entries, self._pack_limit):
+            pack = [entries[i] for i in chunk]
+            if partition is None or len(pack) == 1:
+                for i, e in zip(chunk, pack, strict=True):
+                    state = state_of(e.generation)
+                    futures[i] = self._send(
+                        e.key, e.partition, kind, e.generation, e.delivery_id, state, urgent=urgent
+                    )
+                continue
+            value = encode_pack(kind, [(e.key, e.generation, e.delivery_id) for e in pack], at)
+            headers = [(WRITER_HEADER, self.writer_id), (PACK_HEADER, b"1")]
+            pack_key = b"~pack/%s/%d" % (self.writer_id, next(self._pack_numbers))
+            future = (self._urgent if urgent else self._producer).send(
+                self.topic, key=pack_key, value=value, partition=partition, headers=headers
+            )
+            with self._lock:
+                for e in pack:
+                    self._apply(_digest(e.key), state_of(e.generation))
+            for i in chunk:
+                futures[i] = future
+        return [f for f in futures if f is not None]
 
     def flush(self, timeout_s: float) -> None:
         self._urgent.flush(timeout=timeout_s)
@@ -261,3 +323,21 @@ class Ledger:
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._consumer.close()
+
+
+def _packs(entries: Sequence[Entry], limit: int) -> Iterator[tuple[int | None, list[int]]]:
+    """Indexes of ``entries`` per partition, cut where a pack would pass ``limit`` bytes."""
+    by_partition: dict[int | None, list[int]] = {}
+    for i, entry in enumerate(entries):
+        by_partition.setdefault(entry.partition, []).append(i)
+    for partition, indexes in by_partition.items():
+        chunk: list[int] = []
+        size = 0
+        for i in indexes:
+            entry_size = len(entries[i].key) + len(entries[i].delivery_id) + _ENTRY_OVERHEAD
+            if chunk and size + entry_size > limit:
+                yield partition, chunk
+                chunk, size = [], 0
+            chunk.append(i)
+            size += entry_size
+        yield partition, chunk

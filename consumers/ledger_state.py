@@ -15,11 +15,21 @@ States, in the order a delivery goes through them:
   generation g. Records of an older generation are stale (the original read again after a
   crash, a retry record written twice) and are skipped, so two records never both deliver;
 * ``DELIVERED``: written; every later record of the delivery is skipped.
+
+A dead-lettered delivery's entry is *forgotten*: a kept ``forgotten`` entry, not a tombstone,
+because an older pack (below) may still hold the key, and compaction removes a tombstone
+after a day while the pack stays.
+
+Entries written together (one attempt batch on one partition) travel as one *pack* record:
+``encode_pack`` / ``decode_pack``. A pack's Kafka key is its own, so compaction never merges
+it with a single entry; what a key's state is follows the order of the records, as for
+single entries.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from enum import StrEnum
 
 DELIVERED = -1
@@ -59,6 +69,23 @@ def encode(kind: str, generation: int, delivery_id: str, at: str) -> bytes:
     return json.dumps({"state": kind, "gen": generation, "delivery_id": delivery_id, "at": at}).encode()
 
 
+def encode_pack(kind: str, entries: Iterable[tuple[bytes, int, str]], at: str) -> bytes:
+    """Entries of one ``kind`` as (ledger key, generation, delivery id)."""
+    rows = [[key.decode(), generation, delivery_id] for key, generation, delivery_id in entries]
+    return json.dumps({"state": kind, "at": at, "entries": rows}).encode()
+
+
+def decode_pack(value: bytes | None) -> list[tuple[bytes, State]]:
+    """(ledger key, state) of every entry of a pack; an unreadable pack names no key, so
+    its entries read as absent (written again, or asked where the target can be)."""
+    try:
+        pack = json.loads(value or b"")
+        kind = pack.get("state")
+        return [(str(key).encode(), _state(kind, int(gen))) for key, gen, _id in pack["entries"]]
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return []
+
+
 def decode(value: bytes | None) -> State:
     """The state an entry's value sets; an entry of an older release (no ``state``) is a
     delivery, and an unreadable one counts as an attempt at generation 0 (ask, never skip)."""
@@ -70,8 +97,14 @@ def decode(value: bytes | None) -> State:
         generation = int(entry.get("gen", 0))
     except (ValueError, TypeError, AttributeError):
         return attempt_state(0)
+    return _state(kind, generation)
+
+
+def _state(kind: object, generation: int) -> State:
     if kind == "delivered":
         return DELIVERED
     if kind == "moved":
         return moved_state(generation)
+    if kind == "forgotten":
+        return None
     return attempt_state(generation)

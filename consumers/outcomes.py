@@ -7,9 +7,10 @@ message between stages. Waiting happens in the worker's main loop, not in the ta
 threads, so a thread is free for the next message while Kafka acknowledges the last one.
 
 The ``delivered`` and ``skipped`` events of one attempt batch go as one ``audit_batch``
-record (``AuditBatch``): a Kafka record per delivery was the worker's largest cost after the
-target itself (docs/benchmarks/deliver.md). The rare outcomes (retried, dead-lettered) stay
-one event per record, sent at once.
+record, and its delivered ledger entries as one ledger pack (``OutcomeBatch``): a Kafka
+record per delivery was the worker's largest cost after the target itself
+(docs/benchmarks/deliver.md). The rare outcomes (retried, dead-lettered) stay one event and
+one ledger entry per record, sent at once.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from kafka.producer.future import FutureRecordMetadata
 from mailferry.audit import EventName, EventPacks, audit_event, event_pack_limit
 from mailferry.config import MailferryConfig
 from mailferry.consumers import crashpoints
-from mailferry.consumers.ledger import Ledger
+from mailferry.consumers.ledger import Entry, Ledger
 from mailferry.consumers.retry_policy import DeadLetter, History, Origin, Retry
 from mailferry.errors import TransientError
 from mailferry.kafka.topics import AUDIT, DLT, full_name, retry_topic
@@ -34,6 +35,7 @@ from mailferry.schemas.records import DeadLetter as DeadLetterRecord
 ACK_TIMEOUT_S = 60.0
 Pending = list[FutureRecordMetadata]
 PACK_AUDIT = True  # a batch's delivered/skipped events in one record; False: one record each, as before
+PACK_LEDGER = True  # a batch's delivered ledger entries in one record; False: one record each, as before
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,12 @@ class OutcomeWriter:
         self._kafka = config.kafka
         self._audit_limit = event_pack_limit(config.kafka)
 
-    def audit_batch(self) -> AuditBatch:
-        """Where one attempt batch's delivered and skipped events gather until ``send``."""
-        return AuditBatch(self.producer, self.audit_topic, self._audit_limit if PACK_AUDIT else 0)
+    def batch(self) -> OutcomeBatch:
+        """Where one attempt batch's delivered entries and events gather until ``send``."""
+        return OutcomeBatch(
+            AuditBatch(self.producer, self.audit_topic, self._audit_limit if PACK_AUDIT else 0),
+            self.ledger if PACK_LEDGER else None,
+        )
 
     def delivered(
         self,
@@ -95,11 +100,16 @@ class OutcomeWriter:
         *,
         checked: bool = False,
         note: str | None = None,
-        batch: AuditBatch | None = None,
+        batch: OutcomeBatch | None = None,
     ) -> Pending:
-        """The ledger entry and the ``delivered`` event (in ``batch`` when given: its record's
-        future joins the returned list when ``batch.send`` runs)."""
-        pending = [self.ledger.record(ledger_key, job.delivery["delivery_id"], partition=job.partition)]
+        """The ledger entry and the ``delivered`` event (in ``batch`` when given: the futures
+        of the records carrying them join the returned list when ``batch.send`` runs)."""
+        pending: Pending = []
+        entry = Entry(ledger_key, str(job.delivery["delivery_id"]), job.partition)
+        if batch is not None and batch.ledger is not None:
+            batch.delivered(entry, pending)
+        else:
+            pending.append(self.ledger.record(entry.key, entry.delivery_id, partition=entry.partition))
         details = {"target": target, "attempts": str(job.history.attempts + 1)}
         if checked:
             details["found"] = "already in the mailbox after an ambiguous outcome"
@@ -109,7 +119,12 @@ class OutcomeWriter:
         return pending
 
     def skipped(
-        self, job: Job, target: str, reason: str = "already in the ledger", *, batch: AuditBatch | None = None
+        self,
+        job: Job,
+        target: str,
+        reason: str = "already in the ledger",
+        *,
+        batch: OutcomeBatch | None = None,
     ) -> Pending:
         pending: Pending = []
         self._audit("skipped", job, {"target": target, "reason": reason}, pending, batch)
@@ -222,7 +237,7 @@ class OutcomeWriter:
         job: Job,
         details: dict[str, str],
         pending: Pending,
-        batch: AuditBatch | None = None,
+        batch: OutcomeBatch | None = None,
     ) -> None:
         """The event of ``job``: sent now, its future added to ``pending``, or into ``batch``."""
         delivery = job.delivery
@@ -240,7 +255,7 @@ class OutcomeWriter:
         if batch is None:
             pending.append(self.producer.send(self.audit_topic, key=key, value=value))
         else:
-            batch.add(key, value, pending)
+            batch.audit.add(key, value, pending)
 
     @staticmethod
     def wait(futures: Pending) -> None:
@@ -287,6 +302,31 @@ class AuditBatch:
         future = self._producer.send(self._topic, key=key, value=value)
         for pending in waiting:
             pending.append(future)
+
+
+class OutcomeBatch:
+    """One attempt batch's delivered ledger entries (``Ledger.record_many``: one pack per
+    partition) and its delivered/skipped events (``audit``), sent together by ``send``. Each
+    delivery's outcome waits for the records that carry its entry and its event. Without a
+    ``ledger`` the entries go one record each, at once."""
+
+    def __init__(self, audit: AuditBatch, ledger: Ledger | None) -> None:
+        self.audit = audit
+        self.ledger = ledger
+        self._entries: list[Entry] = []
+        self._waiting: list[Pending] = []
+
+    def delivered(self, entry: Entry, pending: Pending) -> None:
+        self._entries.append(entry)
+        self._waiting.append(pending)
+
+    def send(self) -> None:
+        if self._entries and self.ledger is not None:
+            futures = self.ledger.record_many(self._entries)
+            for pending, future in zip(self._waiting, futures, strict=True):
+                pending.append(future)
+        self._entries, self._waiting = [], []
+        self.audit.send()
 
 
 def _reason(error: BaseException) -> str:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, cast
 
 from mailferry.config.kafka import KafkaConfig
-from mailferry.kafka.topics import AUDIT, topic_settings
+from mailferry.kafka.topics import AUDIT, pack_limit
 from mailferry.packing import AUDIT_PACK, PACK_OVERHEAD, origin_of
 from mailferry.schemas.records import AUDIT_EVENTS, AuditEvent
 
@@ -76,13 +76,10 @@ def audit_event(
     return key, AUDIT_EVENTS.encode(record)
 
 
-EVENT_PACK_BYTES = 256 * 1024  # a few hundred events per record
-
-
 def event_pack_limit(kafka: KafkaConfig) -> int:
-    """Bytes of events per ``audit_batch`` record: ``EVENT_PACK_BYTES``, or half of what the
-    audit topic accepts when that is less (room for Kafka's own record and batch headers)."""
-    return min(EVENT_PACK_BYTES, topic_settings(kafka, AUDIT).max_message_bytes // 2)
+    """Bytes of events per ``audit_batch`` record (``pack_limit`` of the audit topic: a few
+    hundred events)."""
+    return pack_limit(kafka, AUDIT)
 
 
 class EventPacks:

@@ -67,6 +67,15 @@ def topic_settings(kafka: KafkaConfig, logical: str) -> TopicSettings:
     return kafka.topics.overrides.get(logical, kafka.topics.defaults)
 
 
+PACK_BYTES = 256 * 1024  # a pack record of many small entries (audit events, ledger entries)
+
+
+def pack_limit(kafka: KafkaConfig, logical: str) -> int:
+    """Bytes of entries per pack record on ``logical``: ``PACK_BYTES``, or half of what the
+    topic accepts when that is less (room for Kafka's own record and batch headers)."""
+    return min(PACK_BYTES, topic_settings(kafka, logical).max_message_bytes // 2)
+
+
 def largest_message_bytes(kafka: KafkaConfig) -> int:
     """The largest record any topic accepts: what producers may send and consumers must fetch."""
     return max(s.max_message_bytes for s in [kafka.topics.defaults, *kafka.topics.overrides.values()])
