@@ -93,8 +93,13 @@ def sink_arrivals(sink: SmtpSink) -> dict[str, float]:
 
 
 class MaildirWatcher:
-    """Notes when each message file shows up in a Maildir (its mtime: when it was written);
-    with ``nested``, in every Maildir one level below (one per recipient)."""
+    """Notes when each message file shows up in a Maildir; with ``nested``, in every Maildir one
+    level below (one per recipient).
+
+    The time is the file's ctime: when it was linked or renamed into ``new/`` (and made
+    visible), which every Maildir writer does last. Its mtime, used before, is the end of the
+    write in ``tmp/``, before the writer's fsync and link: a row ended up to one fsync of its
+    last (often largest) file early."""
 
     def __init__(self, maildir: Path, interval: float = 0.05, nested: bool = False) -> None:
         self.maildir = maildir
@@ -127,13 +132,13 @@ class MaildirWatcher:
                 try:
                     with entry.open("rb") as handle:
                         head = handle.read(16384)
-                    mtime = entry.stat().st_mtime
+                    visible = entry.stat().st_ctime
                 except FileNotFoundError:
                     continue
                 self._names.add(entry.name)
                 found = _BENCH_ID.search(head)
                 if found:
-                    self.seen.setdefault(found.group(1).decode("ascii", "replace"), mtime)
+                    self.seen.setdefault(found.group(1).decode("ascii", "replace"), visible)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
