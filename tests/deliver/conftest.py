@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import KafkaProducer
 
 from mailferry.audit import read_events
 from mailferry.config import MailferryConfig, parse_config
 from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers import crashpoints
+from mailferry.consumers.ledger import Ledger
 from mailferry.consumers.worker import DeliveryWorker
 from mailferry.kafka.clients import new_producer
 from mailferry.kafka.topics import AUDIT, DELIVER, DLT, full_name
@@ -197,6 +199,26 @@ class RunningWorker:
         self.thread.join(timeout=120)
         if self.error is not None:
             raise self.error
+
+
+@pytest.fixture
+def open_ledger() -> Iterator[Callable[[MailferryConfig], Ledger]]:
+    """Opens a loaded ``Ledger`` of ``config`` with a producer of its own (no linger); both
+    are closed when the test ends."""
+    opened: list[tuple[Ledger, KafkaProducer]] = []
+
+    def open_ledger(config: MailferryConfig) -> Ledger:
+        servers = list(config.kafka.bootstrap_servers)
+        producer = new_producer(config.kafka, servers, linger_ms=0)
+        ledger = Ledger(config.kafka, servers, producer)
+        opened.append((ledger, producer))
+        ledger.load()
+        return ledger
+
+    yield open_ledger
+    for ledger, producer in opened:
+        ledger.close()
+        producer.close()
 
 
 @pytest.fixture

@@ -5,10 +5,12 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers.handover import Handover
 from mailferry.consumers.ledger import Ledger
@@ -21,7 +23,6 @@ from mailferry.consumers.ledger_state import (
     moved_state,
     verdict,
 )
-from mailferry.kafka.clients import new_producer
 
 from .conftest import maildir_target, make_config
 
@@ -89,23 +90,13 @@ def test_handover_gives_up_after_its_bound() -> None:
 
 @pytest.mark.integration
 def test_sync_makes_the_previous_owners_entries_visible_at_once(
-    tmp_path: Path, kafka_config: KafkaConfig
+    tmp_path: Path, kafka_config: KafkaConfig, open_ledger: Callable[[MailferryConfig], Ledger]
 ) -> None:
     """What the next owner of a partition reads is authoritative, not a follower's lagging view."""
     config = make_config(tmp_path, kafka_config, maildir_target(tmp_path, name="m"))
-    servers = list(config.kafka.bootstrap_servers)
-    producers = [new_producer(config.kafka, servers, linger_ms=0) for _ in range(2)]
-    previous, next_owner = (Ledger(config.kafka, servers, p) for p in producers)
-    try:
-        previous.load()
-        next_owner.load()
-        for round_ in range(20):
-            key = f"acme/m/u@acme.example/{uuid.uuid4().hex}".encode()
-            previous.record(key, f"d{round_}", partition=round_ % 3).get(timeout=30)
-            next_owner.sync([round_ % 3])
-            assert next_owner.contains(key), f"round {round_}: the entry is not in the next owner's view"
-    finally:
-        for ledger in (previous, next_owner):
-            ledger.close()
-        for producer in producers:
-            producer.close()
+    previous, next_owner = open_ledger(config), open_ledger(config)
+    for round_ in range(20):
+        key = f"acme/m/u@acme.example/{uuid.uuid4().hex}".encode()
+        previous.record(key, f"d{round_}", partition=round_ % 3).get(timeout=30)
+        next_owner.sync([round_ % 3])
+        assert next_owner.contains(key), f"round {round_}: the entry is not in the next owner's view"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from mailferry.config import MailferryConfig
 from mailferry.config.kafka import KafkaConfig
 from mailferry.consumers.ledger import PACK_HEADER, Entry, Ledger
 from mailferry.consumers.ledger_state import (
@@ -20,7 +21,6 @@ from mailferry.consumers.ledger_state import (
     encode_pack,
     verdict,
 )
-from mailferry.kafka.clients import new_producer
 from mailferry.kafka.topics import DELIVERY_LEDGER
 
 from .conftest import (
@@ -54,37 +54,25 @@ def test_an_unreadable_pack_names_no_key_and_a_forgotten_entry_clears_one() -> N
 
 @pytest.mark.integration
 def test_entries_of_one_partition_share_a_record_and_a_new_reader_sees_each(
-    tmp_path: Path, kafka_config: KafkaConfig
+    tmp_path: Path, kafka_config: KafkaConfig, open_ledger: Callable[[MailferryConfig], Ledger]
 ) -> None:
     config = make_config(tmp_path, kafka_config, maildir_target(tmp_path, name="m"))
-    servers = list(config.kafka.bootstrap_servers)
-    producer = new_producer(config.kafka, servers, linger_ms=0)
-    writer = Ledger(config.kafka, servers, producer)
-    reader: Ledger | None = None
-    try:
-        writer.load()
-        run = uuid.uuid4().hex
-        entries = [Entry(f"acme/m/u@acme.example/{run}-{i}".encode(), f"d{i}", i % 2) for i in range(10)]
-        futures = writer.record_many(entries)
-        sent = [f.get(timeout=30) for f in futures]
-        assert len({(s.partition, s.offset) for s in sent}) == 2  # one record per partition
-        assert all(s.partition == e.partition for s, e in zip(sent, entries, strict=True))
-        attempted = Entry(f"acme/m/u@acme.example/{run}-attempt".encode(), "dx", 0, 3)
-        retried = Entry(f"acme/m/u@acme.example/{run}-forgotten".encode(), "dy", 0, 1)
-        for future in writer.begin_many([attempted, retried]):
-            future.get(timeout=30)
-        writer.forget(retried.key, 0).get(timeout=30)
+    writer = open_ledger(config)
+    run = uuid.uuid4().hex
+    entries = [Entry(f"acme/m/u@acme.example/{run}-{i}".encode(), f"d{i}", i % 2) for i in range(10)]
+    sent = [f.get(timeout=30) for f in writer.record_many(entries)]
+    assert len({(s.partition, s.offset) for s in sent}) == 2  # one record per partition
+    assert all(s.partition == e.partition for s, e in zip(sent, entries, strict=True))
+    attempted = Entry(f"acme/m/u@acme.example/{run}-attempt".encode(), "dx", 0, 3)
+    retried = Entry(f"acme/m/u@acme.example/{run}-forgotten".encode(), "dy", 0, 1)
+    for future in writer.begin_many([attempted, retried]):
+        future.get(timeout=30)
+    writer.forget(retried.key, 0).get(timeout=30)
 
-        reader = Ledger(config.kafka, servers, producer)
-        reader.load()
-        assert all(reader.contains(e.key) for e in entries)
-        assert reader.state(attempted.key) == attempt_state(3)
-        assert reader.state(retried.key) is None  # forgotten after the pack that held it
-    finally:
-        for ledger in (writer, reader):
-            if ledger is not None:
-                ledger.close()
-        producer.close()
+    reader = open_ledger(config)
+    assert all(reader.contains(e.key) for e in entries)
+    assert reader.state(attempted.key) == attempt_state(3)
+    assert reader.state(retried.key) is None  # forgotten after the pack that held it
     records = read_topic(config, DELIVERY_LEDGER)
     forgotten = [r for r in records if r.key == retried.key]
     assert [decode(r.value) for r in forgotten] == [None]
