@@ -30,7 +30,9 @@ VARIANT is one of
 - ``chunked-block``: an inline mail's header block located chunk by chunk through a buffer, as
   before the router used ``mailferry.mail.block.locate_in``;
 - ``stdlib-split``: every header block split by the standard library's parser, as before
-  ``mailferry.mail.headers.plain_fields`` split plain blocks itself.
+  ``mailferry.mail.headers.plain_fields`` split plain blocks itself;
+- ``splitter-defects``: every address field run through the address-list splitter to look for
+  defects, as before ``mailferry.mail.addresses.plainly_valid`` let plain ones pass.
 
 Each changes one thing, in this process only, before the worker starts; ``a+b`` applies both.
 """
@@ -62,6 +64,7 @@ VARIANTS = (
     "chunked-block",
     "gc-freeze",
     "gc-threshold",
+    "splitter-defects",
 )
 
 
@@ -197,6 +200,10 @@ def _apply(variant: str) -> None:
         from mailferry.mail import headers
 
         headers.plain_fields = lambda block: None  # type: ignore[assignment]
+    elif variant == "splitter-defects":
+        from mailferry.mail import headers
+
+        headers.plainly_valid = lambda value: False  # type: ignore[assignment]
 
 
 def _slice_decode() -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from mailferry.mail.addresses import parse_address_list
+from mailferry.mail.addresses import parse_address_list, plainly_valid
 from mailferry.mail.block import MAX_HEADER_BYTES, header_block
 from mailferry.mail.encoded_words import decode_value
 from mailferry.mail.message_id import normalise_message_id
@@ -136,7 +136,7 @@ def field_defects(headers: MessageHeaders) -> list[str]:
     """
     found = list(headers.defects)
     for name, value in headers.fields:
-        if name in ADDRESS_FIELDS and parse_address_list(value).damaged:
+        if name in ADDRESS_FIELDS and not plainly_valid(value) and parse_address_list(value).damaged:
             found.append(f"{name}:address-list")
     message_id = headers.first("Message-ID")
     if message_id is not None and normalise_message_id(message_id) is None:

@@ -9,18 +9,18 @@ from email.header import Header
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from mailferry.mail import added_headers
-from mailferry.mail.addresses import normalise_address, parse_address_list, received_for
+from mailferry.mail.addresses import normalise_address, parse_address_list, plainly_valid, received_for
 from mailferry.mail.block import chunks_of, header_block, locate
 from mailferry.mail.dates import parse_date
 from mailferry.mail.encoded_words import decode_value
 from mailferry.mail.headers import field_defects, parse_headers
 from mailferry.mail.message_id import lookup_key, message_id_field, normalise_message_id
 from mailferry.producers.pop3_wire import parse_list, parse_uidl
-from tests.mail.strategies import ADDRESS, PROFILE, raw_bytes, text
+from tests.mail.strategies import ADDRESS, DOMAIN, LOCAL, ODD, PROFILE, SPECIALS, raw_bytes, text
 
 
 @PROFILE
@@ -71,6 +71,60 @@ def test_address_lists_in_every_style(addresses: list[str], data: st.DataObject)
     parsed = parse_address_list(", ".join(written))
     assert list(parsed.addresses) == [normalise_address(a) for a in addresses]
     assert not parsed.damaged
+
+
+PLAIN_STYLES = ["{a}", "<{a}>", " {a} ", "Name <{a}>", "=?utf-8?q?J=C3=BCrgen?= <{a}>", "Jürgen Ünal <{a}>"]
+
+
+@PROFILE
+@given(st.lists(ADDRESS, min_size=1, max_size=4), st.data())
+def test_plain_address_lists_take_the_short_way(addresses: list[str], data: st.DataObject) -> None:
+    value = ",".join(data.draw(st.sampled_from(PLAIN_STYLES)).format(a=a) for a in addresses)
+    assert plainly_valid(value)
+    assert not parse_address_list(value).damaged
+
+
+@PROFILE
+@given(
+    st.lists(ADDRESS, min_size=1, max_size=4),
+    st.lists(
+        st.tuples(
+            st.integers(0, 400), st.one_of(st.sampled_from(SPECIALS), st.sampled_from(ODD), st.characters())
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    st.data(),
+)
+def test_a_plainly_valid_list_is_never_one_the_splitter_finds_damaged(
+    addresses: list[str], edits: list[tuple[int, str]], data: st.DataObject
+) -> None:
+    value = ", ".join(data.draw(st.sampled_from(PLAIN_STYLES)).format(a=a) for a in addresses)
+    for position, piece in edits:
+        position %= len(value) + 1
+        value = value[:position] + piece + value[position:]
+    if plainly_valid(value):
+        assert not parse_address_list(value).damaged, value
+
+
+ADDRESS_PIECES = st.one_of(
+    ADDRESS,
+    LOCAL,
+    DOMAIN,
+    st.sampled_from(["@", "<", ">", ",", " ", '"', "(", ")", ".", ":", ";", "\\", "[", "]", "\r\n "]),
+    st.sampled_from(["a" * 64, "b" * 63, ".".join(["c" * 63] * 4), "x" * 330]),
+    st.sampled_from(ODD),
+)
+
+
+@PROFILE
+@given(st.one_of(text, st.lists(ADDRESS_PIECES, max_size=12).map("".join)))
+@example("a@@b.example")
+@example("x@" + ".".join(["b" * 63] * 4))
+@example("Name <a@b.example> <c@d.example>")
+def test_plainly_valid_text_is_never_damaged(value: str) -> None:
+    if plainly_valid(value):
+        assert not parse_address_list(value).damaged, value
 
 
 @PROFILE
