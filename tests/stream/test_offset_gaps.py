@@ -30,6 +30,8 @@ RAW_TOPIC, OTHER = "t.raw", "t.compacted"
 @pytest.fixture
 def consumer() -> faust.transport.consumer.Consumer:
     app = faust.App("offset-gaps-test", broker="kafka://127.0.0.1:9", loop=asyncio.new_event_loop())
+    everything = {TP(topic, partition) for topic in (RAW_TOPIC, OTHER) for partition in range(8)}
+    app.consumer.assignment = lambda: everything  # type: ignore[method-assign]  # no broker: all ours
     return app.consumer
 
 
@@ -139,6 +141,25 @@ def test_the_first_record_of_a_never_committed_partition_is_not_committed_past(
     _processed(consumer, tp, [1, 2])
     assert consumer._new_offset(tp) is None
     assert stops == ["stop"]
+
+
+def test_a_record_acknowledged_after_its_partition_was_revoked_is_not_committed(
+    consumer: faust.transport.consumer.Consumer, stops: list[str]
+) -> None:
+    """The partition moved to another worker while this one was still routing offset 36;
+    Faust forgot the partition's committed offset at the revocation and takes the late
+    acknowledgement as a first one. Committing 37 for a partition another worker owns could
+    pass records that worker has not finished; stopping for it would be a needless restart."""
+    tp, kept = TP(RAW_TOPIC, 4), TP(RAW_TOPIC, 5)
+    _assigned(consumer, {tp: 30, kept: 10}, {tp: 0, kept: 0})
+    _processed(consumer, kept, [10, 11])
+    for state in (consumer._acked, consumer._acked_index, consumer._read_offset, consumer._committed_offset):
+        state.pop(tp, None)  # what Faust's on_partitions_revoked does (it also commits: no broker here)
+    consumer.assignment = lambda: {kept}  # type: ignore[method-assign]
+    _processed(consumer, tp, [36])
+    assert consumer._new_offset(tp) is None
+    assert consumer._new_offset(kept) == 12
+    assert stops == []
 
 
 def test_a_never_committed_partition_commits_from_where_its_log_starts(
