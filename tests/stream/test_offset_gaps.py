@@ -148,8 +148,8 @@ def test_a_record_acknowledged_after_its_partition_was_revoked_is_not_committed(
 ) -> None:
     """The partition moved to another worker while this one was still routing offset 36;
     Faust forgot the partition's committed offset at the revocation and takes the late
-    acknowledgement as a first one. Committing 37 for a partition another worker owns could
-    pass records that worker has not finished; stopping for it would be a needless restart."""
+    acknowledgement as a first one. It is not ours to commit (Faust's commit discards it as
+    well), and stopping the worker for it would be a needless restart."""
     tp, kept = TP(RAW_TOPIC, 4), TP(RAW_TOPIC, 5)
     _assigned(consumer, {tp: 30, kept: 10}, {tp: 0, kept: 0})
     _processed(consumer, kept, [10, 11])
