@@ -180,17 +180,17 @@ def _attempt(
     started = time.monotonic()
     tries = [_Try(job, key, job.history) for job, key in entries]
     reads = ReadOnce(blobs)  # the target's opens share one fetched, verified copy (one blob per batch)
-    audit = writer.batch()  # the delivered entries and events: a record or two for the batch
+    outcomes = writer.batch()  # the delivered entries and events: a record or two for the batch
     try:
         try:
-            writing = [t for t in tries if _check(t, target, target_name, writer, reads, audit)]
+            writing = [t for t in tries if _check(t, target, target_name, writer, reads, outcomes)]
             _write(writing, target, target_name, writer)
         finally:
             reads.close()
         for t in tries:
             if t.result is None:
-                t.result = _record(t, target_name, writer, policy, started, audit)
-        audit.send()
+                t.result = _record(t, target_name, writer, policy, started, outcomes)
+        outcomes.send()
         return [t.result for t in tries if t.result is not None]
     except Exception as exc:
         log.exception(
@@ -205,13 +205,13 @@ def _check(
     target_name: str,
     writer: OutcomeWriter,
     reads: ReadOnce,
-    audit: OutcomeBatch,
+    outcomes: OutcomeBatch,
 ) -> bool:
     """Skip, ask or write: True when ``t`` is to be written."""
     job = t.job
     seen = verdict(writer.ledger.state(t.key), job.history.attempts)
     if seen in (Verdict.SKIP_DELIVERED, Verdict.SKIP_SUPERSEDED):
-        t.result = Settled(writer.skipped(job, target_name, _SKIP_REASONS[seen], batch=audit))
+        t.result = Settled(writer.skipped(job, target_name, _SKIP_REASONS[seen], batch=outcomes))
         metrics.outcome(str(job.delivery["tenant"]), target_name, "skipped")
         return False
     t.asked = seen is Verdict.ASK or job.history.ambiguous
@@ -261,14 +261,14 @@ def _write(writing: list[_Try], target: DeliveryTarget, target_name: str, writer
 
 
 def _record(
-    t: _Try, target_name: str, writer: OutcomeWriter, policy: Policy, started: float, audit: OutcomeBatch
+    t: _Try, target_name: str, writer: OutcomeWriter, policy: Policy, started: float, outcomes: OutcomeBatch
 ) -> Result:
     """Send the outcome of ``t`` (delivered, retry or dead letter); acknowledged later."""
     job = t.job
     tenant = str(job.delivery["tenant"])
     if t.error is None:
         pending = writer.delivered(
-            job, t.key, target_name, checked=t.found is True, note=_note(t.asked, t.found), batch=audit
+            job, t.key, target_name, checked=t.found is True, note=_note(t.asked, t.found), batch=outcomes
         )
         metrics.outcome(tenant, target_name, "delivered", time.monotonic() - started)
         return Settled(pending)
