@@ -55,10 +55,7 @@ def fill(kafka: KafkaConfig, servers: list[str], entries: int, batch: int) -> No
                 )
                 for i in range(size)
             ]
-            if size == 1:
-                writer.record(pending[0].key, pending[0].delivery_id, partition=pending[0].partition)
-            else:
-                writer.record_many(pending)
+            writer.record_many(pending)  # a batch of one is written as a single entry
             done += size
         producer.flush()
     finally:
